@@ -1,0 +1,80 @@
+"""Implied vol at any (expiry, strike) from a snapshot's surface, interpolated in total variance.
+
+Within an expiry, total variance w = iv^2 T is a function of log-moneyness k = ln(K / F(T)): SVI, or the quoted
+points joined linearly (flat beyond the outermost strikes). Across expiries, w at fixed k is linear in T; before
+the first expiry and after the last the implied vol is held flat. A quoted point therefore comes back exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import numpy as np
+from numpy.typing import NDArray
+
+from risk_core.schema.market import PointsSurface, SVISurface, VolSurface
+
+Array = NDArray[np.float64]
+SECONDS_PER_YEAR = 365.0 * 86400.0
+Forward = Callable[[datetime], float]
+
+
+def year_fraction(start: datetime, end: datetime) -> float:
+    """ACT/365 in years."""
+    return (end - start).total_seconds() / SECONDS_PER_YEAR
+
+
+def svi_total_variance(k: Array, a: float, b: float, rho: float, m: float, sigma: float) -> Array:
+    x = k - m
+    return a + b * (rho * x + np.sqrt(x * x + sigma * sigma))
+
+
+class ResolvedSurface:
+    """A surface resolved once against its snapshot: slice times and per-slice total-variance functions."""
+
+    def __init__(self, surface: VolSurface, as_of: datetime, forward: Forward) -> None:
+        slices: dict[datetime, Callable[[Array], Array]] = {}
+        if isinstance(surface, SVISurface):
+            for s in surface.svi:
+                slices[s.expiry] = lambda k, s=s: svi_total_variance(k, s.a, s.b, s.rho, s.m, s.sigma)
+        elif isinstance(surface, PointsSurface):
+            by_expiry: dict[datetime, list[tuple[float, float]]] = {}
+            for p in surface.points:
+                by_expiry.setdefault(p.expiry, []).append((p.strike, p.iv))
+            for expiry, quotes in by_expiry.items():
+                t = year_fraction(as_of, expiry)
+                quotes.sort()
+                ks = np.log(np.array([q[0] for q in quotes]) / forward(expiry))
+                ws = np.array([q[1] for q in quotes]) ** 2 * t
+                slices[expiry] = lambda k, ks=ks, ws=ws: np.interp(k, ks, ws)
+        live = sorted((e, f) for e, f in slices.items() if e > as_of)
+        if not live:
+            raise ValueError("every expiry of the surface is at or before the snapshot time")
+        self._times = np.array([year_fraction(as_of, e) for e, _ in live])
+        self._variance = [f for _, f in live]
+
+    @property
+    def expiry_years(self) -> Array:
+        return self._times
+
+    def implied_vol(self, years: Array, log_moneyness: Array) -> Array:
+        """Implied vol at each (T, k); T > 0."""
+        t = np.asarray(years, dtype=np.float64)
+        k = np.asarray(log_moneyness, dtype=np.float64)
+        times = self._times
+        # total variance of every slice at every queried k: slices x queries
+        w_slices = np.stack([f(k) for f in self._variance])
+        idx = np.clip(np.searchsorted(times, t), 1, max(len(times) - 1, 1))
+        if len(times) == 1:
+            w = w_slices[0] * t / times[0]
+        else:
+            lo, hi = idx - 1, idx
+            cols = np.arange(t.size)
+            t_lo, t_hi = times[lo], times[hi]
+            w_lo, w_hi = w_slices[lo, cols], w_slices[hi, cols]
+            inside = w_lo + (w_hi - w_lo) * (t - t_lo) / (t_hi - t_lo)
+            before = w_slices[0] * t / times[0]
+            after = w_slices[-1] * t / times[-1]
+            w = np.where(t <= times[0], before, np.where(t >= times[-1], after, inside))
+        return np.sqrt(np.maximum(w, 0.0) / t)

@@ -1,0 +1,124 @@
+"""The margin report: every field of MARGIN_MODEL.md's outputs. Outside tools depend on these names."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from risk_core.schema.market import SourceStatus
+
+
+class ReportModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PositionRisk(ReportModel):
+    id: str | None
+    index: int = Field(description="position's index in the request")
+    kind: str
+    category: str = Field(description="LlamaFolio category: wallet, lend, borrow, perpetual, future, option, lp")
+    venue: str
+    chain: str
+    account: str
+    underlying: str | None = Field(description="asset whose scenarios revalue it; null for stablecoins")
+    value_usd: float
+    delta: float = Field(description="d value / d spot, in units of the underlying")
+    gamma: float = Field(description="d delta / d spot")
+    vega: float = Field(description="USD per one vol point (0.01)")
+    theta: float = Field(description="USD per calendar day")
+    standalone_margin_usd: float = Field(description="MM of this position alone under the same model")
+    priced: bool = Field(description="false when the asset has no price: value and collateral count as 0")
+
+
+class ScenarioPoint(ReportModel):
+    spot_shock: float
+    vol_shock: float
+    kind: Literal["grid", "extreme", "skew"] = "grid"
+
+
+class ScenarioGrid(ReportModel):
+    """P&L (USD) of the whole book's positions in one underlying: rows = spot shocks, columns = vol shocks."""
+
+    spot_shocks: list[float]
+    vol_shocks: list[float]
+    pnl: list[list[float]]
+    extreme: list[dict[str, float]] = Field(description="spot_shock, pnl (undampened) and counted (dampened)")
+    skew: list[dict[str, Any]] = Field(description="name and pnl of each skew scenario")
+
+
+class LiquidationMove(ReportModel):
+    down: float | None = Field(description="relative spot fall at which collateral meets MM; null if none")
+    up: float | None = Field(description="relative spot rise at which collateral meets MM; null if none")
+
+
+class UnderlyingRisk(ReportModel):
+    spot: float
+    risk_usd: float
+    worst_scenario: ScenarioPoint
+    delta: float
+    delta_usd: float
+    gamma: float
+    gamma_usd: float = Field(description="change of delta_usd for a 1% spot move")
+    vega: float
+    theta: float
+    liquidation_move: LiquidationMove
+    grid: ScenarioGrid
+
+
+class Breakdown(ReportModel):
+    equity_usd: float
+    collateral_usd: float
+    maintenance_margin_usd: float = Field(description="MM of these positions margined alone")
+    positions: int
+
+
+class LiquidationStep(ReportModel):
+    index: int
+    id: str | None
+    venue: str
+    fraction: float = Field(description="fraction of the position to close")
+    cost_usd: float
+
+
+class LiquidationPlan(ReportModel):
+    steps: list[LiquidationStep]
+    total_cost_usd: float
+    restores_initial_margin: bool
+
+
+class VenueMargin(ReportModel):
+    venue: str
+    chain: str
+    account: str
+    method: str
+    reproduced: dict[str, float]
+    reported: dict[str, float] | None = None
+    difference: dict[str, float] | None = None
+    note: str | None = None
+
+
+class MarginReport(ReportModel):
+    as_of: AwareDatetime
+    params_version: str
+    schema_version: str
+    equity_usd: float
+    collateral_usd: float = Field(description="after haircuts")
+    maintenance_margin_usd: float
+    initial_margin_usd: float
+    free_collateral_usd: float
+    margin_ratio: float | None = Field(description="MM / collateral; null when collateral <= 0")
+    status: Literal["healthy", "margin_call", "liquidatable"]
+    isolated_margin_usd: float = Field(description="sum of every position's standalone MM")
+    portfolio_saving_usd: float
+    risk_usd: float = Field(description="combined scenario risk, before contingencies")
+    contingency_usd: float
+    complete: bool
+    warnings: list[str]
+    sources: list[SourceStatus]
+    positions: list[PositionRisk]
+    underlyings: dict[str, UnderlyingRisk]
+    by_venue: dict[str, Breakdown]
+    by_chain: dict[str, Breakdown]
+    liquidation_plan: LiquidationPlan | None
+    venue_margins: list[VenueMargin] = Field(default_factory=list)
