@@ -27,7 +27,7 @@ class Greeks(NamedTuple):
     theta: Array
 
 
-def _d1_d2(forward: Array, strike: Array, total_vol: Array) -> tuple[Array, Array, Array]:
+def _d1_d2(forward: Array, strike: Array, total_vol: Array) -> tuple[Array, Array, NDArray[np.bool_]]:
     live = total_vol > 0
     safe_vol = np.where(live, total_vol, 1.0)
     d1 = (np.log(forward / strike) + 0.5 * safe_vol * safe_vol) / safe_vol

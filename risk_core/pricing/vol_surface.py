@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,6 +31,14 @@ def svi_total_variance(k: Array, a: float, b: float, rho: float, m: float, sigma
     return a + b * (rho * x + np.sqrt(x * x + sigma * sigma))
 
 
+def _svi_slice(k: Array, *, a: float, b: float, rho: float, m: float, sigma: float) -> Array:
+    return svi_total_variance(k, a, b, rho, m, sigma)
+
+
+def _linear_slice(k: Array, *, strikes_k: Array, variances: Array) -> Array:
+    return np.asarray(np.interp(k, strikes_k, variances), dtype=np.float64)
+
+
 class ResolvedSurface:
     """A surface resolved once against its snapshot: slice times and per-slice total-variance functions."""
 
@@ -37,7 +46,7 @@ class ResolvedSurface:
         slices: dict[datetime, Callable[[Array], Array]] = {}
         if isinstance(surface, SVISurface):
             for s in surface.svi:
-                slices[s.expiry] = lambda k, s=s: svi_total_variance(k, s.a, s.b, s.rho, s.m, s.sigma)
+                slices[s.expiry] = partial(_svi_slice, a=s.a, b=s.b, rho=s.rho, m=s.m, sigma=s.sigma)
         elif isinstance(surface, PointsSurface):
             by_expiry: dict[datetime, list[tuple[float, float]]] = {}
             for p in surface.points:
@@ -47,7 +56,7 @@ class ResolvedSurface:
                 quotes.sort()
                 ks = np.log(np.array([q[0] for q in quotes]) / forward(expiry))
                 ws = np.array([q[1] for q in quotes]) ** 2 * t
-                slices[expiry] = lambda k, ks=ks, ws=ws: np.interp(k, ks, ws)
+                slices[expiry] = partial(_linear_slice, strikes_k=ks, variances=ws)
         live = sorted((e, f) for e, f in slices.items() if e > as_of)
         if not live:
             raise ValueError("every expiry of the surface is at or before the snapshot time")

@@ -35,6 +35,7 @@ class ScenarioPoint(ReportModel):
     spot_shock: float
     vol_shock: float
     kind: Literal["grid", "extreme", "skew"] = "grid"
+    name: str | None = Field(default=None, description="skew scenario's name")
 
 
 class ScenarioGrid(ReportModel):

@@ -1,0 +1,75 @@
+"""The `metarisk` command line. Bad input exits 2 with one line per problem naming the field."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from api.errors import describe_validation_error
+from api.report_text import render_report
+from risk_core.errors import InputError
+from risk_core.margin.engine import compute_margin_request
+from risk_core.schema.request import MarginRequest
+
+EXIT_BAD_INPUT = 2
+
+
+class BadInput(Exception):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def read_json_file(path: str) -> object:
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise BadInput([f"{path}: cannot read: {e.strerror}"]) from e
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BadInput([f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"]) from e
+
+
+def _margin(args: argparse.Namespace) -> str:
+    raw = read_json_file(args.request)
+    try:
+        request = MarginRequest.model_validate(raw)
+        report = compute_margin_request(request)
+    except ValidationError as e:
+        raise BadInput(describe_validation_error(e)) from e
+    except InputError as e:
+        raise BadInput([str(e)]) from e
+    if args.format == "text":
+        return render_report(report)
+    return report.model_dump_json(indent=2) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metarisk", description="cross-chain portfolio margin")
+    commands = parser.add_subparsers(dest="command", required=True)
+    margin = commands.add_parser("margin", help="margin report of a request {positions, market, params}")
+    margin.add_argument("request", help="path of the request JSON")
+    margin.add_argument("--format", choices=("json", "text"), default="json")
+    margin.set_defaults(run=_margin)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        sys.stdout.write(args.run(args))
+    except BadInput as e:
+        for line in e.lines:
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

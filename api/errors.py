@@ -1,0 +1,33 @@
+"""Turn bad input into one readable line per problem, naming the field (for the CLI and the API)."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def describe_validation_error(error: ValidationError, *, limit: int = 10) -> list[str]:
+    """`field.path: reason` per error; the union branch names pydantic adds to a location are dropped."""
+    lines = []
+    for e in error.errors()[:limit]:
+        loc = tuple(part for part in e["loc"] if not _is_branch_name(part))
+        lines.append(f"{field_path(loc) or '(request)'}: {e['msg']}")
+    if error.error_count() > limit:
+        lines.append(f"... and {error.error_count() - limit} more errors")
+    return lines
+
+
+def _is_branch_name(part: int | str) -> bool:
+    return isinstance(part, str) and (part in _KINDS or part.startswith("function-"))
+
+
+_KINDS = {"spot", "lend", "borrow", "perp", "future", "option", "lp", "SVISurface", "PointsSurface"}

@@ -1,0 +1,421 @@
+"""Resolve a request's positions against the market into per-underlying revaluation rows.
+
+Like Strata's resolved products: every lookup (price, forward, vol, haircut, tenor) happens once here, so the
+risk arrays that follow are pure numpy over rows x scenarios. A position exposed to two risky assets (an LP range
+of two volatile tokens) has a row in each underlying's array, revalued there with the other asset held.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+from numpy.typing import NDArray
+
+from risk_core.errors import InputError
+from risk_core.margin.scenarios import ScenarioSet, build_scenarios, shocked_vols
+from risk_core.pricing.black76 import black76_greeks, black76_price
+from risk_core.pricing.lp import lp_amounts
+from risk_core.pricing.vol_surface import ResolvedSurface, year_fraction
+from risk_core.schema.market import MarketSnapshot
+from risk_core.schema.params import RiskParams
+from risk_core.schema.positions import (
+    BorrowPosition,
+    FuturePosition,
+    LendPosition,
+    LPPosition,
+    OptionPosition,
+    PerpPosition,
+    Position,
+    SpotPosition,
+)
+
+Array = NDArray[np.float64]
+IntArray = NDArray[np.intp]
+STABLE_CLASS = "stablecoin"
+
+
+@dataclass
+class _RowsBuilder:
+    lin_pos: list[int] = field(default_factory=list)
+    lin_base: list[float] = field(default_factory=list)
+    lin_slope: list[float] = field(default_factory=list)
+    lin_haircut: list[float] = field(default_factory=list)
+    opt_pos: list[int] = field(default_factory=list)
+    opt: list[tuple[float, float, float, float, bool, float, float, float]] = field(default_factory=list)
+    lp_pos: list[int] = field(default_factory=list)
+    lp: list[tuple[float, float, float, float, bool, float, float, float, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class UnderlyingRows:
+    """Every exposure to one risky asset, as arrays; rows are ordered linear, options, LP."""
+
+    asset: str
+    spot: float
+    scenarios: ScenarioSet
+    members: IntArray  # position index of each row
+    lin_base: Array
+    lin_slope: Array
+    lin_haircut: Array
+    opt_quantity: Array  # signed quantity x inverse factor (S / F for coin-settled)
+    opt_forward: Array
+    opt_strike: Array
+    opt_years: Array
+    opt_sigma: Array
+    opt_call: NDArray[np.bool_]
+    opt_discount: Array
+    opt_tenor_scale: Array
+    opt_log_moneyness: Array
+    lp_liquidity: Array
+    lp_lower: Array
+    lp_upper: Array
+    lp_price: Array  # token1 per token0
+    lp_on_token0: NDArray[np.bool_]  # this underlying is token0 of the pair
+    lp_price0: Array
+    lp_price1: Array
+    lp_haircut0: Array
+    lp_haircut1: Array
+    scenario_vols: Array  # options x scenarios
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.members.size)
+
+    def revalue(self, spot_shock: Array, vols: Array) -> tuple[Array, Array]:
+        """(values, haircuts) in USD, rows x len(spot_shock), with options at `vols` (options x moves)."""
+        growth = 1.0 + spot_shock
+        lin_value = self.lin_base[:, None] + self.lin_slope[:, None] * spot_shock[None, :]
+        lin_cut = self.lin_haircut[:, None] * growth[None, :]
+        opt_value = self.opt_quantity[:, None] * black76_price(
+            self.opt_forward[:, None] * growth[None, :],
+            self.opt_strike[:, None],
+            self.opt_years[:, None],
+            vols,
+            self.opt_call[:, None],
+            self.opt_discount[:, None],
+        )
+        on0 = self.lp_on_token0[:, None]
+        price = np.where(on0, self.lp_price[:, None] * growth, self.lp_price[:, None] / growth)
+        price0 = self.lp_price0[:, None] * np.where(on0, growth, 1.0)
+        price1 = self.lp_price1[:, None] * np.where(on0, 1.0, growth)
+        amount0, amount1 = lp_amounts(self.lp_liquidity[:, None], price, self.lp_lower[:, None], self.lp_upper[:, None])
+        lp_value = amount0 * price0 + amount1 * price1
+        lp_cut = (
+            self.lp_haircut0[:, None] * np.maximum(amount0, 0.0) * price0
+            + self.lp_haircut1[:, None] * np.maximum(amount1, 0.0) * price1
+        )
+        values = np.concatenate([lin_value, opt_value, lp_value])
+        haircuts = np.concatenate([lin_cut, np.zeros_like(opt_value), lp_cut])
+        return values, haircuts
+
+    def scenario_values(self) -> Array:
+        """Values of every row under every scenario of the set (undampened)."""
+        values, _ = self.revalue(self.scenarios.spot_shock, self.scenario_vols)
+        return values
+
+    def base(self) -> tuple[Array, Array]:
+        return self.revalue(np.zeros(1), self.opt_sigma[:, None])
+
+    def greeks(self) -> tuple[Array, Array, Array, Array]:
+        """Per row: delta (units of the asset), gamma (per unit of spot), vega (USD per vol point), theta (USD/day)."""
+        spot = self.spot
+        g = black76_greeks(
+            self.opt_forward, self.opt_strike, self.opt_years, self.opt_sigma, self.opt_call, self.opt_discount
+        )
+        carry = self.opt_forward / spot  # dF/dS with the basis held
+        q = self.opt_quantity
+        amount0, amount1 = lp_amounts(self.lp_liquidity, self.lp_price, self.lp_lower, self.lp_upper)
+        inside = (self.lp_price > self.lp_lower) & (self.lp_price < self.lp_upper)
+        lp_gamma = np.where(
+            inside,
+            np.where(
+                self.lp_on_token0,
+                -self.lp_liquidity / (2.0 * self.lp_price**1.5 * self.lp_price1),
+                -self.lp_liquidity * np.sqrt(self.lp_price) / (2.0 * self.lp_price1),
+            ),
+            0.0,
+        )
+        # at an interior price the range's delta to a token's price is its holding of that token (envelope)
+        lp_delta = np.where(self.lp_on_token0, amount0, amount1)
+        zeros_lin = np.zeros_like(self.lin_base)
+        zeros_lp = np.zeros_like(self.lp_liquidity)
+        delta = np.concatenate([self.lin_slope / spot, q * g.delta * carry, lp_delta])
+        gamma = np.concatenate([zeros_lin, q * g.gamma * carry**2, lp_gamma])
+        vega = np.concatenate([zeros_lin, q * g.vega / 100.0, zeros_lp])
+        theta = np.concatenate([zeros_lin, q * g.theta / 365.0, zeros_lp])
+        return delta, gamma, vega, theta
+
+
+@dataclass(frozen=True)
+class ContingencyKeys:
+    """Net quantities per (venue-account, instrument): contingencies apply to what is left after netting."""
+
+    quantity: Array  # keys x positions: signed quantity of the position in that key
+    rate: Array  # USD per unit of net quantity
+    short_only: NDArray[np.bool_]  # options: only the net short is charged
+
+
+@dataclass(frozen=True)
+class ResolvedBook:
+    positions: Sequence[Position]
+    underlyings: dict[str, UnderlyingRows]
+    primary: list[str | None]  # the underlying whose greeks each position reports
+    fixed_value: Array  # value of positions with no risky asset (stablecoins)
+    fixed_haircut: Array
+    priced: NDArray[np.bool_]
+    contingency: ContingencyKeys
+    notional: Array  # USD traded to close each position (liquidation cost base)
+    warnings: list[str]
+
+
+class _Resolver:
+    def __init__(self, market: MarketSnapshot, params: RiskParams) -> None:
+        self.market = market
+        self.params = params
+        self.warnings: list[str] = []
+        self._warned: set[str] = set()
+
+    def warn(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            self.warnings.append(message)
+
+    def is_stable(self, asset: str) -> bool:
+        return self.params.asset_class(asset) == STABLE_CLASS
+
+    def price(self, asset: str) -> float | None:
+        if asset in self.market.spot:
+            return self.market.spot[asset]
+        cls = self.params.class_params(asset)
+        if self.is_stable(asset) and cls.peg is not None:
+            self.warn(f"{asset}: no price in market.spot; valued at its peg {cls.peg}")
+            return cls.peg
+        return None
+
+    def required_price(self, asset: str, field_path: str) -> float:
+        price = self.price(asset)
+        if price is None:
+            raise InputError(field_path, f"no price for {asset} in market.spot")
+        return price
+
+    def haircut(self, asset: str) -> float:
+        if not self.params.is_known(asset):
+            self.warn(f"{asset}: unknown asset class; it gets no collateral credit (haircut 100%)")
+        return self.params.class_params(asset).haircut
+
+    def forward(self, asset: str, expiry: datetime, spot: float) -> float:
+        """The snapshot's forward for (asset, expiry); between quoted expiries ln(F/S) is linear in time."""
+        curve = self.market.forwards.get(asset)
+        if not curve:
+            return spot
+        if expiry in curve:
+            return curve[expiry]
+        quoted: list[tuple[float, float]] = sorted(
+            (year_fraction(self.market.as_of, e), math.log(f / spot)) for e, f in curve.items()
+        )
+        times = [t for t, _ in quoted if t > 0]
+        carries = [c for t, c in quoted if t > 0]
+        if not times:
+            return spot
+        t = year_fraction(self.market.as_of, expiry)
+        if t > times[-1]:
+            return spot * math.exp(carries[-1] / times[-1] * t)
+        return spot * math.exp(float(np.interp(t, [0.0, *times], [0.0, *carries])))
+
+    def years_to(self, expiry: datetime, field_path: str) -> float:
+        years = year_fraction(self.market.as_of, expiry)
+        if years <= 0:
+            raise InputError(field_path, f"expiry {expiry.isoformat()} is not after market.as_of")
+        return years
+
+
+def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: RiskParams) -> ResolvedBook:
+    """Resolve positions into revaluation rows. Raises InputError naming the field that cannot be priced."""
+    r = _Resolver(market, params)
+    n = len(positions)
+    builders: dict[str, _RowsBuilder] = {}
+    primary: list[str | None] = [None] * n
+    fixed_value = np.zeros(n)
+    fixed_haircut = np.zeros(n)
+    priced = np.ones(n, dtype=bool)
+    notional = np.zeros(n)
+    keys: dict[tuple[object, ...], int] = {}
+    key_entries: list[tuple[int, int, float]] = []
+    key_rate: list[float] = []
+    key_short: list[bool] = []
+    option_asks: dict[str, list[tuple[int, float, float, float]]] = {}
+    vs = params.vol_shock
+
+    def add_key(key: tuple[object, ...], index: int, quantity: float, rate: float, short_only: bool) -> None:
+        if key not in keys:
+            keys[key] = len(key_rate)
+            key_rate.append(rate)
+            key_short.append(short_only)
+        key_entries.append((keys[key], index, quantity))
+
+    for i, p in enumerate(positions):
+        where = f"positions[{i}]"
+        if isinstance(p, SpotPosition | LendPosition | BorrowPosition):
+            price = r.price(p.asset)
+            if price is None:
+                if isinstance(p, BorrowPosition):
+                    reason = f"no price for {p.asset} in market.spot: a debt cannot be valued"
+                    raise InputError(f"{where}.asset", reason)
+                r.warn(f"{p.asset}: no price in market.spot; position {where} counts 0 value and 0 collateral")
+                priced[i] = False
+                continue
+            signed = -p.quantity if isinstance(p, BorrowPosition) else p.quantity
+            value = signed * price
+            cut = 0.0 if isinstance(p, BorrowPosition) else r.haircut(p.asset) * max(value, 0.0)
+            notional[i] = abs(value)
+            if r.is_stable(p.asset):
+                fixed_value[i], fixed_haircut[i] = value, cut
+                continue
+            b = builders.setdefault(p.asset, _RowsBuilder())
+            b.lin_pos.append(i)
+            b.lin_base.append(value)
+            b.lin_slope.append(value)
+            b.lin_haircut.append(cut)
+            primary[i] = p.asset
+        elif isinstance(p, PerpPosition | FuturePosition):
+            spot = r.required_price(p.underlying, f"{where}.underlying")
+            if isinstance(p, FuturePosition):
+                r.years_to(p.expiry, f"{where}.expiry")
+                mark = r.forward(p.underlying, p.expiry, spot)
+                key: tuple[object, ...] = (*p.venue_account, "future", p.underlying, p.expiry)
+            else:
+                mark = spot
+                key = (*p.venue_account, "perp", p.underlying)
+            b = builders.setdefault(p.underlying, _RowsBuilder())
+            b.lin_pos.append(i)
+            b.lin_base.append(p.quantity * (mark - p.entry_price) if p.entry_price is not None else 0.0)
+            b.lin_slope.append(p.quantity * mark)
+            b.lin_haircut.append(0.0)
+            primary[i] = p.underlying
+            notional[i] = abs(p.quantity) * mark
+            add_key(key, i, p.quantity, mark * params.contingencies.perp_future, False)
+        elif isinstance(p, OptionPosition):
+            spot = r.required_price(p.underlying, f"{where}.underlying")
+            if p.underlying not in market.vol:
+                raise InputError(f"{where}.underlying", f"no vol surface for {p.underlying} in market.vol")
+            years = r.years_to(p.expiry, f"{where}.expiry")
+            fwd = r.forward(p.underlying, p.expiry, spot)
+            b = builders.setdefault(p.underlying, _RowsBuilder())
+            b.opt_pos.append(i)
+            inverse = spot / fwd if p.settlement == "inverse" else 1.0
+            discount = math.exp(-market.rates.get(p.underlying, 0.0) * years)
+            tenor = (vs.reference_days / max(years * 365.0, vs.dte_floor_days)) ** vs.power
+            b.opt.append((p.quantity * inverse, fwd, p.strike, years, p.option_type == "call", discount, tenor, 0.0))
+            option_asks.setdefault(p.underlying, []).append((len(b.opt) - 1, fwd, p.strike, years))
+            primary[i] = p.underlying
+            notional[i] = abs(p.quantity) * spot
+            add_key(
+                (*p.venue_account, "option", p.underlying, p.option_type, p.strike, p.expiry, p.settlement),
+                i, p.quantity, spot * params.contingencies.short_option_minimum, True,
+            )
+        elif isinstance(p, LPPosition):
+            price0 = r.required_price(p.token0, f"{where}.token0")
+            price1 = r.required_price(p.token1, f"{where}.token1")
+            h0, h1 = r.haircut(p.token0), r.haircut(p.token1)
+            pool_price = price0 / price1
+            amount0, amount1 = lp_amounts(p.liquidity, pool_price, p.price_lower, p.price_upper)
+            value = float(amount0 * price0 + amount1 * price1)
+            notional[i] = abs(value)
+            risky = [t for t in (p.token0, p.token1) if not r.is_stable(t)]
+            if not risky:
+                fixed_value[i] = value
+                fixed_haircut[i] = float(h0 * np.maximum(amount0, 0.0) * price0 + h1 * np.maximum(amount1, 0.0) * price1)
+                continue
+            if len(risky) == 2:
+                r.warn(f"{where}: LP of two risky assets; each is shocked with the other held")
+            for token in risky:
+                b = builders.setdefault(token, _RowsBuilder())
+                b.lp_pos.append(i)
+                b.lp.append((p.liquidity, p.price_lower, p.price_upper, pool_price, token == p.token0,
+                             price0, price1, h0, h1))
+            primary[i] = risky[0]
+
+    underlyings = {
+        asset: _freeze(asset, b, r, option_asks.get(asset, []), params) for asset, b in sorted(builders.items())
+    }
+    quantity = np.zeros((len(key_rate), n))
+    for k, i, q in key_entries:
+        quantity[k, i] += q
+    return ResolvedBook(
+        positions=positions,
+        underlyings=underlyings,
+        primary=primary,
+        fixed_value=fixed_value,
+        fixed_haircut=fixed_haircut,
+        priced=priced,
+        contingency=ContingencyKeys(
+            quantity=quantity, rate=np.array(key_rate), short_only=np.array(key_short, dtype=bool)
+        ),
+        notional=notional,
+        warnings=r.warnings,
+    )
+
+
+def _freeze(
+    asset: str,
+    b: _RowsBuilder,
+    r: _Resolver,
+    option_asks: list[tuple[int, float, float, float]],
+    params: RiskParams,
+) -> UnderlyingRows:
+    spot = r.required_price(asset, f"market.spot.{asset}")
+    spec = params.scenarios_for(asset)
+    widen = 1.0
+    dispersion = r.market.dispersion.get(asset, 0.0)
+    spot_range = max((abs(s) for s in spec.spot_shocks), default=0.0)
+    if dispersion > params.contingencies.dispersion_threshold and spot_range > 0:
+        widen = (spot_range + dispersion) / spot_range
+        r.warn(f"{asset}: price sources disagree by {dispersion:.2%}; scan range widened to {spot_range * widen:.2%}")
+    scenarios = build_scenarios(spec, tail_cover=params.tails.cover, widen=widen)
+    opt = np.array(b.opt, dtype=np.float64).reshape(-1, 8)
+    sigma = np.zeros(len(b.opt))
+    if option_asks:
+        surface = ResolvedSurface(r.market.vol[asset], r.market.as_of, lambda e: r.forward(asset, e, spot))
+        rows = np.array([a[0] for a in option_asks], dtype=np.intp)
+        fwd = np.array([a[1] for a in option_asks])
+        strike = np.array([a[2] for a in option_asks])
+        years = np.array([a[3] for a in option_asks])
+        sigma[rows] = surface.implied_vol(years, np.log(strike / fwd))
+        opt[rows, 7] = np.log(strike / fwd)
+    lp = np.array(b.lp, dtype=np.float64).reshape(-1, 9)
+    opt_call = opt[:, 4].astype(bool)
+    scenario_vols = shocked_vols(
+        sigma, opt[:, 6], opt[:, 7], scenarios, min_vol_up=spec.min_vol_up, skew=params.skew
+    )
+    return UnderlyingRows(
+        asset=asset,
+        spot=spot,
+        scenarios=scenarios,
+        members=np.array(b.lin_pos + b.opt_pos + b.lp_pos, dtype=np.intp),
+        lin_base=np.array(b.lin_base),
+        lin_slope=np.array(b.lin_slope),
+        lin_haircut=np.array(b.lin_haircut),
+        opt_quantity=opt[:, 0],
+        opt_forward=opt[:, 1],
+        opt_strike=opt[:, 2],
+        opt_years=opt[:, 3],
+        opt_sigma=sigma,
+        opt_call=opt_call,
+        opt_discount=opt[:, 5],
+        opt_tenor_scale=opt[:, 6],
+        opt_log_moneyness=opt[:, 7],
+        lp_liquidity=lp[:, 0],
+        lp_lower=lp[:, 1],
+        lp_upper=lp[:, 2],
+        lp_price=lp[:, 3],
+        lp_on_token0=lp[:, 4].astype(bool),
+        lp_price0=lp[:, 5],
+        lp_price1=lp[:, 6],
+        lp_haircut0=lp[:, 7],
+        lp_haircut1=lp[:, 8],
+        scenario_vols=scenario_vols,
+    )

@@ -1,0 +1,224 @@
+"""The grid margin model of MARGIN_MODEL.md: from a request to the margin report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from risk_core.margin.book import ResolvedBook, UnderlyingRows, resolve_book
+from risk_core.margin.liquidation import liquidation_moves, liquidation_plan
+from risk_core.margin.risk_arrays import RiskArrays
+from risk_core.margin.scenarios import SKEW_NAMES
+from risk_core.schema.market import MarketSnapshot, SourceStatus
+from risk_core.schema.params import RiskParams, default_params
+from risk_core.schema.positions import CATEGORY_BY_KIND, SCHEMA_VERSION, BorrowPosition, Position
+from risk_core.schema.report import (
+    Breakdown,
+    LiquidationMove,
+    LiquidationPlan,
+    LiquidationStep,
+    MarginReport,
+    PositionRisk,
+    ScenarioGrid,
+    ScenarioPoint,
+    UnderlyingRisk,
+)
+from risk_core.schema.request import MarginRequest
+
+Array = NDArray[np.float64]
+_MAX_RISE_SEARCHED = 10.0  # liquidation distance upward is searched to +1000%
+
+
+def compute_margin_request(request: MarginRequest) -> MarginReport:
+    params = default_params().with_overrides(request.params)
+    return compute_margin(request.positions, request.market, params, sources=request.sources)
+
+
+def compute_margin(
+    positions: Sequence[Position],
+    market: MarketSnapshot,
+    params: RiskParams,
+    *,
+    sources: Sequence[SourceStatus] = (),
+) -> MarginReport:
+    """The margin report of a book. Raises risk_core.errors.InputError on a position that cannot be priced."""
+    book = resolve_book(positions, market, params)
+    arrays = RiskArrays(book, params)
+    n = len(positions)
+    value, haircut = _position_values(book, arrays)
+    equity = float(value.sum())
+    collateral = equity - float(haircut.sum())
+
+    figures = arrays.margin(np.ones((1, n)))
+    mm = float(figures.maintenance[0])
+    im = mm * params.im_factor
+    standalone = arrays.margin(np.eye(n), offsets_across_accounts=False).maintenance if n else np.zeros(0)
+    isolated = float(standalone.sum())
+    status = "liquidatable" if collateral < mm else "margin_call" if collateral < im else "healthy"
+
+    warnings = list(book.warnings)
+    for s in market.sources:
+        if s.status != "ok":
+            warnings.append(f"market source {s.name} is {s.status}" + (f": {s.reason}" if s.reason else ""))
+    complete = all(p.provenance is None or p.provenance.complete for p in positions) and all(
+        s.status != "failed" for s in sources
+    )
+    for s in sources:
+        if s.status != "ok":
+            warnings.append(f"position source {s.name} is {s.status}" + (f": {s.reason}" if s.reason else ""))
+
+    greeks = _position_greeks(book)
+    plan = None
+    if status == "liquidatable":
+        plan = _plan(book, arrays, collateral, params, value, haircut)
+
+    return MarginReport(
+        as_of=market.as_of,
+        params_version=params.version,
+        schema_version=SCHEMA_VERSION,
+        equity_usd=equity,
+        collateral_usd=collateral,
+        maintenance_margin_usd=mm,
+        initial_margin_usd=im,
+        free_collateral_usd=collateral - im,
+        margin_ratio=mm / collateral if collateral > 0 else None,
+        status=status,
+        isolated_margin_usd=isolated,
+        portfolio_saving_usd=isolated - mm,
+        risk_usd=float(figures.risk[0]),
+        contingency_usd=float(figures.contingency[0]),
+        complete=complete,
+        warnings=warnings,
+        sources=[*market.sources, *sources],
+        positions=[
+            PositionRisk(
+                id=p.id,
+                index=i,
+                kind=p.kind,
+                category=CATEGORY_BY_KIND[p.kind],
+                venue=p.venue,
+                chain=p.chain,
+                account=p.account,
+                underlying=book.primary[i],
+                value_usd=float(value[i]),
+                delta=float(greeks[0][i]),
+                gamma=float(greeks[1][i]),
+                vega=float(greeks[2][i]),
+                theta=float(greeks[3][i]),
+                standalone_margin_usd=float(standalone[i]),
+                priced=bool(book.priced[i]),
+            )
+            for i, p in enumerate(positions)
+        ],
+        underlyings={
+            asset: _underlying_report(rows, arrays, collateral, mm) for asset, rows in book.underlyings.items()
+        },
+        by_venue=_breakdown(arrays, value, haircut, [p.venue for p in positions]),
+        by_chain=_breakdown(arrays, value, haircut, [p.chain for p in positions]),
+        liquidation_plan=plan,
+    )
+
+
+def _position_values(book: ResolvedBook, arrays: RiskArrays) -> tuple[Array, Array]:
+    """Mark value and collateral haircut per position, taken from its primary underlying's rows."""
+    value = book.fixed_value.copy()
+    haircut = book.fixed_haircut.copy()
+    for asset, rows in book.underlyings.items():
+        own = np.array([book.primary[i] == asset for i in rows.members], dtype=bool)
+        value[rows.members[own]] = arrays.base_value[asset][own]
+        haircut[rows.members[own]] = arrays.base_haircut[asset][own]
+    return value, haircut
+
+
+def _position_greeks(book: ResolvedBook) -> tuple[Array, Array, Array, Array]:
+    n = len(book.positions)
+    out = tuple(np.zeros(n) for _ in range(4))
+    for asset, rows in book.underlyings.items():
+        own = np.array([book.primary[i] == asset for i in rows.members], dtype=bool)
+        for target, source in zip(out, rows.greeks(), strict=True):
+            target[rows.members[own]] = source[own]
+    return out  # type: ignore[return-value]
+
+
+def _underlying_report(rows: UnderlyingRows, arrays: RiskArrays, collateral: float, mm: float) -> UnderlyingRisk:
+    sc = rows.scenarios
+    counted = arrays.pnl[rows.asset].sum(axis=0)
+    raw = arrays.raw_pnl[rows.asset].sum(axis=0)
+    worst = int(np.argmin(counted))
+    delta, gamma, vega, theta = (float(g.sum()) for g in rows.greeks())
+    down, up = liquidation_moves(rows, collateral, mm, max_rise=_MAX_RISE_SEARCHED)
+    n_spot, n_vol = len(sc.grid_spots), len(sc.grid_vols)
+    tail = [i for i in range(sc.grid_size, sc.size) if sc.kind(i) == "extreme"]
+    skew = [i for i in range(sc.grid_size, sc.size) if sc.kind(i) == "skew"]
+    return UnderlyingRisk(
+        spot=rows.spot,
+        risk_usd=max(0.0, -float(counted[worst])),
+        worst_scenario=ScenarioPoint(
+            spot_shock=float(sc.spot_shock[worst]),
+            vol_shock=float(sc.vol_shock[worst]),
+            kind=sc.kind(worst),  # type: ignore[arg-type]
+            name=SKEW_NAMES.get(int(sc.skew[worst])),
+        ),
+        delta=delta,
+        delta_usd=delta * rows.spot,
+        gamma=gamma,
+        gamma_usd=gamma * rows.spot**2 * 0.01,
+        vega=vega,
+        theta=theta,
+        liquidation_move=LiquidationMove(down=down, up=up),
+        grid=ScenarioGrid(
+            spot_shocks=list(sc.grid_spots),
+            vol_shocks=list(sc.grid_vols),
+            pnl=raw[: sc.grid_size].reshape(n_spot, n_vol).tolist(),
+            extreme=[
+                {"spot_shock": float(sc.spot_shock[i]), "pnl": float(raw[i]), "counted": float(counted[i])}
+                for i in tail
+            ],
+            skew=[{"name": SKEW_NAMES[int(sc.skew[i])], "pnl": float(raw[i])} for i in skew],
+        ),
+    )
+
+
+def _breakdown(arrays: RiskArrays, value: Array, haircut: Array, labels: list[str]) -> dict[str, Breakdown]:
+    names = sorted(set(labels))
+    member = np.array([[label == name for label in labels] for name in names], dtype=np.float64)
+    if not names:
+        return {}
+    mm = arrays.margin(member).maintenance
+    return {
+        name: Breakdown(
+            equity_usd=float(member[j] @ value),
+            collateral_usd=float(member[j] @ (value - haircut)),
+            maintenance_margin_usd=float(mm[j]),
+            positions=int(member[j].sum()),
+        )
+        for j, name in enumerate(names)
+    }
+
+
+def _plan(
+    book: ResolvedBook, arrays: RiskArrays, collateral: float, params: RiskParams, value: Array, haircut: Array
+) -> LiquidationPlan:
+    positions = book.positions
+    closable = np.array(
+        [book.primary[i] is not None and not isinstance(p, BorrowPosition) for i, p in enumerate(positions)],
+        dtype=bool,
+    )
+    cost = np.array([params.liquidation.cost_for(p.venue) for p in positions]) * book.notional
+    fractions, restored = liquidation_plan(
+        arrays, collateral=collateral, im_factor=params.im_factor, closable=closable, release=haircut, cost=cost
+    )
+    steps = [
+        LiquidationStep(
+            index=i, id=positions[i].id, venue=positions[i].venue,
+            fraction=float(fractions[i]), cost_usd=float(fractions[i] * cost[i]),
+        )
+        for i in map(int, np.flatnonzero(fractions > 0))
+    ]
+    return LiquidationPlan(
+        steps=steps, total_cost_usd=float(sum(s.cost_usd for s in steps)), restores_initial_margin=restored
+    )
+
+

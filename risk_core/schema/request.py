@@ -1,0 +1,35 @@
+"""A margin request: the positions, the market they are priced against, and optional parameter overrides."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from risk_core.schema.market import MarketSnapshot, SourceStatus
+from risk_core.schema.params import default_params
+from risk_core.schema.positions import Position, StrictModel
+
+
+class MarginRequest(StrictModel):
+    positions: list[Position]
+    market: MarketSnapshot
+    params: dict[str, Any] | None = Field(default=None, description="overrides of the shipped risk parameters")
+    sources: list[SourceStatus] = Field(
+        default_factory=list, description="status of every position source; a failed one makes the report incomplete"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded_size(cls, data: Any) -> Any:
+        # checked before parsing each position, so a huge request fails fast instead of parsing a million rows
+        if isinstance(data, dict) and isinstance(data.get("positions"), list):
+            limit = default_params().max_positions
+            overrides = data.get("params")
+            if isinstance(overrides, dict) and isinstance(overrides.get("max_positions"), int):
+                limit = min(limit, overrides["max_positions"])
+            if len(data["positions"]) > limit:
+                raise ValueError(
+                    f"positions: {len(data['positions'])} positions exceed the limit of {limit} per request"
+                )
+        return data
