@@ -328,7 +328,8 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
             risky = [t for t in (p.token0, p.token1) if not r.is_stable(t)]
             if not risky:
                 fixed_value[i] = value
-                fixed_haircut[i] = float(h0 * np.maximum(amount0, 0.0) * price0 + h1 * np.maximum(amount1, 0.0) * price1)
+                held0, held1 = np.maximum(amount0, 0.0) * price0, np.maximum(amount1, 0.0) * price1
+                fixed_haircut[i] = float(h0 * held0 + h1 * held1)
                 continue
             if len(risky) == 2:
                 r.warn(f"{where}: LP of two risky assets; each is shocked with the other held")
