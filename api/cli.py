@@ -14,6 +14,8 @@ from api.errors import describe_validation_error
 from api.report_text import render_report
 from risk_core.errors import InputError
 from risk_core.margin.engine import compute_margin_request
+from risk_core.schema.json_schema import schema_documents
+from risk_core.schema.positions import SCHEMA_VERSION
 from risk_core.schema.request import MarginRequest
 
 EXIT_BAD_INPUT = 2
@@ -50,6 +52,14 @@ def _margin(args: argparse.Namespace) -> str:
     return report.model_dump_json(indent=2) + "\n"
 
 
+def _schema(args: argparse.Namespace) -> str:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, document in schema_documents().items():
+        (out / name).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    return f"wrote {len(schema_documents())} schema files to {out}\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metarisk", description="cross-chain portfolio margin")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -57,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     margin.add_argument("request", help="path of the request JSON")
     margin.add_argument("--format", choices=("json", "text"), default="json")
     margin.set_defaults(run=_margin)
+    schema = commands.add_parser("schema", help="write the JSON Schema files of the public models")
+    schema.add_argument("out", nargs="?", default=f"schema/v{SCHEMA_VERSION}")
+    schema.set_defaults(run=_schema)
     return parser
 
 

@@ -19,15 +19,21 @@ def describe_validation_error(error: ValidationError, *, limit: int = 10) -> lis
     """`field.path: reason` per error; the union branch names pydantic adds to a location are dropped."""
     lines = []
     for e in error.errors()[:limit]:
-        loc = tuple(part for part in e["loc"] if not _is_branch_name(part))
+        raw = e["loc"]
+        loc = tuple(part for j, part in enumerate(raw) if not _is_branch_name(part, raw[j - 1] if j else None))
         lines.append(f"{field_path(loc) or '(request)'}: {e['msg']}")
     if error.error_count() > limit:
         lines.append(f"... and {error.error_count() - limit} more errors")
     return lines
 
 
-def _is_branch_name(part: int | str) -> bool:
-    return isinstance(part, str) and (part in _KINDS or part.startswith("function-"))
+def _is_branch_name(part: int | str, previous: int | str | None) -> bool:
+    """Pydantic puts the union member it tried into the location: `positions.0.option.strike`."""
+    if not isinstance(part, str):
+        return False
+    kind_tag = isinstance(previous, int) and part in _POSITION_KINDS
+    return kind_tag or part in _MODEL_NAMES or part.startswith("function-")
 
 
-_KINDS = {"spot", "lend", "borrow", "perp", "future", "option", "lp", "SVISurface", "PointsSurface"}
+_POSITION_KINDS = {"spot", "lend", "borrow", "perp", "future", "option", "lp"}
+_MODEL_NAMES = {"SVISurface", "PointsSurface"}
