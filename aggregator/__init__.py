@@ -1,0 +1,1 @@
+"""Fans out adapters and oracles, merges, caches, persists and calls risk_core."""
