@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_pascal
+from pydantic_core import PydanticCustomError
 
 from risk_core.pricing.black76 import black76_price
 
@@ -124,10 +125,16 @@ class Pm2Account(_PascalCaseModel):
         feed_expiries = [feed.feed_expiry for feed in self.option_feeds]
         for index, expiry in enumerate(feed_expiries):
             if expiry in feed_expiries[:index]:
-                raise ValueError(f"OptionFeeds[{index}].FeedExpiry = {expiry:g} repeats an earlier feed")
+                raise PydanticCustomError(
+                    "duplicate_feed", "OptionFeeds[{index}].FeedExpiry = {expiry} repeats an earlier feed",
+                    {"index": index, "expiry": f"{expiry:g}"},
+                )
         for index, option in enumerate(self.options):
             if option.expiry not in feed_expiries:
-                raise ValueError(f"Options[{index}].Expiry = {option.expiry:g} has no OptionFeeds entry")
+                raise PydanticCustomError(
+                    "missing_feed", "Options[{index}].Expiry = {expiry} has no OptionFeeds entry",
+                    {"index": index, "expiry": f"{option.expiry:g}"},
+                )
         return self
 
 
