@@ -19,6 +19,7 @@ Margins are the venue's *balances*: negative means short of margin.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Annotated, Literal
 
 import numpy as np
@@ -38,6 +39,8 @@ VOL_SHOCK_REFERENCE_SECONDS = 30.0 * SECONDS_PER_DAY
 
 VolShockDirection = Literal["Up", "None", "Down", "LINEAR", "ABS"]
 SKEW_DIRECTIONS: frozenset[str] = frozenset({"LINEAR", "ABS"})
+# Rows of the vol candidates _scenario_vols stacks; "None" keeps the mark vol.
+DIRECTION_CODE = {"None": 0, "Up": 1, "Down": 2, "LINEAR": 3, "ABS": 4}
 
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
@@ -233,17 +236,31 @@ class ScenarioPnl:
 class Pm2Result:
     """Margins as balances (negative: short of margin); `worst_loss` is the lowest scenario P&L (<= 0).
 
-    `scenarios` lists every stress scenario in the venue's order, then the basis contingency, which competes with
-    them for the worst loss. The contingencies are the amounts subtracted (IM subtracts both)."""
+    `scenario_pnl` holds every stress scenario's P&L in the venue's order, then the basis contingency, which
+    competes with them for the worst loss; `scenarios` pairs them with descriptions (built on first use, off the
+    evaluation's hot path). The contingencies are the amounts subtracted (IM subtracts both)."""
 
     mm: float
     im: float
     mtm: float
     worst_loss: float
-    worst_scenario: ScenarioPnl
-    scenarios: tuple[ScenarioPnl, ...]
+    worst_index: int
+    scenario_pnl: tuple[float, ...]
     mm_contingency: float
     im_contingency: float
+    stress_scenarios: tuple[StressScenario, ...]
+
+    @cached_property
+    def scenarios(self) -> tuple[ScenarioPnl, ...]:
+        descriptions = [_describe(s) for s in self.stress_scenarios] + ["basis contingency"]
+        return tuple(
+            ScenarioPnl(index=i, description=text, pnl=pnl)
+            for i, (text, pnl) in enumerate(zip(descriptions, self.scenario_pnl, strict=True))
+        )
+
+    @property
+    def worst_scenario(self) -> ScenarioPnl:
+        return self.scenarios[self.worst_index]
 
 
 @dataclass(frozen=True)
@@ -259,42 +276,42 @@ class _OptionBook:
     forward: FloatArray
     rate: FloatArray
     confidence: FloatArray
+    tau: FloatArray
+    disc: FloatArray
 
     @classmethod
     def from_account(cls, account: Pm2Account) -> _OptionBook:
-        options = account.options
-        leg_seconds = np.array([option.expiry for option in options], dtype=np.float64)
-        seconds, expiry_of_leg = np.unique(leg_seconds, return_inverse=True)
+        legs = np.array(
+            [(o.expiry, o.strike, o.is_call, o.amount, o.mark_vol) for o in account.options], dtype=np.float64
+        ).reshape(-1, 5)
+        seconds, expiry_of_leg = np.unique(legs[:, 0], return_inverse=True)
         feeds = {feed.feed_expiry: feed for feed in account.option_feeds}
         expiry_feeds = [feeds[float(expiry)] for expiry in seconds]
         market_confidence = account.spot_confidence
         if account.num_perps != 0:
             market_confidence = min(market_confidence, account.perp_confidence)
+        forward, rate, confidence = np.array(
+            [
+                (f.forward, f.rate, min(f.forward_confidence, f.rate_confidence, f.option_vol_confidences,
+                                        market_confidence))
+                for f in expiry_feeds
+            ],
+            dtype=np.float64,
+        ).reshape(-1, 3).T
+        tau = seconds / SECONDS_PER_YEAR
         return cls(
-            strike=np.array([option.strike for option in options], dtype=np.float64),
-            is_call=np.array([option.is_call == 1 for option in options], dtype=np.bool_),
-            amount=np.array([option.amount for option in options], dtype=np.float64),
-            mark_vol=np.array([option.mark_vol for option in options], dtype=np.float64),
+            strike=legs[:, 1],
+            is_call=legs[:, 2] == 1,
+            amount=legs[:, 3],
+            mark_vol=legs[:, 4],
             expiry_of_leg=expiry_of_leg.reshape(-1),
             seconds=seconds,
-            forward=np.array([feed.forward for feed in expiry_feeds], dtype=np.float64),
-            rate=np.array([feed.rate for feed in expiry_feeds], dtype=np.float64),
-            confidence=np.array(
-                [
-                    min(feed.forward_confidence, feed.rate_confidence, feed.option_vol_confidences, market_confidence)
-                    for feed in expiry_feeds
-                ],
-                dtype=np.float64,
-            ),
+            forward=forward,
+            rate=rate,
+            confidence=confidence,
+            tau=tau,
+            disc=np.exp(-np.maximum(rate, 0.0) * tau),
         )
-
-    @property
-    def tau(self) -> FloatArray:
-        return self.seconds / SECONDS_PER_YEAR
-
-    @property
-    def disc(self) -> FloatArray:
-        return np.exp(-np.maximum(self.rate, 0.0) * self.tau)
 
 
 @dataclass(frozen=True)
@@ -329,27 +346,26 @@ def _skew_vol_factor(
     return np.maximum(0.0, 1.0 + np.clip(log_moneyness * cap / k_star, -cap, cap))
 
 
-def _scenario_vols(book: _OptionBook, direction: NDArray[np.str_], params: Pm2Parameters) -> FloatArray:
-    """Vol of every leg under every scenario (scenarios x legs)."""
+def _scenario_vols(book: _OptionBook, direction_code: NDArray[np.intp], params: Pm2Parameters) -> FloatArray:
+    """Vol of every leg under every direction code (rows x legs)."""
     vol_shock, skew = params.vol_shock, params.skew_shock
+    leg = book.expiry_of_leg
     power = np.where(book.seconds <= VOL_SHOCK_REFERENCE_SECONDS, vol_shock.short_term_power,
                      vol_shock.long_term_power)
     floored_seconds = np.maximum(book.seconds, vol_shock.dte_floor_days * SECONDS_PER_DAY)
-    term_scale = ((VOL_SHOCK_REFERENCE_SECONDS / floored_seconds) ** power)[book.expiry_of_leg]
+    term_scale = ((VOL_SHOCK_REFERENCE_SECONDS / floored_seconds) ** power)[leg]
     vol_up = np.maximum(vol_shock.min_vol_eval_shocked, book.mark_vol * (1.0 + vol_shock.vol_range_up * term_scale))
     vol_down = book.mark_vol * np.maximum(0.0, 1.0 - vol_shock.vol_range_down * term_scale)
 
-    sqrt_tau = np.sqrt(book.tau)[book.expiry_of_leg]
-    log_moneyness = np.log(book.strike / book.forward[book.expiry_of_leg])
+    sqrt_tau = np.sqrt(book.tau)[leg]
+    log_moneyness = np.log(book.strike / book.forward[leg])
     linear_factor = _skew_vol_factor(log_moneyness, sqrt_tau, skew.linear_scale_cap, skew.linear_cbase, skew)
     abs_factor = _skew_vol_factor(np.abs(log_moneyness), sqrt_tau, skew.abs_scale_cap, skew.abs_cbase, skew)
 
-    per_scenario = direction[:, None]
-    return np.select(
-        [per_scenario == "Up", per_scenario == "Down", per_scenario == "LINEAR", per_scenario == "ABS"],
-        [vol_up, vol_down, book.mark_vol * linear_factor, book.mark_vol * abs_factor],
-        default=book.mark_vol,
+    vol_by_code = np.stack(
+        [book.mark_vol, vol_up, vol_down, book.mark_vol * linear_factor, book.mark_vol * abs_factor]
     )
+    return vol_by_code[direction_code]
 
 
 def _static_discount(value: FloatArray, book: _OptionBook, margin: MarginParameters) -> FloatArray:
@@ -377,9 +393,9 @@ def _contingencies(
     """(MM contingency, IM contingency on top of it), both >= 0."""
     spot = account.spot_price
     # A short is naked for the amount no opposite long at its strike and expiry covers; calls and puts net.
-    strike_keys = np.column_stack([book.expiry_of_leg.astype(np.float64), book.strike])
-    _, strike_group = np.unique(strike_keys, axis=0, return_inverse=True)
-    net_at_strike = np.bincount(strike_group.reshape(-1), weights=book.amount)
+    strikes, strike_index = np.unique(book.strike, return_inverse=True)
+    expiry_strike_key = book.expiry_of_leg * strikes.size + strike_index.reshape(-1)
+    net_at_strike = np.bincount(expiry_strike_key, weights=book.amount)
     naked_short_notional = float(np.maximum(-net_at_strike, 0.0).sum()) * spot
     perp_notional = abs(account.num_perps) * spot
     gross_option_notional = (
@@ -425,20 +441,19 @@ def evaluate_pm2(case: Pm2Case) -> Pm2Result:
     scenarios = params.scenarios
     spot_shock = np.array([s.spot_shock for s in scenarios], dtype=np.float64)
     dampening = np.array([s.dampening_factor for s in scenarios], dtype=np.float64)
-    direction = np.array([s.vol_shock_direction for s in scenarios])
-    is_skew = np.isin(direction, list(SKEW_DIRECTIONS))
+    direction_code = np.array([DIRECTION_CODE[s.vol_shock_direction] for s in scenarios], dtype=np.intp)
+    is_skew = direction_code >= DIRECTION_CODE["LINEAR"]
     shock = np.where(is_skew, 1.0, spot_shock)  # skew scenarios leave spot alone
 
-    # All revaluations in one Black-76 call: the scenarios, then the mark, then the two basis forwards (mark vol).
+    # All revaluations in one Black-76 call: the scenarios, then the mark and the two basis forwards at mark vol.
     forward_multiplier = np.concatenate([shock, [1.0, basis.scenario_spot_up, basis.scenario_spot_down]])
-    # Near settlement most of the settlement average is already fixed: only the fraction T/1800 of F moves.
-    moving_fraction = np.minimum(book.seconds / SETTLEMENT_WINDOW_SECONDS, 1.0)
-    forward = book.forward * (1.0 + moving_fraction * (forward_multiplier[:, None] - 1.0))
-    vol = np.vstack([_scenario_vols(book, direction, params), np.broadcast_to(book.mark_vol, (3, book.mark_vol.size))])
+    row_direction = np.concatenate([direction_code, np.full(3, DIRECTION_CODE["None"])])
     leg = book.expiry_of_leg
-    price = np.maximum(
-        black76_price(forward[:, leg], book.strike, book.tau[leg], vol, book.is_call, book.disc[leg]), 0.0
-    )
+    # Near settlement most of the settlement average is already fixed: only the fraction T/1800 of F moves.
+    moving_fraction = np.minimum(book.seconds / SETTLEMENT_WINDOW_SECONDS, 1.0)[leg]
+    forward = book.forward[leg] * (1.0 + moving_fraction * (forward_multiplier[:, None] - 1.0))
+    vol = _scenario_vols(book, row_direction, params)
+    price = np.maximum(black76_price(forward, book.strike, book.tau[leg], vol, book.is_call, book.disc[leg]), 0.0)
     legs_of_expiry = (leg[:, None] == np.arange(book.seconds.size)).astype(np.float64)
     expiry_value = (price * book.amount) @ legs_of_expiry  # revaluations x expiries
     scenario_value, mark_value, basis_up_value, basis_down_value = (
@@ -464,18 +479,14 @@ def evaluate_pm2(case: Pm2Case) -> Pm2Result:
     mm = worst_loss * margin.mm_loss_factor - mm_contingency + mtm + account.cash
     im = worst_loss * (margin.im_loss_factor + peg_loss_factor) - mm_contingency - im_contingency + mtm + account.cash
 
-    descriptions = [_describe(s) for s in scenarios] + ["basis contingency"]
-    outcomes = tuple(
-        ScenarioPnl(index=i, description=text, pnl=pnl)
-        for i, (text, pnl) in enumerate(zip(descriptions, all_pnl.tolist(), strict=True))
-    )
     return Pm2Result(
         mm=mm,
         im=im,
         mtm=mtm,
         worst_loss=worst_loss,
-        worst_scenario=outcomes[worst_index],
-        scenarios=outcomes,
+        worst_index=worst_index,
+        scenario_pnl=tuple(all_pnl.tolist()),
         mm_contingency=mm_contingency,
         im_contingency=im_contingency,
+        stress_scenarios=scenarios,
     )
