@@ -12,7 +12,7 @@ from datetime import datetime
 from functools import partial
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from risk_core.schema.market import PointsSurface, SVISurface, VolSurface
 
@@ -67,10 +67,11 @@ class ResolvedSurface:
     def expiry_years(self) -> Array:
         return self._times
 
-    def implied_vol(self, years: Array, log_moneyness: Array) -> Array:
-        """Implied vol at each (T, k); T > 0."""
-        t = np.asarray(years, dtype=np.float64)
-        k = np.asarray(log_moneyness, dtype=np.float64)
+    def implied_vol(self, years: ArrayLike, log_moneyness: ArrayLike) -> Array:
+        """Implied vol at each (T, k); T > 0. T and k broadcast against each other."""
+        t, k = np.broadcast_arrays(np.asarray(years, dtype=np.float64), np.asarray(log_moneyness, dtype=np.float64))
+        shape = t.shape
+        t, k = t.ravel(), k.ravel()
         times = self._times
         # total variance of every slice at every queried k: slices x queries
         w_slices = np.stack([f(k) for f in self._variance])
@@ -86,4 +87,4 @@ class ResolvedSurface:
             before = w_slices[0] * t / times[0]
             after = w_slices[-1] * t / times[-1]
             w = np.where(t <= times[0], before, np.where(t >= times[-1], after, inside))
-        return np.sqrt(np.maximum(w, 0.0) / t)
+        return np.sqrt(np.maximum(w, 0.0) / t).reshape(shape)
