@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from risk_core.schema.market import MarketSnapshot, SourceStatus
 from risk_core.schema.params import default_params
 from risk_core.schema.positions import Position, StrictModel
+from risk_core.schema.venues import VenueState
 
 
 class MarginRequest(StrictModel):
@@ -17,6 +18,9 @@ class MarginRequest(StrictModel):
     params: dict[str, Any] | None = Field(default=None, description="overrides of the shipped risk parameters")
     sources: list[SourceStatus] = Field(
         default_factory=list, description="status of every position source; a failed one makes the report incomplete"
+    )
+    venue_states: list[VenueState] = Field(
+        default_factory=list, description="venues' own views of accounts: their margin is reproduced beside ours"
     )
 
     @model_validator(mode="before")

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from risk_core.schema.positions import Provenance, StrictModel
 
-VenueMethod = Literal["aave-v3-health-factor", "hyperliquid-cross-margin", "derive-pm2", "derive-standard"]
+VenueMethod = Literal["aave-v3-health-factor", "hyperliquid-cross-margin", "derive-pm2"]
 
 
 class VenueState(StrictModel):
