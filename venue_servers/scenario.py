@@ -1,0 +1,112 @@
+"""The market the local venues serve: one moment of real data from ../shared/data.
+
+Default: the calm-day Deribit snapshot (2026-01-05 15:33:29 UTC). BTC and ETH spot are Deribit's index in the
+file's first row of each currency; SOL (no Deribit SOL chain in shared/) is CoinGecko's last SOL close in
+shared/data/prices, a different date: the demo's SOL level, not a fact about 2026-01-05. Pyth confidences take the
+median confidence / price of the real Pyth BTC sample (2025-02-18).
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+
+from venue_servers.paths import shared_file
+
+CALM_DAY = "deribit_options_snapshot_20260105T153329Z.csv"
+SELL_OFF_DAY = "deribit_options_snapshot_20260205T212937Z.csv"
+
+
+@dataclass(frozen=True)
+class DeribitRow:
+    instrument: str
+    currency: str
+    underlying: float
+    underlying_name: str
+    is_call: bool
+    strike: float
+    expiry: datetime
+    bid: float | None
+    ask: float | None
+    mark: float
+    futures_price: float
+    futures_name: str
+    iv: float
+    delta: float
+    vega: float
+    open_interest: float
+    volume: float
+    index: float
+
+
+@dataclass(frozen=True)
+class DeribitFile:
+    as_of: datetime
+    rows: tuple[DeribitRow, ...]
+
+    def for_currency(self, currency: str) -> tuple[DeribitRow, ...]:
+        return tuple(r for r in self.rows if r.currency == currency)
+
+
+def _opt(text: str) -> float | None:
+    return float(text) if text not in ("", None) and float(text) > 0 else None
+
+
+@cache
+def load_deribit_file(name: str = CALM_DAY) -> DeribitFile:
+    path: Path = shared_file("data", "deribit", name)
+    with path.open(newline="") as f:
+        raw = list(csv.DictReader(f))
+    rows = tuple(
+        DeribitRow(
+            instrument=r["instrument_name"], currency=r["currency"], underlying=float(r["underlying"]),
+            underlying_name=r["underlying_name"], is_call=r["option_type"] == "call", strike=float(r["strike"]),
+            expiry=datetime.fromisoformat(r["expiry_datetime"]), bid=_opt(r["bid_price"]), ask=_opt(r["ask_price"]),
+            mark=float(r["mark_price"]), futures_price=float(r["futures_price"]),
+            futures_name=r["futures_instrument_name"], iv=float(r["implied_volatility"]), delta=float(r["delta"]),
+            vega=float(r["vega"]), open_interest=float(r["open_interest"] or 0), volume=float(r["volume"] or 0),
+            index=float(r["index_price"]),
+        )
+        for r in raw
+    )
+    return DeribitFile(as_of=datetime.fromisoformat(raw[0]["timestamp"]), rows=rows)
+
+
+@cache
+def pyth_confidence_ratio() -> float:
+    with shared_file("data", "pyth", "pyth_btc_usd_1sec_sample_20250218.csv").open(newline="") as f:
+        return statistics.median(float(r["conf"]) / float(r["price"]) for r in csv.DictReader(f))
+
+
+@cache
+def last_close(asset: str) -> float:
+    with shared_file("data", "prices", f"coingecko_{asset.lower()}-usd-max.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return float(rows[-1]["price"])
+
+
+@dataclass(frozen=True)
+class MarketScenario:
+    as_of: datetime
+    spot: dict[str, float]
+    deribit_file: str = CALM_DAY
+    # relative offsets of each venue's price from spot (a realistic few basis points, so medians are not trivial)
+    offsets: dict[str, float] = field(
+        default_factory=lambda: {"pyth": 2e-4, "hyperliquid-mark": 3e-4, "hyperliquid-oracle": -1e-4,
+                                 "derive-index": 1e-4, "deribit-index": 0.0}
+    )
+
+    def price(self, venue: str, asset: str) -> float:
+        return self.spot[asset] * (1.0 + self.offsets.get(venue, 0.0))
+
+
+def default_scenario(deribit_file: str = CALM_DAY) -> MarketScenario:
+    data = load_deribit_file(deribit_file)
+    btc = data.for_currency("BTC")[0].index
+    eth = data.for_currency("ETH")[0].index
+    return MarketScenario(as_of=data.as_of, spot={"BTC": btc, "ETH": eth, "SOL": last_close("SOL")},
+                          deribit_file=deribit_file)
