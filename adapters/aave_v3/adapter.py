@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
+from eth_utils import to_checksum_address
+
 from adapters.aave_v3.decoding import (
     BASE_CURRENCY_UNIT,
     GET_ASSET_PRICE,
@@ -25,9 +27,9 @@ from adapters.aave_v3.decoding import (
     UserReserveData,
 )
 from adapters.base import AdapterResult
-from adapters.decoding import parse_result, parse_single, parse_values
 from adapters.onchain import BlockSnapshot
 from chains.config import AaveV3Contracts, ChainConfig
+from chains.decoding import parse_result, parse_single, parse_values
 from chains.errors import RpcError
 from chains.multicall import CallResult, ContractCall
 from risk_core.schema.market import SourceStatus
@@ -106,7 +108,7 @@ class AaveV3Adapter:
     def compute_discovery(
         self, *, chain: ChainConfig, account: str, discovery: Hashable | None, results: Sequence[CallResult]
     ) -> Hashable:
-        reserves = tuple(parse_single(results[0], tuple))
+        reserves = tuple(to_checksum_address(address) for address in parse_single(results[0], tuple))
         emode_category = parse_single(results[1], int)
         price_source: str | None = None  # unknown until the category's data has been read
         if emode_category == 0:

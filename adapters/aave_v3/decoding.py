@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from adapters.decoding import ContractOutput
+from chains.decoding import Address, ContractOutput
 
 Uint = Annotated[int, Field(ge=0)]
 Bps = Annotated[int, Field(ge=0, le=65535)]
@@ -44,7 +44,7 @@ class EModeCategoryData(ContractOutput):
     ltv: Bps
     liquidation_threshold: Bps
     liquidation_bonus: Bps
-    price_source: str
+    price_source: Address
     label: str
 
 

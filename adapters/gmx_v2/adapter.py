@@ -14,9 +14,9 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from adapters.base import AdapterResult
-from adapters.decoding import ContractOutput, parse_values
 from adapters.onchain import BlockSnapshot
 from chains.config import ChainConfig, GmxV2Contracts
+from chains.decoding import Address, ContractOutput, parse_values
 from chains.errors import RpcError
 from chains.multicall import CallResult, ContractCall
 from risk_core.schema.market import SourceStatus
@@ -38,9 +38,9 @@ GET_MARKET = ("getMarket(address,address)", ("(address,address,address,address)"
 
 
 class PositionAddresses(ContractOutput):
-    account: str
-    market: str
-    collateral_token: str
+    account: Address
+    market: Address
+    collateral_token: Address
 
 
 class PositionNumbers(ContractOutput):
@@ -64,10 +64,10 @@ class GmxPosition:
 
 
 class MarketProps(ContractOutput):
-    market_token: str
-    index_token: str
-    long_token: str
-    short_token: str
+    market_token: Address
+    index_token: Address
+    long_token: Address
+    short_token: Address
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from typing import Annotated
 from pydantic import Field
 
 from adapters.base import AdapterResult
-from adapters.decoding import ContractOutput, parse_result, parse_single
 from adapters.onchain import BlockSnapshot
 from adapters.uniswap_v3.maths import (
     compute_fee_growth_inside,
@@ -24,6 +23,7 @@ from adapters.uniswap_v3.maths import (
     compute_uncollected_fees,
 )
 from chains.config import ChainConfig, UniswapV3Contracts
+from chains.decoding import Address, ContractOutput, parse_result, parse_single
 from chains.multicall import CallResult, ContractCall
 from risk_core.schema.market import SourceStatus
 from risk_core.schema.positions import LPPosition, Position, SpotPosition
@@ -46,9 +46,9 @@ TICKS = ("ticks(int24)", ("uint128", "int128", "uint256", "uint256", "int56", "u
 
 class NpmPosition(ContractOutput):
     nonce: Uint
-    operator: str
-    token0: str
-    token1: str
+    operator: Address
+    token0: Address
+    token1: Address
     fee: Uint
     tick_lower: int
     tick_upper: int
@@ -85,8 +85,8 @@ class RangeKey:
     """What a token id fixes at mint: its pool and range."""
 
     token_id: int
-    token0: str
-    token1: str
+    token0: Address
+    token1: Address
     fee: int
     tick_lower: int
     tick_upper: int

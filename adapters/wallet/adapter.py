@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 from adapters.base import AdapterResult
-from adapters.decoding import parse_single
 from adapters.onchain import BlockSnapshot
 from chains.config import ChainConfig
+from chains.decoding import parse_single
 from chains.errors import ChainError
 from chains.multicall import CallResult, ContractCall
 from risk_core.schema.market import SourceStatus
@@ -47,17 +47,8 @@ class WalletAdapter:
         snapshot: BlockSnapshot,
     ) -> AdapterResult:
         source = f"{VENUE}@{chain.name}"
-        holdings = [(chain.native.symbol, chain.native.asset, chain.native.decimals, results[0])]
-        holdings += [
-            (t.symbol, t.asset, t.decimals, result) for t, result in zip(chain.tokens, results[1:], strict=True)
-        ]
-        balances: list[tuple[str, str, int, int]] = []
-        unreadable: list[str] = []
-        for symbol, asset, decimals, result in holdings:
-            try:
-                balances.append((symbol, asset, decimals, parse_single(result, int)))
-            except ChainError as e:
-                unreadable.append(f"{symbol}: {e}")
+        balances = compute_balances(chain, results)
+        unreadable = [f"{symbol}: {raw}" for symbol, _, _, raw in balances if isinstance(raw, ChainError)]
         complete = not unreadable
         provenance = snapshot.provenance(source, complete=complete)
         positions: list[Position] = [
@@ -73,7 +64,7 @@ class WalletAdapter:
                 provenance=provenance,
             )
             for symbol, asset, decimals, raw in balances
-            if raw != 0
+            if isinstance(raw, int) and raw != 0
         ]
         status = SourceStatus(
             name=source,
@@ -82,3 +73,16 @@ class WalletAdapter:
             as_of=snapshot.timestamp,
         )
         return AdapterResult(source=source, status=status, positions=positions, block=snapshot.block)
+
+
+def compute_balances(chain: ChainConfig, results: Sequence[CallResult]) -> list[tuple[str, str, int, int | ChainError]]:
+    """(symbol, asset, decimals, raw balance or why it is unreadable): native first, then the file's tokens."""
+    holdings = [(chain.native.symbol, chain.native.asset, chain.native.decimals, results[0])]
+    holdings += [(t.symbol, t.asset, t.decimals, result) for t, result in zip(chain.tokens, results[1:], strict=True)]
+    balances: list[tuple[str, str, int, int | ChainError]] = []
+    for symbol, asset, decimals, result in holdings:
+        try:
+            balances.append((symbol, asset, decimals, parse_single(result, int)))
+        except ChainError as e:
+            balances.append((symbol, asset, decimals, e))
+    return balances

@@ -4,12 +4,16 @@ than its ABI says (wrong arity, a negative where a uint is due, a bool that is n
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from eth_utils import to_checksum_address
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from chains.errors import RpcError
 from chains.multicall import CallResult
+
+# eth_abi decodes addresses in lower case; the chains file and every comparison use the checksummed form.
+Address = Annotated[str, AfterValidator(to_checksum_address)]
 
 
 class ContractOutput(BaseModel):
