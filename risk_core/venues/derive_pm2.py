@@ -284,9 +284,10 @@ class _OptionBook:
         legs = np.array(
             [(o.expiry, o.strike, o.is_call, o.amount, o.mark_vol) for o in account.options], dtype=np.float64
         ).reshape(-1, 5)
-        seconds, expiry_of_leg = np.unique(legs[:, 0], return_inverse=True)
-        feeds = {feed.feed_expiry: feed for feed in account.option_feeds}
-        expiry_feeds = [feeds[float(expiry)] for expiry in seconds]
+        # The expiries are the feeds' (validation gives every option's expiry one); one without options adds 0.
+        expiry_feeds = sorted(account.option_feeds, key=lambda feed: feed.feed_expiry)
+        seconds = np.array([feed.feed_expiry for feed in expiry_feeds], dtype=np.float64)
+        expiry_of_leg = np.searchsorted(seconds, legs[:, 0])
         market_confidence = account.spot_confidence
         if account.num_perps != 0:
             market_confidence = min(market_confidence, account.perp_confidence)
@@ -304,7 +305,7 @@ class _OptionBook:
             is_call=legs[:, 2] == 1,
             amount=legs[:, 3],
             mark_vol=legs[:, 4],
-            expiry_of_leg=expiry_of_leg.reshape(-1),
+            expiry_of_leg=expiry_of_leg,
             seconds=seconds,
             forward=forward,
             rate=rate,
@@ -378,15 +379,6 @@ def _static_discount(value: FloatArray, book: _OptionBook, margin: MarginParamet
     return value * np.where(value >= 0, gain_factor, loss_factor)
 
 
-def _oracle_charge(
-    other: OtherContingencyParameters, confidence: FloatArray | float, notional: FloatArray | float
-) -> float:
-    """IM charge on notional priced by a feed whose confidence is below the venue's threshold."""
-    confidence_array = np.asarray(confidence, dtype=np.float64)
-    shortfall = np.where(confidence_array < other.conf_threshold, 1.0 - confidence_array, 0.0)
-    return float((shortfall * other.conf_margin * np.asarray(notional, dtype=np.float64)).sum())
-
-
 def _contingencies(
     account: Pm2Account, book: _OptionBook, collaterals: _Collaterals, other: OtherContingencyParameters
 ) -> tuple[float, float]:
@@ -398,21 +390,21 @@ def _contingencies(
     net_at_strike = np.bincount(expiry_strike_key, weights=book.amount)
     naked_short_notional = float(np.maximum(-net_at_strike, 0.0).sum()) * spot
     perp_notional = abs(account.num_perps) * spot
-    gross_option_notional = (
-        np.asarray(np.bincount(book.expiry_of_leg, weights=np.abs(book.amount), minlength=book.seconds.size),
-                   dtype=np.float64) * spot
-    )
+    gross_amount = np.bincount(book.expiry_of_leg, weights=np.abs(book.amount), minlength=book.seconds.size)
+    gross_option_notional = np.asarray(gross_amount, dtype=np.float64) * spot
 
     mm_contingency = (
         perp_notional * other.mm_perp_percent
         + naked_short_notional * other.mm_option_percent
         + float(collaterals.value @ collaterals.mm_haircut)
     )
-    oracle_contingency = (
-        _oracle_charge(other, min(account.spot_confidence, account.perp_confidence), perp_notional)
-        + _oracle_charge(other, book.confidence, gross_option_notional)
-        + _oracle_charge(other, collaterals.oracle_confidence, collaterals.value)
+    # Notional priced by a feed whose confidence is under the threshold costs IM in proportion to the shortfall.
+    confidence = np.concatenate(
+        [[min(account.spot_confidence, account.perp_confidence)], book.confidence, collaterals.oracle_confidence]
     )
+    notional = np.concatenate([[perp_notional], gross_option_notional, collaterals.value])
+    shortfall = np.where(confidence < other.conf_threshold, 1.0 - confidence, 0.0)
+    oracle_contingency = float(shortfall @ notional) * other.conf_margin
     im_contingency = (
         perp_notional * other.im_perp_percent
         + naked_short_notional * other.im_option_percent

@@ -141,3 +141,13 @@ def test_svi_parameters_accept_text_and_numbers() -> None:
     assert svi is not None
     assert svi[0] == 0.007565004123347051
     assert svi[5] == 2682.9997436016715
+
+
+@NO_CASES
+def test_a_feed_without_options_changes_nothing() -> None:
+    data = load_case("test_12_risk_cancelling_naked_short_call")
+    base = evaluate(data)
+    data["Scenario"]["OptionFeeds"].append({**data["Scenario"]["OptionFeeds"][0], "FeedExpiry": 1_399_652})
+    with_extra_feed = evaluate(data)
+    assert with_extra_feed.scenario_pnl == base.scenario_pnl
+    assert (with_extra_feed.mm, with_extra_feed.im) == (base.mm, base.im)
