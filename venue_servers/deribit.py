@@ -13,7 +13,6 @@ real OpenAPI description before it is sent (strict: no field the spec does not d
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -162,7 +161,7 @@ def make_app(fixture: DeribitFixture, faults: Faults | None = None, *, validate:
     app = web.Application()
 
     def respond(route: str, result: Any) -> web.Response:
-        body = _envelope(result, int(time.time() * 1e6))
+        body = _envelope(result, _ms(fixture.data.as_of) * 1000)  # the fixture's moment, as on the venue's clock
         if validate:
             validate_deribit_response(route, body)
         if flt.renames(route):

@@ -30,7 +30,12 @@ from venue_servers.hyperliquid import dec
 from venue_servers.scenario import DeribitRow, MarketScenario, load_deribit_file
 from venue_servers.spec import SpecViolation, validate_derive_params, validate_derive_result
 
-RENAMED = ("maintenance_margin", "maint_margin")
+RENAMED = {  # what the 'rename-field' fault renames, per method
+    "public/get_tickers": ("M", "mark"),
+    "public/get_all_instruments": ("option_details", "optionDetails"),
+    "private/get_subaccount": ("maintenance_margin", "maint_margin"),
+    "private/get_positions": ("amount", "size"),
+}
 AUTH_WINDOW_MS = 300_000
 CURRENCIES = ("BTC", "ETH", "SOL")
 # A fixed test identity (never a real key): the Derive smart-contract wallet, its owner and a read-only session key.
@@ -191,7 +196,7 @@ def make_app(fixture: DeriveFixture, faults: Faults | None = None, *, validate: 
             validate_derive_result(method, body)
         out: Any = {"id": rid, "result": body}
         if flt.renames(method):
-            out = rename_key(out, *RENAMED)
+            out = rename_key(out, *RENAMED[method])
         return web.Response(text=json.dumps(out), content_type="application/json")
 
     def error(rid: Any, code: int, message: str, status: int = 200, data: str | None = None) -> web.Response:

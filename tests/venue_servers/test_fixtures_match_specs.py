@@ -115,7 +115,7 @@ def test_hyperliquid_fixtures_match_the_recorded_response() -> None:
 
 def test_pyth_fixture_matches_hermes() -> None:
     fx = pyth.PythFixture(scenario=default_scenario())
-    body = {"binary": {"encoding": "hex", "data": ["00"]}, "parsed": [fx.price_update("BTC")]}
+    body: dict[str, Any] = {"binary": {"encoding": "hex", "data": ["00"]}, "parsed": [fx.price_update("BTC")]}
     validate_hermes_latest(body)
     body["parsed"][0]["price"]["price"] = 9.3e12
     with pytest.raises(SpecViolation):

@@ -1,0 +1,122 @@
+"""The snapshot builder against the local venues (real routes, fixtures from shared data), and every way a venue
+fails: each becomes that source's `failed` status with the reason, the rest of the snapshot stands."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import aiohttp
+import pytest
+
+from oracles.snapshot import SnapshotBuild, SnapshotSources, fetch_market_snapshot
+from risk_core.schema.market import SVISurface
+from venue_servers.paths import shared_dir
+from venue_servers.pyth import FEED_IDS
+from venue_servers.runner import VenueServers, run_venue_servers
+from venue_servers.scenario import pyth_confidence_ratio
+
+pytestmark = pytest.mark.skipif(not (shared_dir() / "data").is_dir(), reason="../shared not found")
+ASSETS = ("BTC", "ETH", "SOL")
+
+
+@pytest.fixture
+async def venues() -> AsyncIterator[VenueServers]:
+    async with run_venue_servers() as servers:
+        yield servers
+
+
+def sources_of(v: VenueServers, timeouts: dict[str, float]) -> SnapshotSources:
+    return SnapshotSources(pyth_url=v.urls["pyth"], deribit_url=v.urls["deribit"], derive_url=v.urls["derive"],
+                           hyperliquid_url=v.urls["hyperliquid"], pyth_feeds=FEED_IDS, timeout_s=30.0,
+                           timeouts=timeouts)
+
+
+async def build(v: VenueServers, timeouts: dict[str, float] | None = None) -> SnapshotBuild:
+    async with aiohttp.ClientSession() as session:
+        return await fetch_market_snapshot(session, sources_of(v, timeouts or {}), assets=ASSETS,
+                                           now=v.scenario.as_of + timedelta(seconds=2))
+
+
+def statuses(b: SnapshotBuild) -> dict[str, tuple[str, str | None]]:
+    return {s.name: (s.status, s.reason) for s in b.snapshot.sources}
+
+
+async def test_full_snapshot_for_btc_eth_sol(venues: VenueServers) -> None:
+    b = await build(venues)
+    snap, scn = b.snapshot, venues.scenario
+    for asset, venue_names in (("BTC", ("pyth", "deribit-index", "derive-index", "hyperliquid-oracle")),
+                               ("ETH", ("pyth", "deribit-index", "derive-index", "hyperliquid-oracle")),
+                               ("SOL", ("pyth", "derive-index", "hyperliquid-oracle"))):
+        expected = [scn.price(n, asset) for n in venue_names]
+        # Pyth quantises to 1e-8, Hyperliquid's and Derive's decimal strings to 4 places
+        assert snap.spot[asset] == pytest.approx(statistics.median(expected), rel=1e-7)
+        spread = (max(expected) - min(expected)) / snap.spot[asset]
+        assert snap.dispersion[asset] == pytest.approx(max(spread, pyth_confidence_ratio()), rel=1e-3)
+        assert b.prices[asset].status == "ok" and len(b.prices[asset].sources) == len(venue_names)
+    for asset in ("BTC", "ETH"):
+        surface = snap.vol[asset]
+        assert isinstance(surface, SVISurface) and len(surface.svi) >= 10
+        assert b.surfaces[asset].venues == ("deribit", "derive")
+        assert set(snap.forwards[asset]) == {s.expiry for s in surface.svi} | set(snap.forwards[asset])
+    assert "SOL" not in snap.vol
+    assert statuses(b)["vol:SOL"][0] == "failed"
+    assert all(s.status == "ok" for s in b.fetches if s.name.startswith("fetch:"))
+    assert snap.as_of == scn.as_of + timedelta(seconds=2)
+    with pytest.raises(Exception, match="frozen"):
+        snap.spot = {}  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("venue", "route", "fault", "source", "words"),
+    [
+        ("deribit", "/public/get_book_summary_by_currency", "http-500", "fetch:deribit:BTC", "HTTP 500"),
+        ("pyth", "/v2/updates/price/latest", "malformed-json", "fetch:pyth", "malformed JSON"),
+        ("hyperliquid", "metaAndAssetCtxs", "http-500", "fetch:hyperliquid", "HTTP 500"),
+        ("derive", "public/get_tickers", "rename-field", "fetch:derive:BTC",
+         "unexpected derive perp tickers response: tickers.BTC-PERP.M: Field required"),
+        ("deribit", "/public/get_book_summary_by_currency", "rename-field", "fetch:deribit:BTC",
+         "unexpected deribit option book summary response: mark_price: Field required"),
+        ("pyth", "/v2/updates/price/latest", "rename-field", "fetch:pyth",
+         "unexpected Hermes price/latest response: parsed.0.price.publish_time: Field required"),
+    ],
+)
+async def test_a_failing_venue_is_a_failed_source_not_a_crash(
+    venues: VenueServers, venue: str, route: str, fault: str, source: str, words: str | None
+) -> None:
+    venues.faults[venue].set(route, fault)  # type: ignore[arg-type]
+    b = await build(venues)
+    status, reason = statuses(b)[source]
+    assert status == "failed" and reason
+    if words:
+        assert words in reason
+    # the other venues still price every asset
+    assert set(b.snapshot.spot) == set(ASSETS)
+    assert venues.faults[venue].hits[route] >= 1
+
+
+async def test_a_venue_that_hangs_times_out_as_a_failed_source(venues: VenueServers) -> None:
+    venues.faults["hyperliquid"].set("metaAndAssetCtxs", "hang")
+    b = await build(venues, timeouts={"hyperliquid": 0.3})
+    venues.faults["hyperliquid"].release()
+    status, reason = statuses(b)["fetch:hyperliquid"]
+    assert status == "failed" and reason is not None and reason.startswith("timeout after 0.3 s")
+    assert b.prices["SOL"].status == "ok" and len(b.prices["SOL"].sources) == 2  # pyth and derive
+
+
+async def test_the_renamed_derive_field_fails_the_derive_chain_but_deribit_still_fits(venues: VenueServers) -> None:
+    venues.faults["derive"].set("public/get_tickers", "rename-field")
+    b = await build(venues)
+    assert b.surfaces["BTC"].venues == ("deribit",)
+    assert isinstance(b.snapshot.vol["BTC"], SVISurface)
+
+
+async def test_all_price_venues_down_leaves_no_spot(venues: VenueServers) -> None:
+    for venue, route in (("pyth", "/v2/updates/price/latest"), ("hyperliquid", "metaAndAssetCtxs"),
+                         ("derive", "public/get_tickers"), ("deribit", "/public/get_index")):
+        venues.faults[venue].set(route, "http-500")
+    b = await build(venues)
+    assert b.snapshot.spot == {}
+    for asset in ASSETS:
+        assert statuses(b)[f"price:{asset}/USD"][0] == "failed"
