@@ -1,0 +1,31 @@
+"""Storage of watched accounts and their refresh history (sqlmodel on SQLite or PostgreSQL, alembic migrations)."""
+
+from aggregator.store.errors import AccountExists, AccountNotFound, StoreError, StoreUnavailable
+from aggregator.store.records import (
+    PositionSnapshot,
+    PruneCounts,
+    RefreshIds,
+    ReportHeadline,
+    StoredMarketSnapshot,
+    StoredPositionSnapshot,
+    StoredReport,
+    WatchedAccount,
+)
+from aggregator.store.store import AsyncStore, Store
+
+__all__ = [
+    "AccountExists",
+    "AccountNotFound",
+    "AsyncStore",
+    "PositionSnapshot",
+    "PruneCounts",
+    "RefreshIds",
+    "ReportHeadline",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "StoredMarketSnapshot",
+    "StoredPositionSnapshot",
+    "StoredReport",
+    "WatchedAccount",
+]
