@@ -1,0 +1,122 @@
+"""Deribit: public/auth (client_credentials of a read-only key) then private/get_positions per currency.
+
+- Options are inverse (coin-settled): `size` is signed, in coin; strike, expiry (08:00 UTC) and type come from the
+  instrument name (BTC-27MAR26-90000-P).
+- Futures and perpetuals are inverse too, sized in USD. Converted at the current price, an inverse contract's USD
+  P&L is size_usd x (1/entry - 1/F) x F = (size_usd / entry) x (F - entry): linear, with quantity size_usd / entry
+  in coin. That is the schema's linear future/perp with `entry_price`.
+- The venue's own initial and maintenance margin (in coin) are summed per currency and converted at the index into
+  `DeribitResult.reported` (risk_core's VenueState has no Deribit method yet; see the adapter's note).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import aiohttp
+
+from adapters.base import AdapterResult
+from adapters.hyperliquid.http import VenueError, VenueModel, parse, request_json
+from risk_core.schema.market import SourceStatus
+from risk_core.schema.positions import FuturePosition, OptionPosition, PerpPosition, Position, Provenance
+
+MONTHS = {m: i for i, m in enumerate(
+    ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), start=1)}
+CHAIN = "offchain"
+
+
+@dataclass(frozen=True)
+class DeribitResult(AdapterResult):
+    reported: dict[str, float] = field(default_factory=dict)  # e.g. BTC.maintenance_margin_usd
+
+
+class Envelope(VenueModel):
+    result: Any = None
+    error: dict[str, Any] | None = None
+
+
+class Auth(VenueModel):
+    access_token: str
+
+
+class Position_(VenueModel):
+    instrument_name: str
+    kind: Literal["option", "future"]
+    size: float
+    average_price: float
+    mark_price: float
+    index_price: float
+    initial_margin: float
+    maintenance_margin: float
+
+
+def parse_expiry(code: str) -> datetime:
+    """'27MAR26' -> 2026-03-27 08:00 UTC (Deribit's expiry time)."""
+    day, month, year = int(code[:-5]), MONTHS[code[-5:-2]], 2000 + int(code[-2:])
+    return datetime(year, month, day, 8, tzinfo=UTC)
+
+
+def compute_position(p: Position_, *, account: str, as_of: datetime) -> Position:
+    prov = Provenance(source="deribit", timestamp=as_of)
+    parts = p.instrument_name.split("-")
+    base = dict(venue="deribit", chain=CHAIN, account=account, provenance=prov, id=f"deribit:{p.instrument_name}")
+    if p.kind == "option":
+        return OptionPosition(kind="option", underlying=parts[0], quantity=p.size, strike=float(parts[2]),
+                              expiry=parse_expiry(parts[1]), option_type="call" if parts[3] == "C" else "put",
+                              settlement="inverse", **base)  # type: ignore[arg-type]
+    quantity = p.size / p.average_price
+    if parts[1] == "PERPETUAL":
+        return PerpPosition(kind="perp", underlying=parts[0], quantity=quantity, entry_price=p.average_price,
+                            **base)  # type: ignore[arg-type]
+    return FuturePosition(kind="future", underlying=parts[0], quantity=quantity, expiry=parse_expiry(parts[1]),
+                          entry_price=p.average_price, **base)  # type: ignore[arg-type]
+
+
+async def _call(session: aiohttp.ClientSession, base_url: str, method: str, *, timeout_s: float,
+                token: str | None = None, **params: str) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    try:
+        data = await request_json(session, "GET", f"{base_url}/{method}", params=params, headers=headers,
+                                  timeout_s=timeout_s)
+    except VenueError as e:
+        raise VenueError(f"{method}: {e}") from e
+    env = parse(Envelope, data, what=f"deribit {method}")
+    if env.error is not None:
+        raise VenueError(f"deribit {method}: error {env.error.get('code')} {env.error.get('message')}")
+    return env.result
+
+
+async def fetch_deribit_positions(
+    session: aiohttp.ClientSession, base_url: str, *, client_id: str, client_secret: str, account: str,
+    currencies: tuple[str, ...] = ("BTC", "ETH"), now: datetime | None = None, timeout_s: float = 5.0,
+) -> DeribitResult:
+    """Never raises for a venue fault: the result is `failed` with the reason."""
+    at = now or datetime.now(tz=UTC)
+    source = "deribit"
+    try:
+        auth = parse(Auth, await _call(session, base_url, "public/auth", timeout_s=timeout_s,
+                                       grant_type="client_credentials", client_id=client_id,
+                                       client_secret=client_secret), what="deribit auth")
+        pages = await asyncio.gather(*(
+            _call(session, base_url, "private/get_positions", timeout_s=timeout_s, token=auth.access_token,
+                  currency=c) for c in currencies))
+        positions: list[Position] = []
+        reported: dict[str, float] = {}
+        for cur, page in zip(currencies, pages, strict=True):
+            if not isinstance(page, list):
+                raise VenueError("unexpected deribit get_positions response: not a list")
+            items = [parse(Position_, x, what="deribit position") for x in page]
+            positions.extend(compute_position(p, account=account, as_of=at) for p in items if p.size != 0)
+            if items:
+                index = items[0].index_price
+                im, mm = sum(p.initial_margin for p in items), sum(p.maintenance_margin for p in items)
+                reported.update({f"{cur}.initial_margin": im, f"{cur}.maintenance_margin": mm,
+                                 f"{cur}.initial_margin_usd": im * index, f"{cur}.maintenance_margin_usd": mm * index})
+    except VenueError as e:
+        return DeribitResult(source=source, status=SourceStatus(name=source, status="failed", reason=str(e),
+                                                                as_of=at))
+    status = SourceStatus(name=source, status="ok", reason=f"{len(positions)} positions", as_of=at)
+    return DeribitResult(source=source, status=status, positions=positions, reported=reported)
