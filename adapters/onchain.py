@@ -26,7 +26,7 @@ from adapters.base import AdapterResult
 from chains.client import ChainClient
 from chains.config import ChainConfig
 from chains.errors import ChainError, RpcError
-from chains.multicall import CallResult, ContractCall, compute_block_calls, fetch_aggregate3
+from chains.multicall import BLOCK_CALLS, CallResult, ContractCall, compute_block_calls, fetch_aggregate3
 from risk_core.schema.market import SourceStatus
 from risk_core.schema.positions import Provenance
 
@@ -134,9 +134,11 @@ async def fetch_settled_reads(
             }
             calls = compute_block_calls(chain.multicall3) + [call for calls in per_adapter.values() for call in calls]
             results = await fetch_aggregate3(client, calls, block_identifier=pinned)
-            block_number, timestamp = (parse_block_value(result) for result in results[:2])
+            block_number, timestamp = (parse_block_value(result) for result in results[:2])  # then the chain id
             pinned = block_number  # a repeat for discovery reads the same block
-            sliced = dict(zip(active, _slice(results[2:], [len(c) for c in per_adapter.values()]), strict=True))
+            sliced = dict(
+                zip(active, _slice(results[BLOCK_CALLS:], [len(c) for c in per_adapter.values()]), strict=True)
+            )
             settled = True
             for index in active:
                 try:

@@ -82,10 +82,15 @@ class CallResult:
 
 
 def compute_block_calls(multicall3: str) -> list[ContractCall]:
+    """Block number and timestamp of the batch, and the chain id (checked by fetch_aggregate3)."""
     return [
         ContractCall(multicall3, "getBlockNumber()", (), ("uint256",)),
         ContractCall(multicall3, "getCurrentBlockTimestamp()", (), ("uint256",)),
+        ContractCall(multicall3, "getChainId()", (), ("uint256",)),
     ]
+
+
+BLOCK_CALLS = len(compute_block_calls("0x0000000000000000000000000000000000000000"))
 
 
 async def fetch_aggregate3(

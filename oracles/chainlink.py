@@ -23,7 +23,7 @@ from chains.client import ChainClient
 from chains.config import PriceFeed, SequencerUptimeFeed
 from chains.decoding import ContractOutput, parse_result, parse_single
 from chains.errors import ChainError
-from chains.multicall import ContractCall, compute_block_calls, fetch_aggregate3
+from chains.multicall import BLOCK_CALLS, ContractCall, compute_block_calls, fetch_aggregate3
 from risk_core.schema.market import SourceStatus
 
 # Chainlink updates land a little after the heartbeat (up to 3720 s observed on ETH/USD's 3600 s heartbeat).
@@ -142,6 +142,11 @@ def compute_chain_verdicts(
     return verdicts
 
 
+def read(target: str, function: tuple[str, tuple[str, ...]]) -> ContractCall:
+    signature, outputs = function
+    return ContractCall(target, signature, (), outputs)
+
+
 @dataclass(frozen=True)
 class ChainlinkSnapshot:
     chain: str
@@ -163,14 +168,15 @@ async def fetch_chainlink_prices(
     chain = client.config
     calls: list[ContractCall] = compute_block_calls(chain.multicall3)
     for feed in chain.price_feeds:
-        calls += [ContractCall(feed.address, *LATEST_ROUND_DATA), ContractCall(feed.address, *DECIMALS)]
+        calls += [read(feed.address, LATEST_ROUND_DATA), read(feed.address, DECIMALS)]
     if chain.sequencer_uptime_feed is not None:
-        calls.append(ContractCall(chain.sequencer_uptime_feed.address, *LATEST_ROUND_DATA))
+        calls.append(read(chain.sequencer_uptime_feed.address, LATEST_ROUND_DATA))
     try:
         results = await fetch_aggregate3(client, calls, block_identifier=block_identifier)
         block, now = (parse_single(result, int) for result in results[:2])
+        feed_results = results[BLOCK_CALLS:]
         rounds = [
-            (feed, parse_result(ChainlinkRound, results[2 + 2 * i]), parse_single(results[3 + 2 * i], int))
+            (feed, parse_result(ChainlinkRound, feed_results[2 * i]), parse_single(feed_results[2 * i + 1], int))
             for i, feed in enumerate(chain.price_feeds)
         ]
         sequencer = (

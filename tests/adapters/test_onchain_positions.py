@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from support.devnet_fixtures import load_abi
 from web3 import Web3
 
 from adapters import ONCHAIN_ADAPTERS
@@ -19,7 +20,6 @@ from devnet.run import RunningDevnet
 from risk_core.schema.positions import BorrowPosition, LendPosition, LPPosition, PerpPosition, SpotPosition
 from risk_core.schema.venues import VenueState
 from risk_core.venues.aave import AaveAccount, AaveReserve, EModeCategory, aave_health
-from support.devnet_fixtures import load_abi
 
 HF_RELATIVE_TOLERANCE = 1e-9
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from support.devnet_fixtures import load_abi
 from web3 import Web3
 
 from chains.config import load_chains_file
 from devnet.deploy import DEMO_ACCOUNT, MULTICALL3
 from devnet.run import RunningDevnet, compute_cache_key, default_cache_root, start_devnet
 from devnet.solidity import compile_sources
-from support.devnet_fixtures import load_abi
 
 
 def test_gmx_reader_exposes_the_real_reader_abi() -> None:
