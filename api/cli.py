@@ -60,6 +60,13 @@ def _schema(args: argparse.Namespace) -> str:
     return f"wrote {len(schema_documents())} schema files to {out}\n"
 
 
+def _serve(args: argparse.Namespace) -> str:
+    from api.http.server import serve  # imported here: the other commands need not load aiohttp and strawberry
+
+    serve(host=args.host, port=args.port)
+    return ""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metarisk", description="cross-chain portfolio margin")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -70,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     schema = commands.add_parser("schema", help="write the JSON Schema files of the public models")
     schema.add_argument("out", nargs="?", default=f"schema/v{SCHEMA_VERSION}")
     schema.set_defaults(run=_schema)
+    serve = commands.add_parser("serve", help="serve the REST and GraphQL API (what-if margin; no aggregator yet)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(run=_serve)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""GraphQL (strawberry) over the same models as the REST API."""

@@ -1,0 +1,257 @@
+"""The GraphQL schema: typed summary fields, and the big grids as one JSON scalar (typed GraphQL fields cost
+~40x more per number; PERFORMANCE_NOTES.md). Without an aggregator service only the what-if `margin` exists."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    AddValidationRules,
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.scalars import JSON
+from strawberry.types import ExecutionContext, Info
+
+from api.http.metrics import ApiMetrics
+from api.http.problems import Problem
+from api.http.service import RiskService
+from api.http.settings import ApiSettings
+from api.http.what_if import compute_what_if
+from risk_core.errors import InputError
+from risk_core.schema.report import MarginReport
+from risk_core.schema.report import PositionRisk as PositionRiskModel
+
+log = logging.getLogger(__name__)
+Answer = TypeVar("Answer")
+CACHED_QUERIES = 256  # distinct query texts kept parsed and validated; bounded so unique texts cannot grow memory
+
+
+@dataclass(frozen=True)
+class GraphQLContext:
+    metrics: ApiMetrics
+    service: RiskService | None
+
+
+@strawberry.type
+class PositionRisk:
+    id: str | None
+    index: int
+    kind: str
+    category: str
+    venue: str
+    chain: str
+    account: str
+    underlying: str | None
+    value_usd: float
+    delta: float
+    gamma: float
+    vega: float
+    theta: float
+    standalone_margin_usd: float
+    priced: bool
+
+    @classmethod
+    def from_model(cls, p: PositionRiskModel) -> PositionRisk:
+        return cls(**{name: getattr(p, name) for name in PositionRiskModel.model_fields})
+
+
+@strawberry.type
+class UnderlyingGreeks:
+    asset: str
+    spot: float
+    risk_usd: float
+    delta: float
+    delta_usd: float
+    gamma: float
+    gamma_usd: float = strawberry.field(description="change of delta_usd for a 1% spot move")
+    vega: float = strawberry.field(description="USD per vol point (0.01)")
+    theta: float = strawberry.field(description="USD per calendar day")
+    liquidation_down: float | None = strawberry.field(description="relative spot fall to liquidation; null if none")
+    liquidation_up: float | None = strawberry.field(description="relative spot rise to liquidation; null if none")
+
+
+@strawberry.type(description="A margin report: the summary as typed fields, grids and breakdowns as JSON")
+class Margin:
+    report: strawberry.Private[MarginReport]
+    as_of: datetime
+    params_version: str
+    equity_usd: float
+    collateral_usd: float
+    maintenance_margin_usd: float
+    initial_margin_usd: float
+    free_collateral_usd: float
+    margin_ratio: float | None
+    status: str
+    isolated_margin_usd: float
+    portfolio_saving_usd: float
+    risk_usd: float
+    contingency_usd: float
+    complete: bool
+    warnings: list[str]
+
+    @classmethod
+    def from_report(cls, report: MarginReport) -> Margin:
+        summary = {name: getattr(report, name) for name in _SUMMARY_FIELDS}
+        return cls(report=report, **summary)
+
+    @strawberry.field
+    def positions(self) -> list[PositionRisk]:
+        return [PositionRisk.from_model(p) for p in self.report.positions]
+
+    @strawberry.field
+    def greeks(self) -> list[UnderlyingGreeks]:
+        return [
+            UnderlyingGreeks(
+                asset=asset,
+                spot=u.spot,
+                risk_usd=u.risk_usd,
+                delta=u.delta,
+                delta_usd=u.delta_usd,
+                gamma=u.gamma,
+                gamma_usd=u.gamma_usd,
+                vega=u.vega,
+                theta=u.theta,
+                liquidation_down=u.liquidation_move.down,
+                liquidation_up=u.liquidation_move.up,
+            )
+            for asset, u in self.report.underlyings.items()
+        ]
+
+    @strawberry.field(description="per underlying: spot x vol P&L grid, extreme and skew scenarios, worst scenario")
+    def scenarios(self) -> JSON:
+        return JSON(
+            {
+                asset: {"worst": u.worst_scenario.model_dump(mode="json"), **u.grid.model_dump(mode="json")}
+                for asset, u in self.report.underlyings.items()
+            }
+        )
+
+    @strawberry.field(description="equity, collateral and margin per venue and per chain")
+    def breakdown(self) -> JSON:
+        return JSON(self.report.model_dump(mode="json", include={"by_venue", "by_chain"}))
+
+    @strawberry.field(description="the whole report, as POST /v1/margin answers it")
+    def report_json(self) -> JSON:
+        return JSON(self.report.model_dump(mode="json"))
+
+
+_SUMMARY_FIELDS = [name for name in Margin.__annotations__ if name != "report" and name in MarginReport.model_fields]
+
+
+def _context(info: Info[GraphQLContext, None]) -> GraphQLContext:
+    return info.context
+
+
+def _graphql_error(problem: Problem) -> GraphQLError:
+    return GraphQLError(
+        problem.detail,
+        extensions={
+            "code": problem.slug.upper().replace("-", "_"),
+            "status": problem.status,
+            "errors": [e.model_dump() for e in problem.errors],
+        },
+    )
+
+
+@strawberry.type
+class WhatIfQuery:
+    @strawberry.field(description="What-if margin of a request: the JSON body POST /v1/margin takes")
+    def margin(self, info: Info[GraphQLContext, None], request: JSON) -> Margin:
+        try:
+            return Margin.from_report(compute_what_if(request, _context(info).metrics))
+        except Problem as problem:
+            raise _graphql_error(problem) from problem
+
+
+@strawberry.type
+class Wallet:
+    address: str
+
+    @strawberry.field
+    async def risk(self, info: Info[GraphQLContext, None]) -> Margin:
+        service = _service(info)
+        return Margin.from_report(await _call(service.wallet_risk, self.address, "address"))
+
+    @strawberry.field(description="the wallet's positions as the aggregator read them")
+    async def positions(self, info: Info[GraphQLContext, None]) -> JSON:
+        service = _service(info)
+        return JSON((await _call(service.wallet_positions, self.address, "address")).model_dump(mode="json"))
+
+
+@strawberry.type
+class ServiceQuery(WhatIfQuery):
+    @strawberry.field(description="Margin report of an account")
+    async def account(self, info: Info[GraphQLContext, None], id: str) -> Margin:
+        return Margin.from_report(await _call(_service(info).account_risk, id, "id"))
+
+    @strawberry.field
+    def wallet(self, address: str) -> Wallet:
+        return Wallet(address=address)
+
+    @strawberry.field(description="Spot, sources and vol surface of an asset")
+    async def market(self, info: Info[GraphQLContext, None], asset: str) -> JSON:
+        return JSON((await _call(_service(info).market, asset, "asset")).model_dump(mode="json"))
+
+
+def _service(info: Info[GraphQLContext, None]) -> RiskService:
+    service = _context(info).service
+    if service is None:  # the schema without service fields is used then; this guards a misassembled app
+        raise GraphQLError("no aggregator service is configured", extensions={"code": "SERVICE_UNAVAILABLE"})
+    return service
+
+
+async def _call(method: Callable[[str], Awaitable[Answer]], identifier: str, argument: str) -> Answer:
+    try:
+        return await method(identifier)
+    except LookupError as e:
+        raise GraphQLError(
+            f"{argument} {identifier!r} not found", extensions={"code": "NOT_FOUND", "status": 404}
+        ) from e
+    except InputError as e:
+        raise GraphQLError(
+            str(e),
+            extensions={"code": "INVALID_REQUEST", "status": 422, "errors": [{"field": argument, "reason": e.reason}]},
+        ) from e
+
+
+class LoggedSchema(strawberry.Schema):
+    """Logs only unexpected errors (with their traceback); a client's bad query or input is not a server event."""
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        for error in errors:
+            if _is_unexpected(error):
+                log.error("GraphQL resolver failed", exc_info=error.original_error)
+
+
+def _is_unexpected(error: GraphQLError) -> bool:
+    return error.original_error is not None and not isinstance(error.original_error, GraphQLError)
+
+
+def build_schema(*, service: RiskService | None, settings: ApiSettings) -> strawberry.Schema:
+    # the limiters' rule classes are made once: the validation cache is keyed by them, so a rule class made
+    # per request would never hit; extensions themselves are per-request factories (they hold request state)
+    limit_rules = [
+        *QueryDepthLimiter(max_depth=settings.graphql_max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases).validation_rules,
+    ]
+    return LoggedSchema(
+        query=ServiceQuery if service is not None else WhatIfQuery,
+        extensions=[
+            lambda: ParserCache(maxsize=CACHED_QUERIES),
+            lambda: ValidationCache(maxsize=CACHED_QUERIES),
+            lambda: AddValidationRules(limit_rules),
+            lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
+            lambda: MaskErrors(should_mask_error=_is_unexpected, error_message="internal error"),
+        ],
+    )

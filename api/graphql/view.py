@@ -1,0 +1,43 @@
+"""Strawberry's aiohttp view with orjson bodies and its transport errors answered as problem+json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+from cross_web import HTTPException
+from strawberry.aiohttp.views import GraphQLView
+from strawberry.http import GraphQLHTTPResponse
+
+from api.graphql.schema import GraphQLContext
+from api.http.problems import Problem
+
+
+class MetariskGraphQLView(GraphQLView[GraphQLContext, None]):
+    def __init__(self, schema: Any, context: GraphQLContext) -> None:
+        # queries only by POST, where the API key is checked; GET serves the GraphiQL page
+        super().__init__(schema, graphql_ide="graphiql", allow_queries_via_get=False)
+        self._context = context
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self.run(request=request)
+        except HTTPException as e:
+            raise Problem(e.status_code, "graphql-transport", "Bad GraphQL request", e.reason) from e
+
+    async def get_context(self, request: web.Request, response: web.Response | web.WebSocketResponse) -> GraphQLContext:
+        return self._context
+
+    def decode_json(self, data: str | bytes) -> object:
+        return orjson.loads(data)
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
+
+    def create_response(
+        self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: web.Response
+    ) -> web.Response:
+        sub_response.body = orjson.dumps(response_data)
+        sub_response.content_type = "application/json"
+        return sub_response

@@ -1,0 +1,63 @@
+"""The aiohttp application: REST, GraphQL, metrics and problem+json errors, assembled from its parts."""
+
+from __future__ import annotations
+
+import time
+from importlib.metadata import version
+
+import orjson
+from aiohttp import web
+
+from api.graphql.schema import GraphQLContext, build_schema
+from api.graphql.view import MetariskGraphQLView
+from api.http.access import Clock, RateLimiter, access_middleware
+from api.http.metrics import ApiMetrics, metrics_middleware
+from api.http.openapi import build_openapi
+from api.http.problems import problem_middleware
+from api.http.routes import HEALTH_BODY, KEYED_ROUTES, METRICS, OPENAPI_BODY, HealthReport, add_routes
+from api.http.service import RiskService
+from api.http.settings import ApiSettings
+from risk_core.schema.params import default_params
+from risk_core.schema.positions import SCHEMA_VERSION
+
+
+def create_app(
+    *,
+    service: RiskService | None = None,
+    settings: ApiSettings | None = None,
+    clock: Clock = time.monotonic,
+) -> web.Application:
+    """The app; `service` (the aggregator) adds the account, wallet and market routes and GraphQL fields,
+    `clock` drives the rate limiter (tests inject one)."""
+    settings = settings or ApiSettings()
+    metrics = ApiMetrics()
+    app = web.Application(
+        client_max_size=settings.client_max_size,
+        # outermost first: metrics see the final status of every answer, problems turn failures into answers
+        middlewares=[
+            metrics_middleware(metrics),
+            problem_middleware,
+            access_middleware(KEYED_ROUTES, settings.api_keys, RateLimiter(settings.rate_limit, clock)),
+        ],
+    )
+    package_version = version("metarisk")
+    app[METRICS] = metrics
+    app[HEALTH_BODY] = (
+        HealthReport(
+            status="ok",
+            version=package_version,
+            schema_version=SCHEMA_VERSION,
+            params_version=default_params().version,  # also parses the shipped parameters once, at start-up
+            aggregator=service is not None,
+        )
+        .model_dump_json()
+        .encode()
+    )
+    app[OPENAPI_BODY] = orjson.dumps(build_openapi(version=package_version, service=service))
+    add_routes(app, service)
+    graphql = MetariskGraphQLView(
+        build_schema(service=service, settings=settings), GraphQLContext(metrics=metrics, service=service)
+    )
+    app.router.add_get("/graphql", graphql)
+    app.router.add_post("/graphql", graphql)
+    return app

@@ -1,0 +1,139 @@
+"""The OpenAPI 3.1 document, generated from the pydantic models the routes read and answer."""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from api.http.access import API_KEY_HEADER
+from api.http.problems import PROBLEM_CONTENT_TYPE, ProblemDetails
+from api.http.routes import HealthReport
+from api.http.service import SERVICE_ROUTES, RiskService
+from api.http.settings import DEMO_API_KEY
+from risk_core.schema.positions import SCHEMA_VERSION
+from risk_core.schema.report import MarginReport
+from risk_core.schema.request import MarginRequest
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+_KEYED: list[dict[str, list[str]]] = [{"apiKey": []}]
+
+_PROBLEM_DESCRIPTIONS = {
+    400: "the body is not JSON",
+    401: "no or unknown API key",
+    404: "no such resource",
+    413: "the body exceeds the size limit",
+    422: "the request breaks the schema or cannot be priced; `errors` names each field",
+    429: "the key's rate limit is exceeded; see Retry-After",
+}
+
+
+def build_openapi(*, version: str, service: RiskService | None) -> dict[str, Any]:
+    """The document for this app: the aggregator's routes appear only when a service is injected."""
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (MarginRequest, "validation"),
+        (MarginReport, "serialization"),
+        (ProblemDetails, "serialization"),
+        (HealthReport, "serialization"),
+    ]
+    service_models = _service_models(service) if service is not None else {}
+    models += [(m, "serialization") for m in service_models.values() if m is not None]
+    refs, definitions = models_json_schema(models, ref_template=REF_TEMPLATE)
+
+    def ref(model: type[BaseModel], mode: JsonSchemaMode = "serialization") -> dict[str, Any]:
+        return refs[(model, mode)]
+
+    problem = ref(ProblemDetails)
+    paths: dict[str, Any] = {
+        "/v1/margin": {
+            "post": {
+                "operationId": "computeMargin",
+                "summary": "What-if margin report of a request, the same request `metarisk margin` reads",
+                "security": _KEYED,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": ref(MarginRequest, "validation")}},
+                },
+                "responses": {
+                    "200": _json("the margin report", ref(MarginReport)),
+                    **_problems(problem, 400, 401, 413, 422, 429),
+                },
+            }
+        },
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "summary": "Liveness, versions, and whether the aggregator is configured",
+                "responses": {"200": _json("the service is up", ref(HealthReport))},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus text exposition",
+                "responses": {
+                    "200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "responses": {"200": _json("the OpenAPI document", {"type": "object"})},
+            }
+        },
+    }
+    for route in SERVICE_ROUTES if service is not None else ():
+        model = service_models[route.method_name]
+        operation: dict[str, Any] = {
+            "operationId": route.operation_id,
+            "summary": route.summary,
+            "parameters": [{"name": route.parameter, "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {
+                "200": _json(route.summary, ref(model) if model is not None else {"type": "object"}),
+                **_problems(problem, *((401, 429) if route.keyed else ()), 404, 422),
+            },
+        }
+        if route.keyed:
+            operation["security"] = _KEYED
+        paths[route.path] = {"get": operation}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "metarisk",
+            "version": version,
+            "description": (
+                f"Cross-chain portfolio margin. Schema version {SCHEMA_VERSION}. Errors are RFC 9457 problem "
+                f"details ({PROBLEM_CONTENT_TYPE}). Computing and signing routes need an API key in the "
+                f"{API_KEY_HEADER} header (the local demo accepts `{DEMO_API_KEY}`). GraphQL is served at /graphql. "
+                "Account, wallet and market routes answer 503 while no aggregator is configured."
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": definitions.get("$defs", {}),
+            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER}},
+        },
+    }
+
+
+def _service_models(service: RiskService) -> dict[str, type[BaseModel] | None]:
+    """Each method's response model, read from the service's own return annotations (None when generic)."""
+    models: dict[str, type[BaseModel] | None] = {}
+    for route in SERVICE_ROUTES:
+        returned = typing.get_type_hints(getattr(type(service), route.method_name)).get("return")
+        concrete = isinstance(returned, type) and issubclass(returned, BaseModel) and returned is not BaseModel
+        models[route.method_name] = returned if concrete else None
+    return models
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _problems(problem: dict[str, Any], *statuses: int) -> dict[str, Any]:
+    content = {PROBLEM_CONTENT_TYPE: {"schema": problem}}
+    return {str(status): {"description": _PROBLEM_DESCRIPTIONS[status], "content": content} for status in statuses}

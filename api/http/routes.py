@@ -1,0 +1,91 @@
+"""Route handlers. Whatever does not change per request (health body, OpenAPI document) is built at start-up."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from pydantic import BaseModel, Field
+
+from api.http.metrics import METRICS_CONTENT_TYPE, ApiMetrics
+from api.http.problems import FieldError, Problem, invalid_request
+from api.http.service import SERVICE_ROUTES, RiskService, ServiceRoute
+from api.http.what_if import compute_what_if, parse_json_body
+from risk_core.errors import InputError
+
+JSON_CONTENT_TYPE = "application/json"
+METRICS = web.AppKey("metrics", ApiMetrics)
+HEALTH_BODY = web.AppKey("health_body", bytes)
+OPENAPI_BODY = web.AppKey("openapi_body", bytes)
+
+
+class HealthReport(BaseModel):
+    status: Literal["ok"]
+    version: str
+    schema_version: str
+    params_version: str
+    aggregator: bool = Field(description="whether an aggregator service answers the account and wallet routes")
+
+
+async def margin(request: web.Request) -> web.Response:
+    document = parse_json_body(await request.read())
+    report = compute_what_if(document, request.app[METRICS])
+    # pydantic's own serializer measured faster here than orjson over model_dump (0.15 vs 0.21 ms per report)
+    return web.Response(body=report.model_dump_json(), content_type=JSON_CONTENT_TYPE)
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[HEALTH_BODY], content_type=JSON_CONTENT_TYPE)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[METRICS].exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[OPENAPI_BODY], content_type=JSON_CONTENT_TYPE)
+
+
+def service_handler(service: RiskService | None, route: ServiceRoute) -> Handler:
+    """The handler of one aggregator route: 503 while no service is configured."""
+
+    async def answer(request: web.Request) -> web.Response:
+        if service is None:
+            raise Problem(
+                503,
+                "service-unavailable",
+                "Service unavailable",
+                "no aggregator is configured in this server: only what-if margin (POST /v1/margin) is served",
+            )
+        identifier = request.match_info[route.parameter]
+        try:
+            model = await getattr(service, route.method_name)(identifier)
+        except LookupError as e:
+            raise Problem(
+                404,
+                "not-found",
+                "Not found",
+                f"no {route.parameter} {identifier!r}",
+                [FieldError(field=route.parameter, reason="not found")],
+            ) from e
+        except InputError as e:
+            raise invalid_request([FieldError(field=route.parameter, reason=e.reason)]) from e
+        return web.Response(body=model.model_dump_json(), content_type=JSON_CONTENT_TYPE)
+
+    return answer
+
+
+def add_routes(app: web.Application, service: RiskService | None) -> None:
+    app.router.add_post("/v1/margin", margin)
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)
+    for route in SERVICE_ROUTES:
+        app.router.add_get(route.path, service_handler(service, route))
+
+
+KEYED_ROUTES = frozenset(
+    {("POST", "/v1/margin"), ("POST", "/graphql")} | {("GET", r.path) for r in SERVICE_ROUTES if r.keyed}
+)
+"""(method, route template) pairs that need an API key: those that compute on demand or sign."""

@@ -1,0 +1,55 @@
+"""What the API asks of the aggregator. It is injected into the app; without one, its routes answer 503."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from risk_core.schema.report import MarginReport
+
+
+@runtime_checkable
+class RiskService(Protocol):
+    """Live risk of accounts and wallets, read from the chains and venues.
+
+    Every method may raise LookupError (unknown account, wallet or asset: answered 404) or
+    risk_core.errors.InputError (a malformed identifier: answered 422 naming the field). The models returned by
+    `wallet_positions`, `wallet_credit` and `market` are the aggregator's own: the API serializes them as they
+    are and documents their JSON Schema from these methods' return annotations.
+    """
+
+    async def account_risk(self, account_id: str) -> MarginReport: ...
+
+    async def wallet_risk(self, address: str) -> MarginReport: ...
+
+    async def wallet_positions(self, address: str) -> BaseModel: ...
+
+    async def wallet_credit(self, address: str) -> BaseModel: ...
+
+    async def market(self, asset: str) -> BaseModel: ...
+
+
+@dataclass(frozen=True)
+class ServiceRoute:
+    """A GET route answered by one RiskService method called with the route's one path parameter."""
+
+    path: str
+    method_name: str
+    operation_id: str
+    summary: str
+    keyed: bool = False  # needs an API key (the credit view is signed by the service's key)
+
+    @property
+    def parameter(self) -> str:
+        return self.path.split("{", 1)[1].split("}", 1)[0]
+
+
+SERVICE_ROUTES = (
+    ServiceRoute("/v1/accounts/{account_id}/risk", "account_risk", "accountRisk", "Account margin report"),
+    ServiceRoute("/v1/wallets/{address}/risk", "wallet_risk", "walletRisk", "Wallet margin report, all chains"),
+    ServiceRoute("/v1/wallets/{address}/positions", "wallet_positions", "walletPositions", "Wallet positions"),
+    ServiceRoute("/v1/wallets/{address}/credit", "wallet_credit", "walletCredit", "Signed credit view", keyed=True),
+    ServiceRoute("/v1/markets/{asset}", "market", "market", "Spot, sources and vol surface of an asset"),
+)
