@@ -1,0 +1,82 @@
+"""Helpers of the store tests: where the test PostgreSQL is, real refreshes of the demo wallet, row counts."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from sqlalchemy import create_engine, func, make_url, select, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
+
+from aggregator.store import PositionSnapshot, Store
+from aggregator.store.tables import MarginReportRow, MarketSnapshotRow, PositionSnapshotRow
+from risk_core.margin.engine import compute_margin_request
+from risk_core.schema.market import MarketSnapshot, SourceStatus
+from risk_core.schema.report import MarginReport
+from risk_core.schema.request import MarginRequest
+
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+DEMO_REQUEST = Path(__file__).resolve().parents[2] / "examples" / "demo_request.json"
+
+
+def pg_base_url() -> URL:
+    return make_url(os.environ.get("METARISK_TEST_DATABASE_URL") or DEFAULT_PG_URL)
+
+
+def running_under_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false")
+
+
+@cache
+def pg_unreachable_reason() -> str | None:
+    engine = create_engine(pg_base_url(), connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("select 1"))
+    except OperationalError as error:
+        return str(error.orig).strip().partition("\n")[0]
+    finally:
+        engine.dispose()
+    return None
+
+
+class Refresh(NamedTuple):
+    positions: PositionSnapshot
+    market: MarketSnapshot
+    report: MarginReport
+
+
+def demo_refresh(taken_at: datetime, *, eth_spot: float = 3000.0, complete: bool = True) -> Refresh:
+    """A real refresh of the demo wallet: the market moved to `taken_at` and `eth_spot`, the report computed;
+    an incomplete one has a failed position source."""
+    demo = json.loads(DEMO_REQUEST.read_text())
+    payload: dict[str, Any] = {**demo, "market": {**demo["market"], "as_of": taken_at.isoformat()}}
+    payload["market"]["spot"] = {**demo["market"]["spot"], "ETH": eth_spot}
+    payload["sources"] = [
+        SourceStatus(name="aave-v3@ethereum", status="ok", as_of=taken_at).model_dump(mode="json"),
+        SourceStatus(name="gmx-v2@arbitrum", status="ok" if complete else "failed", as_of=taken_at).model_dump(
+            mode="json"
+        ),
+    ]
+    request = MarginRequest.model_validate(payload)
+    positions = PositionSnapshot(
+        taken_at=taken_at,
+        positions=request.positions,
+        sources=request.sources,
+        blocks={"ethereum": 21_000_000, "arbitrum": 280_000_000},
+        complete=complete,
+    )
+    return Refresh(positions=positions, market=request.market, report=compute_margin_request(request))
+
+
+def row_counts(store: Store) -> dict[str, int]:
+    with store.engine.connect() as connection:
+        return {
+            str(table.__tablename__): connection.execute(select(func.count()).select_from(table)).scalar_one()
+            for table in (PositionSnapshotRow, MarketSnapshotRow, MarginReportRow)
+        }
