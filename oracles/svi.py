@@ -183,20 +183,21 @@ def _solve_inner(k: Array, w: Array, weight: Array, m: Array, sigma: Array, amax
     e_all = _E_SIGMA[None, :] * sigma[:, None] + _E_AMAX[None, :] * amax  # (N, rows)
 
     xs, objs = [], []
+    gram4 = gram[:, None]  # (N, 1, 3, 3): broadcasts over faces
     for group in _GROUPS:
         nf, q = group.null.shape[0], group.null.shape[2]
         if group.rows.shape[1]:
             e_f = e_all[:, group.rows]  # (N, F, r)
-            x_p = np.einsum("fir,nfr->nfi", group.pinv, e_f)
+            x_p = np.matmul(group.pinv[None], e_f[..., None])[..., 0]  # (N, F, 3)
         else:
             x_p = np.zeros((m.size, nf, 3))
         if q == 0:
             x = x_p
         else:
-            g_n = np.einsum("nij,fjq->nfiq", gram, group.null)  # G N
-            mat = np.einsum("fip,nfiq->nfpq", group.null, g_n)  # N' G N
-            resid = rhs[:, None, :] - np.einsum("nij,nfj->nfi", gram, x_p)
-            vec = np.einsum("fiq,nfi->nfq", group.null, resid)
+            null_t = np.swapaxes(group.null, 1, 2)[None]  # (1, F, q, 3)
+            mat = np.matmul(null_t, np.matmul(gram4, group.null[None]))  # N' G N: (N, F, q, q)
+            resid = rhs[:, None, :] - np.matmul(x_p, gram)  # h - G x_p (G symmetric): (N, F, 3)
+            vec = np.matmul(null_t, resid[..., None])[..., 0]  # (N, F, q)
             if q == 1:
                 u = vec / mat[..., 0]
             elif q == 2:
@@ -210,10 +211,10 @@ def _solve_inner(k: Array, w: Array, weight: Array, m: Array, sigma: Array, amax
                 )
             else:
                 u = np.linalg.solve(mat, vec[..., None])[..., 0]
-            x = x_p + np.einsum("fiq,nfq->nfi", group.null, u)
-        slack = np.einsum("ri,nfi->nfr", _C, x) - e_all[:, None, :]
+            x = x_p + np.matmul(group.null[None], u[..., None])[..., 0]
+        slack = x @ _C.T - e_all[:, None, :]
         feasible = np.all(slack <= FEASIBILITY_TOL * (1.0 + np.abs(e_all[:, None, :])), axis=2)
-        obj = np.einsum("nfi,nij,nfj->nf", x, gram, x) - 2.0 * np.einsum("ni,nfi->nf", rhs, x) + const
+        obj = np.sum((np.matmul(x, gram) - 2.0 * rhs[:, None, :]) * x, axis=2) + const
         xs.append(x)
         objs.append(np.where(feasible & np.isfinite(obj), obj, np.inf))
     all_x = np.concatenate(xs, axis=1)  # (N, faces, 3)
