@@ -126,8 +126,9 @@ class ChainConfig(_ConfigModel):
         return self
 
     def token_by_address(self, address: str) -> Token | None:
-        checksummed = Web3.to_checksum_address(address)
-        return next((token for token in self.tokens if token.address == checksummed), None)
+        # Compared in lower case: checksumming is a keccak per call, and adapters look tokens up per position.
+        wanted = address.lower()
+        return next((token for token in self.tokens if token.address.lower() == wanted), None)
 
 
 class ChainsFile(_ConfigModel):

@@ -4,6 +4,7 @@ than its ABI says (wrong arity, a negative where a uint is due, a bool that is n
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Annotated, Any, TypeVar
 
 from eth_utils import to_checksum_address
@@ -12,8 +13,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from chains.errors import RpcError
 from chains.multicall import CallResult
 
+
+@lru_cache(maxsize=4096)
+def _checksummed(address: str) -> str:
+    # The same few addresses come back in every refresh; checksumming (a keccak each) adds up.
+    return to_checksum_address(address)
+
+
 # eth_abi decodes addresses in lower case; the chains file and every comparison use the checksummed form.
-Address = Annotated[str, AfterValidator(to_checksum_address)]
+Address = Annotated[str, AfterValidator(_checksummed)]
 
 
 class ContractOutput(BaseModel):

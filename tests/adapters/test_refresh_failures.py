@@ -117,7 +117,7 @@ async def fake_node() -> AsyncIterator[
     async def serve(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> str:
         app = web.Application()
         app.router.add_post("/", handler)
-        runner = web.AppRunner(app)
+        runner = web.AppRunner(app, shutdown_timeout=0.1)  # do not wait out the slow handler
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
