@@ -2,7 +2,8 @@
 
 Each PostgreSQL test gets a schema of its own (search_path) and an application_name equal to it, so parallel runs
 never see, or terminate, each other's tables and connections. An unreachable PostgreSQL skips its half of the
-tests locally, but fails them under CI (CI set), so CI cannot pass without having run them.
+tests locally, but fails them when CI or METARISK_TEST_DATABASE_URL is set (.ci/run sets the URL), so CI cannot
+pass without having run them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
-from store.helpers import pg_base_url, pg_unreachable_reason, running_under_ci
+from store.helpers import pg_base_url, pg_unreachable_reason, postgresql_required
 
 from aggregator.store import Store, WatchedAccount
 
@@ -33,8 +34,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     if reason := pg_unreachable_reason():
         message = f"PostgreSQL at {pg_base_url().render_as_string()} unreachable: {reason}"
-        if running_under_ci():
-            pytest.fail(f"{message} (CI is set: the PostgreSQL half of the store tests must run)")
+        if postgresql_required():
+            pytest.fail(f"{message} (CI or METARISK_TEST_DATABASE_URL is set: the PostgreSQL tests must run)")
         pytest.skip(message)
     pg_admin: Engine = request.getfixturevalue("pg_admin")
     schema = f"store_test_{uuid.uuid4().hex[:16]}"

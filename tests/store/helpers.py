@@ -28,8 +28,10 @@ def pg_base_url() -> URL:
     return make_url(os.environ.get("METARISK_TEST_DATABASE_URL") or DEFAULT_PG_URL)
 
 
-def running_under_ci() -> bool:
-    return os.environ.get("CI", "").lower() not in ("", "0", "false")
+def postgresql_required() -> bool:
+    """Under CI, or when the URL was given explicitly (.ci/run does), a missing PostgreSQL is a failure."""
+    under_ci = os.environ.get("CI", "").lower() not in ("", "0", "false")
+    return under_ci or bool(os.environ.get("METARISK_TEST_DATABASE_URL"))
 
 
 @cache
