@@ -9,6 +9,7 @@ configured; 500 only from the catch-all, without internals.
 from __future__ import annotations
 
 import logging
+import re
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -80,11 +81,17 @@ def field_errors(error: ValidationError, *, prefix: str = "") -> list[FieldError
     for e in error.errors(include_url=False, include_input=False)[:MAX_FIELD_ERRORS]:
         raw = e["loc"]
         loc = tuple(part for j, part in enumerate(raw) if not _is_branch_name(part, raw[j - 1] if j else None))
-        path = field_path(loc)
+        path, reason = field_path(loc), e["msg"]
+        if not path and (named := _MODEL_CHECK_NAMING_A_FIELD.match(reason)):
+            path, reason = named["field"], named["reason"]
         if prefix:
             path = f"{prefix}.{path}" if path else prefix
-        out.append(FieldError(field=path or "(request)", reason=e["msg"]))
+        out.append(FieldError(field=path or "(request)", reason=reason))
     return out
+
+
+# a check on a whole model reports at the model's location; by convention it starts with the field it is about
+_MODEL_CHECK_NAMING_A_FIELD = re.compile(r"^Value error, (?P<field>[A-Za-z_][A-Za-z0-9_.\[\]]*): (?P<reason>.+)$", re.S)
 
 
 def invalid_request(errors: list[FieldError], total: int | None = None) -> Problem:

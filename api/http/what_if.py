@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import orjson
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from api.http.metrics import ApiMetrics
 from api.http.problems import FieldError, Problem, field_errors, invalid_request
@@ -17,8 +17,9 @@ from risk_core.schema.request import MarginRequest
 
 
 def parse_json_body(body: bytes) -> object:
-    """orjson first (fast); on failure the standard parser, which like the CLI reads NaN and Infinity, so that
-    such a number is reported as a field error (naming the field) rather than as broken JSON.
+    """orjson first (fast); on failure pydantic's parser, which like the CLI reads NaN and Infinity, so that such
+    a number is reported as a field error naming the field, not as broken JSON. (Not the standard json module:
+    deep nesting can overflow its C stack when a library has raised the recursion limit.)
 
     Raises:
         Problem: 400 when the body is not JSON at all.
@@ -28,24 +29,15 @@ def parse_json_body(body: bytes) -> object:
     except orjson.JSONDecodeError:
         pass
     try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        reason = _json_failure(e)
+        return from_json(body, allow_inf_nan=True)
+    except ValueError as e:
         raise Problem(
             400,
             "invalid-json",
             "Invalid JSON",
-            f"the body is not valid JSON: {reason}",
-            [FieldError(field="(request)", reason=f"invalid JSON: {reason}")],
+            f"the body is not valid JSON: {e}",
+            [FieldError(field="(request)", reason=f"invalid JSON: {e}")],
         ) from e
-
-
-def _json_failure(error: ValueError | RecursionError) -> str:
-    if isinstance(error, json.JSONDecodeError):
-        return f"{error.msg} at line {error.lineno} column {error.colno}"
-    if isinstance(error, UnicodeDecodeError):
-        return "the body is not UTF-8 text"
-    return "nested too deeply"
 
 
 def compute_what_if(document: object, metrics: ApiMetrics) -> MarginReport:
