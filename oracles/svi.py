@@ -15,8 +15,8 @@ slice. The inner problem, a weighted least squares over the polytope, is solved 
 quadratic over a polytope is the minimiser over the affine hull of one of its faces, and every such hull is the
 solution set of at most 3 independent active constraints, so each candidate set is an equality-constrained least
 squares (a KKT solve, in closed form) and the best feasible one is the minimum. Everything is batched over
-candidate (m, sigma) pairs and faces with numpy; the outer problem is a grid over (m, sigma) refined by zooming
-around the best admissible point.
+candidate (m, sigma) pairs and faces with numpy; the outer problem is a grid over (m, sigma), then a batched
+compass search (3 x 3 stencils) from the best admissible point.
 
 Weights make the objective a vega-weighted squared error in implied vol: d sigma_iv = dw / (2 sigma_iv T), so
 weighting squared total-variance errors by vega / (2 sigma_iv T)^2 approximates sum(vega x (sigma_fit -
@@ -44,8 +44,9 @@ BoolArray = NDArray[np.bool_]
 
 GRID_M = 15  # outer grid: m values
 GRID_SIGMA = 15  # outer grid: sigma values (log-spaced)
-ZOOM_ROUNDS = 3  # refinements of the outer grid around the best point
-ZOOM_POINTS = 9  # per axis in each refinement
+SEARCH_STEPS = 60  # compass-search steps after the grid
+M_TOL = 2e-4  # stop when the stencil is finer than this in m
+LOG_SIGMA_TOL = 2e-3  # and than this in log sigma
 FEASIBILITY_TOL = 1e-10
 G_TOL = -1e-9  # g(k) may dip below 0 by rounding only
 
@@ -305,23 +306,27 @@ def compute_svi_fit(
     if best_i is None:
         return None
     best = _take(cands, np.array([best_i]))
-    dm = m_axis[1] - m_axis[0]
-    log_ds = np.log(s_axis[1] / s_axis[0])
-    for _ in range(ZOOM_ROUNDS):
-        m0, s0 = float(best.m[0]), float(best.sigma[0])
-        mm, ss = np.meshgrid(
-            np.linspace(m0 - dm, m0 + dm, ZOOM_POINTS), s0 * np.exp(np.linspace(-log_ds, log_ds, ZOOM_POINTS)),
-            indexing="ij",
-        )
-        zoom = _solve_inner(k, w, wt, mm.ravel(), ss.ravel(), amax)
-        better = zoom.objective < best.objective[0]
+    # Batched compass search from the best grid point: a 3 x 3 stencil in (m, log sigma) per step; move to the best
+    # admissible improvement, halve the stencil when the centre is best. It follows curved valleys, which a
+    # shrinking zoom grid does not.
+    step_m = float(m_axis[1] - m_axis[0])
+    step_ls = float(np.log(s_axis[1] / s_axis[0]))
+    offsets = np.arange(-1, 2, dtype=np.float64)
+    om, ol = (x.ravel() for x in np.meshgrid(offsets, offsets, indexing="ij"))
+    for _ in range(SEARCH_STEPS):
+        if step_m < M_TOL and step_ls < LOG_SIGMA_TOL:
+            break
+        stencil = _solve_inner(k, w, wt, best.m[0] + om * step_m, best.sigma[0] * np.exp(ol * step_ls), amax)
+        better = stencil.objective < best.objective[0] * (1.0 - 1e-12)
+        moved = False
         if better.any():
-            sub = _take(zoom, np.flatnonzero(better))
+            sub = _take(stencil, np.flatnonzero(better))
             j = _best_admissible(sub, admissible)
             if j is not None:
                 best = _take(sub, np.array([j]))
-        dm = 2.0 * dm / (ZOOM_POINTS - 1)
-        log_ds = 2.0 * log_ds / (ZOOM_POINTS - 1)
+                moved = True
+        if not moved:
+            step_m, step_ls = step_m / 2.0, step_ls / 2.0
     a, b, rho = _to_raw(best)
     params = SVIParams(a=float(a[0]), b=float(b[0]), rho=float(rho[0]), m=float(best.m[0]), sigma=float(best.sigma[0]))
     return SliceFitResult(params=params, objective=float(best.objective[0]))
