@@ -7,7 +7,7 @@
 * No arbitrage on dense grids: every fitted slice has g(k) >= 0 on 2,001 points spanning its quotes +- 4 standard
   deviations, and every pair of consecutive fitted slices has non-decreasing total variance on 2,001 points
   spanning both slices' quoted log-moneyness (+- 25%); the interpolated surface is then non-decreasing in time.
-* Speed: one currency's chain fits in well under a second of CPU (the thread's CPU time, ~0.2 s here: wall time
+* Speed: one currency's chain fits in well under a second of CPU (the thread's CPU time, 0.2-0.35 s here: wall time
   on a shared 2-core machine measures the neighbours too; benchmarks/bench_snapshot.py reports both).
 
 The chain is read from the CSV here, independently of the venue servers.
@@ -33,7 +33,7 @@ SELL_OFF = DERIBIT / "deribit_options_snapshot_20260205T212937Z.csv"
 RMSE_LIMIT = {CALM.name: 1.0, SELL_OFF.name: 3.0}  # vol points
 MIN_ABS_DELTA = 0.02
 DENSE = 2001
-FIT_CPU_SECONDS = 0.5
+FIT_CPU_SECONDS = 0.6
 
 pytestmark = pytest.mark.skipif(not CALM.exists() or not SELL_OFF.exists(), reason=f"no Deribit data in {DERIBIT}")
 
