@@ -28,11 +28,6 @@ class RpcPolicy:
     backoff_seconds: float = 0.1  # doubles at each retry
     max_connections: int = 8
 
-    @property
-    def worst_case_seconds(self) -> float:
-        backoff = sum(self.backoff_seconds * 2**attempt for attempt in range(self.retries - 1))
-        return self.timeout_seconds * self.retries + backoff
-
 
 @dataclass
 class ChainClient:

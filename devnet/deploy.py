@@ -187,13 +187,13 @@ def deploy_price_feeds(deployer: ChainDeployer) -> dict[str, Contract]:
     return feeds
 
 
-def deploy_sequencer_feed(deployer: ChainDeployer) -> tuple[Contract, int]:
-    """An L2 sequencer-uptime feed reporting 'up' (answer 0) since long ago; returns it and that start time."""
+def deploy_sequencer_feed(deployer: ChainDeployer) -> Contract:
+    """An L2 sequencer-uptime feed reporting 'up' (answer 0) since long ago."""
     feed = deployer.deploy(compile_sources()["MockV3Aggregator"], 0, 0)
     now = deployer.w3.eth.get_block("latest")["timestamp"]
     started_at = now - SEQUENCER_UP_FOR_SECONDS
     deployer.send(feed.functions.updateRoundData(2, 0, now, started_at), what="sequencer feed: up")
-    return feed, started_at
+    return feed
 
 
 def deploy_pyth(deployer: ChainDeployer) -> Contract:
@@ -357,11 +357,11 @@ def seed_aave(deployer: ChainDeployer, market: AaveMarket, tokens: dict[str, Con
     return SeededAave(supplied=dict(plan.aave_supply), borrowed=dict(plan.aave_borrow), emode_category=plan.aave_emode)
 
 
-def sqrt_price_x96(*, token1_per_token0_raw_numerator: int, denominator: int) -> int:
+def compute_sqrt_price_x96(*, token1_per_token0_raw_numerator: int, denominator: int) -> int:
     return math.isqrt(token1_per_token0_raw_numerator * 2**192 // denominator)
 
 
-def tick_for_price(price_raw: float, *, spacing: int) -> int:
+def compute_tick_for_price(price_raw: float, *, spacing: int) -> int:
     return math.floor(math.log(price_raw, 1.0001) / spacing) * spacing
 
 
@@ -402,7 +402,9 @@ def deploy_and_seed_uniswap(
     pool = deployer.w3.eth.contract(address=pool_address, abi=pool_abi.artifact.abi)
     numerator, denominator = raw_price(usdc_per_weth["spot"])
     deployer.send(
-        pool.functions.initialize(sqrt_price_x96(token1_per_token0_raw_numerator=numerator, denominator=denominator)),
+        pool.functions.initialize(
+            compute_sqrt_price_x96(token1_per_token0_raw_numerator=numerator, denominator=denominator)
+        ),
         what="initialize pool",
     )
 
@@ -431,7 +433,7 @@ def deploy_and_seed_uniswap(
     wide = 887220  # the widest range on a 60-tick grid
     mint(DEPLOYER, -wide, wide, 200 * 10**18, 600_000 * 10**6)
     ticks = sorted(
-        tick_for_price(n / d, spacing=spacing)
+        compute_tick_for_price(n / d, spacing=spacing)
         for n, d in map(raw_price, (usdc_per_weth["lower"], usdc_per_weth["upper"]))
     )
     token_id, liquidity = mint(DEMO_ACCOUNT, ticks[0], ticks[1], 2 * 10**18, 6_000 * 10**6)
@@ -558,7 +560,7 @@ def deploy_chain(w3: Web3, plan: ChainPlan) -> DevnetChain:
             for asset, feed in feeds.items()
         ],
         sequencer_uptime_feed=(
-            SequencerUptimeFeed(address=sequencer[0].address, grace_period_seconds=SEQUENCER_GRACE_SECONDS)
+            SequencerUptimeFeed(address=sequencer.address, grace_period_seconds=SEQUENCER_GRACE_SECONDS)
             if sequencer
             else None
         ),
@@ -575,7 +577,7 @@ def deploy_chain(w3: Web3, plan: ChainPlan) -> DevnetChain:
         perps=perps,
         swap_router=swap_router,
     )
-    return DevnetChain(config=config, seeds=seeds, sequencer_feed_started_at=sequencer[1] if sequencer else None)
+    return DevnetChain(config=config, seeds=seeds)
 
 
 def refresh_feeds(w3: Web3, chain: DevnetChain) -> None:

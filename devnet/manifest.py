@@ -56,7 +56,6 @@ class ChainSeeds(_ManifestModel):
 class DevnetChain(_ManifestModel):
     config: ChainConfig  # rpc_urls hold a placeholder until the chain is started
     seeds: ChainSeeds
-    sequencer_feed_started_at: int | None = None
 
 
 class DevnetManifest(_ManifestModel):

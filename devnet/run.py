@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,17 +58,22 @@ def _build_chain(plan: ChainPlan, directory: Path) -> DevnetChain:
 def build_cache(directory: Path) -> DevnetManifest:
     """Deploy and seed every chain on fresh nodes, save their states and the manifest (chains in parallel)."""
     compile_sources()  # once, before the threads share it
-    staging = directory.with_name(directory.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    # A private staging directory: two test sessions building at once must not share one.
+    staging = Path(tempfile.mkdtemp(prefix=directory.name + ".partial-", dir=directory.parent))
     with ThreadPoolExecutor(max_workers=len(PLANS)) as pool:
         chains = list(pool.map(lambda plan: _build_chain(plan, staging), PLANS))
     manifest = DevnetManifest(demo_account=DEMO_ACCOUNT, deployer=DEPLOYER, chains=chains)
     (staging / MANIFEST).write_text(manifest.model_dump_json(indent=2))
-    # A cache directory exists only whole: an interrupted build leaves nothing that looks valid.
-    staging.rename(directory)
+    # A cache directory exists only whole: an interrupted build leaves nothing that looks valid. When another
+    # session finished the same build first, its copy stands and ours goes.
+    try:
+        staging.rename(directory)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        return load_manifest(directory / MANIFEST)
     for stale in directory.parent.iterdir():
-        if stale != directory:
+        if stale.name != directory.name and ".partial-" not in stale.name:
             shutil.rmtree(stale, ignore_errors=True)
     return manifest
 

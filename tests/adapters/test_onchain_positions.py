@@ -12,11 +12,14 @@ from web3 import Web3
 from adapters import ONCHAIN_ADAPTERS
 from adapters.aave_v3.adapter import AaveDiscovery, AaveV3Adapter
 from adapters.base import AdapterResult
+from adapters.gmx_v2.adapter import GmxV2Adapter, compute_positions_reading
 from adapters.onchain import DiscoveryCache, fetch_settled_reads, fetch_wallet_refresh
 from adapters.uniswap_v3.adapter import UniswapDiscovery, UniswapV3Adapter
 from adapters.wallet.adapter import WalletAdapter, compute_balances
 from chains.client import ChainClient
+from devnet.deploy import DEPLOYER, ChainDeployer, give_tokens
 from devnet.run import RunningDevnet
+from devnet.solidity import aave, load_npm_artifact
 from risk_core.schema.positions import BorrowPosition, LendPosition, LPPosition, PerpPosition, SpotPosition
 from risk_core.schema.venues import VenueState
 from risk_core.venues.aave import AaveAccount, AaveReserve, EModeCategory, aave_health
@@ -109,6 +112,16 @@ async def test_gmx_perps_to_the_wei(devnet: RunningDevnet, clients: dict[str, Ch
     chain = devnet.manifest.chain("arbitrum")
     decimals = {t.symbol: t.decimals for t in chain.config.tokens}
     asset = {t.symbol: t.asset for t in chain.config.tokens}
+    reads = await fetch_settled_reads(
+        clients["arbitrum"], [GmxV2Adapter()], account=devnet.manifest.demo_account, cache=DiscoveryCache()
+    )
+    raw = [
+        (p.addresses.market, p.is_long, p.numbers.size_in_usd, p.numbers.size_in_tokens, p.numbers.collateral_amount)
+        for p in compute_positions_reading(reads.reads[0].results[0])
+    ]
+    assert raw == [
+        (s.market, s.is_long, s.size_in_usd, s.size_in_tokens, s.collateral_amount) for s in chain.seeds.perps
+    ]
     positions = results["gmx-v2@arbitrum"].positions
     perps = [p for p in positions if isinstance(p, PerpPosition)]
     collateral = [p for p in positions if isinstance(p, SpotPosition)]
@@ -239,3 +252,52 @@ async def test_uniswap_amounts_and_fees_equal_what_the_manager_would_pay(
     assert lp.price_upper == 1.0001**seeded.tick_upper * scale
     fees = {p.asset: p.quantity for p in positions if isinstance(p, SpotPosition)}
     assert fees == {token0.asset: collected[0] / 10**token0.decimals, token1.asset: collected[1] / 10**token1.decimals}
+
+
+async def test_uniswap_amounts_out_of_range_on_both_sides(
+    devnet: RunningDevnet, clients: dict[str, ChainClient], web3s: dict[str, Web3], restore_chains: None
+) -> None:
+    """Swaps push the price below and then above the range: the one-sided branches of the payout maths agree
+    with the manager's own decreaseLiquidity too."""
+    chain = devnet.manifest.chain("ethereum")
+    seeded, router_address = chain.seeds.lp, chain.seeds.swap_router
+    assert seeded is not None and router_address is not None and chain.config.uniswap_v3 is not None
+    w3 = web3s["ethereum"]
+    deployer = ChainDeployer(w3)
+    token_abi = {"WETH": aave("dependencies/weth/WETH9.sol/WETH9.json").artifact.abi}
+    token_abi["USDC"] = aave("mocks/tokens/MintableERC20.sol/MintableERC20.json").artifact.abi
+    tokens = {
+        t.symbol: w3.eth.contract(address=Web3.to_checksum_address(t.address), abi=token_abi[t.symbol])
+        for t in chain.config.tokens
+        if t.symbol in token_abi
+    }
+    router_abi = load_npm_artifact("@uniswap/v3-periphery/artifacts/contracts/SwapRouter.sol/SwapRouter.json")
+    router = w3.eth.contract(address=Web3.to_checksum_address(router_address), abi=router_abi.artifact.abi)
+    manager = w3.eth.contract(
+        address=Web3.to_checksum_address(chain.config.uniswap_v3.position_manager),
+        abi=load_abi("uniswap-v3/NonfungiblePositionManager.abi.json"),
+    )
+    adapter = UniswapV3Adapter()
+    out_of_range = []
+    for token_in, token_out, amount in (("WETH", "USDC", 400 * 10**18), ("USDC", "WETH", 3_000_000 * 10**6)):
+        give_tokens(deployer, tokens, token_in, DEPLOYER, amount)
+        deployer.send(tokens[token_in].functions.approve(router.address, amount), what="approve")
+        params = (tokens[token_in].address, tokens[token_out].address, seeded.fee, DEPLOYER, 2**64, amount, 0, 0)
+        deployer.send(router.functions.exactInputSingle(params), what="swap out of the range")
+        reads = await fetch_settled_reads(
+            clients["ethereum"], [adapter], account=devnet.manifest.demo_account, cache=DiscoveryCache()
+        )
+        (read,) = reads.reads
+        assert isinstance(read.discovery, UniswapDiscovery) and reads.snapshot is not None
+        (reading,) = adapter.compute_readings(discovery=read.discovery, results=read.results)
+        decreased = manager.functions.decreaseLiquidity((seeded.token_id, seeded.liquidity, 0, 0, 2**64)).call(
+            {"from": devnet.manifest.demo_account}, block_identifier=reads.snapshot.block
+        )
+        assert (reading.amount0, reading.amount1) == tuple(decreased)
+        out_of_range.append(
+            (reading.current_tick < seeded.tick_lower, reading.current_tick >= seeded.tick_upper, reading.amount0 > 0)
+        )
+    # Selling token0 pushes the price below the range (all token0), buying it back above (all token1) - or the
+    # other way round when WETH is token1.
+    assert sorted(out_of_range[i][:2] for i in range(2)) == [(False, True), (True, False)]
+    assert {(below, has0) for below, _, has0 in out_of_range} == {(True, True), (False, False)}
