@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, cast
 
+import aiohttp
 from eth_abi import decode, encode
 from eth_abi.exceptions import DecodingError
 from eth_typing import ChecksumAddress
@@ -160,9 +161,8 @@ async def fetch_aggregate3(
             {"to": cast(ChecksumAddress, client.config.multicall3), "data": data},  # checksummed by the chains file
             block_identifier=block_identifier,
         )
-    except (Web3Exception, OSError, TimeoutError, ValueError) as e:
-        raise RpcError(f"{client.config.name}: eth_call aggregate3 failed: {type(e).__name__}: {e}") from e
-    except Exception as e:  # aiohttp's errors and anything a broken node provokes inside web3
+    except (Web3Exception, aiohttp.ClientError, OSError, TimeoutError, ValueError, TypeError) as e:
+        # Transport failures after the session's retries, JSON-RPC errors, and answers web3 cannot parse.
         raise RpcError(f"{client.config.name}: eth_call aggregate3 failed: {type(e).__name__}: {e}") from e
     try:
         results = decode_aggregate3(bytes(raw))
@@ -170,7 +170,14 @@ async def fetch_aggregate3(
         raise RpcError(f"{client.config.name}: aggregate3 answered undecodable data") from e
     if len(results) != len(calls):
         raise RpcError(f"{client.config.name}: aggregate3 answered {len(results)} results for {len(calls)} calls")
-    return [
-        CallResult(call=call, success=bool(ok), return_data=bytes(out))
-        for call, (ok, out) in zip(calls, results, strict=True)
+    out = [
+        CallResult(call=call, success=bool(ok), return_data=bytes(data))
+        for call, (ok, data) in zip(calls, results, strict=True)
     ]
+    # A node of another chain (a wrong URL in the chains file) would answer plausible but foreign data.
+    for result in out:
+        if result.call.signature == "getChainId()" and result.call.target == client.config.multicall3:
+            (chain_id,) = result.decoded()
+            if chain_id != client.config.chain_id:
+                raise RpcError(f"{client.config.name}: the node is chain {chain_id}, not {client.config.chain_id}")
+    return out

@@ -193,3 +193,12 @@ async def test_contract_that_is_not_what_the_chains_file_says_fails_only_its_ada
     assert outcome.failed_sources == ["aave-v3@ethereum"]
     (failed,) = [r for r in outcome.results if r.source == "aave-v3@ethereum"]
     assert "reverted" in (failed.status.reason or "")
+
+
+async def test_node_of_another_chain_is_refused(devnet: RunningDevnet) -> None:
+    # A chains-file mistake: arbitrum's URL points at the base node, which would answer plausible foreign data.
+    outcome = await refresh(with_rpc(devnet.chains, "arbitrum", devnet.nodes["base"].url), devnet.manifest.demo_account)
+    assert sorted(outcome.failed_sources) == ["aave-v3@arbitrum", "gmx-v2@arbitrum", "wallet@arbitrum"]
+    for result in outcome.results:
+        if result.source.endswith("@arbitrum"):
+            assert "the node is chain 8453, not 42161" in (result.status.reason or "")
