@@ -79,3 +79,16 @@ def test_warm_start_loads_the_cache_in_seconds(devnet: RunningDevnet) -> None:
         assert second.nodes["ethereum"].rpc("eth_getCode", [pool.pool, "latest"]) not in ("0x", None)
     finally:
         second.stop()
+
+
+def test_mock_pyth_serves_fresh_prices_under_the_real_feed_ids(devnet: RunningDevnet, web3s: dict[str, Web3]) -> None:
+    for chain in devnet.chains.chains:
+        assert chain.pyth is not None
+        pyth = web3s[chain.name].eth.contract(
+            address=Web3.to_checksum_address(chain.pyth.address), abi=load_abi("pyth/IPyth.json")
+        )
+        for asset, usd in (("ETH", 3000), ("BTC", 60000)):
+            price, _, expo, publish_time = pyth.functions.getPriceUnsafe(chain.pyth.price_ids[asset]).call()
+            assert price * 10.0**expo == usd
+            now = web3s[chain.name].eth.get_block("latest")["timestamp"]
+            assert now - publish_time < 300  # republished when the devnet started from its cache
