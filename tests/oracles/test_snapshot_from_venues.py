@@ -3,6 +3,7 @@ fails: each becomes that source's `failed` status with the reason, the rest of t
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -10,6 +11,8 @@ from datetime import timedelta
 import aiohttp
 import pytest
 
+from oracles.http import SourceError
+from oracles.observations import PriceObservation, observation_from_chainlink_round
 from oracles.snapshot import SnapshotBuild, SnapshotSources, fetch_market_snapshot
 from risk_core.schema.market import SVISurface
 from venue_servers.paths import shared_dir
@@ -120,3 +123,39 @@ async def test_all_price_venues_down_leaves_no_spot(venues: VenueServers) -> Non
     assert b.snapshot.spot == {}
     for asset in ASSETS:
         assert statuses(b)[f"price:{asset}/USD"][0] == "failed"
+
+
+async def test_extra_sources_plug_in_and_fail_alone(venues: VenueServers) -> None:
+    """Chainlink readings (or any normalised observations) join through `extra`; a bad round is dropped with its
+    reason, a reader that fails is a failed fetch."""
+    now = venues.scenario.as_of + timedelta(seconds=2)
+
+    async def chainlink_zero_round() -> list[PriceObservation]:
+        return [observation_from_chainlink_round(
+            source="chainlink", asset="BTC", quote="USD", round_id=110680464442257309696, answer=0, started_at=0,
+            updated_at=0, answered_in_round=110680464442257309696, decimals=8, heartbeat_s=3600)]
+
+    async def broken() -> list[PriceObservation]:
+        raise SourceError("rpc: connection refused")
+
+    async with aiohttp.ClientSession() as session:
+        b = await fetch_market_snapshot(session, sources_of(venues, {}), assets=ASSETS, now=now,
+                                        extra={"chainlink@ethereum": chainlink_zero_round, "chainlink@base": broken})
+    s = statuses(b)
+    assert s["chainlink:BTC/USD"] == ("failed", "non-positive price 0")
+    assert s["fetch:chainlink@base"] == ("failed", "rpc: connection refused")
+    assert b.prices["BTC"].status == "degraded" and b.snapshot.spot["BTC"] > 0
+
+
+async def test_a_market_wide_jump_is_frozen_against_the_previous_snapshot(venues: VenueServers) -> None:
+    first = await build(venues)
+    jumped = dataclasses.replace(venues.scenario, spot={**venues.scenario.spot, "SOL": venues.scenario.spot["SOL"]
+                                                        * 1.4})
+    async with run_venue_servers(jumped) as other, aiohttp.ClientSession() as session:
+        second = await fetch_market_snapshot(session, sources_of(other, {}), assets=ASSETS,
+                                             now=jumped.as_of + timedelta(seconds=5), previous=first)
+    assert second.snapshot.spot["SOL"] == first.snapshot.spot["SOL"]  # held
+    assert second.prices["SOL"].status == "frozen"
+    assert second.snapshot.dispersion["SOL"] == pytest.approx(0.4, rel=1e-3)
+    assert statuses(second)["price:SOL/USD"][0] == "stale"
+    assert second.prices["BTC"].status == "ok" and second.snapshot.spot["BTC"] == first.snapshot.spot["BTC"]
