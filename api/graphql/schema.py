@@ -11,6 +11,7 @@ from typing import TypeVar
 
 import strawberry
 from graphql import GraphQLError
+from pydantic import BaseModel
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
@@ -34,6 +35,7 @@ from risk_core.schema.report import PositionRisk as PositionRiskModel
 
 log = logging.getLogger(__name__)
 Answer = TypeVar("Answer")
+BAD_USER_INPUT = "BAD_USER_INPUT"  # Apollo's code for a bad argument value, which GraphQL clients and tools know
 CACHED_QUERIES = 256  # distinct query texts kept parsed and validated; bounded so unique texts cannot grow memory
 
 
@@ -157,7 +159,7 @@ def _graphql_error(problem: Problem) -> GraphQLError:
     return GraphQLError(
         problem.detail,
         extensions={
-            "code": problem.slug.upper().replace("-", "_"),
+            "code": BAD_USER_INPUT,
             "status": problem.status,
             "errors": [e.model_dump() for e in problem.errors],
         },
@@ -178,30 +180,30 @@ class WhatIfQuery:
 class Wallet:
     address: str
 
-    @strawberry.field
-    async def risk(self, info: Info[GraphQLContext, None]) -> Margin:
-        service = _service(info)
-        return Margin.from_report(await _call(service.wallet_risk, self.address, "address"))
+    @strawberry.field(description="null when the aggregator does not know the wallet")
+    async def risk(self, info: Info[GraphQLContext, None]) -> Margin | None:
+        report = await _lookup(_service(info).wallet_risk, self.address, "address")
+        return Margin.from_report(report) if report is not None else None
 
-    @strawberry.field(description="the wallet's positions as the aggregator read them")
-    async def positions(self, info: Info[GraphQLContext, None]) -> JSON:
-        service = _service(info)
-        return JSON((await _call(service.wallet_positions, self.address, "address")).model_dump(mode="json"))
+    @strawberry.field(description="the wallet's positions as the aggregator read them; null when unknown")
+    async def positions(self, info: Info[GraphQLContext, None]) -> JSON | None:
+        return _as_json(await _lookup(_service(info).wallet_positions, self.address, "address"))
 
 
 @strawberry.type
 class ServiceQuery(WhatIfQuery):
-    @strawberry.field(description="Margin report of an account")
-    async def account(self, info: Info[GraphQLContext, None], id: str) -> Margin:
-        return Margin.from_report(await _call(_service(info).account_risk, id, "id"))
+    @strawberry.field(description="Margin report of an account; null when there is no such account")
+    async def account(self, info: Info[GraphQLContext, None], id: str) -> Margin | None:
+        report = await _lookup(_service(info).account_risk, id, "id")
+        return Margin.from_report(report) if report is not None else None
 
     @strawberry.field
     def wallet(self, address: str) -> Wallet:
         return Wallet(address=address)
 
-    @strawberry.field(description="Spot, sources and vol surface of an asset")
-    async def market(self, info: Info[GraphQLContext, None], asset: str) -> JSON:
-        return JSON((await _call(_service(info).market, asset, "asset")).model_dump(mode="json"))
+    @strawberry.field(description="Spot, sources and vol surface of an asset; null when it has no market")
+    async def market(self, info: Info[GraphQLContext, None], asset: str) -> JSON | None:
+        return _as_json(await _lookup(_service(info).market, asset, "asset"))
 
 
 def _service(info: Info[GraphQLContext, None]) -> RiskService:
@@ -211,18 +213,21 @@ def _service(info: Info[GraphQLContext, None]) -> RiskService:
     return service
 
 
-async def _call(method: Callable[[str], Awaitable[Answer]], identifier: str, argument: str) -> Answer:
+async def _lookup(method: Callable[[str], Awaitable[Answer]], identifier: str, argument: str) -> Answer | None:
+    """The service's answer; None (GraphQL's null, the idiom for a missing object) when it knows no such thing."""
     try:
         return await method(identifier)
-    except LookupError as e:
-        raise GraphQLError(
-            f"{argument} {identifier!r} not found", extensions={"code": "NOT_FOUND", "status": 404}
-        ) from e
+    except LookupError:
+        return None
     except InputError as e:
         raise GraphQLError(
             str(e),
-            extensions={"code": "INVALID_REQUEST", "status": 422, "errors": [{"field": argument, "reason": e.reason}]},
+            extensions={"code": BAD_USER_INPUT, "status": 422, "errors": [{"field": argument, "reason": e.reason}]},
         ) from e
+
+
+def _as_json(model: BaseModel | None) -> JSON | None:
+    return JSON(model.model_dump(mode="json")) if model is not None else None
 
 
 class LoggedSchema(strawberry.Schema):

@@ -129,12 +129,12 @@ class BrokenService(FakeService):
         raise RuntimeError("secret connection string postgres://user:pw@db")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fake_service() -> FakeService:
     return FakeService()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def broken_service() -> BrokenService:
     return BrokenService()
 

@@ -1,0 +1,180 @@
+"""/openapi.json is a valid OpenAPI 3.1 document, and schemathesis fuzzing it against a live server finds no 500
+and no response that breaks the document (status, content type, headers, body schema)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import graphql
+import hypothesis
+import pytest
+import requests
+import schemathesis
+from aiohttp import web
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate
+from schemathesis import Case, GenerationMode
+from schemathesis.graphql import nodes
+
+from api.http import ApiSettings, RateLimit, RiskService, create_app
+from api.http.settings import DEMO_API_KEY
+
+KEY = {"X-API-Key": DEMO_API_KEY}
+UNLIMITED = ApiSettings(rate_limit=RateLimit(per_second=1e6, burst=1_000_000))
+CHECKS = schemathesis.Config.from_dict(
+    {"checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "401", "404", "422", "429"]}}}
+)
+ANY_ARGUMENT_MAY_BE_REFUSED = schemathesis.Config.from_dict(
+    {"checks": {"positive_data_acceptance": {"enabled": False}}}
+)
+EXAMPLES_PER_OPERATION = 30  # per generation mode; the whole file runs in well under a minute
+
+
+@contextmanager
+def serving(app: web.Application) -> Iterator[str]:
+    """The app on a free local port, on its own event loop in a thread: schemathesis calls it synchronously."""
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    port = runner.addresses[0][1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+
+
+@pytest.fixture(scope="module", params=["what-if only", "with service"])
+def base_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    service: RiskService | None = request.getfixturevalue("fake_service") if request.param == "with service" else None
+    with serving(create_app(service=service, settings=UNLIMITED)) as url:
+        yield url
+
+
+def test_document_is_valid_openapi_3_1(base_url: str) -> None:
+    document = requests.get(f"{base_url}/openapi.json", timeout=10).json()
+    validate(document)  # raises on any violation of the OpenAPI 3.1 specification
+    assert document["openapi"] == "3.1.0"
+    request_schema = document["paths"]["/v1/margin"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert request_schema == {"$ref": "#/components/schemas/MarginRequest"}
+    assert {"MarginRequest", "MarginReport", "ProblemDetails", "OptionPosition"} <= set(
+        document["components"]["schemas"]
+    )
+    assert "$defs" not in str(document)  # every reference was moved into components
+
+
+def test_service_routes_are_documented_from_the_service_annotations(base_url: str) -> None:
+    document = requests.get(f"{base_url}/openapi.json", timeout=10).json()
+    with_service = requests.get(f"{base_url}/health", timeout=10).json()["aggregator"]
+    assert ("/v1/wallets/{address}/credit" in document["paths"]) is with_service
+    if with_service:
+        credit = document["paths"]["/v1/wallets/{address}/credit"]["get"]
+        assert credit["security"] == [{"apiKey": []}]
+        ok = credit["responses"]["200"]["content"]["application/json"]["schema"]
+        assert ok == {"$ref": "#/components/schemas/CreditView"}
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_fuzzing_finds_no_server_error_and_no_schema_violation(base_url: str, mode: GenerationMode) -> None:
+    """Every documented operation, with data that fits the document and data that breaks it, under schemathesis's
+    default checks: no 5xx; documented status, content type, headers and body schema; negative data rejected;
+    positive data accepted, where 422 counts as accepted (JSON Schema cannot say that price_lower < price_upper
+    or that an underlying has a price, so a schema-valid request may rightly be a 422). Driven through hypothesis
+    directly: schemathesis's lazy pytest fixture loader does not run on this pytest."""
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", config=CHECKS)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert "POST /v1/margin" in [operation.label for operation in operations]
+    if mode is GenerationMode.NEGATIVE:  # only a body can be invalid: path parameters are any string
+        operations = [op for op in operations if len(op.body)]
+    for operation in operations:
+
+        @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
+        @hypothesis.settings(
+            max_examples=EXAMPLES_PER_OPERATION,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(hypothesis.HealthCheck),
+        )
+        def check(case: Case) -> None:
+            case.call_and_validate(headers=KEY)
+
+        check()
+
+
+def test_a_computed_report_conforms_to_the_document(base_url: str) -> None:
+    document = requests.get(f"{base_url}/openapi.json", timeout=10).json()
+    demo = (Path(__file__).resolve().parents[2] / "examples" / "demo_request.json").read_bytes()
+    response = requests.post(f"{base_url}/v1/margin", data=demo, headers=KEY, timeout=30)
+    assert response.status_code == 200
+    answered = document["paths"]["/v1/margin"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    Draft202012Validator({**answered, "components": document["components"]}).validate(response.json())
+
+
+def json_node(value: Any) -> graphql.ValueNode:
+    """A JSON value as a GraphQL literal (object keys must then be GraphQL names)."""
+    if isinstance(value, dict):
+        fields = [graphql.ObjectFieldNode(name=graphql.NameNode(value=k), value=json_node(v)) for k, v in value.items()]
+        return nodes.Object(fields)
+    if isinstance(value, list):
+        return nodes.List([json_node(v) for v in value])
+    if isinstance(value, bool):
+        return nodes.Boolean(value)
+    if isinstance(value, int):
+        return nodes.Int(value)
+    if isinstance(value, float):
+        return nodes.Float(value)
+    if isinstance(value, str):
+        return nodes.String(value)
+    return nodes.Null
+
+
+def what_if_requests() -> st.SearchStrategy[Any]:
+    """The demo request (its forwards dropped: their dates cannot be GraphQL names) with parts removed, or any
+    JSON: the `margin(request: JSON)` argument is then valid, partly valid or nonsense."""
+    demo = json.loads((Path(__file__).resolve().parents[2] / "examples" / "demo_request.json").read_text())
+    del demo["market"]["forwards"]
+    names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True)
+    scalars = st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=False) | st.text()
+    anything = st.recursive(
+        scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(names, inner, max_size=3)
+    )
+    partial_demo = st.sets(st.sampled_from(sorted(demo)), max_size=2).map(
+        lambda dropped: {k: v for k, v in demo.items() if k not in dropped}
+    )
+    return st.one_of(partial_demo, anything)
+
+
+def test_graphql_fuzzing_finds_no_server_error(base_url: str) -> None:
+    """Every query field with generated arguments and selections. A rejected argument is no failure here: the
+    `request: JSON` scalar admits anything, so most generated requests are rightly refused as BAD_USER_INPUT."""
+    schemathesis.graphql.scalar("JSON", what_if_requests().map(json_node))
+    schema = schemathesis.graphql.from_url(f"{base_url}/graphql", headers=KEY, config=ANY_ARGUMENT_MAY_BE_REFUSED)
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @hypothesis.given(case=operation.as_strategy())
+        @hypothesis.settings(
+            max_examples=EXAMPLES_PER_OPERATION,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(hypothesis.HealthCheck),
+        )
+        def check(case: Case) -> None:
+            case.call_and_validate(headers=KEY)
+
+        check()
