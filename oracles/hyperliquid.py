@@ -46,10 +46,12 @@ async def fetch_hyperliquid_observations(
     meta = parse(Meta, data[0], what="metaAndAssetCtxs meta")
     if not isinstance(data[1], list) or len(data[1]) != len(meta.universe):
         raise SourceError("unexpected metaAndAssetCtxs response: contexts do not match the universe")
-    ctxs = {u.name: parse(AssetCtx, c, what=f"metaAndAssetCtxs {u.name}") for u, c in zip(meta.universe, data[1],
-                                                                                          strict=True)}
+    # HIP-3 dexes name their coins "DEX:COIN"; the asset is COIN
+    ctxs = {u.name.split(":", 1)[-1]: parse(AssetCtx, c, what=f"metaAndAssetCtxs {u.name}")
+            for u, c in zip(meta.universe, data[1], strict=True)}
+    source = "hyperliquid-oracle" if dex == "" else f"hyperliquid-{dex}-oracle"
     return [
-        PriceObservation(source="hyperliquid-oracle", asset=a, price=ctxs[a].oraclePx, published_at=now,
+        PriceObservation(source=source, asset=a, price=ctxs[a].oraclePx, published_at=now,
                          heartbeat_s=HEARTBEAT_S, raw={"markPx": str(ctxs[a].markPx)})
         for a in assets if a in ctxs
     ]

@@ -99,6 +99,7 @@ class SnapshotSources:
     deribit_currencies: tuple[str, ...] = ("BTC", "ETH")
     derive_option_currencies: tuple[str, ...] = ("BTC", "ETH")
     derive_index_currencies: tuple[str, ...] = ("SOL",)
+    hyperliquid_dexes: tuple[str, ...] = ()  # HIP-3 dexes whose oracle prices to read too (e.g. "xyz")
     timeout_s: float = 5.0
     timeouts: Mapping[str, float] = field(default_factory=dict)  # per venue ("pyth", "deribit", ...), overrides
 
@@ -151,6 +152,10 @@ async def fetch_market_snapshot(
         jobs["hyperliquid"] = observations_only(functools.partial(
             fetch_hyperliquid_observations, session, sources.hyperliquid_url, list(assets), now=now,
             timeout_s=sources.timeout("hyperliquid")))
+        for dex in sources.hyperliquid_dexes:
+            jobs[f"hyperliquid-{dex}"] = observations_only(functools.partial(
+                fetch_hyperliquid_observations, session, sources.hyperliquid_url, list(assets), now=now, dex=dex,
+                timeout_s=sources.timeout("hyperliquid")))
     for cur in sources.deribit_currencies:
         if sources.deribit_url and cur in wanted:
             jobs[f"deribit:{cur}"] = _with_chain(fetch_deribit_market, session, sources.deribit_url, cur,

@@ -1,4 +1,5 @@
-"""HTTP for the off-chain adapters: every venue failure is a `VenueError` whose message is the reason reported."""
+"""HTTP for the off-chain adapters (Hyperliquid, Deribit and Derive share it): every venue failure is a
+`VenueError` whose message is the reason reported."""
 
 from __future__ import annotations
 

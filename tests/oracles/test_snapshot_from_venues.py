@@ -11,6 +11,7 @@ from datetime import timedelta
 import aiohttp
 import pytest
 
+from oracles.aggregation import AggregationPolicy
 from oracles.http import SourceError
 from oracles.observations import PriceObservation, observation_from_chainlink_round
 from oracles.snapshot import SnapshotBuild, SnapshotSources, fetch_market_snapshot
@@ -159,3 +160,13 @@ async def test_a_market_wide_jump_is_frozen_against_the_previous_snapshot(venues
     assert second.snapshot.dispersion["SOL"] == pytest.approx(0.4, rel=1e-3)
     assert statuses(second)["price:SOL/USD"][0] == "stale"
     assert second.prices["BTC"].status == "ok" and second.snapshot.spot["BTC"] == first.snapshot.spot["BTC"]
+
+
+async def test_a_hip3_asset_priced_from_its_dex_with_a_single_source_policy(venues: VenueServers) -> None:
+    sources = dataclasses.replace(sources_of(venues, {}), hyperliquid_dexes=("xyz",))
+    async with aiohttp.ClientSession() as session:
+        b = await fetch_market_snapshot(session, sources, assets=(*ASSETS, "GOLD"),
+                                        now=venues.scenario.as_of + timedelta(seconds=2),
+                                        policies={"GOLD": AggregationPolicy(quorum=1)})
+    assert b.snapshot.spot["GOLD"] == pytest.approx(venues.hyperliquid.oracle("xyz:GOLD"), rel=1e-6)
+    assert [v.source for v in b.prices["GOLD"].sources] == ["hyperliquid-xyz-oracle"]
