@@ -10,7 +10,7 @@ from support.devnet_fixtures import load_abi
 from web3 import Web3
 
 from adapters import ONCHAIN_ADAPTERS
-from adapters.aave_v3.adapter import AaveDiscovery, AaveV3Adapter
+from adapters.aave_v3.adapter import AaveDiscovery, AaveReading, AaveV3Adapter
 from adapters.base import AdapterResult
 from adapters.gmx_v2.adapter import GmxV2Adapter, compute_positions_reading
 from adapters.onchain import DiscoveryCache, fetch_settled_reads, fetch_wallet_refresh
@@ -301,3 +301,62 @@ async def test_uniswap_amounts_out_of_range_on_both_sides(
     # other way round when WETH is token1.
     assert sorted(out_of_range[i][:2] for i in range(2)) == [(False, True), (True, False)]
     assert {(below, has0) for below, _, has0 in out_of_range} == {(True, True), (False, False)}
+
+
+def compute_aave_integer_health_factor(reading: AaveReading, *, emode_category: int) -> int:
+    """getUserAccountData's health factor (x 1e18) in Aave v3.0's own integer arithmetic (GenericLogic
+    .calculateUserAccountData): balances floored into base currency, the threshold averaged in whole basis points
+    (floored), percentMul and wadDiv rounding half up."""
+    total_collateral = weighted = total_debt = 0
+    for reserve in reading.reserves:
+        unit = 10**reserve.configuration.decimals
+        in_emode = emode_category != 0 and reserve.emode_category == emode_category
+        price = reading.emode_price_base if in_emode and reading.emode_price_base else reserve.price_base
+        threshold = reserve.configuration.liquidation_threshold
+        if threshold != 0 and reserve.user.usage_as_collateral_enabled:
+            value = reserve.user.current_a_token_balance * price // unit
+            total_collateral += value
+            weighted += value * (reading.emode.liquidation_threshold if in_emode and reading.emode else threshold)
+        debt = reserve.user.current_stable_debt + reserve.user.current_variable_debt
+        total_debt += debt * price // unit
+    average_threshold = weighted // total_collateral if total_collateral else 0
+    return ((total_collateral * average_threshold + 5_000) // 10_000 * 10**18 + total_debt // 2) // total_debt
+
+
+async def test_health_factor_with_several_collaterals(
+    devnet: RunningDevnet, clients: dict[str, ChainClient], web3s: dict[str, Web3], restore_chains: None
+) -> None:
+    """With collaterals of different thresholds Aave averages the threshold in whole basis points, floored: our
+    float recomputation (risk_core/venues/aave.py, which does not reproduce Aave's rounding) then differs by up to
+    one basis point of threshold (4e-5 relative here), while Aave's integer arithmetic reproduces it exactly."""
+    chain = devnet.manifest.chain("ethereum")
+    assert chain.config.aave_v3 is not None
+    w3 = web3s["ethereum"]
+    deployer = ChainDeployer(w3)
+    mintable = aave("mocks/tokens/MintableERC20.sol/MintableERC20.json").artifact.abi
+    pool = w3.eth.contract(
+        address=Web3.to_checksum_address(chain.config.aave_v3.pool), abi=load_abi("aave-v3/Pool.abi.json")
+    )
+    account = devnet.manifest.demo_account
+    for symbol, amount in (("USDC", 7_777_123_457), ("WBTC", 3_141_593)):
+        token = next(t for t in chain.config.tokens if t.symbol == symbol)
+        contract = w3.eth.contract(address=Web3.to_checksum_address(token.address), abi=mintable)
+        deployer.send(contract.functions.mint(account, amount), what="mint")
+        deployer.send(contract.functions.approve(pool.address, amount), sender=account, what="approve")
+        deployer.send(pool.functions.supply(token.address, amount, account, 0), sender=account, what="supply")
+
+    adapter = AaveV3Adapter()
+    reads = await fetch_settled_reads(clients["ethereum"], [adapter], account=account, cache=DiscoveryCache())
+    (read,) = reads.reads
+    assert isinstance(read.discovery, AaveDiscovery) and reads.snapshot is not None
+    reading = adapter.compute_reading(discovery=read.discovery, results=read.results)
+    exact = compute_aave_integer_health_factor(reading, emode_category=read.discovery.emode_category)
+    assert exact == reading.account.health_factor
+
+    result = adapter.compute_result(
+        chain=chain.config, account=account, discovery=read.discovery, results=read.results, snapshot=reads.snapshot
+    )
+    (state,) = result.venue_states
+    ours = recompute_health_factor(result.positions, state)
+    average_threshold_bps = reading.account.current_liquidation_threshold
+    assert math.isclose(ours, state.reported["health_factor"], rel_tol=1 / average_threshold_bps)
