@@ -184,6 +184,16 @@ async def assert_health_factors_match(devnet: RunningDevnet, clients: dict[str, 
             ours,
             state.reported,
         )
+        # And Aave's own integer arithmetic, from the same adapter's raw reading, to the last unit of 1e-18.
+        adapter = AaveV3Adapter()
+        reads = await fetch_settled_reads(
+            clients[chain.config.name], [adapter], account=devnet.manifest.demo_account, cache=DiscoveryCache()
+        )
+        (read,) = reads.reads
+        assert isinstance(read.discovery, AaveDiscovery)
+        reading = adapter.compute_reading(discovery=read.discovery, results=read.results)
+        exact = compute_aave_integer_health_factor(reading, emode_category=read.discovery.emode_category)
+        assert exact == reading.account.health_factor
         figures[chain.config.name] = state.reported["health_factor"]
     return figures
 
