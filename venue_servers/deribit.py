@@ -21,7 +21,7 @@ from aiohttp import web
 
 from venue_servers.faults import Faults, rename_key
 from venue_servers.scenario import DeribitFile, DeribitRow, MarketScenario, load_deribit_file
-from venue_servers.spec import SpecViolation, validate_deribit_query, validate_deribit_response
+from venue_servers.spec import SpecViolation, validate_deribit_query, validate_deribit_response, validate_once
 
 CREATED_MS = 1_735_689_600_000  # 2025-01-01: creation time of every fixture instrument
 RENAMED = ("mark_price", "markPrice")  # the field the 'rename-field' fault renames
@@ -163,7 +163,7 @@ def make_app(fixture: DeribitFixture, faults: Faults | None = None, *, validate:
     def respond(route: str, result: Any) -> web.Response:
         body = _envelope(result, _ms(fixture.data.as_of) * 1000)  # the fixture's moment, as on the venue's clock
         if validate:
-            validate_deribit_response(route, body)
+            validate_once(route, body, lambda b: validate_deribit_response(route, b))
         if flt.renames(route):
             body = rename_key(body, *RENAMED)  # type: ignore[assignment]
         return web.Response(text=json.dumps(body), content_type="application/json")

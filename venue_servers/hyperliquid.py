@@ -16,7 +16,7 @@ from aiohttp import web
 
 from venue_servers.faults import Faults, rename_key
 from venue_servers.scenario import MarketScenario
-from venue_servers.spec import validate_hyperliquid_response
+from venue_servers.spec import validate_hyperliquid_response, validate_once
 
 RENAMED = ("szi", "size")
 USER = "0x5e9ee1089755c3435139848e47e6635505d5a13a"  # the recorded cassette's user
@@ -157,7 +157,7 @@ def make_app(fixture: HyperliquidFixture, faults: Faults | None = None, *, valid
         else:
             return web.Response(status=422, text=f"unknown info type {kind}")
         if validate:
-            validate_hyperliquid_response(str(kind), body)
+            validate_once(f"hyperliquid {kind}", body, lambda b: validate_hyperliquid_response(str(kind), b))
         if flt.renames(str(kind)):
             body = rename_key(body, *RENAMED)
         return web.Response(text=json.dumps(body), content_type="application/json")

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from venue_servers.faults import Faults, rename_key
 from venue_servers.scenario import MarketScenario, pyth_confidence_ratio
-from venue_servers.spec import validate_hermes_latest
+from venue_servers.spec import validate_hermes_latest, validate_once
 
 FEED_IDS = {
     "BTC": "e62df6c8b4a85fe1a67db44dc12de5db330f7ac66b72dc658afedf0f4a415b43",
@@ -62,7 +62,7 @@ def make_app(fixture: PythFixture, faults: Faults | None = None, *, validate: bo
         body: Any = {"binary": {"encoding": "hex", "data": ["504e4155" + "00" * 32]},
                      "parsed": [fixture.price_update(by_id[i]) for i in ids]}
         if validate:
-            validate_hermes_latest(body)
+            validate_once("hermes latest", body, validate_hermes_latest)
         if flt.renames("/v2/updates/price/latest"):
             body = rename_key(body, *RENAMED)
         return web.Response(text=json.dumps(body), content_type="application/json")
