@@ -23,9 +23,10 @@ class SourceError(Exception):
 
 
 class VenueModel(BaseModel):
-    """A venue's response: unknown fields are tolerated (venues add fields), missing or mistyped ones fail."""
+    """A venue's response: unknown fields are tolerated (venues add fields); a missing field, or one of another JSON
+    type (a string where a number is due), fails."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
 
 
 async def request_json(

@@ -17,7 +17,7 @@ class VenueError(Exception):
 
 
 class VenueModel(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
 
 
 async def request_json(session: aiohttp.ClientSession, method: str, url: str, *, timeout_s: float,
