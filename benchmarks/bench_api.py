@@ -1,0 +1,329 @@
+"""What-if margin over HTTP: an open-loop load generator against `metarisk serve` in another process.
+
+    .venv/bin/python benchmarks/bench_api.py [--rate 500] [--duration 20] [--positions 100] [--workers 1]
+
+The server runs as a subprocess (`python -m api.cli serve`) on 127.0.0.1; this process is the load generator.
+Requests are sent at fixed intended times (constant rate, open loop: a slow answer does not delay the next
+request), and each latency is measured from its intended send time, so time a request spent waiting for a free
+connection or for the generator itself counts against the server rather than disappearing (no coordinated
+omission). The request is generated from a seed: 100 positions on BTC and ETH (options on four expiries, perps,
+spot, Uniswap v3 ranges, stablecoin balances) priced against SVI surfaces. Reported: the rate achieved, latency
+p50/p99/max, errors (non-200 or no answer within the timeout), and the same for a bare route (/health) at the
+same rate. Before the load, the server's own work per request is timed in this process, step by step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import math
+import os
+import platform
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from api.http.what_if import parse_json_body  # noqa: E402
+from risk_core.margin.engine import compute_margin_request  # noqa: E402
+from risk_core.schema.request import MarginRequest  # noqa: E402
+
+BENCH_KEY = "bench-key"
+AS_OF = datetime(2026, 11, 25, 8, tzinfo=UTC)
+SPOT = {"BTC": 93_000.0, "ETH": 3_000.0, "USDC": 1.0}
+ATM_VOL = {"BTC": 0.50, "ETH": 0.65}
+CARRY = 0.05  # annualised basis of the forwards
+CONTRACT = {"BTC": 1.0, "ETH": 10.0}  # a typical position size, in coin
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def what_if_request(positions: int, seed: int = 7) -> dict[str, Any]:
+    """A deterministic book: per 10 positions, 6 options, 1 perp, 1 coin balance, 1 LP range, 1 USDC balance."""
+    rng = random.Random(seed)
+    expiries = [AS_OF + timedelta(days=d) for d in (7, 30, 63, 120)]
+    book: list[dict[str, Any]] = []
+    for i in range(positions):
+        coin = "BTC" if i % 2 else "ETH"
+        spot, size = SPOT[coin], CONTRACT[coin]
+        wallet = {"venue": "wallet", "chain": "arbitrum", "account": "0xbench"}
+        slot = i % 10
+        if slot < 6:
+            book.append({
+                "id": f"opt-{i}", "kind": "option", "venue": "deribit", "chain": "offchain", "account": "sub-1",
+                "underlying": coin, "quantity": rng.choice([-2, -1, 1, 2]) * size,
+                "option_type": rng.choice(["call", "put"]),
+                "strike": round(spot * math.exp(rng.gauss(0, 0.15)), -2 if coin == "BTC" else 0),
+                "expiry": _iso(rng.choice(expiries)), "settlement": rng.choice(["inverse", "linear"]),
+            })
+        elif slot == 6:
+            book.append({
+                "id": f"perp-{i}", "kind": "perp", "venue": "hyperliquid", "chain": "hyperliquid",
+                "account": "0xbench", "underlying": coin, "quantity": round(rng.uniform(-3, 3) * size, 3),
+                "entry_price": round(spot * rng.uniform(0.95, 1.05), 2),
+            })
+        elif slot == 7:
+            book.append({"id": f"spot-{i}", "kind": "spot", **wallet, "asset": coin,
+                         "quantity": round(rng.uniform(0.1, 2) * size, 4)})
+        elif slot == 8:
+            width = rng.uniform(0.05, 0.2)
+            book.append({
+                "id": f"lp-{i}", "kind": "lp", "venue": "uniswap-v3", "chain": "arbitrum", "account": "0xbench",
+                "token0": coin, "token1": "USDC", "liquidity": round(rng.uniform(50, 500) / math.sqrt(spot), 4),
+                "price_lower": round(spot * (1 - width), 2), "price_upper": round(spot * (1 + width), 2),
+            })
+        else:
+            book.append({"id": f"usdc-{i}", "kind": "spot", **wallet, "asset": "USDC", "quantity": 20_000})
+    years = [(e - AS_OF).days / 365 for e in expiries]
+    vol = {
+        coin: {"svi": [{"expiry": _iso(e), "a": 0.8 * ATM_VOL[coin] ** 2 * t, "b": 0.2 * math.sqrt(t),
+                        "rho": -0.3, "m": 0.0, "sigma": 0.3} for e, t in zip(expiries, years, strict=True)]}
+        for coin in ("BTC", "ETH")
+    }
+    forwards = {
+        coin: {_iso(e): round(SPOT[coin] * math.exp(CARRY * t), 2) for e, t in zip(expiries, years, strict=True)}
+        for coin in ("BTC", "ETH")
+    }
+    return {"positions": book, "market": {"as_of": _iso(AS_OF), "spot": SPOT, "forwards": forwards, "vol": vol}}
+
+
+def _median_ms(step: Callable[[], object], runs: int) -> float:
+    for _ in range(min(50, runs)):
+        step()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def server_work_per_request(body: bytes, runs: int) -> dict[str, float]:
+    """Median ms of each step the margin route takes, in this process (garbage collection off)."""
+    request = MarginRequest.model_validate(parse_json_body(body))
+    report = compute_margin_request(request)
+    gc.disable()
+    try:
+        return {
+            "parse + validate (orjson, pydantic)": _median_ms(
+                lambda: MarginRequest.model_validate(parse_json_body(body)), runs
+            ),
+            "compute_margin_request": _median_ms(lambda: compute_margin_request(request), runs),
+            "serialize report (model_dump_json)": _median_ms(report.model_dump_json, runs),
+        }
+    finally:
+        gc.enable()
+
+
+@dataclass
+class LoadResult:
+    route: str
+    rate: float
+    sent: int
+    ok: int
+    errors: int
+    achieved: float
+    latencies_ms: list[float]
+    server_cpu_ms: float = math.nan  # the server process's CPU time per answered request
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies_ms:
+            return math.nan
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+
+async def open_loop(url: str, body: bytes | None, rate: float, duration: float, timeout: float) -> LoadResult:
+    """`rate` requests per second for `duration` seconds at fixed intended times, whatever the answers do."""
+    loop = asyncio.get_running_loop()
+    headers = {"X-API-Key": BENCH_KEY, "Content-Type": "application/json"}
+    total = int(rate * duration)
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(session: aiohttp.ClientSession, intended: float) -> None:
+        nonlocal errors
+        try:
+            if body is None:
+                response = await session.get(url)
+            else:
+                response = await session.post(url, data=body, headers=headers)
+            async with response:
+                await response.read()
+                if response.status != 200:
+                    errors += 1
+                    return
+        except (aiohttp.ClientError, TimeoutError):
+            errors += 1
+            return
+        latencies.append((loop.time() - intended) * 1e3)
+
+    # enough connections for every request in flight at 1 s of latency; beyond that they queue here, and the
+    # wait counts in their latency
+    connector = aiohttp.TCPConnector(limit=max(64, int(rate)), force_close=False)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        tasks = []
+        start = loop.time() + 0.05
+        for i in range(total):
+            intended = start + i / rate
+            delay = intended - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(session, intended)))
+        await asyncio.gather(*tasks)
+        elapsed = loop.time() - start
+    return LoadResult(url.split("/", 3)[-1], rate, total, len(latencies), errors, len(latencies) / elapsed,
+                      latencies)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def serve_without_engine(port: int, positions: int) -> None:
+    """The real server with the engine call replaced by the report of the benchmark's request, computed once:
+    every other step (HTTP, auth, parse, validate, serialize, metrics) still runs per request."""
+    import api.http.what_if as what_if  # noqa: PLC0415  (patched only in this benchmark process)
+    from api.http.server import serve  # noqa: PLC0415
+
+    report = compute_margin_request(MarginRequest.model_validate(what_if_request(positions)))
+    what_if.compute_margin_request = lambda request: report  # type: ignore[assignment]
+    serve(host="127.0.0.1", port=port)
+
+
+def start_server(port: int, *, engine: bool, positions: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "METARISK_API_KEYS": BENCH_KEY, "METARISK_RATE_PER_SECOND": "1000000",
+           "METARISK_RATE_BURST": "1000000", "PYTHONPATH": str(ROOT)}
+    if engine:
+        command = ["-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    else:
+        command = [__file__, "--serve-without-engine", str(port), "--positions", str(positions)]
+    server = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return server
+        except OSError:
+            time.sleep(0.1)
+    stop(server)
+    raise RuntimeError("the server did not start within 30 s")
+
+
+def row(result: LoadResult) -> str:
+    return (f"| {result.route:<22} | {result.rate:>6.0f} | {result.achieved:>8.1f} | {result.percentile(0.5):>8.2f} "
+            f"| {result.percentile(0.99):>8.2f} | {max(result.latencies_ms, default=math.nan):>8.2f} "
+            f"| {result.errors:>6} | {result.server_cpu_ms:>10.3f} |")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measured(pid: int, url: str, body: bytes | None, rate: float, duration: float, timeout: float) -> LoadResult:
+    before = cpu_seconds(pid)
+    result = await open_loop(url, body, rate, duration, timeout)
+    result.server_cpu_ms = (cpu_seconds(pid) - before) / max(result.ok, 1) * 1e3
+    return result
+
+
+async def measure(
+    pid: int, base: str, body: bytes, rate: float, duration: float, timeout: float, *, bare: bool
+) -> list[LoadResult]:
+    async with aiohttp.ClientSession() as session:  # warm-up: first requests import and compile lazily
+        for _ in range(20):
+            async with session.post(f"{base}/v1/margin", data=body, headers={"X-API-Key": BENCH_KEY}) as response:
+                assert response.status == 200, await response.text()
+                await response.read()
+    gc.collect()
+    gc.freeze()
+    gc.disable()  # the generator's own collections would show up as server latency
+    # the bare route first: an overloaded margin run leaves a backlog the server keeps working through
+    results = [await measured(pid, f"{base}/health", None, rate, duration, timeout)] if bare else []
+    results.append(await measured(pid, f"{base}/v1/margin", body, rate, duration, timeout))
+    gc.enable()
+    return results
+
+
+def run_load(args: argparse.Namespace, body: bytes, *, engine: bool) -> list[LoadResult]:
+    port = _free_port()
+    server = start_server(port, engine=engine, positions=args.positions)
+    try:
+        return asyncio.run(
+            measure(server.pid, f"http://127.0.0.1:{port}", body, args.rate, args.duration, args.timeout, bare=engine)
+        )
+    finally:
+        stop(server)
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    """SIGTERM; SIGKILL when an overloaded server is still finishing its backlog of abandoned requests."""
+    server.terminate()
+    try:
+        server.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=500.0, help="requests per second")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per route")
+    parser.add_argument("--positions", type=int, default=100)
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds before a request counts as an error")
+    parser.add_argument("--runs", type=int, default=300, help="timed runs of each in-process step")
+    parser.add_argument("--skip-engine-free", action="store_true", help="skip the run with the engine call stubbed")
+    parser.add_argument("--serve-without-engine", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_without_engine:
+        serve_without_engine(args.serve_without_engine, args.positions)
+        return
+
+    body = orjson.dumps(what_if_request(args.positions))
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"load average {os.getloadavg()[0]:.2f}; request {len(body):,} bytes, {args.positions} positions")
+    print("\nserver work per request, in-process (median ms):")
+    for step, ms in server_work_per_request(body, args.runs).items():
+        print(f"  {step:<40} {ms:8.3f}")
+
+    results = run_load(args, body, engine=True)
+    if not args.skip_engine_free:
+        engine_free = run_load(args, body, engine=False)[0]
+        engine_free.route = "margin, engine stubbed"
+        results.append(engine_free)
+    print(f"\nopen loop, {args.duration:.0f} s per route, latency from the intended send time (ms):")
+    print("| route                  | rate/s | achieved |      p50 |      p99 |      max | errors | server CPU |")
+    print("|------------------------|-------:|---------:|---------:|---------:|---------:|-------:|-----------:|")
+    for result in results:
+        print(row(result))
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
