@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml package-lock.json
 install: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/metarisk margin examples/demo_request.json --format text
+	$(VENV)/bin/metarisk demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 
 from api.errors import describe_validation_error
 from api.report_text import render_report
+from api.venue_margin_cli import add_parser as add_venue_margin_parser
 from risk_core.errors import InputError
 from risk_core.margin.engine import compute_margin_request
 from risk_core.schema.json_schema import schema_documents
@@ -67,6 +69,15 @@ def _serve(args: argparse.Namespace) -> str:
     return ""
 
 
+def _demo(args: argparse.Namespace) -> str:
+    import asyncio
+
+    from api.demo import serve_demo  # imported here: it starts the devnet and the local venues
+
+    asyncio.run(serve_demo(host=args.host, port=args.port, database_url=os.environ.get("DATABASE_URL")))
+    return ""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metarisk", description="cross-chain portfolio margin")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.set_defaults(run=_serve)
+    demo = commands.add_parser("demo", help="devnet + local venues + the service with a seeded demo account")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.set_defaults(run=_demo)
+    add_venue_margin_parser(commands)
     return parser
 
 

@@ -8,9 +8,11 @@ of two volatile tokens) has a row in each underlying's array, revalued there wit
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,7 +23,7 @@ from risk_core.pricing.black76 import black76_greeks, black76_price
 from risk_core.pricing.lp import lp_amounts
 from risk_core.pricing.vol_surface import ResolvedSurface, year_fraction
 from risk_core.schema.market import MarketSnapshot
-from risk_core.schema.params import RiskParams
+from risk_core.schema.params import AssetScenarios, RiskParams
 from risk_core.schema.positions import (
     BorrowPosition,
     FuturePosition,
@@ -88,40 +90,63 @@ class UnderlyingRows:
     def revalue(self, spot_shock: Array, vols: Array) -> tuple[Array, Array]:
         """(values, haircuts) in USD, rows x len(spot_shock), with options at `vols` (options x moves)."""
         growth = 1.0 + spot_shock
+        moves = spot_shock.size
         lin_value = self.lin_base[:, None] + self.lin_slope[:, None] * spot_shock[None, :]
         lin_cut = self.lin_haircut[:, None] * growth[None, :]
-        opt_value = self.opt_quantity[:, None] * black76_price(
-            self.opt_forward[:, None] * growth[None, :],
-            self.opt_strike[:, None],
-            self.opt_years[:, None],
-            vols,
-            self.opt_call[:, None],
-            self.opt_discount[:, None],
-        )
-        on0 = self.lp_on_token0[:, None]
-        price = np.where(on0, self.lp_price[:, None] * growth, self.lp_price[:, None] / growth)
-        price0 = self.lp_price0[:, None] * np.where(on0, growth, 1.0)
-        price1 = self.lp_price1[:, None] * np.where(on0, 1.0, growth)
-        amount0, amount1 = lp_amounts(self.lp_liquidity[:, None], price, self.lp_lower[:, None], self.lp_upper[:, None])
-        lp_value = amount0 * price0 + amount1 * price1
-        lp_cut = (
-            self.lp_haircut0[:, None] * np.maximum(amount0, 0.0) * price0
-            + self.lp_haircut1[:, None] * np.maximum(amount1, 0.0) * price1
-        )
+        if self.opt_quantity.size:
+            opt_value = self.opt_quantity[:, None] * black76_price(
+                self.opt_forward[:, None] * growth[None, :],
+                self.opt_strike[:, None],
+                self.opt_years[:, None],
+                vols,
+                self.opt_call[:, None],
+                self.opt_discount[:, None],
+            )
+        else:
+            opt_value = np.zeros((0, moves))
+        if self.lp_liquidity.size:
+            on0 = self.lp_on_token0[:, None]
+            price = np.where(on0, self.lp_price[:, None] * growth, self.lp_price[:, None] / growth)
+            price0 = self.lp_price0[:, None] * np.where(on0, growth, 1.0)
+            price1 = self.lp_price1[:, None] * np.where(on0, 1.0, growth)
+            amount0, amount1 = lp_amounts(
+                self.lp_liquidity[:, None], price, self.lp_lower[:, None], self.lp_upper[:, None]
+            )
+            lp_value = amount0 * price0 + amount1 * price1
+            lp_cut = (
+                self.lp_haircut0[:, None] * np.maximum(amount0, 0.0) * price0
+                + self.lp_haircut1[:, None] * np.maximum(amount1, 0.0) * price1
+            )
+        else:
+            lp_value = lp_cut = np.zeros((0, moves))
         values = np.concatenate([lin_value, opt_value, lp_value])
         haircuts = np.concatenate([lin_cut, np.zeros_like(opt_value), lp_cut])
         return values, haircuts
 
+    @cached_property
+    def _valued(self) -> tuple[Array, Array, Array]:
+        """(base values, base haircuts, scenario values), from one revaluation: the base is a first column of
+        zero spot shock at the snapshot's vols, ahead of the scenario set's columns."""
+        spot_shock = np.concatenate([np.zeros(1), self.scenarios.spot_shock])
+        vols = np.concatenate([self.opt_sigma[:, None], self.scenario_vols], axis=1)
+        values, haircuts = self.revalue(spot_shock, vols)
+        return values[:, :1], haircuts[:, :1], values[:, 1:]
+
     def scenario_values(self) -> Array:
-        """Values of every row under every scenario of the set (undampened)."""
-        values, _ = self.revalue(self.scenarios.spot_shock, self.scenario_vols)
-        return values
+        """Values of every row under every scenario of the set (undampened). Computed once; do not modify."""
+        return self._valued[2]
 
     def base(self) -> tuple[Array, Array]:
-        return self.revalue(np.zeros(1), self.opt_sigma[:, None])
+        """(values, haircuts) at the snapshot, rows x 1. Computed once; do not modify."""
+        return self._valued[0], self._valued[1]
 
     def greeks(self) -> tuple[Array, Array, Array, Array]:
-        """Per row: delta (units of the asset), gamma (per unit of spot), vega (USD per vol point), theta (USD/day)."""
+        """Per row: delta (units of the asset), gamma (per unit of spot), vega (USD per vol point), theta (USD/day).
+        Computed once; do not modify."""
+        return self._greeks
+
+    @cached_property
+    def _greeks(self) -> tuple[Array, Array, Array, Array]:
         spot = self.spot
         g = black76_greeks(
             self.opt_forward, self.opt_strike, self.opt_years, self.opt_sigma, self.opt_call, self.opt_discount
@@ -152,11 +177,25 @@ class UnderlyingRows:
 
 @dataclass(frozen=True)
 class ContingencyKeys:
-    """Net quantities per (venue-account, instrument): contingencies apply to what is left after netting."""
+    """Net quantities per (venue-account, instrument): contingencies apply to what is left after netting.
 
-    quantity: Array  # keys x positions: signed quantity of the position in that key
-    rate: Array  # USD per unit of net quantity
-    short_only: NDArray[np.bool_]  # options: only the net short is charged
+    Kept as entries (key, position, signed quantity), one per charged position, so that a large book (or the
+    batch path's book of instruments) never holds a dense keys x positions matrix unless `quantity` is asked for.
+    """
+
+    key: IntArray  # per entry: the key it nets into
+    position: IntArray  # per entry: the position
+    entry_quantity: Array  # per entry: the position's signed quantity
+    n_positions: int
+    rate: Array  # per key: USD per unit of net quantity
+    short_only: NDArray[np.bool_]  # per key: options, where only the net short is charged
+
+    @cached_property
+    def quantity(self) -> Array:
+        """keys x positions: signed quantity of each position in each key."""
+        quantity = np.zeros((self.rate.size, self.n_positions))
+        np.add.at(quantity, (self.key, self.position), self.entry_quantity)
+        return quantity
 
 
 @dataclass(frozen=True)
@@ -247,21 +286,43 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
     key_entries: list[tuple[int, int, float]] = []
     key_rate: list[float] = []
     key_short: list[bool] = []
-    option_asks: dict[str, list[tuple[int, float, float, float]]] = {}
     vs = params.vol_shock
 
+    spot_of = market.spot
+    lp_marks: list[tuple[int, float, float, float, float, float, float, float, float, bool]] = []
+    rate_perp, rate_option = params.contingencies.perp_future, params.contingencies.short_option_minimum
+    # per (underlying, expiry): years, forward, discount, tenor scale of the vol shock; checked and computed once
+    dated: dict[tuple[str, datetime], tuple[float, float, float, float]] = {}
+
     def add_key(key: tuple[object, ...], index: int, quantity: float, rate: float, short_only: bool) -> None:
-        if key not in keys:
-            keys[key] = len(key_rate)
+        k = keys.get(key)
+        if k is None:
+            k = keys[key] = len(key_rate)
             key_rate.append(rate)
             key_short.append(short_only)
-        key_entries.append((keys[key], index, quantity))
+        key_entries.append((k, index, quantity))
+
+    def builder(asset: str) -> _RowsBuilder:
+        b = builders.get(asset)
+        if b is None:
+            b = builders[asset] = _RowsBuilder()
+        return b
+
+    def expiry_terms(i: int, underlying: str, expiry: datetime, spot: float) -> tuple[float, float, float, float]:
+        terms = dated.get((underlying, expiry))
+        if terms is None:
+            years = r.years_to(expiry, f"positions[{i}].expiry")
+            fwd = r.forward(underlying, expiry, spot)
+            discount = math.exp(-market.rates.get(underlying, 0.0) * years)
+            tenor = (vs.reference_days / max(years * 365.0, vs.dte_floor_days)) ** vs.power
+            terms = dated[(underlying, expiry)] = (years, fwd, discount, tenor)
+        return terms
 
     for i, p in enumerate(positions):
-        where = f"positions[{i}]"
-        if isinstance(p, SpotPosition | LendPosition | BorrowPosition):
+        if isinstance(p, (SpotPosition, LendPosition, BorrowPosition)):
             price = r.price(p.asset)
             if price is None:
+                where = f"positions[{i}]"
                 if isinstance(p, BorrowPosition):
                     reason = f"no price for {p.asset} in market.spot: a debt cannot be valued"
                     raise InputError(f"{where}.asset", reason)
@@ -275,77 +336,76 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
             if r.is_stable(p.asset):
                 fixed_value[i], fixed_haircut[i] = value, cut
                 continue
-            b = builders.setdefault(p.asset, _RowsBuilder())
+            b = builder(p.asset)
             b.lin_pos.append(i)
             b.lin_base.append(value)
             b.lin_slope.append(value)
             b.lin_haircut.append(cut)
             primary[i] = p.asset
-        elif isinstance(p, PerpPosition | FuturePosition):
-            spot = r.required_price(p.underlying, f"{where}.underlying")
+        elif isinstance(p, (PerpPosition, FuturePosition)):
+            spot = spot_of.get(p.underlying) or r.required_price(p.underlying, f"positions[{i}].underlying")
             if isinstance(p, FuturePosition):
-                r.years_to(p.expiry, f"{where}.expiry")
-                mark = r.forward(p.underlying, p.expiry, spot)
-                key: tuple[object, ...] = (*p.venue_account, "future", p.underlying, p.expiry)
+                mark = expiry_terms(i, p.underlying, p.expiry, spot)[1]
+                key: tuple[object, ...] = (p.venue, p.chain, p.account, "future", p.underlying, p.expiry)
             else:
                 mark = spot
-                key = (*p.venue_account, "perp", p.underlying)
-            b = builders.setdefault(p.underlying, _RowsBuilder())
+                key = (p.venue, p.chain, p.account, "perp", p.underlying)
+            b = builder(p.underlying)
             b.lin_pos.append(i)
             b.lin_base.append(p.quantity * (mark - p.entry_price) if p.entry_price is not None else 0.0)
             b.lin_slope.append(p.quantity * mark)
             b.lin_haircut.append(0.0)
             primary[i] = p.underlying
             notional[i] = abs(p.quantity) * mark
-            add_key(key, i, p.quantity, mark * params.contingencies.perp_future, False)
+            add_key(key, i, p.quantity, mark * rate_perp, False)
         elif isinstance(p, OptionPosition):
-            spot = r.required_price(p.underlying, f"{where}.underlying")
+            spot = spot_of.get(p.underlying) or r.required_price(p.underlying, f"positions[{i}].underlying")
             if p.underlying not in market.vol:
-                raise InputError(f"{where}.underlying", f"no vol surface for {p.underlying} in market.vol")
-            years = r.years_to(p.expiry, f"{where}.expiry")
-            fwd = r.forward(p.underlying, p.expiry, spot)
-            b = builders.setdefault(p.underlying, _RowsBuilder())
+                raise InputError(f"positions[{i}].underlying", f"no vol surface for {p.underlying} in market.vol")
+            years, fwd, discount, tenor = expiry_terms(i, p.underlying, p.expiry, spot)
+            b = builder(p.underlying)
             b.opt_pos.append(i)
             inverse = spot / fwd if p.settlement == "inverse" else 1.0
-            discount = math.exp(-market.rates.get(p.underlying, 0.0) * years)
-            tenor = (vs.reference_days / max(years * 365.0, vs.dte_floor_days)) ** vs.power
             b.opt.append((p.quantity * inverse, fwd, p.strike, years, p.option_type == "call", discount, tenor, 0.0))
-            option_asks.setdefault(p.underlying, []).append((len(b.opt) - 1, fwd, p.strike, years))
             primary[i] = p.underlying
             notional[i] = abs(p.quantity) * spot
             add_key(
-                (*p.venue_account, "option", p.underlying, p.option_type, p.strike, p.expiry, p.settlement),
-                i, p.quantity, spot * params.contingencies.short_option_minimum, True,
+                (p.venue, p.chain, p.account, "option", p.underlying, p.option_type, p.strike, p.expiry, p.settlement),
+                i, p.quantity, spot * rate_option, True,
             )
         elif isinstance(p, LPPosition):
+            where = f"positions[{i}]"
             price0 = r.required_price(p.token0, f"{where}.token0")
             price1 = r.required_price(p.token1, f"{where}.token1")
             h0, h1 = r.haircut(p.token0), r.haircut(p.token1)
             pool_price = price0 / price1
-            amount0, amount1 = lp_amounts(p.liquidity, pool_price, p.price_lower, p.price_upper)
-            value = float(amount0 * price0 + amount1 * price1)
-            notional[i] = abs(value)
             risky = [t for t in (p.token0, p.token1) if not r.is_stable(t)]
+            # valued after the loop, all ranges at once
+            lp_marks.append(
+                (i, p.liquidity, pool_price, p.price_lower, p.price_upper, price0, price1, h0, h1, not risky)
+            )
             if not risky:
-                fixed_value[i] = value
-                held0, held1 = np.maximum(amount0, 0.0) * price0, np.maximum(amount1, 0.0) * price1
-                fixed_haircut[i] = float(h0 * held0 + h1 * held1)
                 continue
             if len(risky) == 2:
                 r.warn(f"{where}: LP of two risky assets; each is shocked with the other held")
             for token in risky:
-                b = builders.setdefault(token, _RowsBuilder())
+                b = builder(token)
                 b.lp_pos.append(i)
                 b.lp.append((p.liquidity, p.price_lower, p.price_upper, pool_price, token == p.token0,
                              price0, price1, h0, h1))
             primary[i] = risky[0]
 
-    underlyings = {
-        asset: _freeze(asset, b, r, option_asks.get(asset, []), params) for asset, b in sorted(builders.items())
-    }
-    quantity = np.zeros((len(key_rate), n))
-    for k, i, q in key_entries:
-        quantity[k, i] += q
+    if lp_marks:
+        at, liquidity, pool, lower, upper, price0, price1, h0, h1, fixed = np.array(lp_marks, dtype=np.float64).T
+        at, fixed = at.astype(np.intp), fixed.astype(bool)
+        amount0, amount1 = lp_amounts(liquidity, pool, lower, upper)
+        value = amount0 * price0 + amount1 * price1
+        notional[at] = np.abs(value)
+        held0, held1 = np.maximum(amount0, 0.0) * price0, np.maximum(amount1, 0.0) * price1
+        fixed_value[at[fixed]] = value[fixed]
+        fixed_haircut[at[fixed]] = (h0 * held0 + h1 * held1)[fixed]
+    underlyings = {asset: _freeze(asset, b, r, params) for asset, b in sorted(builders.items())}
+    entries = np.array(key_entries, dtype=np.float64).reshape(-1, 3)
     return ResolvedBook(
         positions=positions,
         underlyings=underlyings,
@@ -354,39 +414,58 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
         fixed_haircut=fixed_haircut,
         priced=priced,
         contingency=ContingencyKeys(
-            quantity=quantity, rate=np.array(key_rate), short_only=np.array(key_short, dtype=bool)
+            key=entries[:, 0].astype(np.intp),
+            position=entries[:, 1].astype(np.intp),
+            entry_quantity=entries[:, 2],
+            n_positions=n,
+            rate=np.array(key_rate),
+            short_only=np.array(key_short, dtype=bool),
         ),
         notional=notional,
         warnings=r.warnings,
     )
 
 
-def _freeze(
-    asset: str,
-    b: _RowsBuilder,
-    r: _Resolver,
-    option_asks: list[tuple[int, float, float, float]],
-    params: RiskParams,
-) -> UnderlyingRows:
+# Scenario sets depend on the parameters and the asset's price dispersion only: built once per (params, asset,
+# dispersion) and shared by every book resolved with those parameters (RiskParams is frozen); an entry goes when
+# its parameters object does.
+_SCENARIO_SETS: dict[int, dict[tuple[str, float], tuple[AssetScenarios, ScenarioSet, float, float | None]]] = {}
+
+
+def _scenario_set(
+    params: RiskParams, asset: str, dispersion: float
+) -> tuple[AssetScenarios, ScenarioSet, float, float | None]:
+    """(spec, scenario set, spot range before widening, widening factor or None when not widened)."""
+    cache = _SCENARIO_SETS.get(id(params))
+    if cache is None:
+        cache = _SCENARIO_SETS[id(params)] = {}
+        weakref.finalize(params, _SCENARIO_SETS.pop, id(params), None)
+    found = cache.get((asset, dispersion))
+    if found is None:
+        spec = params.scenarios_for(asset)
+        widen = None
+        spot_range = max((abs(s) for s in spec.spot_shocks), default=0.0)
+        if dispersion > params.contingencies.dispersion_threshold and spot_range > 0:
+            widen = (spot_range + dispersion) / spot_range
+        scenarios = build_scenarios(spec, tail_cover=params.tails.cover, widen=1.0 if widen is None else widen)
+        found = cache[(asset, dispersion)] = (spec, scenarios, spot_range, widen)
+    return found
+
+
+def _freeze(asset: str, b: _RowsBuilder, r: _Resolver, params: RiskParams) -> UnderlyingRows:
     spot = r.required_price(asset, f"market.spot.{asset}")
-    spec = params.scenarios_for(asset)
-    widen = 1.0
     dispersion = r.market.dispersion.get(asset, 0.0)
-    spot_range = max((abs(s) for s in spec.spot_shocks), default=0.0)
-    if dispersion > params.contingencies.dispersion_threshold and spot_range > 0:
-        widen = (spot_range + dispersion) / spot_range
+    spec, scenarios, spot_range, widen = _scenario_set(params, asset, dispersion)
+    if widen is not None:
         r.warn(f"{asset}: price sources disagree by {dispersion:.2%}; scan range widened to {spot_range * widen:.2%}")
-    scenarios = build_scenarios(spec, tail_cover=params.tails.cover, widen=widen)
     opt = np.array(b.opt, dtype=np.float64).reshape(-1, 8)
     sigma = np.zeros(len(b.opt))
-    if option_asks:
+    if b.opt:
+        # every option row asks the surface for its vol at its own (expiry, log-moneyness)
         surface = ResolvedSurface(r.market.vol[asset], r.market.as_of, lambda e: r.forward(asset, e, spot))
-        rows = np.array([a[0] for a in option_asks], dtype=np.intp)
-        fwd = np.array([a[1] for a in option_asks])
-        strike = np.array([a[2] for a in option_asks])
-        years = np.array([a[3] for a in option_asks])
-        sigma[rows] = surface.implied_vol(years, np.log(strike / fwd))
-        opt[rows, 7] = np.log(strike / fwd)
+        log_moneyness = np.log(opt[:, 2] / opt[:, 1])
+        sigma[:] = surface.implied_vol(opt[:, 3], log_moneyness)
+        opt[:, 7] = log_moneyness
     lp = np.array(b.lp, dtype=np.float64).reshape(-1, 9)
     opt_call = opt[:, 4].astype(bool)
     scenario_vols = shocked_vols(

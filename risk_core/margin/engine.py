@@ -11,6 +11,7 @@ from risk_core.margin.book import ResolvedBook, UnderlyingRows, resolve_book
 from risk_core.margin.liquidation import liquidation_moves, liquidation_plan
 from risk_core.margin.risk_arrays import RiskArrays
 from risk_core.margin.scenarios import SKEW_NAMES
+from risk_core.margin.venue_parity import compute_venue_margins
 from risk_core.schema.market import MarketSnapshot, SourceStatus
 from risk_core.schema.params import RiskParams, default_params
 from risk_core.schema.positions import CATEGORY_BY_KIND, SCHEMA_VERSION, BorrowPosition, Position
@@ -26,6 +27,7 @@ from risk_core.schema.report import (
     UnderlyingRisk,
 )
 from risk_core.schema.request import MarginRequest
+from risk_core.schema.venues import VenueState
 
 Array = NDArray[np.float64]
 _MAX_RISE_SEARCHED = 10.0  # liquidation distance upward is searched to +1000%
@@ -33,7 +35,9 @@ _MAX_RISE_SEARCHED = 10.0  # liquidation distance upward is searched to +1000%
 
 def compute_margin_request(request: MarginRequest) -> MarginReport:
     params = default_params().with_overrides(request.params)
-    return compute_margin(request.positions, request.market, params, sources=request.sources)
+    return compute_margin(
+        request.positions, request.market, params, sources=request.sources, venue_states=request.venue_states
+    )
 
 
 def compute_margin(
@@ -42,12 +46,13 @@ def compute_margin(
     params: RiskParams,
     *,
     sources: Sequence[SourceStatus] = (),
+    venue_states: Sequence[VenueState] = (),
 ) -> MarginReport:
     """The margin report of a book. Raises risk_core.errors.InputError on a position that cannot be priced."""
     book = resolve_book(positions, market, params)
     arrays = RiskArrays(book, params)
     n = len(positions)
-    value, haircut = _position_values(book, arrays)
+    value, haircut = arrays.position_values()
     equity = float(value.sum())
     collateral = equity - float(haircut.sum())
 
@@ -118,18 +123,8 @@ def compute_margin(
         by_venue=_breakdown(arrays, value, haircut, [p.venue for p in positions]),
         by_chain=_breakdown(arrays, value, haircut, [p.chain for p in positions]),
         liquidation_plan=plan,
+        venue_margins=compute_venue_margins(positions, market, venue_states),
     )
-
-
-def _position_values(book: ResolvedBook, arrays: RiskArrays) -> tuple[Array, Array]:
-    """Mark value and collateral haircut per position, taken from its primary underlying's rows."""
-    value = book.fixed_value.copy()
-    haircut = book.fixed_haircut.copy()
-    for asset, rows in book.underlyings.items():
-        own = np.array([book.primary[i] == asset for i in rows.members], dtype=bool)
-        value[rows.members[own]] = arrays.base_value[asset][own]
-        haircut[rows.members[own]] = arrays.base_haircut[asset][own]
-    return value, haircut
 
 
 def _position_greeks(book: ResolvedBook) -> tuple[Array, Array, Array, Array]:

@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from risk_core.margin.book import ResolvedBook
-from risk_core.schema.params import RiskParams
+from risk_core.schema.params import OffsetCredit, RiskParams
 
 Array = NDArray[np.float64]
 
@@ -40,7 +40,9 @@ class RiskArrays:
         self.raw_pnl: dict[str, Array] = {}
         self.base_value: dict[str, Array] = {}
         self.base_haircut: dict[str, Array] = {}
-        self.row_delta: dict[str, Array] = {}
+        self.row_delta: dict[str, Array] = {}  # deltas of the assets in a credited pair, the only ones needed
+        self.pairs = credited_pairs(self.assets, params)
+        paired = {a for a, _, _ in self.pairs} | {b for _, b, _ in self.pairs}
         for asset, rows in book.underlyings.items():
             base, cut = rows.base()
             raw = rows.scenario_values() - base
@@ -48,24 +50,31 @@ class RiskArrays:
             self.pnl[asset] = raw * rows.scenarios.damp[None, :]
             self.base_value[asset] = base[:, 0]
             self.base_haircut[asset] = cut[:, 0]
-            self.row_delta[asset] = rows.greeks()[0]
-        venue_accounts = sorted({p.venue_account for p in book.positions})
-        chains = sorted({p.chain for p in book.positions})
+            if asset in paired:
+                self.row_delta[asset] = rows.greeks()[0]
+        places = [(p.venue, p.chain, p.account) for p in book.positions]  # each position's venue_account
+        venue_accounts = sorted(set(places))
+        chains = sorted({chain for _, chain, _ in places})
         self.n_chains = len(chains)
         groups = np.zeros((1 + len(chains) + len(venue_accounts), n))
         groups[0] = 1.0
         chain_index = {c: 1 + j for j, c in enumerate(chains)}
         account_index = {va: 1 + len(chains) + j for j, va in enumerate(venue_accounts)}
-        for i, p in enumerate(book.positions):
-            groups[chain_index[p.chain], i] = 1.0
-            groups[account_index[p.venue_account], i] = 1.0
+        every = np.arange(n)
+        groups[[chain_index[chain] for _, chain, _ in places], every] = 1.0
+        groups[[account_index[place] for place in places], every] = 1.0
         self.groups = groups
-        self.pairs = [
-            (a, b, params.pair_credit(a, b))
-            for j, a in enumerate(self.assets)
-            for b in self.assets[j + 1 :]
-            if params.pair_credit(a, b) > 0
-        ]
+
+    def position_values(self) -> tuple[Array, Array]:
+        """Mark value and collateral haircut per position, taken from its primary underlying's rows."""
+        book = self.book
+        value = book.fixed_value.copy()
+        haircut = book.fixed_haircut.copy()
+        for asset, rows in book.underlyings.items():
+            own = np.array([book.primary[i] == asset for i in rows.members], dtype=bool)
+            value[rows.members[own]] = self.base_value[asset][own]
+            haircut[rows.members[own]] = self.base_haircut[asset][own]
+        return value, haircut
 
     def margin(self, weights: Array, *, offsets_across_accounts: bool = True) -> MarginFigures:
         """Margin figures for each row of `weights` (rows x positions).
@@ -76,28 +85,21 @@ class RiskArrays:
         w = np.atleast_2d(weights)
         groups = self.groups if offsets_across_accounts else self.groups[:1]
         k, g = w.shape[0], groups.shape[0]
-        risk = np.zeros((k, g))
-        per_asset: dict[str, tuple[Array, Array]] = {}
+        losses: dict[str, Array] = {}
+        deltas: dict[str, Array] = {}
         for asset, rows in self.book.underlyings.items():
             members = rows.members
             mix = (w[:, None, members] * groups[None, :, members]).reshape(k * g, members.size)
-            worst = (mix @ self.pnl[asset]).min(axis=1).reshape(k, g)
-            loss = np.maximum(-worst, 0.0)
-            risk += loss
-            if self.pairs:
-                per_asset[asset] = (loss, (mix @ self.row_delta[asset]).reshape(k, g))
-        for a, b, credit in self.pairs:
-            (loss_a, delta_a), (loss_b, delta_b) = per_asset[a], per_asset[b]
-            risk -= credit * np.minimum(loss_a, loss_b) * (delta_a * delta_b < 0)
+            losses[asset] = scenario_loss(mix @ self.pnl[asset]).reshape(k, g)
+            if asset in self.row_delta:
+                deltas[asset] = (mix @ self.row_delta[asset]).reshape(k, g)
+        risk = combine_underlyings(losses, deltas, self.pairs, shape=(k, g))
         if offsets_across_accounts:
-            everything = risk[:, 0]
-            siloed_by_chain = risk[:, 1 : 1 + self.n_chains].sum(axis=1)
-            siloed_by_account = risk[:, 1 + self.n_chains :].sum(axis=1)
-            offsets = self.params.offset_credit
-            combined = (
-                everything
-                + (1.0 - offsets.cross_chain) * (siloed_by_chain - everything)
-                + (1.0 - offsets.cross_venue) * (siloed_by_account - siloed_by_chain)
+            combined = combine_levels(
+                everything=risk[:, 0],
+                siloed_by_chain=risk[:, 1 : 1 + self.n_chains].sum(axis=1),
+                siloed_by_account=risk[:, 1 + self.n_chains :].sum(axis=1),
+                offsets=self.params.offset_credit,
             )
         else:
             combined = risk[:, 0]
@@ -108,5 +110,58 @@ class RiskArrays:
         if not self.params.contingencies_enabled or keys.rate.size == 0:
             return np.zeros(weights.shape[0])
         net = weights @ keys.quantity.T
-        charged = np.where(keys.short_only[None, :], np.maximum(-net, 0.0), np.abs(net))
-        return charged @ keys.rate
+        return contingency_charge(net, keys.short_only[None, :]) @ keys.rate
+
+
+# The pieces of `RiskArrays.margin` that the batch path (risk_core.margin.batch) shares.
+
+
+def credited_pairs(assets: list[str], params: RiskParams) -> list[tuple[str, str, float]]:
+    """(asset_a, asset_b, credit) for every pair of `assets` with a cross-underlying credit."""
+    return [
+        (a, b, params.pair_credit(a, b))
+        for j, a in enumerate(assets)
+        for b in assets[j + 1 :]
+        if params.pair_credit(a, b) > 0
+    ]
+
+
+def scenario_loss(pnl: Array) -> Array:
+    """Loss of each row of a P&L array (scenario axis last): its worst scenario, a gain counting as zero."""
+    return np.maximum(-pnl.min(axis=-1), 0.0)
+
+
+def combine_underlyings(
+    losses: dict[str, Array],
+    deltas: dict[str, Array],
+    pairs: list[tuple[str, str, float]],
+    *,
+    shape: tuple[int, ...],
+) -> Array:
+    """Risk across underlyings: losses add, less each credited pair's credit x the smaller of its two losses
+    where the pair's deltas oppose (SPAN's inter-commodity spread credit). `deltas` is needed for paired assets."""
+    risk = np.zeros(shape)
+    for loss in losses.values():
+        risk += loss
+    for a, b, credit in pairs:
+        (loss_a, delta_a), (loss_b, delta_b) = (losses[a], deltas[a]), (losses[b], deltas[b])
+        risk -= credit * np.minimum(loss_a, loss_b) * (delta_a * delta_b < 0)
+    return risk
+
+
+def combine_levels(
+    *, everything: Array, siloed_by_chain: Array, siloed_by_account: Array, offsets: OffsetCredit
+) -> Array:
+    """Partial credit for offsets across venue-accounts and chains: `portfolio + (1 - credit) x (siloed -
+    portfolio)`, applied from the whole book to its chains and from chains to their venue-accounts."""
+    return (
+        everything
+        + (1.0 - offsets.cross_chain) * (siloed_by_chain - everything)
+        + (1.0 - offsets.cross_venue) * (siloed_by_account - siloed_by_chain)
+    )
+
+
+def contingency_charge(net: Array, short_only: NDArray[np.bool_]) -> Array:
+    """Contingency units charged on each net quantity: only the net short where `short_only` (options),
+    the absolute net otherwise (perps and futures); multiply by the key's rate for USD."""
+    return np.where(short_only, np.maximum(-net, 0.0), np.abs(net))

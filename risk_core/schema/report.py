@@ -123,3 +123,5 @@ class MarginReport(ReportModel):
     by_chain: dict[str, Breakdown]
     liquidation_plan: LiquidationPlan | None
     venue_margins: list[VenueMargin] = Field(default_factory=list)
+    computed_at: AwareDatetime | None = Field(default=None, description="when the service computed it; null offline")
+    age_seconds: float | None = Field(default=None, description="age when served; null offline")

@@ -1,0 +1,279 @@
+"""The aggregator: live risk of accounts and wallets, as the API's RiskService.
+
+A request for an account's risk is served from a short-lived cache, else refreshed: the market snapshot (shared,
+with its own TTL) and every position source of the account run concurrently, risk_core computes the report,
+and the refresh is stored in one transaction. Whatever is missing (a chain down, a venue failing, the database
+gone) makes the answer `complete: false` with the reason, never an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field
+
+from adapters.onchain import DiscoveryCache
+from aggregator.credit import CreditView, compute_credit_view
+from aggregator.refresh import fetch_account_positions
+from aggregator.settings import ServiceSettings
+from aggregator.store import AsyncStore, PositionSnapshot, StoreUnavailable, WatchedAccount
+from chains.client import ChainClient
+from oracles.snapshot import SnapshotBuild, SnapshotSources, fetch_market_snapshot
+from risk_core.errors import InputError
+from risk_core.margin.engine import compute_margin
+from risk_core.schema.market import MarketSnapshot, SourceStatus, VolSurface
+from risk_core.schema.params import RiskParams, default_params
+from risk_core.schema.positions import Position
+from risk_core.schema.report import MarginReport
+
+Clock = Callable[[], datetime]
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_POSITION_FIELD = re.compile(r"^positions\[(\d+)\]")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class PositionsView(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    address: str
+    taken_at: datetime
+    age_seconds: float
+    complete: bool
+    sources: list[SourceStatus]
+    blocks: dict[str, int] = Field(description="chain -> block every read of that chain was pinned to")
+    positions: list[Position]
+
+
+class MarketView(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    asset: str
+    as_of: datetime
+    age_seconds: float
+    spot: float | None = Field(description="null when no price passed the aggregation policy")
+    dispersion: float | None
+    forwards: dict[datetime, float]
+    vol: VolSurface | None
+    sources: list[SourceStatus] = Field(description="every source status that concerns this asset")
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    report: MarginReport
+    positions: PositionSnapshot
+    market: MarketSnapshot
+    computed_at: datetime
+    monotonic: float
+
+
+class AggregatorService:
+    def __init__(
+        self,
+        *,
+        settings: ServiceSettings,
+        session: aiohttp.ClientSession,
+        clients: Sequence[ChainClient],
+        store: AsyncStore | None = None,
+        clock: Clock = utc_now,
+        params: RiskParams | None = None,
+    ) -> None:
+        self.settings = settings
+        self.session = session
+        self.clients = list(clients)
+        self.store = store
+        self.clock = clock
+        self.params = params or default_params()
+        self.discovery = DiscoveryCache()
+        self.on_report: list[Callable[[WatchedAccount, MarginReport], object]] = []
+        self._refreshed: dict[str, Refreshed] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._accounts: dict[str, WatchedAccount] = {}
+        self._market: SnapshotBuild | None = None
+        self._market_monotonic = 0.0
+        self._market_lock = asyncio.Lock()
+
+    # --- market ---------------------------------------------------------------------------------------------
+
+    async def refresh_market(self) -> SnapshotBuild:
+        urls = self.settings.venues
+        sources = SnapshotSources(
+            pyth_url=urls.pyth, deribit_url=urls.deribit, derive_url=urls.derive, hyperliquid_url=urls.hyperliquid,
+            pyth_feeds=self.settings.pyth_feeds, timeout_s=self.settings.market_timeout_s,
+        )
+        build = await fetch_market_snapshot(
+            self.session, sources, assets=self.settings.assets, now=self.clock(), previous=self._market
+        )
+        self._market, self._market_monotonic = build, time.monotonic()
+        if self.store is not None:
+            with contextlib.suppress(StoreUnavailable):  # the snapshot still serves; its history resumes later
+                await self.store.save_market_snapshot(build.snapshot)
+        return build
+
+    async def market_snapshot(self) -> MarketSnapshot:
+        async with self._market_lock:
+            stale = time.monotonic() - self._market_monotonic > self.settings.market_ttl_s
+            if self._market is None or stale:
+                await self.refresh_market()
+            assert self._market is not None
+            return self._market.snapshot
+
+    # --- accounts -------------------------------------------------------------------------------------------
+
+    async def watched_account(self, account_id: str) -> WatchedAccount:
+        """Raises LookupError for an account the service does not watch."""
+        if self.store is not None:
+            try:
+                found = await self.store.get_account(account_id)
+            except StoreUnavailable:
+                found = self._accounts.get(account_id)  # the last copy read, while the database is away
+            if found is not None:
+                self._accounts[account_id] = found
+                return found
+        elif account_id in self._accounts:
+            return self._accounts[account_id]
+        raise LookupError(f"no watched account {account_id!r}")
+
+    def watch(self, account: WatchedAccount) -> None:
+        """Serve an account without a database (tests, and a service run with no store)."""
+        self._accounts[account.id] = account
+
+    async def refresh_account(self, account: WatchedAccount) -> Refreshed:
+        addresses = sorted({a for chain_addresses in account.addresses.values() for a in chain_addresses})
+        refreshed = await self._refresh(f"account:{account.id}", addresses, account.venue_accounts)
+        stored = await self._store_refresh(account, refreshed)
+        for hook in self.on_report:
+            hook(account, stored.report)
+        return stored
+
+    async def account_risk(self, account_id: str) -> MarginReport:
+        account = await self.watched_account(account_id)
+        cached = self._fresh(f"account:{account.id}")
+        return self._aged(cached or await self.refresh_account(account))
+
+    # --- wallets --------------------------------------------------------------------------------------------
+
+    async def wallet_risk(self, address: str) -> MarginReport:
+        return self._aged(await self._wallet(address))
+
+    async def wallet_positions(self, address: str) -> PositionsView:
+        refreshed = await self._wallet(address)
+        snap = refreshed.positions
+        return PositionsView(
+            address=address, taken_at=snap.taken_at, age_seconds=self._age(refreshed), complete=snap.complete,
+            sources=snap.sources, blocks=snap.blocks, positions=snap.positions,
+        )
+
+    async def wallet_credit(self, address: str) -> CreditView:
+        refreshed = await self._wallet(address)
+        return compute_credit_view(
+            address, refreshed.report, computed_at=refreshed.computed_at, age_seconds=self._age(refreshed),
+            signer_key=self.settings.signer_key,
+        )
+
+    async def market(self, asset: str) -> MarketView:
+        if asset not in self.settings.assets:
+            raise LookupError(f"asset {asset!r} is not in the service's market ({', '.join(self.settings.assets)})")
+        snapshot = await self.market_snapshot()
+        tag = re.compile(rf"(^|[:/]){re.escape(asset)}($|[/:])")
+        return MarketView(
+            asset=asset, as_of=snapshot.as_of, age_seconds=max(0.0, (self.clock() - snapshot.as_of).total_seconds()),
+            spot=snapshot.spot.get(asset), dispersion=snapshot.dispersion.get(asset),
+            forwards=snapshot.forwards.get(asset, {}), vol=snapshot.vol.get(asset),
+            sources=[s for s in snapshot.sources if tag.search(s.name)],
+        )
+
+    # --- the refresh ----------------------------------------------------------------------------------------
+
+    async def _wallet(self, address: str) -> Refreshed:
+        if not _ADDRESS.match(address):
+            raise InputError("address", "not a 0x-prefixed 20-byte hex address")
+        key = f"wallet:{address.lower()}"
+        cached = self._fresh(key)
+        if cached is not None:
+            return cached
+        venues = {"hyperliquid": [address]} if self.settings.venues.hyperliquid else {}
+        return await self._refresh(key, [address], venues)
+
+    def _fresh(self, key: str) -> Refreshed | None:
+        cached = self._refreshed.get(key)
+        if cached is not None and time.monotonic() - cached.monotonic <= self.settings.report_ttl_s:
+            return cached
+        return None
+
+    async def _refresh(
+        self, key: str, addresses: Sequence[str], venue_accounts: dict[str, list[str]]
+    ) -> Refreshed:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:  # one refresh per account at a time; waiters take its result
+            cached = self._fresh(key)
+            if cached is not None:
+                return cached
+            market, positions = await asyncio.gather(
+                self.market_snapshot(),
+                fetch_account_positions(
+                    evm_addresses=addresses, venue_accounts=venue_accounts, clients=self.clients,
+                    session=self.session, settings=self.settings, discovery=self.discovery, now=self.clock(),
+                ),
+            )
+            report = self._compute(positions, market)
+            refreshed = Refreshed(report=report, positions=positions, market=market, computed_at=self.clock(),
+                                  monotonic=time.monotonic())
+            self._refreshed[key] = refreshed
+            return refreshed
+
+    def _compute(self, snapshot: PositionSnapshot, market: MarketSnapshot) -> MarginReport:
+        """The report; a position the market cannot price (no price, no surface, expired) is left out with a
+        warning and makes the report incomplete, rather than sinking the whole account."""
+        positions = list(snapshot.positions)
+        left_out: list[str] = []
+        while True:
+            try:
+                report = compute_margin(
+                    positions, market, self.params, sources=snapshot.sources, venue_states=snapshot.venue_states
+                )
+                break
+            except InputError as e:
+                match = _POSITION_FIELD.match(e.field)
+                if match is None:
+                    raise
+                dropped = positions.pop(int(match.group(1)))
+                left_out.append(f"left out {dropped.kind} {dropped.id or ''} on {dropped.venue}: {e.reason}")
+        if not left_out:
+            return report
+        return report.model_copy(update={"complete": False, "warnings": [*report.warnings, *left_out]})
+
+    async def _store_refresh(self, account: WatchedAccount, refreshed: Refreshed) -> Refreshed:
+        if self.store is None:
+            return refreshed
+        try:
+            await self.store.save_refresh(
+                account.id, refreshed.positions, refreshed.market, refreshed.report, computed_at=refreshed.computed_at
+            )
+            return refreshed
+        except StoreUnavailable as e:
+            warned = refreshed.report.model_copy(
+                update={"complete": False,
+                        "warnings": [*refreshed.report.warnings, f"history not stored: database unavailable ({e})"]}
+            )
+            degraded = Refreshed(warned, refreshed.positions, refreshed.market, refreshed.computed_at,
+                                 refreshed.monotonic)
+            self._refreshed[f"account:{account.id}"] = degraded
+            return degraded
+
+    def _age(self, refreshed: Refreshed) -> float:
+        return max(0.0, (self.clock() - refreshed.computed_at).total_seconds())
+
+    def _aged(self, refreshed: Refreshed) -> MarginReport:
+        return refreshed.report.model_copy(
+            update={"computed_at": refreshed.computed_at, "age_seconds": self._age(refreshed)}
+        )

@@ -1,0 +1,49 @@
+"""The service's settings: where the chains and venues are, what to read for whom, and how fresh to keep it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Pyth's public price-feed ids (the same on every chain and on Hermes).
+PYTH_FEED_IDS = {
+    "BTC": "e62df6c8b4a85fe1a67db44dc12de5db330f7ac66b72dc658afedf0f4a415b43",
+    "ETH": "ff61491a931112ddf1bd8147cd1b641375f79f5825126d665480874634fd0ace",
+    "SOL": "ef0d8b6fda2ceba41da15d4095d1da392a0d2f8ed0c6c7bc0f4cfac8c280b56d",
+}
+
+
+class VenueEndpoints(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    deribit: str | None = Field(default=None, description="base URL including /api/v2")
+    derive: str | None = None
+    hyperliquid: str | None = None
+    pyth: str | None = Field(default=None, description="Hermes base URL")
+
+
+class VenueCredentials(BaseModel):
+    """Read-only credentials by sub-account: never stored in the database, only in the service's settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    deribit: dict[str, str] = Field(default_factory=dict, description="client_id -> client_secret")
+    derive: dict[str, str] = Field(default_factory=dict, description="wallet -> session key (hex)")
+
+
+class ServiceSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    chains_file: Path | None = None
+    venues: VenueEndpoints = VenueEndpoints()
+    credentials: VenueCredentials = VenueCredentials()
+    assets: tuple[str, ...] = ("BTC", "ETH", "SOL")
+    pyth_feeds: dict[str, str] = Field(default_factory=lambda: dict(PYTH_FEED_IDS))
+    report_ttl_s: float = Field(default=10.0, gt=0, description="a cached report younger than this is served")
+    market_ttl_s: float = Field(default=15.0, gt=0, description="a market snapshot younger than this is reused")
+    source_timeout_s: float = Field(default=4.0, gt=0, description="per chain and per venue, for one refresh")
+    market_timeout_s: float = Field(default=20.0, gt=0, description="per venue for a market snapshot (whole chains)")
+    account_refresh_s: float = Field(default=60.0, gt=0)
+    history_retention_days: float = Field(default=30.0, gt=0)
+    signer_key: str | None = Field(default=None, description="hex private key signing credit views (EIP-712)")

@@ -1,0 +1,159 @@
+"""Each venue's own margin method, reproduced from the venue's own inputs, beside the venue's reported figure.
+
+A `VenueState` names the method and carries what positions do not (thresholds, leverage tiers, the venue's own
+prices); the positions of that venue-account come from the book. The difference says why our universal figure
+and the venue's disagree only where the venue's own method does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from risk_core.errors import InputError
+from risk_core.schema.market import MarketSnapshot
+from risk_core.schema.positions import BorrowPosition, LendPosition, PerpPosition, Position, SpotPosition
+from risk_core.schema.report import VenueMargin
+from risk_core.schema.venues import VenueState
+from risk_core.venues.aave import AaveAccount, AaveReserve, EModeCategory, aave_health
+from risk_core.venues.derive_pm2 import Pm2Case, evaluate_pm2
+from risk_core.venues.hyperliquid import HyperliquidAccount, HyperliquidPosition, hyperliquid_cross_margin
+
+STABLE_CASH = ("USDC",)
+
+
+def compute_venue_margins(
+    positions: Sequence[Position], market: MarketSnapshot, states: Sequence[VenueState]
+) -> list[VenueMargin]:
+    """Raises InputError naming `venue_states[i]...` when a state's inputs are invalid; a state missing inputs is
+    shown with the venue's figure only and a note."""
+    out = []
+    for i, state in enumerate(states):
+        own = [p for p in positions if p.venue_account == (state.venue, state.chain, state.account)]
+        try:
+            reproduced, note = _REPRODUCERS[state.method](own, market, state.parameters)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise InputError(f"venue_states[{i}].parameters.{where}", first["msg"]) from e
+        except KeyError as e:
+            # the venue reported its figure but not the inputs its method needs: show the figure, say why alone
+            reproduced, note = {}, f"not reproduced: parameters lack {e.args[0]}"
+        shared = sorted(set(reproduced) & set(state.reported))
+        out.append(
+            VenueMargin(
+                venue=state.venue,
+                chain=state.chain,
+                account=state.account,
+                method=state.method,
+                reproduced=reproduced,
+                reported=dict(state.reported) or None,
+                difference={k: reproduced[k] - state.reported[k] for k in shared} or None,
+                note=note,
+            )
+        )
+    return out
+
+
+def _price(market: MarketSnapshot, prices: dict[str, float], asset: str) -> float:
+    if asset in prices:
+        return prices[asset]
+    if asset in market.spot:
+        return market.spot[asset]
+    raise KeyError(f"prices_usd.{asset} (and no market.spot.{asset})")
+
+
+def _aave(
+    positions: Sequence[Position], market: MarketSnapshot, parameters: dict[str, Any]
+) -> tuple[dict[str, float], str | None]:
+    prices: dict[str, float] = parameters.get("prices_usd", {})
+    thresholds: dict[str, int] = parameters["liquidation_thresholds_bps"]
+    disabled = set(parameters.get("collateral_disabled", []))
+    emode = parameters.get("emode")
+    categories: dict[str, int] = (emode or {}).get("assets", {})
+    supplied: dict[str, float] = {}
+    borrowed: dict[str, float] = {}
+    for p in positions:
+        if isinstance(p, LendPosition):
+            supplied[p.asset] = supplied.get(p.asset, 0.0) + p.quantity
+        elif isinstance(p, BorrowPosition):
+            borrowed[p.asset] = borrowed.get(p.asset, 0.0) + p.quantity
+    reserves = tuple(
+        AaveReserve(
+            asset=asset,
+            supplied=supplied.get(asset, 0.0),
+            borrowed=borrowed.get(asset, 0.0),
+            price_usd=_price(market, prices, asset),
+            liquidation_threshold_bps=thresholds[asset],
+            usage_as_collateral=asset not in disabled,
+            emode_category=categories.get(asset),
+        )
+        for asset in sorted(set(supplied) | set(borrowed))
+    )
+    category = (
+        EModeCategory(
+            category_id=emode["category_id"],
+            liquidation_threshold_bps=emode["liquidation_threshold_bps"],
+            price_usd=emode.get("price_usd"),
+        )
+        if emode
+        else None
+    )
+    health = aave_health(AaveAccount(reserves=reserves, emode=category))
+    figures = {
+        "health_factor": health.health_factor,
+        "total_collateral_usd": health.total_collateral_usd,
+        "total_debt_usd": health.total_debt_usd,
+    }
+    note = "no debt: health factor is infinite" if health.total_debt_usd == 0 else None
+    return figures, note
+
+
+def _hyperliquid(
+    positions: Sequence[Position], market: MarketSnapshot, parameters: dict[str, Any]
+) -> tuple[dict[str, float], str | None]:
+    marks: dict[str, float] = parameters.get("mark_prices", {})
+    leverage: dict[str, int] = parameters["max_leverage"]
+    cash = sum(p.quantity for p in positions if isinstance(p, SpotPosition) and p.asset in STABLE_CASH)
+    perps = [p for p in positions if isinstance(p, PerpPosition)]
+    account = HyperliquidAccount(
+        usdc_balance=cash,
+        positions=tuple(
+            HyperliquidPosition(
+                coin=p.underlying,
+                size=p.quantity,
+                entry_price=p.entry_price if p.entry_price is not None else _price(market, marks, p.underlying),
+                mark_price=_price(market, marks, p.underlying),
+                max_leverage=leverage[p.underlying],
+            )
+            for p in perps
+        ),
+    )
+    margin = hyperliquid_cross_margin(account)
+    note = None
+    if any(p.entry_price is None for p in perps):
+        note = "a position without entry price is taken at mark: its unrealised P&L counts 0"
+    return (
+        {
+            "account_value_usd": margin.account_value,
+            "maintenance_margin_usd": margin.maintenance_margin,
+            "total_notional_usd": margin.total_notional,
+        },
+        note,
+    )
+
+
+def _derive_pm2(
+    positions: Sequence[Position], market: MarketSnapshot, parameters: dict[str, Any]
+) -> tuple[dict[str, float], str | None]:
+    result = evaluate_pm2(Pm2Case.model_validate(parameters["case"]))
+    return {"mm": result.mm, "im": result.im, "mtm": result.mtm, "worst_loss": result.worst_loss}, None
+
+
+_REPRODUCERS = {
+    "aave-v3-health-factor": _aave,
+    "hyperliquid-cross-margin": _hyperliquid,
+    "derive-pm2": _derive_pm2,
+}
