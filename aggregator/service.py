@@ -25,6 +25,7 @@ from aggregator.refresh import fetch_account_positions
 from aggregator.settings import ServiceSettings
 from aggregator.store import AsyncStore, PositionSnapshot, StoreUnavailable, WatchedAccount
 from chains.client import ChainClient
+from oracles.aggregation import AggregationPolicy
 from oracles.snapshot import SnapshotBuild, SnapshotSources, fetch_market_snapshot
 from risk_core.errors import InputError
 from risk_core.margin.engine import compute_margin
@@ -108,10 +109,12 @@ class AggregatorService:
         urls = self.settings.venues
         sources = SnapshotSources(
             pyth_url=urls.pyth, deribit_url=urls.deribit, derive_url=urls.derive, hyperliquid_url=urls.hyperliquid,
-            pyth_feeds=self.settings.pyth_feeds, timeout_s=self.settings.market_timeout_s,
+            pyth_feeds=self.settings.pyth_feeds, hyperliquid_dexes=self.settings.hyperliquid_dexes,
+            timeout_s=self.settings.market_timeout_s,
         )
         build = await fetch_market_snapshot(
-            self.session, sources, assets=self.settings.assets, now=self.clock(), previous=self._market
+            self.session, sources, assets=self.settings.assets, now=self.clock(), previous=self._market,
+            policies={asset: AggregationPolicy(quorum=1) for asset in self.settings.single_source_assets},
         )
         self._market, self._market_monotonic = build, time.monotonic()
         if self.store is not None:

@@ -40,6 +40,10 @@ class ServiceSettings(BaseModel):
     credentials: VenueCredentials = VenueCredentials()
     assets: tuple[str, ...] = ("BTC", "ETH", "SOL")
     pyth_feeds: dict[str, str] = Field(default_factory=lambda: dict(PYTH_FEED_IDS))
+    hyperliquid_dexes: tuple[str, ...] = Field(default=(), description="HIP-3 dexes whose oracle prices to read")
+    single_source_assets: tuple[str, ...] = Field(
+        default=(), description="assets priced by one source only (a HIP-3 dex's own oracle): quorum of one"
+    )
     report_ttl_s: float = Field(default=10.0, gt=0, description="a cached report younger than this is served")
     market_ttl_s: float = Field(default=15.0, gt=0, description="a market snapshot younger than this is reused")
     source_timeout_s: float = Field(default=4.0, gt=0, description="per chain and per venue, for one refresh")

@@ -71,6 +71,9 @@ def demo_settings(venues: VenueServers) -> ServiceSettings:
             derive={derive_venue.WALLET: derive_venue.SESSION_KEY},
         ),
         signer_key=DEMO_SIGNER_KEY,
+        assets=("BTC", "ETH", "SOL", "GOLD"),
+        hyperliquid_dexes=("xyz",),
+        single_source_assets=("GOLD",),
     )
 
 
