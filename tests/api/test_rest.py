@@ -6,14 +6,17 @@ import copy
 import json
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, make_mocked_request
 from aiohttp.web import Application
 from support.golden import market, option, position
 
 from api.cli import main
 from api.http import ApiSettings
+from api.http.problems import Problem
+from api.http.routes import margin
 from api.http.settings import DEMO_API_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -199,3 +202,13 @@ async def test_deeply_nested_json_inside_the_request_is_a_422_problem(client: Cl
     status, content_type, problem = await post_margin(client, body)
     assert_problem(status, content_type, problem, 422)
     assert problem["errors"][0]["field"] == "params.a"
+
+
+async def test_a_request_whose_client_left_is_not_computed() -> None:
+    """An overloaded server skips the requests whose clients timed out while they queued."""
+    gone = mock.Mock()
+    gone.is_closing.return_value = True
+    request = make_mocked_request("POST", "/v1/margin", transport=gone)
+    with pytest.raises(Problem) as answered:
+        await margin(request)
+    assert answered.value.status == 499
