@@ -8,6 +8,7 @@ from importlib.metadata import version
 import orjson
 from aiohttp import web
 
+from api.dashboard import add_dashboard_routes
 from api.graphql.schema import GraphQLContext, build_schema
 from api.graphql.view import MetariskGraphQLView
 from api.http.access import Clock, RateLimiter, access_middleware
@@ -55,6 +56,7 @@ def create_app(
     )
     app[OPENAPI_BODY] = orjson.dumps(build_openapi(version=package_version, service=service))
     add_routes(app, service)
+    add_dashboard_routes(app)  # the page at /: not API, so not in the OpenAPI document
     graphql = MetariskGraphQLView(
         build_schema(service=service, settings=settings), GraphQLContext(metrics=metrics, service=service)
     )

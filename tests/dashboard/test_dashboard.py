@@ -1,0 +1,376 @@
+"""The dashboard at `/`, driven in headless Chromium (Debian's package, Playwright pointed at it): real reports from
+the engine served by a stand-in RiskService, the figures on the page checked against them, and a screenshot kept
+in docs/dashboard.png.
+
+Without /usr/bin/chromium the browser tests skip, unless CI is set: there they fail (.ci/run installs chromium).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import urllib.request
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from api.http import ApiSettings, RateLimit, RiskService, create_app
+from risk_core.margin.engine import compute_margin_request
+from risk_core.schema.report import MarginReport, VenueMargin
+from risk_core.schema.request import MarginRequest
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_REQUEST = ROOT / "examples" / "demo_request.json"
+SCREENSHOT = ROOT / "docs" / "dashboard.png"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+MINUS = "\u2212"
+HOSTILE = '<img src=x onerror="window.__injected = 1">'
+
+
+# ---------------------------------------------------------------- the reports served
+
+
+def _request(
+    extra_positions: Sequence[dict[str, Any]] = (),
+    sources: Sequence[dict[str, Any]] = (),
+    market_sources: Sequence[dict[str, Any]] = (),
+) -> MarginRequest:
+    """The demo request, with positions and source statuses added."""
+    document = json.loads(DEMO_REQUEST.read_text())
+    document["positions"].extend(extra_positions)
+    document["sources"] = list(sources)
+    document["market"]["sources"] = list(market_sources)
+    return MarginRequest.model_validate(document)
+
+
+@cache
+def demo_report() -> MarginReport:
+    return compute_margin_request(_request())
+
+
+@cache
+def liquidatable_report() -> MarginReport:
+    """The demo wallet with a large extra USDC loan: collateral falls below MM, and the report plans a liquidation."""
+    loan = {
+        "id": "usdc-loan", "kind": "borrow", "venue": "aave-v3", "chain": "ethereum", "account": "0xdemo",
+        "asset": "USDC", "quantity": 150_000,
+    }  # fmt: skip
+    return compute_margin_request(_request(extra_positions=[loan]))
+
+
+@cache
+def incomplete_report() -> MarginReport:
+    """A failed position source (the report is incomplete), a stale market source, an age, and a venue's own
+    figures; some strings carry markup, which must reach the page as text."""
+    report = compute_margin_request(
+        _request(
+            sources=[{"name": "hyperliquid", "status": "failed", "reason": "timeout after 5 s"}],
+            market_sources=[{"name": "pyth", "status": "stale", "reason": f"last update 95 s ago {HOSTILE}"}],
+        )
+    )
+    venue = VenueMargin(
+        venue="aave-v3",
+        chain="ethereum",
+        account="0xdemo",
+        method="aave_health_factor",
+        reproduced={"health_factor": 2.0625, "total_collateral_usd": 30_000.0, "total_debt_usd": 12_000.0},
+        reported={"health_factor": 2.0631, "total_collateral_usd": 30_010.0, "total_debt_usd": 12_000.0},
+        difference={"health_factor": -0.0006, "total_collateral_usd": -10.0, "total_debt_usd": 0.0},
+        note="oracle prices of the venue differ from the index by 3 bp",
+    )
+    return report.model_copy(
+        update={
+            "venue_margins": [venue],
+            "computed_at": datetime(2026, 11, 25, 0, 0, 42, tzinfo=UTC),
+            "age_seconds": 17.0,
+        }
+    )
+
+
+ACCOUNTS = {"demo": demo_report, "under-water": liquidatable_report, "partial": incomplete_report}
+
+
+class FakeService:
+    """The RiskService protocol, answered from reports the engine computed; other methods are not on the page."""
+
+    async def account_risk(self, account_id: str) -> MarginReport:
+        if account_id not in ACCOUNTS:
+            raise LookupError(account_id)
+        return ACCOUNTS[account_id]()
+
+    async def wallet_risk(self, address: str) -> MarginReport:
+        raise LookupError(address)
+
+    async def wallet_positions(self, address: str) -> MarginReport:
+        raise LookupError(address)
+
+    async def wallet_credit(self, address: str) -> MarginReport:
+        raise LookupError(address)
+
+    async def market(self, asset: str) -> MarginReport:
+        raise LookupError(asset)
+
+
+def test_the_fake_is_a_risk_service() -> None:
+    assert isinstance(FakeService(), RiskService)
+
+
+# ---------------------------------------------------------------- the server and the browser
+
+
+class Server:
+    """The app on a free port of 127.0.0.1, served by its own event loop in its own thread: Playwright's sync API
+    keeps a loop of its own running in the test's thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.runner = web.AppRunner(
+            create_app(
+                service=FakeService(), settings=ApiSettings(rate_limit=RateLimit(per_second=1_000, burst=1_000))
+            ),
+            access_log=None,
+        )
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    async def _start(self) -> str:
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+        host, port = self.runner.addresses[0][:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> str:
+        self.thread.start()
+        return asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(timeout=30)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=30)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    server = Server()
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is absent (Debian's chromium package: apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must run the browser tests (.ci/run installs it)")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        # launch() gives Chromium a fresh temporary profile (--user-data-dir) and removes it on close
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Page:
+    """A page of a fresh context with every console error and uncaught exception recorded."""
+
+    def __init__(self, browser: Any, base_url: str) -> None:
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
+        self.page = self.context.new_page()
+        self.base_url = base_url
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
+
+    def open(self, account: str, state: str = "ready") -> Any:
+        self.page.goto(f"{self.base_url}/?account={account}")
+        self.page.wait_for_selector(f"main[data-state={state}]", timeout=10_000)
+        return self.page
+
+    def text(self, selector: str) -> str:
+        return str(self.page.locator(selector).text_content()).strip()
+
+
+@pytest.fixture
+def page(browser: Any, base_url: str) -> Iterator[Page]:
+    wrapper = Page(browser, base_url)
+    yield wrapper
+    wrapper.context.close()
+
+
+def usd(x: float) -> str:
+    """The page's money format: -1234.5 -> "−$1,234.50"."""
+    return f"{MINUS if round(x, 2) < 0 else ''}${abs(x):,.2f}"
+
+
+def num(x: float, digits: int) -> str:
+    return f"{MINUS if round(x, digits) < 0 else ''}{abs(x):,.{digits}f}"
+
+
+# ---------------------------------------------------------------- the tests
+
+
+def test_the_demo_account(page: Page) -> None:
+    report = demo_report()
+    p = page.open("demo")
+
+    assert page.text("#status") == "Healthy"
+    assert page.text("#account-name") == "demo"
+    assert page.text('[data-field="equity_usd"]') == usd(report.equity_usd)
+    assert page.text('[data-field="maintenance_margin_usd"]') == usd(report.maintenance_margin_usd)
+    assert page.text('[data-field="initial_margin_usd"]') == usd(report.initial_margin_usd)
+    assert page.text('[data-field="free_collateral_usd"]') == usd(report.free_collateral_usd)
+    assert report.margin_ratio is not None
+    assert page.text('[data-field="margin_ratio"]') == f"{report.margin_ratio * 100:.1f}%"
+    assert usd(report.portfolio_saving_usd) in page.text("#saving")
+    assert p.locator("#completeness").is_hidden()
+    assert p.locator("#liquidation-plan").is_hidden()
+    assert "2026-11-25 00:00:00 UTC" in page.text("#as-of")
+
+    # positions grouped by venue, then by chain: one row group per breakdown, every position once
+    assert p.locator("#positions-body tbody").evaluate_all("bs => bs.map(b => b.dataset.group)") == list(
+        report.by_venue
+    )
+    assert p.locator("#positions-body tbody tr:not(.group)").count() == len(report.positions)
+    p.get_by_role("radio", name="Chain").check()
+    assert p.locator("#positions-body tbody").evaluate_all("bs => bs.map(b => b.dataset.group)") == list(
+        report.by_chain
+    )
+    assert p.locator("#positions-body tbody tr:not(.group)").count() == len(report.positions)
+    p.get_by_role("radio", name="Venue").check()
+
+    # a heatmap per underlying: spots x vols cells, the worst one outlined and equal to minus the risk
+    for asset, u in report.underlyings.items():
+        card = p.locator(f'article.underlying[data-asset="{asset}"]')
+        grid = card.get_by_role("table", name=f"{asset} scenario P&L")
+        assert grid.locator("td.cell").count() == len(u.grid.spot_shocks) * len(u.grid.vol_shocks)
+        assert grid.locator("thead th").count() == len(u.grid.vol_shocks) + 1
+        worst = grid.locator("td.worst")
+        assert worst.count() == 1
+        assert u.worst_scenario.kind == "grid"
+        i = u.grid.spot_shocks.index(u.worst_scenario.spot_shock)
+        j = u.grid.vol_shocks.index(u.worst_scenario.vol_shock)
+        assert u.grid.pnl[i][j] == pytest.approx(-u.risk_usd)
+        assert worst.text_content() == num(u.grid.pnl[i][j], 0)
+        assert "worst" in str(worst.get_attribute("aria-label"))
+        outline = worst.evaluate("c => getComputedStyle(c).outlineStyle")
+        assert outline == "solid"
+        assert card.get_by_role("table", name=f"{asset} tail scenarios").locator("tbody tr").count() == len(
+            u.grid.extreme
+        )
+        assert card.get_by_role("table", name=f"{asset} skew scenarios").locator("tbody tr").count() == len(u.grid.skew)
+        # greeks and liquidation distance (none within range for the demo wallet)
+        greeks = p.locator(f'#greeks-body tr[data-asset="{asset}"] td')
+        assert greeks.nth(1).text_content() == num(u.delta_usd, 2)
+        assert greeks.nth(2).text_content() == num(u.gamma_usd, 2)
+        liquidation = p.locator(f'#liquidation-body tr[data-asset="{asset}"]').text_content() or ""
+        assert u.liquidation_move.down is None and liquidation.count("none") == 2
+
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    p.screenshot(path=str(SCREENSHOT), full_page=True)
+    assert page.errors == []
+
+
+def test_a_liquidatable_account_shows_its_liquidation_plan(page: Page, tmp_path: Path) -> None:
+    report = liquidatable_report()
+    assert report.status == "liquidatable" and report.liquidation_plan is not None
+    p = page.open("under-water")
+
+    assert page.text("#status") == "Liquidatable"
+    assert page.text('[data-field="free_collateral_usd"]') == usd(report.free_collateral_usd)
+    assert "neg" in str(p.locator('[data-field="free_collateral_usd"]').get_attribute("class"))
+    plan = p.locator("#liquidation-plan")
+    assert plan.is_visible()
+    assert plan.locator("tbody tr").count() == len(report.liquidation_plan.steps)
+    assert usd(report.liquidation_plan.total_cost_usd) in page.text("#plan-summary")
+    assert "does not restore" in page.text("#plan-summary")
+    assert [s.id for s in report.liquidation_plan.steps] == plan.locator("tbody th").all_text_contents()
+    # already below MM: no move is needed
+    assert p.locator("#liquidation-body td.near").count() == 2 * len(report.underlyings)
+    p.screenshot(path=str(tmp_path / "liquidatable.png"), full_page=True)
+    assert page.errors == []
+
+
+def test_an_incomplete_report_says_so_and_renders_data_as_text(page: Page, tmp_path: Path) -> None:
+    report = incomplete_report()
+    assert not report.complete
+    p = page.open("partial")
+
+    banner = p.locator("#completeness")
+    assert banner.is_visible()
+    assert banner.get_attribute("role") == "alert"
+    text = page.text("#completeness")
+    assert "Incomplete report" in text
+    for warning in report.warnings:
+        assert warning in text  # the markup in the stale source's reason arrives as text...
+    assert "hyperliquid (failed: timeout after 5 s)" in text
+    assert p.locator("#completeness img, #sources-body img").count() == 0  # ...and is never parsed
+    assert p.evaluate("window.__injected") is None
+
+    assert page.text("#computed-at") == "2026-11-25 00:00:42 UTC"
+    assert page.text("#age") == "age 17 s"
+
+    venue = p.get_by_role("table", name="aave-v3 on ethereum, account 0xdemo: venue figure and our reproduction")
+    assert venue.is_visible()
+    health = venue.locator("tbody tr", has=p.locator("th", has_text="health_factor"))
+    assert health.locator("td").all_text_contents() == ["2.0631", "2.0625", f"{MINUS}0.0006"]
+    assert p.locator("#sources-body tbody tr").count() == len(report.sources)
+    p.screenshot(path=str(tmp_path / "incomplete.png"), full_page=True)
+    assert page.errors == []
+
+
+def test_an_unknown_account_shows_the_problem(page: Page) -> None:
+    p = page.open("nobody", state="error")
+    assert "Not found" in page.text("#error")
+    assert "nobody" in page.text("#error")
+    assert p.locator("#summary").is_hidden()
+    # the browser logs the failed fetch itself; nothing else may fail
+    assert [e for e in page.errors if "404" not in e] == []
+
+
+# ---------------------------------------------------------------- the routes (no browser needed)
+
+
+def _get(url: str) -> tuple[int, dict[str, str], bytes]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.status, dict(response.headers), response.read()
+
+
+def test_the_page_and_its_assets_are_served(base_url: str) -> None:
+    status, headers, body = _get(base_url + "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert b'src="/dashboard/dashboard.js"' in body
+    for asset, content_type in (("dashboard.js", "text/javascript"), ("dashboard.css", "text/css")):
+        status, headers, _ = _get(f"{base_url}/dashboard/{asset}")
+        assert status == 200 and headers["Content-Type"].startswith(content_type)
+        assert headers["X-Content-Type-Options"] == "nosniff"
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        _get(base_url + "/dashboard/__init__.py")
+    assert missing.value.code == 404
+
+
+def test_the_page_is_not_part_of_the_api_document(base_url: str) -> None:
+    _, _, body = _get(base_url + "/openapi.json")
+    paths = json.loads(body)["paths"]
+    assert "/" not in paths and not any(path.startswith("/dashboard") for path in paths)
