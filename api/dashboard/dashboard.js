@@ -427,7 +427,7 @@ function heatmap(asset, u) {
       tails.length
         ? table({
             label: `${asset} tail scenarios`,
-            caption: "Tails (vols held)",
+            caption: "Tails (at vol up, counted dampened)",
             head: ["Spot", ["P&L", "num"], ["Counted (dampened)", "num"]],
             rows: tails,
             className: "data compact",
