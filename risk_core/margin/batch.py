@@ -1,0 +1,330 @@
+"""Margin of many wallets at once: every distinct instrument priced once per scenario, wallets aggregated by
+sparse holdings matrices.
+
+Wallets share instruments (10,000 wallets of 100 positions hold a few thousand distinct options), and a
+position's value and scenario P&L are linear in its size. So the instruments are deduplicated across wallets,
+resolved once as a book of unit positions by the same `resolve_book` and `RiskArrays` as a single request, and
+the P&L of every group the model margins (each venue-account of a wallet, each chain of a wallet, the wallet) is
+a sparse holdings matrix times the instruments' P&L array. The figures are those of `compute_margin` run on each
+wallet alone (to rounding): the same scenario losses, cross-underlying credits, partial credit for offsets across
+venue-accounts and chains, and contingencies on what is left after netting in each venue-account.
+
+What an instrument is: the position with size 1 and no account, i.e. the fields that price it (kind; asset or
+underlying; option type, strike, expiry, settlement; LP tokens and range). A perp's or future's entry price is
+not part of it: it only shifts the position's mark value by size x (mark - entry), never its scenario P&L, and
+keeping it would make every perp position an instrument of its own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from risk_core.errors import InputError
+from risk_core.margin.book import ResolvedBook, resolve_book
+from risk_core.margin.risk_arrays import (
+    RiskArrays,
+    combine_levels,
+    combine_underlyings,
+    contingency_charge,
+    scenario_loss,
+)
+from risk_core.schema.market import MarketSnapshot
+from risk_core.schema.params import RiskParams
+from risk_core.schema.positions import (
+    BorrowPosition,
+    FuturePosition,
+    LendPosition,
+    LPPosition,
+    OptionPosition,
+    PerpPosition,
+    Position,
+    SpotPosition,
+)
+
+Array = NDArray[np.float64]
+IntArray = NDArray[np.intp]
+
+# Per position type: the fields that make the instrument, and the field holding the position's size.
+_INSTRUMENT_FIELDS: dict[type, tuple[tuple[str, ...], str]] = {
+    SpotPosition: (("kind", "asset"), "quantity"),
+    LendPosition: (("kind", "asset"), "quantity"),
+    BorrowPosition: (("kind", "asset"), "quantity"),
+    PerpPosition: (("kind", "underlying"), "quantity"),
+    FuturePosition: (("kind", "underlying", "expiry"), "quantity"),
+    OptionPosition: (("kind", "underlying", "option_type", "strike", "expiry", "settlement"), "quantity"),
+    LPPosition: (("kind", "token0", "token1", "price_lower", "price_upper"), "liquidity"),
+}
+_HELD = "batch"  # venue, chain and account of the unit instruments
+
+
+@dataclass(frozen=True)
+class Holdings:
+    """Wallets as coordinates on deduplicated instruments: one entry per position, in wallet order.
+
+    Account groups (a wallet's venue-accounts) are numbered wallet by wallet and, within a wallet, chain by chain,
+    so that a wallet's account groups, and a chain's, are contiguous; chain groups likewise.
+    """
+
+    instruments: list[Position]  # unit positions: size 1, venue/chain/account "batch", no entry price
+    holders: list[tuple[int, int]]  # per instrument: the first (wallet, position) holding it, for messages
+    n_wallets: int
+    wallet: IntArray  # per position
+    instrument: IntArray  # per position
+    size: Array  # per position: signed quantity (liquidity for LP ranges)
+    entry_price: Array  # per position: perp/future entry price, NaN where none
+    account_group: IntArray  # per position: its (wallet, venue-account) group
+    account_chain: IntArray  # per account group: its (wallet, chain) group
+    chain_wallet: IntArray  # per chain group: its wallet
+
+    @property
+    def n_positions(self) -> int:
+        return int(self.wallet.size)
+
+
+@dataclass(frozen=True)
+class BatchMarginResult:
+    """Per wallet, the figures `compute_margin` reports for that wallet alone (USD)."""
+
+    equity_usd: Array
+    collateral_usd: Array  # after haircuts
+    risk_usd: Array  # combined scenario risk, before contingencies
+    contingency_usd: Array
+    maintenance_margin_usd: Array  # risk + contingency
+    initial_margin_usd: Array  # maintenance x im_factor
+    n_instruments: int
+    n_positions: int
+    position_scenarios: int  # position x scenario revaluations the figures stand for
+    instrument_scenarios: int  # instrument-row x scenario revaluations actually computed
+    warnings: list[str]  # once per instrument, naming the first position that holds it
+
+
+def compute_batch_margin(
+    wallets: Sequence[Sequence[Position]], market: MarketSnapshot, params: RiskParams
+) -> BatchMarginResult:
+    """Margin figures of each wallet, as if each were sent alone to `compute_margin`.
+
+    Raises:
+        InputError: a position cannot be priced; the field is named as `wallets[w][j].<field>`.
+    """
+    return compute_holdings_margin(collect_holdings(wallets), market, params)
+
+
+def collect_holdings(wallets: Sequence[Sequence[Position]]) -> Holdings:
+    """Deduplicate the wallets' instruments and number their venue-account and chain groups (pure Python, one
+    pass over the positions; the only per-position loop of the batch path)."""
+    specs = {
+        cls: (attrgetter(*fields), attrgetter(size_field), size_field, cls in (PerpPosition, FuturePosition))
+        for cls, (fields, size_field) in _INSTRUMENT_FIELDS.items()
+    }
+    place_of = attrgetter("venue", "chain", "account")
+    entry_of = attrgetter("entry_price")
+    index: dict[tuple[Any, ...], int] = {}
+    instruments: list[Position] = []
+    holders: list[tuple[int, int]] = []
+    instrument: list[int] = []
+    size: list[float] = []
+    entries: list[tuple[int, float]] = []  # (position, entry price) where there is one
+    group: list[int] = []  # per position: account group, numbered in order of appearance
+    group_chain: list[int] = []  # per account group: chain group, numbered in order of appearance
+    n_chains: list[int] = []  # per wallet
+    first_chain = 0
+    for w, wallet in enumerate(wallets):
+        accounts: dict[tuple[str, str, str], int] = {}
+        chains: dict[str, int] = {}
+        for j, p in enumerate(wallet):
+            spec = specs.get(p.__class__)
+            if spec is None:
+                raise InputError(f"wallets[{w}][{j}]", f"not a position: {type(p).__name__}")
+            key_of, size_of, size_field, has_entry = spec
+            key = key_of(p)
+            i = index.get(key)
+            if i is None:
+                i = index[key] = len(instruments)
+                instruments.append(_unit(p, size_field))
+                holders.append((w, j))
+            place = place_of(p)
+            g = accounts.get(place)
+            if g is None:
+                g = accounts[place] = len(group_chain)
+                c = chains.get(place[1])
+                if c is None:
+                    c = chains[place[1]] = first_chain + len(chains)
+                group_chain.append(c)
+            if has_entry and (entry := entry_of(p)) is not None:
+                entries.append((len(instrument), entry))
+            instrument.append(i)
+            size.append(size_of(p))
+            group.append(g)
+        n_chains.append(len(chains))
+        first_chain += len(chains)
+    # renumber account groups chain by chain (chain groups already run wallet by wallet)
+    account_chain = np.array(group_chain, dtype=np.intp)
+    order = np.argsort(account_chain, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    n = len(instrument)
+    entry_price = np.full(n, np.nan)
+    if entries:
+        at, price = zip(*entries, strict=True)
+        entry_price[list(at)] = price
+    return Holdings(
+        instruments=instruments,
+        holders=holders,
+        n_wallets=len(wallets),
+        wallet=np.repeat(np.arange(len(wallets), dtype=np.intp), [len(wallet) for wallet in wallets]),
+        instrument=np.array(instrument, dtype=np.intp).reshape(n),
+        size=np.array(size, dtype=np.float64).reshape(n),
+        entry_price=entry_price,
+        account_group=rank[np.array(group, dtype=np.intp).reshape(n)],
+        account_chain=account_chain[order],
+        chain_wallet=np.repeat(np.arange(len(wallets), dtype=np.intp), n_chains),
+    )
+
+
+def _unit(p: Position, size_field: str) -> Position:
+    update: dict[str, Any] = {size_field: 1.0, "venue": _HELD, "chain": _HELD, "account": _HELD, "id": None,
+                              "provenance": None}
+    if isinstance(p, PerpPosition | FuturePosition):
+        update["entry_price"] = None
+    return p.model_copy(update=update)
+
+
+def compute_holdings_margin(holdings: Holdings, market: MarketSnapshot, params: RiskParams) -> BatchMarginResult:
+    """Margin figures per wallet of `holdings` (see `compute_batch_margin`).
+
+    Raises:
+        InputError: an instrument cannot be priced; named by the first position holding it.
+    """
+    h = holdings
+    book = _resolve_instruments(h, market, params)
+    arrays = RiskArrays(book, params)
+    n_w, n_acc, n_chain = h.n_wallets, h.account_chain.size, h.chain_wallet.size
+    n_inst = len(h.instruments)
+    account_wallet = h.chain_wallet[h.account_chain]
+
+    # values and haircuts: linear in size, except that only a long holding earns a haircut (a short spot
+    # balance or short LP range holds nothing to haircut), and an entry price shifts a perp's or future's mark
+    unit_value, unit_haircut = arrays.position_values()
+    mark = np.zeros(n_inst)
+    for rows in book.underlyings.values():
+        n_lin = rows.lin_slope.size
+        mark[rows.members[:n_lin]] = rows.lin_slope  # a unit perp's or future's slope is its mark
+    has_entry = ~np.isnan(h.entry_price)
+    value = h.size * unit_value[h.instrument]
+    value[has_entry] += h.size[has_entry] * (mark[h.instrument[has_entry]] - h.entry_price[has_entry])
+    equity = _sum_by(h.wallet, value, n_w)
+    haircut = _sum_by(h.wallet, np.maximum(h.size, 0.0) * unit_haircut[h.instrument], n_w)
+
+    # scenario risk per group, per underlying: account groups from the positions' holdings, then chains and
+    # wallets by adding the rows of their accounts (contiguous by construction)
+    held = np.bincount(h.chain_wallet, minlength=n_w) > 0  # wallets with at least one position
+    to_chain = _adder(h.account_chain, n_chain)
+    to_wallet = _adder(h.chain_wallet, n_w)[held]
+    levels = ("account", "chain", "wallet")
+    losses: dict[str, dict[str, Array]] = {level: {} for level in levels}
+    deltas: dict[str, dict[str, Array]] = {level: {} for level in levels}
+    position_scenarios = 0
+    instrument_scenarios = 0
+    for asset, rows in book.underlyings.items():
+        row_of = np.full(n_inst, -1, dtype=np.intp)
+        row_of[rows.members] = np.arange(rows.n_rows)
+        row = row_of[h.instrument]
+        mine = row >= 0
+        holding = sp.csr_array((h.size[mine], (h.account_group[mine], row[mine])), shape=(n_acc, rows.n_rows))
+        position_scenarios += int(mine.sum()) * rows.scenarios.size
+        instrument_scenarios += rows.n_rows * rows.scenarios.size
+        pnl = [np.asarray(holding @ arrays.pnl[asset])]
+        for adder in (to_chain, to_wallet):
+            pnl.append(np.asarray(adder @ pnl[-1]))
+        for level, p in zip(levels, pnl, strict=True):
+            losses[level][asset] = scenario_loss(p)
+        if asset in arrays.row_delta:  # needed for cross-underlying credits only
+            delta = [np.asarray(holding @ arrays.row_delta[asset])]
+            for adder in (to_chain, to_wallet):
+                delta.append(np.asarray(adder @ delta[-1]))
+            for level, d in zip(levels, delta, strict=True):
+                deltas[level][asset] = d
+    risk = {
+        level: combine_underlyings(losses[level], deltas[level], arrays.pairs, shape=(size,))
+        for level, size in zip(levels, (n_acc, n_chain, int(held.sum())), strict=True)
+    }
+    everything = np.zeros(n_w)
+    everything[held] = risk["wallet"]
+    combined = combine_levels(
+        everything=everything,
+        siloed_by_chain=_sum_by(h.chain_wallet, risk["chain"], n_w),
+        siloed_by_account=_sum_by(account_wallet, risk["account"], n_w),
+        offsets=params.offset_credit,
+    )
+    contingency = _contingency(h, book, params, account_wallet)
+    maintenance = combined + contingency
+    return BatchMarginResult(
+        equity_usd=equity,
+        collateral_usd=equity - haircut,
+        risk_usd=combined,
+        contingency_usd=contingency,
+        maintenance_margin_usd=maintenance,
+        initial_margin_usd=maintenance * params.im_factor,
+        n_instruments=n_inst,
+        n_positions=h.n_positions,
+        position_scenarios=position_scenarios,
+        instrument_scenarios=instrument_scenarios,
+        warnings=_name_holders(book.warnings, h),
+    )
+
+
+def _sum_by(label: IntArray, weights: Array, n_labels: int) -> Array:
+    """Sum of `weights` per label 0..n_labels-1."""
+    return np.asarray(np.bincount(label, weights=weights, minlength=n_labels), dtype=np.float64)
+
+
+def _adder(owner: IntArray, n_owners: int) -> sp.csr_array:
+    """n_owners x rows matrix of ones that adds the rows of each owner; `owner` is sorted."""
+    indptr = np.searchsorted(owner, np.arange(n_owners + 1))
+    return sp.csr_array((np.ones(owner.size), np.arange(owner.size), indptr), shape=(n_owners, owner.size))
+
+
+def _contingency(h: Holdings, book: ResolvedBook, params: RiskParams, account_wallet: IntArray) -> Array:
+    """Per wallet: contingencies on the net quantity of each contingency key in each of its venue-accounts."""
+    keys = book.contingency
+    n_w = h.n_wallets
+    if not params.contingencies_enabled or keys.rate.size == 0:
+        return np.zeros(n_w)
+    key_of = np.full(len(h.instruments), -1, dtype=np.intp)
+    key_of[keys.position] = keys.key
+    key = key_of[h.instrument]
+    mine = key >= 0
+    net = sp.csr_array(
+        (h.size[mine], (h.account_group[mine], key[mine])), shape=(h.account_chain.size, keys.rate.size)
+    )
+    net.sum_duplicates()
+    charge = contingency_charge(net.data, keys.short_only[net.indices]) * keys.rate[net.indices]
+    account = np.repeat(np.arange(net.shape[0]), np.diff(net.indptr))
+    return _sum_by(account_wallet[account], charge, n_w)
+
+
+_POSITION_REF = re.compile(r"positions\[(\d+)\]")
+
+
+def _held_at(h: Holdings, match: re.Match[str]) -> str:
+    w, j = h.holders[int(match.group(1))]
+    return f"wallets[{w}][{j}]"
+
+
+def _name_holders(messages: list[str], h: Holdings) -> list[str]:
+    return [_POSITION_REF.sub(lambda m: _held_at(h, m), message) for message in messages]
+
+
+def _resolve_instruments(h: Holdings, market: MarketSnapshot, params: RiskParams) -> ResolvedBook:
+    try:
+        return resolve_book(h.instruments, market, params)
+    except InputError as e:
+        raise InputError(_POSITION_REF.sub(lambda m: _held_at(h, m), e.field, count=1), e.reason) from e
