@@ -11,8 +11,9 @@ from risk_core.margin.book import UnderlyingRows
 from risk_core.margin.risk_arrays import RiskArrays
 
 Array = NDArray[np.float64]
-_COARSE_STEPS = 200
-_FINE_STEPS = 64
+_COARSE_STEPS = 40
+_FINE_STEPS = 8
+_REFINEMENTS = 3  # each narrows the bracket 8-fold: 1/40/512 of the range, then linear interpolation
 
 
 def _first_crossing(surplus: Callable[[Array], Array], far: float) -> float | None:
@@ -25,10 +26,14 @@ def _first_crossing(surplus: Callable[[Array], Array], far: float) -> float | No
     j = int(below[0])
     if j == 0:
         return 0.0
-    fine = np.linspace(coarse[j - 1], coarse[j], _FINE_STEPS + 1)
-    fine_values = surplus(fine)
-    m = int(np.flatnonzero(fine_values < 0)[0])
-    x0, x1, y0, y1 = fine[m - 1], fine[m], fine_values[m - 1], fine_values[m]
+    x0, x1, y0, y1 = coarse[j - 1], coarse[j], values[j - 1], values[j]
+    for _ in range(_REFINEMENTS):
+        fine = np.linspace(x0, x1, _FINE_STEPS + 1)[1:-1]
+        fine_values = surplus(fine)
+        below = np.flatnonzero(fine_values < 0)
+        m = int(below[0]) if below.size else fine.size
+        x0, y0 = (fine[m - 1], fine_values[m - 1]) if m > 0 else (x0, y0)
+        x1, y1 = (fine[m], fine_values[m]) if m < fine.size else (x1, y1)
     return float(x0 + (x1 - x0) * y0 / (y0 - y1))
 
 

@@ -63,6 +63,14 @@ class ResolvedSurface:
         self._times = np.array([year_fraction(as_of, e) for e, _ in live])
         self._variance = [f for _, f in live]
 
+    def _variance_at(self, slice_index: NDArray[np.intp], k: Array) -> Array:
+        """Total variance of slice `slice_index[i]` at `k[i]`: each slice is evaluated only where it is needed."""
+        out = np.empty(k.size)
+        for j in np.unique(slice_index):
+            where = slice_index == j
+            out[where] = self._variance[j](k[where])
+        return out
+
     @property
     def expiry_years(self) -> Array:
         return self._times
@@ -73,18 +81,13 @@ class ResolvedSurface:
         shape = t.shape
         t, k = t.ravel(), k.ravel()
         times = self._times
-        # total variance of every slice at every queried k: slices x queries
-        w_slices = np.stack([f(k) for f in self._variance])
-        idx = np.clip(np.searchsorted(times, t), 1, max(len(times) - 1, 1))
-        if len(times) == 1:
-            w = w_slices[0] * t / times[0]
-        else:
-            lo, hi = idx - 1, idx
-            cols = np.arange(t.size)
-            t_lo, t_hi = times[lo], times[hi]
-            w_lo, w_hi = w_slices[lo, cols], w_slices[hi, cols]
-            inside = w_lo + (w_hi - w_lo) * (t - t_lo) / (t_hi - t_lo)
-            before = w_slices[0] * t / times[0]
-            after = w_slices[-1] * t / times[-1]
-            w = np.where(t <= times[0], before, np.where(t >= times[-1], after, inside))
+        # the two slices around each T (one slice, scaled, before the first expiry and after the last)
+        after = np.searchsorted(times, t)
+        lo = np.clip(after - 1, 0, times.size - 1)
+        hi = np.clip(after, 0, times.size - 1)
+        w_lo, w_hi = self._variance_at(lo, k), self._variance_at(hi, k)
+        t_lo, t_hi = times[lo], times[hi]
+        flat = lo == hi
+        span = np.where(flat, 1.0, t_hi - t_lo)
+        w = np.where(flat, w_lo * t / t_lo, w_lo + (w_hi - w_lo) * (t - t_lo) / span)
         return np.sqrt(np.maximum(w, 0.0) / t).reshape(shape)
