@@ -10,8 +10,15 @@ $(STAMP): pyproject.toml package-lock.json
 	npm ci --no-audit --no-fund
 	touch $(STAMP)
 
-.PHONY: install run test lint bench
+.PHONY: install run test lint bench services
 install: $(STAMP)
+
+# What the tests talk to: the local PostgreSQL (the store's tests run on it and on SQLite) and Debian's chromium
+# (the dashboard test). With the URL exported an unreachable server fails those tests instead of skipping them.
+export METARISK_TEST_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+services:
+	@pg_isready -q -h 127.0.0.1 || pg_ctlcluster --skip-systemctl-redirect "$$(ls /etc/postgresql)" main start
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 run: $(STAMP)
 	$(VENV)/bin/metarisk demo
@@ -21,7 +28,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: lint
+test: lint services
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
