@@ -151,10 +151,6 @@ class Margin:
 _SUMMARY_FIELDS = [name for name in Margin.__annotations__ if name != "report" and name in MarginReport.model_fields]
 
 
-def _context(info: Info[GraphQLContext, None]) -> GraphQLContext:
-    return info.context
-
-
 def _graphql_error(problem: Problem) -> GraphQLError:
     return GraphQLError(
         problem.detail,
@@ -171,7 +167,7 @@ class WhatIfQuery:
     @strawberry.field(description="What-if margin of a request: the JSON body POST /v1/margin takes")
     def margin(self, info: Info[GraphQLContext, None], request: JSON) -> Margin:
         try:
-            return Margin.from_report(compute_what_if(request, _context(info).metrics))
+            return Margin.from_report(compute_what_if(request, info.context.metrics))
         except Problem as problem:
             raise _graphql_error(problem) from problem
 
@@ -207,7 +203,7 @@ class ServiceQuery(WhatIfQuery):
 
 
 def _service(info: Info[GraphQLContext, None]) -> RiskService:
-    service = _context(info).service
+    service = info.context.service
     if service is None:  # the schema without service fields is used then; this guards a misassembled app
         raise GraphQLError("no aggregator service is configured", extensions={"code": "SERVICE_UNAVAILABLE"})
     return service

@@ -12,6 +12,7 @@ from api.http.metrics import ApiMetrics
 from api.http.problems import FieldError, Problem, field_errors, invalid_request
 from risk_core.errors import InputError
 from risk_core.margin.engine import compute_margin_request
+from risk_core.schema.params import RiskParams
 from risk_core.schema.report import MarginReport
 from risk_core.schema.request import MarginRequest
 
@@ -55,7 +56,10 @@ def compute_what_if(document: object, metrics: ApiMetrics) -> MarginReport:
         raise invalid_request(field_errors(e), e.error_count()) from e
     try:
         report = compute_margin_request(request)
-    except ValidationError as e:  # the parameter overrides, validated against RiskParams inside the engine
+    except ValidationError as e:
+        if e.title != RiskParams.__name__:
+            raise  # the engine built an invalid model: a bug for the catch-all, not the client's fault
+        # the parameter overrides, merged into the shipped parameters and validated inside the engine
         metrics.margin_computations.labels("invalid").inc()
         raise invalid_request(field_errors(e, prefix="params"), e.error_count()) from e
     except InputError as e:
