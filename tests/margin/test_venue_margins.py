@@ -26,8 +26,11 @@ def run(positions: list[dict[str, Any]], states: list[dict[str, Any]]) -> Margin
 
 
 def test_aave_health_factor_from_positions_and_the_venue_thresholds() -> None:
-    positions = [position("lend", asset="ETH", quantity=10, **AAVE), position("lend", asset="BTC", quantity=0.5, **AAVE),
-                 position("borrow", asset="USDC", quantity=30_000, **AAVE)]
+    positions = [
+        position("lend", asset="ETH", quantity=10, **AAVE),
+        position("lend", asset="BTC", quantity=0.5, **AAVE),
+        position("borrow", asset="USDC", quantity=30_000, **AAVE),
+    ]
     state = {**AAVE, "method": "aave-v3-health-factor",
              "parameters": {"liquidation_thresholds_bps": {"ETH": 8250, "BTC": 7800, "USDC": 8700},
                             "prices_usd": {"ETH": 2_990.0, "BTC": 100_100.0, "USDC": 1.0001}},
