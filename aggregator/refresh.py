@@ -7,7 +7,7 @@ position once and the snapshot says which sources are missing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 import aiohttp
@@ -26,7 +26,7 @@ from risk_core.schema.positions import Position
 
 async def fetch_account_positions(
     *,
-    evm_addresses: Sequence[str],
+    evm_addresses: Mapping[str, Collection[str] | None],
     venue_accounts: Mapping[str, Sequence[str]],
     clients: Sequence[ChainClient],
     session: aiohttp.ClientSession,
@@ -34,17 +34,24 @@ async def fetch_account_positions(
     discovery: DiscoveryCache,
     now: datetime,
 ) -> PositionSnapshot:
-    """Every position of the account's addresses (all chains) and venue sub-accounts, read concurrently."""
+    """Every position of the account's addresses and venue sub-accounts, read concurrently. `evm_addresses` maps
+    each address to the chains it is read on (None: every chain of `clients`); a chain the service has no client
+    for is a failed source, not a silent gap."""
     timeout = settings.source_timeout_s
-    onchain = [
-        fetch_wallet_refresh(clients, ONCHAIN_ADAPTERS, account=address, cache=discovery, timeout_seconds=timeout)
-        for address in evm_addresses
-    ]
+    by_chain = {client.config.name: client for client in clients}
+    onchain = []
+    unknown: list[AdapterResult] = []
+    for address, chains in evm_addresses.items():
+        selected = list(clients) if chains is None else [by_chain[c] for c in sorted(chains) if c in by_chain]
+        unknown += [compute_failed_result(f"wallet@{c}", f"chain {c} is not configured in this service")
+                    for c in sorted(set(chains or ()) - set(by_chain))]
+        onchain.append(fetch_wallet_refresh(selected, ONCHAIN_ADAPTERS, account=address, cache=discovery,
+                                            timeout_seconds=timeout))
     offchain = [_fetch_venue(venue, sub, session=session, settings=settings, now=now)
                 for venue, subs in venue_accounts.items() for sub in subs]
     wallet_refreshes = await asyncio.gather(*onchain)
     venue_results = await asyncio.gather(*offchain)
-    results = [r for refresh in wallet_refreshes for r in refresh.results] + list(venue_results)
+    results = [r for refresh in wallet_refreshes for r in refresh.results] + unknown + list(venue_results)
     return compute_position_snapshot(results, taken_at=now)
 
 

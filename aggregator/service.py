@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -41,6 +41,17 @@ _POSITION_FIELD = re.compile(r"^positions\[(\d+)\]")
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def compute_address_chains(addresses: Mapping[str, Sequence[str]]) -> dict[str, set[str]]:
+    """chain -> addresses turned into address -> the chains it is listed on. One entry per address whatever its
+    letter case (0xab.. and 0xAB.. are one wallet: reading both would count every position twice)."""
+    spelling: dict[str, str] = {}
+    chains: dict[str, set[str]] = {}
+    for chain, listed in addresses.items():
+        for address in listed:
+            chains.setdefault(spelling.setdefault(address.lower(), address), set()).add(chain)
+    return chains
 
 
 class PositionsView(BaseModel):
@@ -151,12 +162,17 @@ class AggregatorService:
         self._accounts[account.id] = account
 
     async def refresh_account(self, account: WatchedAccount) -> Refreshed:
-        addresses = sorted({a for chain_addresses in account.addresses.values() for a in chain_addresses})
-        refreshed = await self._refresh(f"account:{account.id}", addresses, account.venue_accounts)
-        stored = await self._store_refresh(account, refreshed)
-        for hook in self.on_report:
-            hook(account, stored.report)
-        return stored
+        """The account's cached refresh while fresh, else a new one: stored and passed to the `on_report` hooks once,
+        however many requests (or scheduler runs) asked for it meanwhile."""
+
+        async def store_and_announce(refreshed: Refreshed) -> Refreshed:
+            stored = await self._store_refresh(account, refreshed)
+            for hook in self.on_report:
+                hook(account, stored.report)
+            return stored
+
+        addresses = compute_address_chains(account.addresses)
+        return await self._refresh(f"account:{account.id}", addresses, account.venue_accounts, store_and_announce)
 
     async def account_risk(self, account_id: str) -> MarginReport:
         account = await self.watched_account(account_id)
@@ -205,7 +221,7 @@ class AggregatorService:
         if cached is not None:
             return cached
         venues = {"hyperliquid": [address]} if self.settings.venues.hyperliquid else {}
-        return await self._refresh(key, [address], venues)
+        return await self._refresh(key, {address: None}, venues)
 
     def _fresh(self, key: str) -> Refreshed | None:
         cached = self._refreshed.get(key)
@@ -214,8 +230,14 @@ class AggregatorService:
         return None
 
     async def _refresh(
-        self, key: str, addresses: Sequence[str], venue_accounts: dict[str, list[str]]
+        self,
+        key: str,
+        addresses: Mapping[str, Collection[str] | None],
+        venue_accounts: dict[str, list[str]],
+        finish: Callable[[Refreshed], Awaitable[Refreshed]] | None = None,
     ) -> Refreshed:
+        """A new refresh under `key` (cached), unless a fresh one is there; `finish` (storing it) runs on a new one
+        only, inside the lock, so waiters take the finished result."""
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:  # one refresh per account at a time; waiters take its result
             cached = self._fresh(key)
@@ -231,6 +253,8 @@ class AggregatorService:
             report = self._compute(positions, market)
             refreshed = Refreshed(report=report, positions=positions, market=market, computed_at=self.clock(),
                                   monotonic=time.monotonic())
+            if finish is not None:
+                refreshed = await finish(refreshed)
             self._refreshed[key] = refreshed
             return refreshed
 
@@ -268,10 +292,7 @@ class AggregatorService:
                 update={"complete": False,
                         "warnings": [*refreshed.report.warnings, f"history not stored: database unavailable ({e})"]}
             )
-            degraded = Refreshed(warned, refreshed.positions, refreshed.market, refreshed.computed_at,
-                                 refreshed.monotonic)
-            self._refreshed[f"account:{account.id}"] = degraded
-            return degraded
+            return Refreshed(warned, refreshed.positions, refreshed.market, refreshed.computed_at, refreshed.monotonic)
 
     def _age(self, refreshed: Refreshed) -> float:
         return max(0.0, (self.clock() - refreshed.computed_at).total_seconds())

@@ -105,6 +105,10 @@ async def run_demo_service(*, database_url: str | None = None) -> AsyncIterator[
                     settings=demo_settings(venues), session=session, clients=list(clients.values()),
                     store=AsyncStore(store), clock=replay_clock(venues.scenario.as_of),
                 )
+                # the first market snapshot before any request: the local venues share this event loop, and their
+                # cold start (the Deribit spec is parsed once, every answer validated) would hold the loop for
+                # seconds while the first account refresh's chain reads ran out their timeout (complete: false)
+                await service.refresh_market()
                 watcher = AlertWatcher(WebhookSender(session))
                 service.on_report.append(watcher.observe)
                 settings = ApiSettings.from_env({"METARISK_API_KEYS": DEMO_API_KEY, **os.environ})
@@ -120,7 +124,6 @@ async def run_demo_service(*, database_url: str | None = None) -> AsyncIterator[
 
 async def serve_demo(*, host: str, port: int, database_url: str | None) -> None:
     async with run_demo_service(database_url=database_url) as demo:
-        await demo.service.refresh_market()
         scheduler = build_scheduler(demo.service)
         scheduler.start()
         runner = web.AppRunner(demo.app, access_log=None)

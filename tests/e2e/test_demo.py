@@ -1,0 +1,310 @@
+"""The demo end to end, in process: `run_demo_service()` (its own devnet from the cache, the local venues, the
+service with the seeded demo account, a SQLite store) behind the real aiohttp app. Every route answers for the demo
+account with the expected shape and never a 500; and the acceptance criterion: a chain killed mid-refresh or the
+database gone loses no stored snapshot, and the API answers `complete: false` rather than an error."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.web import Application
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from prometheus_client.parser import text_string_to_metric_families
+
+from aggregator.store import AsyncStore, Store
+from api.demo import DEMO_ACCOUNT, DEMO_API_KEY, DEMO_SIGNER_KEY, Demo, run_demo_service
+from api.http.service import SERVICE_ROUTES
+from chains.client import make_chain_client
+from devnet import run as devnet_run
+from devnet.run import RunningDevnet
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = {"X-API-Key": DEMO_API_KEY}
+START_BUDGET_S = 30.0  # from the cache: seconds (anvil loads three states, the venues start, the market is read)
+ONCHAIN_VENUES = {"wallet", "aave-v3", "uniswap-v3", "gmx-v2"}
+VENUES = {"hyperliquid", "hyperliquid-xyz", "hyperliquid-spot", "deribit", "derive"}
+
+
+@dataclass
+class Running:
+    demo: Demo
+    client: TestClient[Any, Application]
+    started_in_s: float
+    cache_built: list[Path]
+    database: Path
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def running(devnet: RunningDevnet, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
+    """The demo, started once for the module. `devnet` (the session's) only guarantees the cached state exists:
+    the demo starts a devnet of its own from it, beside the session's, on other ports."""
+    database = tmp_path_factory.mktemp("demo") / "metarisk.db"
+    built: list[Path] = []
+    real_build = devnet_run.build_cache
+
+    def build_cache(directory: Path) -> Any:  # recorded: the demo must reuse the cache, never rebuild it
+        built.append(directory)
+        return real_build(directory)
+
+    devnet_run.build_cache = build_cache
+    try:
+        started = time.monotonic()
+        async with run_demo_service(database_url=f"sqlite:///{database}") as demo:
+            started_in = time.monotonic() - started
+            devnet_run.build_cache = real_build
+            client: TestClient[Any, Application] = TestClient(TestServer(demo.app))
+            await client.start_server()
+            try:
+                yield Running(demo, client, started_in, built, database)
+            finally:
+                await client.close()
+    finally:
+        devnet_run.build_cache = real_build
+
+
+async def get_json(client: TestClient[Any, Application], path: str, **kwargs: Any) -> Any:
+    response = await client.get(path, **kwargs)
+    assert response.status == 200, (path, response.status, await response.text())
+    assert response.content_type == "application/json"
+    return await response.json()
+
+
+def position_sources(report: dict[str, Any]) -> dict[str, str]:
+    return {s["name"]: s["status"] for s in report["sources"]
+            if "@" in s["name"] or s["name"] in ("hyperliquid", "deribit", "derive")}
+
+
+async def test_the_demo_starts_from_the_cache_in_seconds(running: Running, devnet: RunningDevnet) -> None:
+    assert running.cache_built == []
+    assert running.started_in_s < START_BUDGET_S
+    demo = running.demo
+    assert set(demo.devnet.nodes) == {"ethereum", "arbitrum", "base"}
+    assert {n.port for n in demo.devnet.nodes.values()}.isdisjoint(n.port for n in devnet.nodes.values())
+    assert demo.devnet.manifest == devnet.manifest  # the same cached deployment
+    assert await demo.service.watched_account(DEMO_ACCOUNT) is not None
+    assert running.database.exists()
+
+
+async def test_account_risk(running: Running) -> None:
+    report = await get_json(running.client, f"/v1/accounts/{DEMO_ACCOUNT}/risk")
+    assert report["complete"] is True, [w for w in report["warnings"] if " is " in w]
+    assert set(position_sources(report).values()) == {"ok"}
+    assert len(position_sources(report)) == 10  # 7 on-chain sources over 3 chains, 3 venues
+    venues = {p["venue"] for p in report["positions"]}
+    assert venues == ONCHAIN_VENUES | VENUES
+    assert {p["chain"] for p in report["positions"]} >= {"ethereum", "arbitrum", "base"}
+    assert math.isclose(report["equity_usd"], sum(p["value_usd"] for p in report["positions"]), rel_tol=1e-9)
+    assert report["status"] in ("healthy", "margin_call", "liquidatable")
+    assert report["maintenance_margin_usd"] > 0 and report["margin_ratio"] > 0
+    assert report["computed_at"] is not None and report["age_seconds"] >= 0
+    assert set(report["underlyings"]) >= {"BTC", "ETH"}
+    # the refresh is stored: the store's latest report is the one served
+    store = running.demo.service.store
+    assert store is not None
+    stored = await store.latest_report(DEMO_ACCOUNT)
+    assert stored is not None and stored.report.equity_usd == report["equity_usd"]
+    assert stored.computed_at.isoformat().replace("+00:00", "Z") == report["computed_at"].replace("+00:00", "Z")
+
+
+async def test_wallet_routes(running: Running) -> None:
+    wallet = running.demo.devnet.manifest.demo_account
+    client = running.client
+    risk = await get_json(client, f"/v1/wallets/{wallet}/risk")
+    assert {p["chain"] for p in risk["positions"]} >= {"ethereum", "arbitrum", "base"}
+    assert {p["venue"] for p in risk["positions"]} >= ONCHAIN_VENUES
+    assert {n: s for n, s in position_sources(risk).items() if "@" in n} == dict.fromkeys(
+        ["wallet@ethereum", "aave-v3@ethereum", "uniswap-v3@ethereum", "wallet@arbitrum", "aave-v3@arbitrum",
+         "gmx-v2@arbitrum", "wallet@base"], "ok")
+
+    positions = await get_json(client, f"/v1/wallets/{wallet}/positions")
+    assert positions["address"] == wallet
+    assert set(positions["blocks"]) == {"ethereum", "arbitrum", "base"}
+    assert all(isinstance(b, int) and b > 0 for b in positions["blocks"].values())
+    ethereum = running.demo.devnet.manifest.chain("ethereum").seeds
+    held = {p["id"]: p for p in positions["positions"]}
+    assert held["wallet:ethereum:WBTC"]["quantity"] == ethereum.erc20["WBTC"] / 1e8
+    assert held["aave-v3:ethereum:WETH:supply"]["quantity"] == ethereum.aave.supplied["WETH"] / 1e18  # type: ignore[union-attr]
+    assert [p["id"] for p in risk["positions"]] == [p["id"] for p in positions["positions"]]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="venue_servers/hyperliquid.py answers clearinghouseState for any user but its fixture's with "
+    "{'crossMarginSummary': {}, 'marginSummary': {}, ...}, which its own spec validation rejects (HTTP 500): the "
+    "demo wallet's route always has its Hyperliquid source failed",
+)
+async def test_the_demo_wallet_route_is_complete(running: Running) -> None:
+    wallet = running.demo.devnet.manifest.demo_account
+    risk = await get_json(running.client, f"/v1/wallets/{wallet}/risk")
+    assert position_sources(risk)["hyperliquid"] == "ok"
+    assert risk["complete"] is True
+
+
+async def test_credit_is_keyed_and_signed(running: Running) -> None:
+    wallet = running.demo.devnet.manifest.demo_account
+    assert (await running.client.get(f"/v1/wallets/{wallet}/credit")).status == 401
+    credit = await get_json(running.client, f"/v1/wallets/{wallet}/credit", headers=KEY)
+    signer = Account.from_key(DEMO_SIGNER_KEY).address
+    assert credit["signer"] == signer
+    message = encode_typed_data(full_message=credit["typed_data"])
+    assert Account.recover_message(message, signature=credit["signature"]) == signer
+    assert credit["typed_data"]["message"]["wallet"] == wallet
+    assert credit["typed_data"]["message"]["equityUsd"] == round(credit["equity_usd"] * 1e8)
+    assert {e["asset"] for e in credit["exposures"]} >= {"BTC", "ETH"}
+
+
+async def test_market(running: Running) -> None:
+    market = await get_json(running.client, "/v1/markets/ETH")
+    assert market["asset"] == "ETH"
+    assert market["spot"] > 0 and market["vol"] is not None and market["forwards"]
+    assert market["sources"] and all("ETH" in s["name"] for s in market["sources"])
+    assert (await running.client.get("/v1/markets/DOGE")).status == 404
+
+
+async def test_health_openapi_and_the_what_if_margin(running: Running) -> None:
+    client = running.client
+    health = await get_json(client, "/health")
+    assert health["status"] == "ok" and health["aggregator"] is True
+    document = await get_json(client, "/openapi.json")
+    assert {r.path for r in SERVICE_ROUTES} | {"/v1/margin", "/health"} <= set(document["paths"])
+    request = (ROOT / "examples" / "demo_request.json").read_bytes()
+    margin = await client.post("/v1/margin", data=request, headers={**KEY, "Content-Type": "application/json"})
+    assert margin.status == 200
+    report = await margin.json()
+    assert report["status"] == "healthy" and len(report["positions"]) == len(json.loads(request)["positions"])
+
+
+async def test_graphql_account_query(running: Running) -> None:
+    query = """query($id: String!) { account(id: $id) { complete equityUsd status positions { id venue chain } } }"""
+    response = await running.client.post(
+        "/graphql", json={"query": query, "variables": {"id": DEMO_ACCOUNT}}, headers=KEY
+    )
+    assert response.status == 200
+    body = await response.json()
+    assert "errors" not in body, body
+    account = body["data"]["account"]
+    rest = await get_json(running.client, f"/v1/accounts/{DEMO_ACCOUNT}/risk")  # the same cached report
+    assert account["equityUsd"] == rest["equity_usd"]
+    assert account["complete"] is rest["complete"] is True
+    assert [p["id"] for p in account["positions"]] == [p["id"] for p in rest["positions"]]
+    missing = await running.client.post("/graphql", json={"query": '{ account(id: "nobody") { status } }'}, headers=KEY)
+    assert (await missing.json()) == {"data": {"account": None}}
+
+
+async def test_dashboard_page(running: Running) -> None:
+    response = await running.client.get("/", params={"account": DEMO_ACCOUNT})
+    if response.status == 404:
+        pytest.skip("no dashboard route yet (api/dashboard is being added by another engineer)")
+    assert response.status == 200
+    assert response.content_type == "text/html"
+    assert "<html" in (await response.text()).lower()
+
+
+async def test_no_route_answered_500(running: Running) -> None:
+    """The server's own count of every answer so far (this module's requests): none was a 5xx."""
+    exposition = await (await running.client.get("/metrics")).text()
+    answered = {
+        (s.labels["route"], s.labels["status"]): s.value
+        for family in text_string_to_metric_families(exposition) if family.name == "metarisk_http_requests"
+        for s in family.samples if s.name.endswith("_total")
+    }
+    routes = {route for route, _ in answered}
+    assert {r.path for r in SERVICE_ROUTES} | {"/v1/margin", "/health", "/openapi.json", "/graphql"} <= routes
+    assert not {key: n for key, n in answered.items() if key[1].startswith("5")}
+
+
+# --- acceptance: a database or a chain lost mid-refresh ---------------------------------------------------------
+
+
+def expire_cached_reports(demo: Demo) -> None:
+    demo.service.settings = demo.service.settings.model_copy(update={"report_ttl_s": 1e-9})
+
+
+async def test_a_lost_database_answers_incomplete_and_keeps_the_stored_snapshot(
+    running: Running, tmp_path: Path
+) -> None:
+    service = running.demo.service
+    store = service.store
+    assert store is not None
+    before = await store.latest_report(DEMO_ACCOUNT)
+    assert before is not None and before.report.complete
+    history = len(await store.report_history(DEMO_ACCOUNT))
+    # the database gone: a path whose directory does not exist cannot be opened (OperationalError)
+    unreachable = Store.from_url(f"sqlite:///{tmp_path / 'gone' / 'metarisk.db'}", timeout_s=0.5)
+    service.store = AsyncStore(unreachable)
+    expire_cached_reports(running.demo)
+    try:
+        report = await get_json(running.client, f"/v1/accounts/{DEMO_ACCOUNT}/risk")
+    finally:
+        service.store = store
+        unreachable.close()
+        service.settings = service.settings.model_copy(update={"report_ttl_s": 10.0})
+    assert report["complete"] is False
+    assert any(w.startswith("history not stored: database unavailable") for w in report["warnings"])
+    assert set(position_sources(report).values()) == {"ok"}  # the reads themselves were whole
+    after = await store.latest_report(DEMO_ACCOUNT)
+    assert after == before
+    assert len(await store.report_history(DEMO_ACCOUNT)) == history
+
+
+async def test_a_chain_killed_mid_refresh_answers_incomplete_and_keeps_the_stored_snapshot(running: Running) -> None:
+    """Last in the module: it kills the demo devnet's arbitrum node."""
+    demo = running.demo
+    service, node = demo.service, demo.devnet.nodes["arbitrum"]
+    store = service.store
+    assert store is not None
+    last_complete = await store.latest_report(DEMO_ACCOUNT, complete_only=True)
+    assert last_complete is not None
+
+    killed: list[str] = []
+
+    async def kill_on_first_request(
+        _: aiohttp.ClientSession, __: SimpleNamespace, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        if node.process.poll() is None:
+            node.kill()  # the node dies as the refresh's first read of it goes out
+            killed.append(str(params.url))
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(kill_on_first_request)
+    index = next(i for i, c in enumerate(service.clients) if c.config.name == "arbitrum")
+    original = service.clients[index]
+    traced = await make_chain_client(original.config, trace_configs=[trace])
+    service.clients[index] = traced
+    expire_cached_reports(demo)
+    try:
+        report = await get_json(running.client, f"/v1/accounts/{DEMO_ACCOUNT}/risk")
+    finally:
+        service.clients[index] = original
+        await traced.close()
+    assert killed == [node.url]
+
+    assert report["complete"] is False
+    sources = position_sources(report)
+    assert {n: s for n, s in sources.items() if s != "ok"} == dict.fromkeys(
+        ["wallet@arbitrum", "aave-v3@arbitrum", "gmx-v2@arbitrum"], "failed")
+    assert not [p for p in report["positions"] if p["chain"] == "arbitrum"]
+    assert {p["chain"] for p in report["positions"]} >= {"ethereum", "base"}
+    # stored as the incomplete refresh it is; the last complete snapshot is still there, unchanged
+    latest = await store.latest_report(DEMO_ACCOUNT)
+    assert latest is not None and latest.report.complete is False
+    assert await store.latest_report(DEMO_ACCOUNT, complete_only=True) == last_complete
+    complete_positions = await store.position_snapshot(last_complete.position_snapshot_id)
+    assert complete_positions is not None
+    assert {p.venue for p in complete_positions.snapshot.positions if p.chain == "arbitrum"} == {
+        "wallet", "aave-v3", "gmx-v2"
+    }
