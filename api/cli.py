@@ -78,6 +78,26 @@ def _demo(args: argparse.Namespace) -> str:
     return ""
 
 
+def _service(args: argparse.Namespace) -> str:
+    import asyncio
+
+    import yaml
+    from pydantic import ValidationError as SettingsError
+
+    from api.production import load_service_settings, serve_service
+
+    try:
+        settings = load_service_settings(Path(args.config), os.environ)
+    except OSError as e:
+        raise BadInput([f"{args.config}: cannot read: {e.strerror}"]) from e
+    except yaml.YAMLError as e:
+        raise BadInput([f"{args.config}: invalid YAML: {e}"]) from e
+    except SettingsError as e:
+        raise BadInput([f"{args.config}: {line}" for line in describe_validation_error(e)]) from e
+    asyncio.run(serve_service(settings, host=args.host, port=args.port))
+    return ""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metarisk", description="cross-chain portfolio margin")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8080)
     demo.set_defaults(run=_demo)
+    service = commands.add_parser("service", help="the aggregator service against the chains and venues of a config")
+    service.add_argument("config", help="ServiceSettings as YAML (see examples/service.yaml)")
+    service.add_argument("--host", default="127.0.0.1")
+    service.add_argument("--port", type=int, default=8080)
+    service.set_defaults(run=_service)
     add_venue_margin_parser(commands)
     return parser
 

@@ -1,0 +1,74 @@
+"""`metarisk service CONFIG.yaml`: the aggregator against real chains and venues, with its store and scheduler.
+
+The config file is ServiceSettings in YAML (chains file, venue endpoints, assets, TTLs). Secrets come from the
+environment, never from a file in the repository: METARISK_SIGNER_KEY (hex key signing credit views),
+METARISK_DERIBIT_KEYS ("client_id:secret,..."), METARISK_DERIVE_SESSION_KEYS ("wallet:hexkey,..."); the
+database from DATABASE_URL (SQLite in the data directory when unset); API keys as `metarisk serve` reads them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Mapping
+from pathlib import Path
+
+import aiohttp
+import yaml
+from aiohttp import web
+
+from aggregator.scheduler import AlertWatcher, WebhookSender, build_scheduler
+from aggregator.service import AggregatorService
+from aggregator.settings import ServiceSettings, VenueCredentials
+from aggregator.store import AsyncStore, Store
+from api.http.app import create_app
+from api.http.settings import ApiSettings
+from chains.client import make_chain_clients
+from chains.config import load_chains_file
+
+
+def _pairs(value: str | None) -> dict[str, str]:
+    if not value:
+        return {}
+    return dict(item.strip().split(":", 1) for item in value.split(",") if ":" in item)
+
+
+def load_service_settings(path: Path, environ: Mapping[str, str]) -> ServiceSettings:
+    """Raises OSError, yaml.YAMLError or pydantic.ValidationError for a bad file."""
+    settings = ServiceSettings.model_validate(yaml.safe_load(path.read_text()) or {})
+    credentials = VenueCredentials(
+        deribit={**settings.credentials.deribit, **_pairs(environ.get("METARISK_DERIBIT_KEYS"))},
+        derive={**settings.credentials.derive, **_pairs(environ.get("METARISK_DERIVE_SESSION_KEYS"))},
+    )
+    signer = environ.get("METARISK_SIGNER_KEY") or settings.signer_key
+    return settings.model_copy(update={"credentials": credentials, "signer_key": signer})
+
+
+async def serve_service(settings: ServiceSettings, *, host: str, port: int) -> None:
+    store = Store.from_url(os.environ.get("DATABASE_URL"))
+    await asyncio.to_thread(store.migrate)
+    chains = load_chains_file(settings.chains_file) if settings.chains_file else None
+    clients = await make_chain_clients(chains) if chains else {}
+    async with aiohttp.ClientSession() as session:
+        service = AggregatorService(settings=settings, session=session, clients=list(clients.values()),
+                                    store=AsyncStore(store))
+        service.on_report.append(AlertWatcher(WebhookSender(session)).observe)
+        app = create_app(service=service, settings=ApiSettings.from_env(os.environ))
+        scheduler = build_scheduler(service)
+        scheduler.start()
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        print(f"metarisk service at http://{host}:{port}", flush=True)
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            scheduler.shutdown(wait=False)
+            await runner.cleanup()
+            for client in clients.values():
+                await client.close()
+            store.close()
