@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -61,7 +62,9 @@ def compute_margin(
     im = mm * params.im_factor
     standalone = arrays.margin(np.eye(n), offsets_across_accounts=False).maintenance if n else np.zeros(0)
     isolated = float(standalone.sum())
-    status = "liquidatable" if collateral < mm else "margin_call" if collateral < im else "healthy"
+    status: Literal["healthy", "margin_call", "liquidatable"] = (
+        "liquidatable" if collateral < mm else "margin_call" if collateral < im else "healthy"
+    )
 
     warnings = list(book.warnings)
     for s in market.sources:
@@ -79,7 +82,13 @@ def compute_margin(
     if status == "liquidatable":
         plan = _plan(book, arrays, collateral, params, value, haircut)
 
-    return MarginReport(
+    # Reports are assembled with `model_construct`: every value below is built here from validated inputs with
+    # the field's type (Python floats, ints, bools, str, nested report models), so validating them again would
+    # only cost time (about 1 ms for 100 positions); the JSON is the same.
+    value_of, standalone_of, priced_of = value.tolist(), standalone.tolist(), book.priced.tolist()
+    delta_of, gamma_of, vega_of, theta_of = (g.tolist() for g in greeks)
+    primary = book.primary
+    return MarginReport.model_construct(
         as_of=market.as_of,
         params_version=params.version,
         schema_version=SCHEMA_VERSION,
@@ -98,7 +107,7 @@ def compute_margin(
         warnings=warnings,
         sources=[*market.sources, *sources],
         positions=[
-            PositionRisk(
+            PositionRisk.model_construct(
                 id=p.id,
                 index=i,
                 kind=p.kind,
@@ -106,14 +115,14 @@ def compute_margin(
                 venue=p.venue,
                 chain=p.chain,
                 account=p.account,
-                underlying=book.primary[i],
-                value_usd=float(value[i]),
-                delta=float(greeks[0][i]),
-                gamma=float(greeks[1][i]),
-                vega=float(greeks[2][i]),
-                theta=float(greeks[3][i]),
-                standalone_margin_usd=float(standalone[i]),
-                priced=bool(book.priced[i]),
+                underlying=primary[i],
+                value_usd=value_of[i],
+                delta=delta_of[i],
+                gamma=gamma_of[i],
+                vega=vega_of[i],
+                theta=theta_of[i],
+                standalone_margin_usd=standalone_of[i],
+                priced=priced_of[i],
             )
             for i, p in enumerate(positions)
         ],
@@ -147,10 +156,10 @@ def _underlying_report(rows: UnderlyingRows, arrays: RiskArrays, collateral: flo
     n_spot, n_vol = len(sc.grid_spots), len(sc.grid_vols)
     tail = [i for i in range(sc.grid_size, sc.size) if sc.kind(i) == "extreme"]
     skew = [i for i in range(sc.grid_size, sc.size) if sc.kind(i) == "skew"]
-    return UnderlyingRisk(
+    return UnderlyingRisk.model_construct(
         spot=rows.spot,
         risk_usd=max(0.0, -float(counted[worst])),
-        worst_scenario=ScenarioPoint(
+        worst_scenario=ScenarioPoint.model_construct(
             spot_shock=float(sc.spot_shock[worst]),
             vol_shock=float(sc.vol_shock[worst]),
             kind=sc.kind(worst),  # type: ignore[arg-type]
@@ -162,8 +171,8 @@ def _underlying_report(rows: UnderlyingRows, arrays: RiskArrays, collateral: flo
         gamma_usd=gamma * rows.spot**2 * 0.01,
         vega=vega,
         theta=theta,
-        liquidation_move=LiquidationMove(down=down, up=up),
-        grid=ScenarioGrid(
+        liquidation_move=LiquidationMove.model_construct(down=down, up=up),
+        grid=ScenarioGrid.model_construct(
             spot_shocks=list(sc.grid_spots),
             vol_shocks=list(sc.grid_vols),
             pnl=raw[: sc.grid_size].reshape(n_spot, n_vol).tolist(),
@@ -183,7 +192,7 @@ def _breakdown(arrays: RiskArrays, value: Array, haircut: Array, labels: list[st
         return {}
     mm = arrays.margin(member).maintenance
     return {
-        name: Breakdown(
+        name: Breakdown.model_construct(
             equity_usd=float(member[j] @ value),
             collateral_usd=float(member[j] @ (value - haircut)),
             maintenance_margin_usd=float(mm[j]),
@@ -206,13 +215,13 @@ def _plan(
         arrays, collateral=collateral, im_factor=params.im_factor, closable=closable, release=haircut, cost=cost
     )
     steps = [
-        LiquidationStep(
+        LiquidationStep.model_construct(
             index=i, id=positions[i].id, venue=positions[i].venue,
             fraction=float(fractions[i]), cost_usd=float(fractions[i] * cost[i]),
         )
         for i in map(int, np.flatnonzero(fractions > 0))
     ]
-    return LiquidationPlan(
+    return LiquidationPlan.model_construct(
         steps=steps, total_cost_usd=float(sum(s.cost_usd for s in steps)), restores_initial_margin=restored
     )
 

@@ -16,25 +16,42 @@ _FINE_STEPS = 8
 _REFINEMENTS = 3  # each narrows the bracket 8-fold: 1/40/512 of the range, then linear interpolation
 
 
-def _first_crossing(surplus: Callable[[Array], Array], far: float) -> float | None:
-    """The smallest |move| toward `far` at which surplus(move) turns negative; None if it never does."""
-    coarse = np.linspace(0.0, far, _COARSE_STEPS + 1)
-    values = surplus(coarse)
-    below = np.flatnonzero(values < 0)
-    if below.size == 0:
-        return None
-    j = int(below[0])
-    if j == 0:
-        return 0.0
-    x0, x1, y0, y1 = coarse[j - 1], coarse[j], values[j - 1], values[j]
+def _first_crossings(surplus: Callable[[Array], Array], far: Array) -> list[float | None]:
+    """Per direction d: the smallest |move| toward `far[d]` at which surplus(move) turns negative, None if it
+    never does. Every direction's grid is evaluated in the same surplus call (one revaluation per stage instead
+    of one per direction); each direction's points and bracketing are exactly those of a search on its own."""
+    n_dir = far.size
+    coarse = np.linspace(0.0, far, _COARSE_STEPS + 1)  # points x directions
+    values = surplus(coarse.T.ravel()).reshape(n_dir, -1).T
+    found: list[float | None] = [None] * n_dir
+    brackets: dict[int, list[float]] = {}  # direction -> [x0, x1, y0, y1], surplus(x0) >= 0 > surplus(x1)
+    for d in range(n_dir):
+        below = np.flatnonzero(values[:, d] < 0)
+        if below.size == 0:
+            continue
+        j = int(below[0])
+        if j == 0:
+            found[d] = 0.0
+            continue
+        brackets[d] = [coarse[j - 1, d], coarse[j, d], values[j - 1, d], values[j, d]]
+    if not brackets:
+        return found
+    searched = list(brackets)
     for _ in range(_REFINEMENTS):
-        fine = np.linspace(x0, x1, _FINE_STEPS + 1)[1:-1]
-        fine_values = surplus(fine)
-        below = np.flatnonzero(fine_values < 0)
-        m = int(below[0]) if below.size else fine.size
-        x0, y0 = (fine[m - 1], fine_values[m - 1]) if m > 0 else (x0, y0)
-        x1, y1 = (fine[m], fine_values[m]) if m < fine.size else (x1, y1)
-    return float(x0 + (x1 - x0) * y0 / (y0 - y1))
+        lo = np.array([brackets[d][0] for d in searched])
+        hi = np.array([brackets[d][1] for d in searched])
+        fine = np.linspace(lo, hi, _FINE_STEPS + 1)[1:-1]  # interior points x searched directions
+        fine_values = surplus(fine.T.ravel()).reshape(len(searched), -1).T
+        for col, d in enumerate(searched):
+            x0, x1, y0, y1 = brackets[d]
+            below = np.flatnonzero(fine_values[:, col] < 0)
+            m = int(below[0]) if below.size else fine.shape[0]
+            x0, y0 = (fine[m - 1, col], fine_values[m - 1, col]) if m > 0 else (x0, y0)
+            x1, y1 = (fine[m, col], fine_values[m, col]) if m < fine.shape[0] else (x1, y1)
+            brackets[d] = [x0, x1, y0, y1]
+    for d, (x0, x1, y0, y1) in brackets.items():
+        found[d] = float(x0 + (x1 - x0) * y0 / (y0 - y1))
+    return found
 
 
 def liquidation_moves(
@@ -52,7 +69,8 @@ def liquidation_moves(
         values, cuts = rows.revalue(moves, vols)
         return collateral + (values.sum(axis=0) - cuts.sum(axis=0) - base_change) - maintenance
 
-    return _first_crossing(surplus, -0.999), _first_crossing(surplus, max_rise)
+    down, up = _first_crossings(surplus, np.array([-0.999, max_rise]))
+    return down, up
 
 
 def liquidation_plan(
