@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -107,7 +108,7 @@ class AggregatorService:
         self.params = params or default_params()
         self.discovery = DiscoveryCache()
         self.on_report: list[Callable[[WatchedAccount, MarginReport], object]] = []
-        self._refreshed: dict[str, Refreshed] = {}
+        self._refreshed: OrderedDict[str, Refreshed] = OrderedDict()  # least recently refreshed first
         self._locks: dict[str, asyncio.Lock] = {}
         self._accounts: dict[str, WatchedAccount] = {}
         self._market: SnapshotBuild | None = None
@@ -255,8 +256,21 @@ class AggregatorService:
                                   monotonic=time.monotonic())
             if finish is not None:
                 refreshed = await finish(refreshed)
-            self._refreshed[key] = refreshed
+            self._remember(key, refreshed)
             return refreshed
+
+    def wallet_cache_size(self) -> int:
+        return len(self._refreshed)
+
+    def _remember(self, key: str, refreshed: Refreshed) -> None:
+        """Cache a refresh; the wallet routes take any address, so the cache is bounded (oldest dropped first)."""
+        self._refreshed[key] = refreshed
+        self._refreshed.move_to_end(key)
+        while len(self._refreshed) > self.settings.max_cached_reports:
+            evicted, _ = self._refreshed.popitem(last=False)
+            lock = self._locks.get(evicted)
+            if lock is not None and not lock.locked():
+                del self._locks[evicted]
 
     def _compute(self, snapshot: PositionSnapshot, market: MarketSnapshot) -> MarginReport:
         """The report; a position the market cannot price (no price, no surface, expired) is left out with a

@@ -44,6 +44,7 @@ class ServiceSettings(BaseModel):
     single_source_assets: tuple[str, ...] = Field(
         default=(), description="assets priced by one source only (a HIP-3 dex's own oracle): quorum of one"
     )
+    max_cached_reports: int = Field(default=10_000, ge=1, description="accounts and wallets kept in memory")
     report_ttl_s: float = Field(default=10.0, gt=0, description="a cached report younger than this is served")
     market_ttl_s: float = Field(default=15.0, gt=0, description="a market snapshot younger than this is reused")
     source_timeout_s: float = Field(default=4.0, gt=0, description="per chain and per venue, for one refresh")

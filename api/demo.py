@@ -111,7 +111,9 @@ async def run_demo_service(*, database_url: str | None = None) -> AsyncIterator[
                 await service.refresh_market()
                 watcher = AlertWatcher(WebhookSender(session))
                 service.on_report.append(watcher.observe)
-                settings = ApiSettings.from_env({"METARISK_API_KEYS": DEMO_API_KEY, **os.environ})
+                # the demo key always works beside any keys the environment names
+                keys = ",".join(filter(None, [os.environ.get("METARISK_API_KEYS", ""), DEMO_API_KEY]))
+                settings = ApiSettings.from_env({**os.environ, "METARISK_API_KEYS": keys})
                 app = create_app(service=service, settings=settings)
                 yield Demo(devnet=devnet, venues=venues, service=service, app=app)
             finally:

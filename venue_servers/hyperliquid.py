@@ -128,6 +128,12 @@ class HyperliquidFixture:
         }]
 
 
+def empty_clearinghouse_state(time_ms: int) -> dict[str, Any]:
+    summary = {"accountValue": "0.0", "totalNtlPos": "0.0", "totalRawUsd": "0.0", "totalMarginUsed": "0.0"}
+    return {"assetPositions": [], "crossMarginSummary": summary, "marginSummary": summary,
+            "crossMaintenanceMarginUsed": "0.0", "withdrawable": "0.0", "time": time_ms}
+
+
 def make_app(fixture: HyperliquidFixture, faults: Faults | None = None, *, validate: bool = True) -> web.Application:
     flt = faults or Faults()
 
@@ -144,16 +150,17 @@ def make_app(fixture: HyperliquidFixture, faults: Faults | None = None, *, valid
         dex = req.get("dex", "")
         if dex not in ("", HIP3_DEX):
             return web.Response(status=422, text=f"unknown dex {dex}")
+        # any other address is an account with nothing on the venue, answered as the venue does: zeros, no balances
+        known_user = str(req.get("user", "")).lower() == fixture.user
         body: Any
         if kind == "metaAndAssetCtxs":
             body = fixture.meta_and_asset_ctxs(dex)
         elif kind == "perpDexs":
             body = fixture.perp_dexs()
         elif kind == "clearinghouseState":
-            body = fixture.clearinghouse_state(dex, time_ms) if req.get("user", "").lower() == fixture.user else {
-                "assetPositions": [], "crossMarginSummary": {}, "marginSummary": {}, "withdrawable": "0"}
+            body = fixture.clearinghouse_state(dex, time_ms) if known_user else empty_clearinghouse_state(time_ms)
         elif kind == "spotClearinghouseState":
-            body = fixture.spot_state()
+            body = fixture.spot_state() if known_user else {"balances": []}
         else:
             return web.Response(status=422, text=f"unknown info type {kind}")
         if validate:

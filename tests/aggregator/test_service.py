@@ -453,3 +453,15 @@ async def test_one_address_spelled_two_ways_is_read_once_per_chain(
     expected = await service.wallet_risk(wallet)
     on_two_chains = [p for p in expected.positions if p.chain in ("ethereum", "base")]
     assert math.isclose(report.equity_usd, sum(p.value_usd for p in on_two_chains), rel_tol=RELATIVE)
+
+
+async def test_the_report_cache_is_bounded_oldest_first(make_service: Any, counting_fetch: CountingFetch) -> None:
+    service: AggregatorService = make_service(max_cached_reports=2)
+    wallets = ["0x" + f"{i:040x}" for i in range(1, 4)]
+    for wallet in wallets:
+        await service.wallet_risk(wallet)
+    assert counting_fetch.calls == 3 and service.wallet_cache_size() == 2
+    await service.wallet_risk(wallets[2])  # among the two kept: served from the cache
+    assert counting_fetch.calls == 3
+    await service.wallet_risk(wallets[0])  # the oldest was dropped: read again
+    assert counting_fetch.calls == 4 and service.wallet_cache_size() == 2

@@ -141,12 +141,6 @@ async def test_wallet_routes(running: Running) -> None:
     assert [p["id"] for p in risk["positions"]] == [p["id"] for p in positions["positions"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="venue_servers/hyperliquid.py answers clearinghouseState for any user but its fixture's with "
-    "{'crossMarginSummary': {}, 'marginSummary': {}, ...}, which its own spec validation rejects (HTTP 500): the "
-    "demo wallet's route always has its Hyperliquid source failed",
-)
 async def test_the_demo_wallet_route_is_complete(running: Running) -> None:
     wallet = running.demo.devnet.manifest.demo_account
     risk = await get_json(running.client, f"/v1/wallets/{wallet}/risk")
