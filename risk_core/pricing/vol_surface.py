@@ -26,7 +26,9 @@ def year_fraction(start: datetime, end: datetime) -> float:
     return (end - start).total_seconds() / SECONDS_PER_YEAR
 
 
-def svi_total_variance(k: Array, a: float, b: float, rho: float, m: float, sigma: float) -> Array:
+def svi_total_variance(
+    k: Array, a: float | Array, b: float | Array, rho: float | Array, m: float | Array, sigma: float | Array
+) -> Array:
     x = k - m
     return a + b * (rho * x + np.sqrt(x * x + sigma * sigma))
 
@@ -62,9 +64,18 @@ class ResolvedSurface:
             raise ValueError("every expiry of the surface is at or before the snapshot time")
         self._times = np.array([year_fraction(as_of, e) for e, _ in live])
         self._variance = [f for _, f in live]
+        # SVI parameters per live slice (rows a, b, rho, m, sigma): lets `_variance_at` gather each query's slice
+        # and evaluate all queries in one call instead of one call per slice
+        self._svi: Array | None = None
+        if isinstance(surface, SVISurface):
+            params_by_expiry = {s.expiry: (s.a, s.b, s.rho, s.m, s.sigma) for s in surface.svi}
+            self._svi = np.array([params_by_expiry[e] for e, _ in live], dtype=np.float64).T
 
     def _variance_at(self, slice_index: NDArray[np.intp], k: Array) -> Array:
         """Total variance of slice `slice_index[i]` at `k[i]`: each slice is evaluated only where it is needed."""
+        if self._svi is not None:
+            a, b, rho, m, sigma = self._svi[:, slice_index]
+            return svi_total_variance(k, a, b, rho, m, sigma)
         out = np.empty(k.size)
         for j in np.unique(slice_index):
             where = slice_index == j
