@@ -5,14 +5,13 @@
 - Futures and perpetuals are inverse too, sized in USD. Converted at the current price, an inverse contract's USD
   P&L is size_usd x (1/entry - 1/F) x F = (size_usd / entry) x (F - entry): linear, with quantity size_usd / entry
   in coin. That is the schema's linear future/perp with `entry_price`.
-- The venue's own initial and maintenance margin (in coin) are summed per currency and converted at the index into
-  `DeribitResult.reported` (risk_core's VenueState has no Deribit method yet; see the adapter's note).
+- The venue's own initial and maintenance margin (in coin) are summed per currency, converted at the index, and
+  reported in a `deribit-portfolio-margin` VenueState, shown beside the universal figure.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -22,15 +21,12 @@ from adapters.base import AdapterResult
 from adapters.hyperliquid.http import VenueError, VenueModel, parse, request_json
 from risk_core.schema.market import SourceStatus
 from risk_core.schema.positions import FuturePosition, OptionPosition, PerpPosition, Position, Provenance
+from risk_core.schema.venues import VenueState
 
 MONTHS = {m: i for i, m in enumerate(
     ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), start=1)}
 CHAIN = "offchain"
 
-
-@dataclass(frozen=True)
-class DeribitResult(AdapterResult):
-    reported: dict[str, float] = field(default_factory=dict)  # e.g. BTC.maintenance_margin_usd
 
 
 class Envelope(VenueModel):
@@ -92,7 +88,7 @@ async def _call(session: aiohttp.ClientSession, base_url: str, method: str, *, t
 async def fetch_deribit_positions(
     session: aiohttp.ClientSession, base_url: str, *, client_id: str, client_secret: str, account: str,
     currencies: tuple[str, ...] = ("BTC", "ETH"), now: datetime | None = None, timeout_s: float = 5.0,
-) -> DeribitResult:
+) -> AdapterResult:
     """Never raises for a venue fault: the result is `failed` with the reason."""
     at = now or datetime.now(tz=UTC)
     source = "deribit"
@@ -116,7 +112,14 @@ async def fetch_deribit_positions(
                 reported.update({f"{cur}.initial_margin": im, f"{cur}.maintenance_margin": mm,
                                  f"{cur}.initial_margin_usd": im * index, f"{cur}.maintenance_margin_usd": mm * index})
     except VenueError as e:
-        return DeribitResult(source=source, status=SourceStatus(name=source, status="failed", reason=str(e),
+        return AdapterResult(source=source, status=SourceStatus(name=source, status="failed", reason=str(e),
                                                                 as_of=at))
     status = SourceStatus(name=source, status="ok", reason=f"{len(positions)} positions", as_of=at)
-    return DeribitResult(source=source, status=status, positions=positions, reported=reported)
+    if reported:
+        reported["initial_margin_usd"] = sum(v for k, v in reported.items() if k.endswith(".initial_margin_usd"))
+        reported["maintenance_margin_usd"] = sum(
+            v for k, v in reported.items() if k.endswith(".maintenance_margin_usd")
+        )
+    states = [VenueState(venue="deribit", chain=CHAIN, account=account, method="deribit-portfolio-margin",
+                         reported=reported)] if reported else []
+    return AdapterResult(source=source, status=status, positions=positions, venue_states=states)

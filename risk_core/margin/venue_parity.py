@@ -7,7 +7,7 @@ and the venue's disagree only where the venue's own method does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -22,6 +22,7 @@ from risk_core.venues.derive_pm2 import Pm2Case, evaluate_pm2
 from risk_core.venues.hyperliquid import HyperliquidAccount, HyperliquidPosition, hyperliquid_cross_margin
 
 STABLE_CASH = ("USDC",)
+Reproducer = Callable[[Sequence[Position], MarketSnapshot, dict[str, Any]], tuple[dict[str, float], str | None]]
 
 
 def compute_venue_margins(
@@ -152,8 +153,21 @@ def _derive_pm2(
     return {"mm": result.mm, "im": result.im, "mtm": result.mtm, "worst_loss": result.worst_loss}, None
 
 
-_REPRODUCERS = {
+def _reported_only(method: str) -> Reproducer:
+    """A venue whose own method is not reproduced here: its figure stands beside the universal one, with why."""
+
+    def reproduce(
+        positions: Sequence[Position], market: MarketSnapshot, parameters: dict[str, Any]
+    ) -> tuple[dict[str, float], str | None]:
+        return {}, f"{method} is not reproduced: the venue's figure is shown beside the universal one"
+
+    return reproduce
+
+
+_REPRODUCERS: dict[str, Reproducer] = {
     "aave-v3-health-factor": _aave,
     "hyperliquid-cross-margin": _hyperliquid,
     "derive-pm2": _derive_pm2,
+    "derive-standard": _reported_only("Derive's standard manager (from positions)"),
+    "deribit-portfolio-margin": _reported_only("Deribit's portfolio margin"),
 }

@@ -12,7 +12,9 @@ from pydantic import Field
 
 from risk_core.schema.positions import Provenance, StrictModel
 
-VenueMethod = Literal["aave-v3-health-factor", "hyperliquid-cross-margin", "derive-pm2"]
+VenueMethod = Literal[
+    "aave-v3-health-factor", "hyperliquid-cross-margin", "derive-pm2", "derive-standard", "deribit-portfolio-margin"
+]
 
 
 class VenueState(StrictModel):

@@ -94,9 +94,14 @@ async def test_deribit_options_and_futures_with_venue_margins(venues: VenueServe
     code = fr["instrument_name"].split("-")[1]
     assert f.expiry == datetime.strptime(code, "%d%b%y").replace(hour=8, tzinfo=UTC)
     btc = acct.positions["BTC"]
-    assert r.reported["BTC.maintenance_margin"] == pytest.approx(sum(p["maintenance_margin"] for p in btc))
-    assert r.reported["BTC.maintenance_margin_usd"] == pytest.approx(
+    (state,) = r.venue_states
+    assert state.method == "deribit-portfolio-margin" and state.account == f.account
+    assert state.reported["BTC.maintenance_margin"] == pytest.approx(sum(p["maintenance_margin"] for p in btc))
+    assert state.reported["BTC.maintenance_margin_usd"] == pytest.approx(
         sum(p["maintenance_margin"] for p in btc) * btc[0]["index_price"])
+    per_currency = [state.reported[f"{c}.maintenance_margin_usd"] for c in ("BTC", "ETH")
+                    if f"{c}.maintenance_margin_usd" in state.reported]
+    assert state.reported["maintenance_margin_usd"] == pytest.approx(sum(per_currency))
     assert fr["kind"] == "future"
 
 
