@@ -82,13 +82,12 @@ def compute_margin(
     if status == "liquidatable":
         plan = _plan(book, arrays, collateral, params, value, haircut)
 
-    # Reports are assembled with `model_construct`: every value below is built here from validated inputs with
-    # the field's type (Python floats, ints, bools, str, nested report models), so validating them again would
-    # only cost time (about 1 ms for 100 positions); the JSON is the same.
+    # The position rows skip validation (`trusted`): each value is built here from validated inputs with its
+    # field's type (Python floats from tolist, ints, bools, str); validating 100 rows again costs ~0.3 ms.
     value_of, standalone_of, priced_of = value.tolist(), standalone.tolist(), book.priced.tolist()
     delta_of, gamma_of, vega_of, theta_of = (g.tolist() for g in greeks)
     primary = book.primary
-    return MarginReport.model_construct(
+    return MarginReport(
         as_of=market.as_of,
         params_version=params.version,
         schema_version=SCHEMA_VERSION,
@@ -107,7 +106,7 @@ def compute_margin(
         warnings=warnings,
         sources=[*market.sources, *sources],
         positions=[
-            PositionRisk.model_construct(
+            PositionRisk.trusted(
                 id=p.id,
                 index=i,
                 kind=p.kind,
@@ -156,10 +155,10 @@ def _underlying_report(rows: UnderlyingRows, arrays: RiskArrays, collateral: flo
     n_spot, n_vol = len(sc.grid_spots), len(sc.grid_vols)
     tail = [i for i in range(sc.grid_size, sc.size) if sc.kind(i) == "extreme"]
     skew = [i for i in range(sc.grid_size, sc.size) if sc.kind(i) == "skew"]
-    return UnderlyingRisk.model_construct(
+    return UnderlyingRisk(
         spot=rows.spot,
         risk_usd=max(0.0, -float(counted[worst])),
-        worst_scenario=ScenarioPoint.model_construct(
+        worst_scenario=ScenarioPoint(
             spot_shock=float(sc.spot_shock[worst]),
             vol_shock=float(sc.vol_shock[worst]),
             kind=sc.kind(worst),  # type: ignore[arg-type]
@@ -171,8 +170,8 @@ def _underlying_report(rows: UnderlyingRows, arrays: RiskArrays, collateral: flo
         gamma_usd=gamma * rows.spot**2 * 0.01,
         vega=vega,
         theta=theta,
-        liquidation_move=LiquidationMove.model_construct(down=down, up=up),
-        grid=ScenarioGrid.model_construct(
+        liquidation_move=LiquidationMove(down=down, up=up),
+        grid=ScenarioGrid(
             spot_shocks=list(sc.grid_spots),
             vol_shocks=list(sc.grid_vols),
             pnl=raw[: sc.grid_size].reshape(n_spot, n_vol).tolist(),
@@ -192,7 +191,7 @@ def _breakdown(arrays: RiskArrays, value: Array, haircut: Array, labels: list[st
         return {}
     mm = arrays.margin(member).maintenance
     return {
-        name: Breakdown.model_construct(
+        name: Breakdown(
             equity_usd=float(member[j] @ value),
             collateral_usd=float(member[j] @ (value - haircut)),
             maintenance_margin_usd=float(mm[j]),
@@ -215,13 +214,13 @@ def _plan(
         arrays, collateral=collateral, im_factor=params.im_factor, closable=closable, release=haircut, cost=cost
     )
     steps = [
-        LiquidationStep.model_construct(
+        LiquidationStep(
             index=i, id=positions[i].id, venue=positions[i].venue,
             fraction=float(fractions[i]), cost_usd=float(fractions[i] * cost[i]),
         )
         for i in map(int, np.flatnonzero(fractions > 0))
     ]
-    return LiquidationPlan.model_construct(
+    return LiquidationPlan(
         steps=steps, total_cost_usd=float(sum(s.cost_usd for s in steps)), restores_initial_margin=restored
     )
 

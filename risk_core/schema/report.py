@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from functools import cache
+from typing import Any, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -11,6 +12,26 @@ from risk_core.schema.market import SourceStatus
 
 class ReportModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def trusted(cls, **values: Any) -> Self:
+        """An instance of values the engine built with each field's exact type, every field given, not validated.
+
+        For rows built by the hundred per report: ~1.2 us each against ~3.5 us validated, and pydantic's own
+        `model_construct` costs more than validating (~6 us: it resolves defaults and aliases in Python)."""
+        if values.keys() != _field_names(cls):
+            raise TypeError(f"{cls.__name__}.trusted needs exactly its fields: {sorted(_field_names(cls))}")
+        instance = cls.__new__(cls)
+        object.__setattr__(instance, "__dict__", values)
+        object.__setattr__(instance, "__pydantic_fields_set__", set(values))
+        object.__setattr__(instance, "__pydantic_extra__", None)
+        object.__setattr__(instance, "__pydantic_private__", None)
+        return instance
+
+
+@cache
+def _field_names(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(model.model_fields)  # `model_fields` costs ~1 us a call; names are fixed per class
 
 
 class PositionRisk(ReportModel):
