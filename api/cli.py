@@ -94,6 +94,9 @@ def _service(args: argparse.Namespace) -> str:
         raise BadInput([f"{args.config}: invalid YAML: {e}"]) from e
     except SettingsError as e:
         raise BadInput([f"{args.config}: {line}" for line in describe_validation_error(e)]) from e
+    if not os.environ.get("METARISK_API_KEYS", "").strip():
+        # the built-in demo key must never guard a real service
+        raise BadInput(["METARISK_API_KEYS: set the service's API keys (comma-separated)"])
     asyncio.run(serve_service(settings, host=args.host, port=args.port))
     return ""
 

@@ -38,3 +38,11 @@ def test_bad_settings_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(["service", str(path)]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert "venues.deribit: Input should be a valid string" in err and "report_ttl_s" in err
+
+
+def test_the_service_refuses_to_start_without_api_keys(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("METARISK_API_KEYS", raising=False)
+    assert main(["service", str(ROOT / "examples" / "service.yaml")]) == EXIT_BAD_INPUT
+    assert "METARISK_API_KEYS" in capsys.readouterr().err
