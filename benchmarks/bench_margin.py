@@ -310,8 +310,7 @@ def bench_single(wallets: Sequence[Sequence[Position]], market: MarketSnapshot, 
         marks.append(tuple(c() for c in clocks))
         arrays.margin(np.eye(len(wallet)), offsets_across_accounts=False)
         marks.append(tuple(c() for c in clocks))
-        for rows in book.underlyings.values():
-            liquidation_moves(rows, 2.0 * mm, mm, max_rise=10.0)
+        liquidation_moves(book, 2.0 * mm, mm, max_rise=10.0)
         marks.append(tuple(c() for c in clocks))
         report_start = tuple(c() for c in clocks)
         compute_margin(wallets[(i + 97) % len(wallets)], market, params)

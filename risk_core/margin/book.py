@@ -83,7 +83,7 @@ class UnderlyingRows:
     lp_haircut1: Array
     scenario_vols: Array  # options x scenarios
     # the book's underlyings, valued together on first use (shared by every UnderlyingRows of the book)
-    book_valuation: _BookValuation = field(compare=False, repr=False)
+    book_valuation: BookValuation = field(compare=False, repr=False)
 
     @property
     def n_rows(self) -> int:
@@ -153,7 +153,7 @@ class UnderlyingRows:
         return self.book_valuation.greeks[self.asset]
 
 
-class _BookValuation:
+class BookValuation:
     """Base values, scenario values and greeks of every underlying of a book, computed on first use for all of
     them at once: the rows of all underlyings stacked, one revaluation and one Black-76 call instead of one per
     underlying (at ~20 options x 55 columns per underlying the time is numpy call overhead, not arithmetic).
@@ -190,33 +190,47 @@ class _BookValuation:
             lin, opt, lp = lin + n_lin, opt + n_opt, lp + n_lp
         return bounds
 
+    def revalue(self, moves: Array, vols: Array) -> list[tuple[Array, Array]]:
+        """Per underlying: (values, haircuts) in USD, its rows x columns, each underlying's rows moved by its row
+        of `moves` (underlyings x columns, relative spot moves) and the options at `vols` (stacked options x
+        columns). The same as each underlying's `UnderlyingRows.revalue` at its moves, in one revaluation."""
+        parts, stacked = self.underlyings, self._stacked
+        # each stacked row's moves are its underlying's, in the stacked order (linear, options, LP; by underlying)
+        rows_per_block = [rows.lin_base.size for rows in parts] + [rows.opt_quantity.size for rows in parts] + [
+            rows.lp_liquidity.size for rows in parts
+        ]
+        spot_shock = np.repeat(np.tile(moves, (3, 1)), rows_per_block, axis=0)
+        lin_value, lin_cut, opt_value, lp_value, lp_cut = stacked.revalue_blocks(spot_shock, vols)
+        out = []
+        for lin, opt, lp in self._block_bounds():
+            values = np.concatenate([lin_value[lin], opt_value[opt], lp_value[lp]])
+            haircuts = np.concatenate([lin_cut[lin], np.zeros_like(opt_value[opt]), lp_cut[lp]])
+            out.append((values, haircuts))
+        return out
+
+    @property
+    def option_sigma(self) -> Array:
+        """The snapshot's vol of every option, stacked."""
+        return self._stacked.opt_sigma
+
     @cached_property
     def valued(self) -> dict[str, tuple[Array, Array, Array]]:
         """Per underlying: (base values, base haircuts, scenario values). Each row is revalued at a first column
         of zero spot shock and the snapshot's vols (the base), then its underlying's scenarios; underlyings with
         fewer scenarios than the widest are padded with unshocked columns, dropped afterwards."""
-        parts, stacked, bounds = self.underlyings, self._stacked, self._block_bounds()
+        parts, bounds = self.underlyings, self._block_bounds()
         width = 1 + max(rows.scenarios.size for rows in parts)
-        shock_of_underlying = np.zeros((len(parts), width))
-        vols = np.empty((stacked.opt_quantity.size, width))
+        moves = np.zeros((len(parts), width))
+        vols = np.empty((self._stacked.opt_quantity.size, width))
         for u, (rows, (_, opt, _)) in enumerate(zip(parts, bounds, strict=True)):
             n_scenarios = rows.scenarios.size
-            shock_of_underlying[u, 1 : 1 + n_scenarios] = rows.scenarios.spot_shock
+            moves[u, 1 : 1 + n_scenarios] = rows.scenarios.spot_shock
             vols[opt, 0] = rows.opt_sigma
             vols[opt, 1 : 1 + n_scenarios] = rows.scenario_vols
             vols[opt, 1 + n_scenarios :] = rows.opt_sigma[:, None]
-        # each stacked row's moves: its underlying's, in the stacked order (linear, options, LP; by underlying)
-        rows_per_block = [rows.lin_base.size for rows in parts] + [rows.opt_quantity.size for rows in parts] + [
-            rows.lp_liquidity.size for rows in parts
-        ]
-        spot_shock = np.repeat(np.tile(shock_of_underlying, (3, 1)), rows_per_block, axis=0)
-        lin_value, lin_cut, opt_value, lp_value, lp_cut = stacked.revalue_blocks(spot_shock, vols)
         out = {}
-        for rows, (lin, opt, lp) in zip(parts, bounds, strict=True):
-            columns = 1 + rows.scenarios.size
-            values = np.concatenate([lin_value[lin, :columns], opt_value[opt, :columns], lp_value[lp, :columns]])
-            base_haircut = np.concatenate([lin_cut[lin, :1], np.zeros((opt.stop - opt.start, 1)), lp_cut[lp, :1]])
-            out[rows.asset] = (values[:, :1], base_haircut, values[:, 1:])
+        for rows, (values, haircuts) in zip(parts, self.revalue(moves, vols), strict=True):
+            out[rows.asset] = (values[:, :1], haircuts[:, :1], values[:, 1 : 1 + rows.scenarios.size])
         return out
 
     @cached_property
@@ -288,6 +302,7 @@ class ResolvedBook:
     contingency: ContingencyKeys
     notional: Array  # USD traded to close each position (liquidation cost base)
     warnings: list[str]
+    valuation: BookValuation  # the underlyings' values and greeks, computed together on first use
 
 
 class _Resolver:
@@ -483,7 +498,7 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
         held0, held1 = np.maximum(amount0, 0.0) * price0, np.maximum(amount1, 0.0) * price1
         fixed_value[at[fixed]] = value[fixed]
         fixed_haircut[at[fixed]] = (h0 * held0 + h1 * held1)[fixed]
-    valuation = _BookValuation()
+    valuation = BookValuation()
     underlyings = {asset: _freeze(asset, b, r, params, valuation) for asset, b in sorted(builders.items())}
     valuation.underlyings = list(underlyings.values())
     entries = np.array(key_entries, dtype=np.float64).reshape(-1, 3)
@@ -504,6 +519,7 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
         ),
         notional=notional,
         warnings=r.warnings,
+        valuation=valuation,
     )
 
 
@@ -534,7 +550,7 @@ def _scenario_set(
 
 
 def _freeze(
-    asset: str, b: _RowsBuilder, r: _Resolver, params: RiskParams, valuation: _BookValuation
+    asset: str, b: _RowsBuilder, r: _Resolver, params: RiskParams, valuation: BookValuation
 ) -> UnderlyingRows:
     spot = r.required_price(asset, f"market.spot.{asset}")
     dispersion = r.market.dispersion.get(asset, 0.0)

@@ -78,6 +78,7 @@ def compute_margin(
             warnings.append(f"position source {s.name} is {s.status}" + (f": {s.reason}" if s.reason else ""))
 
     greeks = _position_greeks(book)
+    liquidation = liquidation_moves(book, collateral, mm, max_rise=_MAX_RISE_SEARCHED)
     plan = None
     if status == "liquidatable":
         plan = _plan(book, arrays, collateral, params, value, haircut)
@@ -126,7 +127,7 @@ def compute_margin(
             for i, p in enumerate(positions)
         ],
         underlyings={
-            asset: _underlying_report(rows, arrays, collateral, mm) for asset, rows in book.underlyings.items()
+            asset: _underlying_report(rows, arrays, liquidation[asset]) for asset, rows in book.underlyings.items()
         },
         by_venue=_breakdown(arrays, value, haircut, [p.venue for p in positions]),
         by_chain=_breakdown(arrays, value, haircut, [p.chain for p in positions]),
@@ -145,13 +146,15 @@ def _position_greeks(book: ResolvedBook) -> tuple[Array, Array, Array, Array]:
     return out  # type: ignore[return-value]
 
 
-def _underlying_report(rows: UnderlyingRows, arrays: RiskArrays, collateral: float, mm: float) -> UnderlyingRisk:
+def _underlying_report(
+    rows: UnderlyingRows, arrays: RiskArrays, liquidation: tuple[float | None, float | None]
+) -> UnderlyingRisk:
     sc = rows.scenarios
     counted = arrays.pnl[rows.asset].sum(axis=0)
     raw = arrays.raw_pnl[rows.asset].sum(axis=0)
     worst = int(np.argmin(counted))
     delta, gamma, vega, theta = (float(g.sum()) for g in rows.greeks())
-    down, up = liquidation_moves(rows, collateral, mm, max_rise=_MAX_RISE_SEARCHED)
+    down, up = liquidation
     n_spot, n_vol = len(sc.grid_spots), len(sc.grid_vols)
     tail = [i for i in range(sc.grid_size, sc.size) if sc.kind(i) == "extreme"]
     skew = [i for i in range(sc.grid_size, sc.size) if sc.kind(i) == "skew"]

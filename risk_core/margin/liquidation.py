@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from risk_core.margin.book import UnderlyingRows
+from risk_core.margin.book import ResolvedBook
 from risk_core.margin.risk_arrays import RiskArrays
 
 Array = NDArray[np.float64]
@@ -17,60 +17,66 @@ _REFINEMENTS = 3  # each narrows the bracket 8-fold: 1/40/512 of the range, then
 
 
 def _first_crossings(surplus: Callable[[Array], Array], far: Array) -> list[float | None]:
-    """Per direction d: the smallest |move| toward `far[d]` at which surplus(move) turns negative, None if it
-    never does. Every direction's grid is evaluated in the same surplus call (one revaluation per stage instead
-    of one per direction); each direction's points and bracketing are exactly those of a search on its own."""
-    n_dir = far.size
-    coarse = np.linspace(0.0, far, _COARSE_STEPS + 1)  # points x directions
-    values = surplus(coarse.T.ravel()).reshape(n_dir, -1).T
-    found: list[float | None] = [None] * n_dir
-    brackets: dict[int, list[float]] = {}  # direction -> [x0, x1, y0, y1], surplus(x0) >= 0 > surplus(x1)
-    for d in range(n_dir):
-        below = np.flatnonzero(values[:, d] < 0)
-        if below.size == 0:
-            continue
-        j = int(below[0])
-        if j == 0:
-            found[d] = 0.0
-            continue
-        brackets[d] = [coarse[j - 1, d], coarse[j, d], values[j - 1, d], values[j, d]]
-    if not brackets:
-        return found
-    searched = list(brackets)
-    for _ in range(_REFINEMENTS):
-        lo = np.array([brackets[d][0] for d in searched])
-        hi = np.array([brackets[d][1] for d in searched])
-        fine = np.linspace(lo, hi, _FINE_STEPS + 1)[1:-1]  # interior points x searched directions
-        fine_values = surplus(fine.T.ravel()).reshape(len(searched), -1).T
-        for col, d in enumerate(searched):
-            x0, x1, y0, y1 = brackets[d]
-            below = np.flatnonzero(fine_values[:, col] < 0)
-            m = int(below[0]) if below.size else fine.shape[0]
-            x0, y0 = (fine[m - 1, col], fine_values[m - 1, col]) if m > 0 else (x0, y0)
-            x1, y1 = (fine[m, col], fine_values[m, col]) if m < fine.shape[0] else (x1, y1)
-            brackets[d] = [x0, x1, y0, y1]
-    for d, (x0, x1, y0, y1) in brackets.items():
-        found[d] = float(x0 + (x1 - x0) * y0 / (y0 - y1))
+    """Per direction d: the smallest |move| toward `far[d]` at which surplus turns negative, None if it never
+    does. `surplus` maps moves (directions x points) to surplus values of the same shape, so every direction's
+    grid is evaluated in one call per stage; each direction's points and brackets are exactly those of a search
+    on its own (coarse grid, then refinements of the bracketing step, then linear interpolation)."""
+    coarse = np.linspace(0.0, far, _COARSE_STEPS + 1).T  # directions x points
+    values = surplus(coarse)
+    below = values < 0
+    crossed: NDArray[np.bool_] = np.any(below, axis=1)
+    j = np.where(crossed, below.argmax(axis=1), 1)  # first point below (1 where none: a placeholder bracket)
+    rows = np.arange(far.size)
+    x0, x1, y0, y1 = coarse[rows, j - 1], coarse[rows, j], values[rows, j - 1], values[rows, j]
+    searched: NDArray[np.bool_] = crossed & (j > 0)
+    if searched.any():
+        for _ in range(_REFINEMENTS):
+            fine = np.linspace(x0, x1, _FINE_STEPS + 1)[1:-1].T  # interior points, directions x points
+            fine_values = surplus(fine)
+            below = fine_values < 0
+            m = np.where(below.any(axis=1), below.argmax(axis=1), _FINE_STEPS - 1)  # first below, else past the end
+            moves_lo, moves_hi = m > 0, m < _FINE_STEPS - 1
+            lo_at, hi_at = np.maximum(m - 1, 0), np.minimum(m, _FINE_STEPS - 2)
+            x0, y0 = np.where(moves_lo, fine[rows, lo_at], x0), np.where(moves_lo, fine_values[rows, lo_at], y0)
+            x1, y1 = np.where(moves_hi, fine[rows, hi_at], x1), np.where(moves_hi, fine_values[rows, hi_at], y1)
+    found: list[float | None] = []
+    for d in range(far.size):
+        if not crossed[d]:
+            found.append(None)
+        elif not searched[d]:
+            found.append(0.0)
+        else:
+            found.append(float(x0[d] + (x1[d] - x0[d]) * y0[d] / (y0[d] - y1[d])))
     return found
 
 
 def liquidation_moves(
-    rows: UnderlyingRows, collateral: float, maintenance: float, *, max_rise: float
-) -> tuple[float | None, float | None]:
-    """Relative spot moves (down, up) of one underlying, others held, at which the haircut collateral meets MM.
-
-    MM is held at its current value; vols are held at the snapshot's.
-    """
-    base_value, base_cut = rows.base()
-    base_change = float(base_value.sum() - base_cut.sum())
+    book: ResolvedBook, collateral: float, maintenance: float, *, max_rise: float
+) -> dict[str, tuple[float | None, float | None]]:
+    """Per underlying: relative spot moves (down, up), other underlyings held, at which the haircut collateral
+    meets MM. MM is held at its current value; vols are held at the snapshot's. Both directions of every
+    underlying are searched together, one revaluation of the book per stage."""
+    underlyings = list(book.underlyings.values())
+    if not underlyings:
+        return {}
+    base_change = []
+    for rows in underlyings:
+        base_value, base_cut = rows.base()
+        base_change.append(float(base_value.sum() - base_cut.sum()))
+    sigma = book.valuation.option_sigma[:, None]
 
     def surplus(moves: Array) -> Array:
-        vols = np.broadcast_to(rows.opt_sigma[:, None], (rows.opt_sigma.size, moves.size))
-        values, cuts = rows.revalue(moves, vols)
-        return collateral + (values.sum(axis=0) - cuts.sum(axis=0) - base_change) - maintenance
+        points = moves.shape[1]
+        per_underlying = moves.reshape(len(underlyings), 2 * points)  # its down moves, then its up moves
+        vols = np.broadcast_to(sigma, (sigma.shape[0], 2 * points))
+        out = [
+            collateral + (values.sum(axis=0) - cuts.sum(axis=0) - change) - maintenance
+            for (values, cuts), change in zip(book.valuation.revalue(per_underlying, vols), base_change, strict=True)
+        ]
+        return np.array(out).reshape(moves.shape)
 
-    down, up = _first_crossings(surplus, np.array([-0.999, max_rise]))
-    return down, up
+    found = _first_crossings(surplus, np.tile([-0.999, max_rise], len(underlyings)))
+    return {rows.asset: (found[2 * u], found[2 * u + 1]) for u, rows in enumerate(underlyings)}
 
 
 def liquidation_plan(
