@@ -57,7 +57,11 @@ def compute_margin(
     equity = float(value.sum())
     collateral = equity - float(haircut.sum())
 
-    figures = arrays.margin(np.ones((1, n)))
+    # the book (W = 1) and its venue and chain breakdowns, margined in one call
+    venues, venue_member = _membership([p.venue for p in positions])
+    chains, chain_member = _membership([p.chain for p in positions])
+    figures = arrays.margin(np.concatenate([np.ones((1, n)), venue_member, chain_member]))
+    venue_mm, chain_mm = np.split(figures.maintenance[1:], [len(venues)])
     mm = float(figures.maintenance[0])
     im = mm * params.im_factor
     standalone = arrays.margin(np.eye(n), offsets_across_accounts=False).maintenance if n else np.zeros(0)
@@ -129,8 +133,8 @@ def compute_margin(
         underlyings={
             asset: _underlying_report(rows, arrays, liquidation[asset]) for asset, rows in book.underlyings.items()
         },
-        by_venue=_breakdown(arrays, value, haircut, [p.venue for p in positions]),
-        by_chain=_breakdown(arrays, value, haircut, [p.chain for p in positions]),
+        by_venue=_breakdown(venues, venue_member, venue_mm, value, haircut),
+        by_chain=_breakdown(chains, chain_member, chain_mm, value, haircut),
         liquidation_plan=plan,
         venue_margins=compute_venue_margins(positions, market, venue_states),
     )
@@ -187,12 +191,15 @@ def _underlying_report(
     )
 
 
-def _breakdown(arrays: RiskArrays, value: Array, haircut: Array, labels: list[str]) -> dict[str, Breakdown]:
+def _membership(labels: list[str]) -> tuple[list[str], Array]:
+    """The distinct labels, sorted, and a 0/1 matrix (labels x positions) of which positions carry each."""
     names = sorted(set(labels))
-    member = np.array([[label == name for label in labels] for name in names], dtype=np.float64)
-    if not names:
-        return {}
-    mm = arrays.margin(member).maintenance
+    index = {name: j for j, name in enumerate(names)}
+    of_position = np.array([index[label] for label in labels], dtype=np.intp)
+    return names, (np.arange(len(names))[:, None] == of_position[None, :]).astype(np.float64)
+
+
+def _breakdown(names: list[str], member: Array, mm: Array, value: Array, haircut: Array) -> dict[str, Breakdown]:
     return {
         name: Breakdown(
             equity_usd=float(member[j] @ value),
