@@ -33,10 +33,6 @@ def svi_total_variance(
     return a + b * (rho * x + np.sqrt(x * x + sigma * sigma))
 
 
-def _svi_slice(k: Array, *, a: float, b: float, rho: float, m: float, sigma: float) -> Array:
-    return svi_total_variance(k, a, b, rho, m, sigma)
-
-
 def _linear_slice(k: Array, *, strikes_k: Array, variances: Array) -> Array:
     return np.asarray(np.interp(k, strikes_k, variances), dtype=np.float64)
 
@@ -45,31 +41,31 @@ class ResolvedSurface:
     """A surface resolved once against its snapshot: slice times and per-slice total-variance functions."""
 
     def __init__(self, surface: VolSurface, as_of: datetime, forward: Forward) -> None:
-        slices: dict[datetime, Callable[[Array], Array]] = {}
+        expiries: list[datetime] = []
+        # SVI: the parameters of each live slice (rows a, b, rho, m, sigma), gathered per query by `_variance_at`
+        # so that all queries are evaluated in one call; quoted points: an interpolating function per slice
+        self._svi: Array | None = None
+        self._variance: list[Callable[[Array], Array]] = []
         if isinstance(surface, SVISurface):
-            for s in surface.svi:
-                slices[s.expiry] = partial(_svi_slice, a=s.a, b=s.b, rho=s.rho, m=s.m, sigma=s.sigma)
+            params = {s.expiry: (s.a, s.b, s.rho, s.m, s.sigma) for s in surface.svi}
+            expiries = sorted(e for e in params if e > as_of)
+            self._svi = np.array([params[e] for e in expiries], dtype=np.float64).reshape(-1, 5).T
         elif isinstance(surface, PointsSurface):
             by_expiry: dict[datetime, list[tuple[float, float]]] = {}
             for p in surface.points:
                 by_expiry.setdefault(p.expiry, []).append((p.strike, p.iv))
+            slices: dict[datetime, Callable[[Array], Array]] = {}
             for expiry, quotes in by_expiry.items():
                 t = year_fraction(as_of, expiry)
                 quotes.sort()
                 ks = np.log(np.array([q[0] for q in quotes]) / forward(expiry))
                 ws = np.array([q[1] for q in quotes]) ** 2 * t
                 slices[expiry] = partial(_linear_slice, strikes_k=ks, variances=ws)
-        live = sorted((e, f) for e, f in slices.items() if e > as_of)
-        if not live:
+            expiries = sorted(e for e in slices if e > as_of)
+            self._variance = [slices[e] for e in expiries]
+        if not expiries:
             raise ValueError("every expiry of the surface is at or before the snapshot time")
-        self._times = np.array([year_fraction(as_of, e) for e, _ in live])
-        self._variance = [f for _, f in live]
-        # SVI parameters per live slice (rows a, b, rho, m, sigma): lets `_variance_at` gather each query's slice
-        # and evaluate all queries in one call instead of one call per slice
-        self._svi: Array | None = None
-        if isinstance(surface, SVISurface):
-            params_by_expiry = {s.expiry: (s.a, s.b, s.rho, s.m, s.sigma) for s in surface.svi}
-            self._svi = np.array([params_by_expiry[e] for e, _ in live], dtype=np.float64).T
+        self._times = np.array([year_fraction(as_of, e) for e in expiries])
 
     def _variance_at(self, slice_index: NDArray[np.intp], k: Array) -> Array:
         """Total variance of slice `slice_index[i]` at `k[i]`: each slice is evaluated only where it is needed."""
