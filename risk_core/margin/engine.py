@@ -61,7 +61,7 @@ def compute_margin(
     venues, venue_member = _membership([p.venue for p in positions])
     chains, chain_member = _membership([p.chain for p in positions])
     figures = arrays.margin(np.concatenate([np.ones((1, n)), venue_member, chain_member]))
-    venue_mm, chain_mm = np.split(figures.maintenance[1:], [len(venues)])
+    venue_mm, chain_mm = figures.maintenance[1 : 1 + len(venues)], figures.maintenance[1 + len(venues) :]
     mm = float(figures.maintenance[0])
     im = mm * params.im_factor
     standalone = arrays.margin(np.eye(n), offsets_across_accounts=False).maintenance if n else np.zeros(0)

@@ -92,7 +92,8 @@ def shocked_vols(
     )
     if not np.any(scenarios.skew):
         return shocked
-    linear_tilt = np.clip(skew.linear_slope * log_moneyness, -skew.cap, skew.cap)[:, None]
+    # a clip, as two ufuncs: np.clip's Python wrapper costs more than the arithmetic at this size
+    linear_tilt = np.minimum(np.maximum(skew.linear_slope * log_moneyness, -skew.cap), skew.cap)[:, None]
     abs_tilt = np.minimum(skew.abs_slope * np.abs(log_moneyness), skew.cap)[:, None]
     code = scenarios.skew[None, :]
     tilt = np.where(

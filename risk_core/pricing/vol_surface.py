@@ -89,10 +89,11 @@ class ResolvedSurface:
         t, k = t.ravel(), k.ravel()
         times = self._times
         # the two slices around each T (one slice, scaled, before the first expiry and after the last)
-        after = np.searchsorted(times, t)
-        lo = np.clip(after - 1, 0, times.size - 1)
-        hi = np.clip(after, 0, times.size - 1)
-        w_lo, w_hi = self._variance_at(lo, k), self._variance_at(hi, k)
+        after = np.searchsorted(times, t)  # in 0..times.size
+        lo = np.maximum(after - 1, 0)
+        hi = np.minimum(after, times.size - 1)
+        both = self._variance_at(np.concatenate([lo, hi]), np.concatenate([k, k]))  # both slices in one call
+        w_lo, w_hi = both[: k.size], both[k.size :]
         t_lo, t_hi = times[lo], times[hi]
         flat = lo == hi
         span = np.where(flat, 1.0, t_hi - t_lo)
