@@ -308,7 +308,7 @@ def bench_single(wallets: Sequence[Sequence[Position]], market: MarketSnapshot, 
         arrays.position_values()
         mm = float(arrays.margin(np.ones((1, len(wallet)))).maintenance[0])
         marks.append(tuple(c() for c in clocks))
-        arrays.margin(np.eye(len(wallet)), offsets_across_accounts=False)
+        arrays.standalone_margins()
         marks.append(tuple(c() for c in clocks))
         liquidation_moves(book, 2.0 * mm, mm, max_rise=10.0)
         marks.append(tuple(c() for c in clocks))
@@ -339,7 +339,7 @@ def bench_single(wallets: Sequence[Sequence[Position]], market: MarketSnapshot, 
         Row("  2. RiskArrays (revaluation, deltas, groups)", fmt("arrays"), "the risk-array part"),
         Row("  3. margin(W=1) + position values", fmt("figure"), ""),
         Row("margin figure (1 + 2 + 3)", fmt("margin figure"), "what the batch path gives per wallet"),
-        Row("  standalone margins (W = identity)", fmt("standalone"), "report only"),
+        Row("  standalone margins", fmt("standalone"), "report only"),
         Row("  liquidation distances (all underlyings)", fmt("liquidation"), "report only"),
         Row("compute_margin: full MarginReport", fmt("full"),
             "adds greeks, grids, standalone, breakdowns, liquidation distances"),

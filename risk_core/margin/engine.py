@@ -64,7 +64,7 @@ def compute_margin(
     venue_mm, chain_mm = figures.maintenance[1 : 1 + len(venues)], figures.maintenance[1 + len(venues) :]
     mm = float(figures.maintenance[0])
     im = mm * params.im_factor
-    standalone = arrays.margin(np.eye(n), offsets_across_accounts=False).maintenance if n else np.zeros(0)
+    standalone = arrays.standalone_margins()
     isolated = float(standalone.sum())
     status: Literal["healthy", "margin_call", "liquidatable"] = (
         "liquidatable" if collateral < mm else "margin_call" if collateral < im else "healthy"

@@ -64,6 +64,8 @@ class RiskArrays:
         groups[[chain_index[chain] for _, chain, _ in places], every] = 1.0
         groups[[account_index[place] for place in places], every] = 1.0
         self.groups = groups
+        # groups x rows of each underlying, sliced once rather than in every `margin` call
+        self.row_groups = {asset: groups[:, rows.members] for asset, rows in book.underlyings.items()}
 
     def position_values(self) -> tuple[Array, Array]:
         """Mark value and collateral haircut per position, taken from its primary underlying's rows."""
@@ -76,34 +78,43 @@ class RiskArrays:
             haircut[rows.members[own]] = self.base_haircut[asset][own]
         return value, haircut
 
-    def margin(self, weights: Array, *, offsets_across_accounts: bool = True) -> MarginFigures:
-        """Margin figures for each row of `weights` (rows x positions).
-
-        With `offsets_across_accounts` false every row is taken as one venue-account (standalone margins),
-        which skips the chain and venue levels.
-        """
+    def margin(self, weights: Array) -> MarginFigures:
+        """Margin figures for each row of `weights` (rows x positions)."""
         w = np.atleast_2d(weights)
-        groups = self.groups if offsets_across_accounts else self.groups[:1]
-        k, g = w.shape[0], groups.shape[0]
+        k, g = w.shape[0], self.groups.shape[0]
         losses: dict[str, Array] = {}
         deltas: dict[str, Array] = {}
         for asset, rows in self.book.underlyings.items():
             members = rows.members
-            mix = (w[:, None, members] * groups[None, :, members]).reshape(k * g, members.size)
+            mix = (w[:, None, members] * self.row_groups[asset][None, :, :]).reshape(k * g, members.size)
             losses[asset] = scenario_loss(mix @ self.pnl[asset]).reshape(k, g)
             if asset in self.row_delta:
                 deltas[asset] = (mix @ self.row_delta[asset]).reshape(k, g)
         risk = combine_underlyings(losses, deltas, self.pairs, shape=(k, g))
-        if offsets_across_accounts:
-            combined = combine_levels(
-                everything=risk[:, 0],
-                siloed_by_chain=risk[:, 1 : 1 + self.n_chains].sum(axis=1),
-                siloed_by_account=risk[:, 1 + self.n_chains :].sum(axis=1),
-                offsets=self.params.offset_credit,
-            )
-        else:
-            combined = risk[:, 0]
+        combined = combine_levels(
+            everything=risk[:, 0],
+            siloed_by_chain=risk[:, 1 : 1 + self.n_chains].sum(axis=1),
+            siloed_by_account=risk[:, 1 + self.n_chains :].sum(axis=1),
+            offsets=self.params.offset_credit,
+        )
         return MarginFigures(risk=combined, contingency=self.contingency(w))
+
+    def standalone_margins(self) -> Array:
+        """Maintenance margin of each position alone, as one venue-account (no chain or venue levels): what
+        `margin` gives for the whole book's group at identity weights, without the n x n products. An identity
+        row picks out the position's own P&L row exactly (every other term is a product with 0), so its loss in
+        an underlying is its row's loss, 0 where it has no row; likewise its delta."""
+        n = len(self.book.positions)
+        losses: dict[str, Array] = {}
+        deltas: dict[str, Array] = {}
+        for asset, rows in self.book.underlyings.items():
+            losses[asset] = np.zeros((n, 1))
+            losses[asset][rows.members, 0] = scenario_loss(self.pnl[asset])
+            if asset in self.row_delta:
+                deltas[asset] = np.zeros((n, 1))
+                deltas[asset][rows.members, 0] = self.row_delta[asset]
+        risk = combine_underlyings(losses, deltas, self.pairs, shape=(n, 1))[:, 0]
+        return risk + self.contingency(np.eye(n))
 
     def contingency(self, weights: Array) -> Array:
         keys = self.book.contingency
