@@ -86,17 +86,19 @@ def shocked_vols(
     `min_vol_up`; skew scenarios tilt each vol by its log-moneyness, capped.
     """
     sig = sigma[:, None]
-    move = scenarios.vol_shock[None, :] * tenor_scale[:, None]
+    growth = 1.0 + scenarios.vol_shock[None, :] * tenor_scale[:, None]
     shocked = np.where(
-        scenarios.vol_shock[None, :] > 0, np.maximum(sig * (1.0 + move), min_vol_up), sig * np.maximum(1.0 + move, 0.0)
+        scenarios.vol_shock[None, :] > 0, np.maximum(sig * growth, min_vol_up), sig * np.maximum(growth, 0.0)
     )
-    if not np.any(scenarios.skew):
+    tilted = np.flatnonzero(scenarios.skew)  # the few skew scenarios: only their columns are recomputed
+    if not tilted.size:
         return shocked
     # a clip, as two ufuncs: np.clip's Python wrapper costs more than the arithmetic at this size
     linear_tilt = np.minimum(np.maximum(skew.linear_slope * log_moneyness, -skew.cap), skew.cap)[:, None]
     abs_tilt = np.minimum(skew.abs_slope * np.abs(log_moneyness), skew.cap)[:, None]
-    code = scenarios.skew[None, :]
+    code = scenarios.skew[tilted][None, :]
     tilt = np.where(
         code == SKEW_LINEAR_UP, linear_tilt, np.where(code == SKEW_LINEAR_DOWN, -linear_tilt, abs_tilt)
     )
-    return np.where(code == SKEW_NONE, shocked, sig * (1.0 + tilt))
+    shocked[:, tilted] = sig * (1.0 + tilt)
+    return shocked
