@@ -375,7 +375,7 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
     fixed_value = np.zeros(n)
     fixed_haircut = np.zeros(n)
     priced = np.ones(n, dtype=bool)
-    notional = np.zeros(n)
+    notional = [0.0] * n  # a list while positions are visited one by one (a numpy item write costs more)
     keys: dict[tuple[object, ...], int] = {}
     key_entries: list[tuple[int, int, float]] = []
     key_rate: list[float] = []
@@ -413,7 +413,23 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
         return terms
 
     for i, p in enumerate(positions):
-        if isinstance(p, (SpotPosition, LendPosition, BorrowPosition)):
+        if isinstance(p, OptionPosition):  # first: most positions of a book are options
+            underlying, expiry, quantity = p.underlying, p.expiry, p.quantity
+            spot = spot_of.get(underlying) or r.required_price(underlying, f"positions[{i}].underlying")
+            if underlying not in market.vol:
+                raise InputError(f"positions[{i}].underlying", f"no vol surface for {underlying} in market.vol")
+            years, fwd, discount, tenor = dated.get((underlying, expiry)) or expiry_terms(i, underlying, expiry, spot)
+            b = builders.get(underlying) or builder(underlying)
+            b.opt_pos.append(i)
+            inverse = spot / fwd if p.settlement == "inverse" else 1.0
+            b.opt.append((quantity * inverse, fwd, p.strike, years, p.option_type == "call", discount, tenor, 0.0))
+            primary[i] = underlying
+            notional[i] = abs(quantity) * spot
+            add_key(
+                (p.venue, p.chain, p.account, "option", underlying, p.option_type, p.strike, expiry, p.settlement),
+                i, quantity, spot * rate_option, True,
+            )
+        elif isinstance(p, (SpotPosition, LendPosition, BorrowPosition)):
             price = r.price(p.asset)
             if price is None:
                 where = f"positions[{i}]"
@@ -452,21 +468,6 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
             primary[i] = p.underlying
             notional[i] = abs(p.quantity) * mark
             add_key(key, i, p.quantity, mark * rate_perp, False)
-        elif isinstance(p, OptionPosition):
-            spot = spot_of.get(p.underlying) or r.required_price(p.underlying, f"positions[{i}].underlying")
-            if p.underlying not in market.vol:
-                raise InputError(f"positions[{i}].underlying", f"no vol surface for {p.underlying} in market.vol")
-            years, fwd, discount, tenor = expiry_terms(i, p.underlying, p.expiry, spot)
-            b = builder(p.underlying)
-            b.opt_pos.append(i)
-            inverse = spot / fwd if p.settlement == "inverse" else 1.0
-            b.opt.append((p.quantity * inverse, fwd, p.strike, years, p.option_type == "call", discount, tenor, 0.0))
-            primary[i] = p.underlying
-            notional[i] = abs(p.quantity) * spot
-            add_key(
-                (p.venue, p.chain, p.account, "option", p.underlying, p.option_type, p.strike, p.expiry, p.settlement),
-                i, p.quantity, spot * rate_option, True,
-            )
         elif isinstance(p, LPPosition):
             where = f"positions[{i}]"
             price0 = r.required_price(p.token0, f"{where}.token0")
@@ -489,12 +490,13 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
                              price0, price1, h0, h1))
             primary[i] = risky[0]
 
+    notional_usd = np.array(notional)
     if lp_marks:
         at, liquidity, pool, lower, upper, price0, price1, h0, h1, fixed = np.array(lp_marks, dtype=np.float64).T
         at, fixed = at.astype(np.intp), fixed.astype(bool)
         amount0, amount1 = lp_amounts(liquidity, pool, lower, upper)
         value = amount0 * price0 + amount1 * price1
-        notional[at] = np.abs(value)
+        notional_usd[at] = np.abs(value)
         held0, held1 = np.maximum(amount0, 0.0) * price0, np.maximum(amount1, 0.0) * price1
         fixed_value[at[fixed]] = value[fixed]
         fixed_haircut[at[fixed]] = (h0 * held0 + h1 * held1)[fixed]
@@ -517,7 +519,7 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
             rate=np.array(key_rate),
             short_only=np.array(key_short, dtype=bool),
         ),
-        notional=notional,
+        notional=notional_usd,
         warnings=r.warnings,
         valuation=valuation,
     )
