@@ -63,17 +63,15 @@ def liquidation_moves(
     for rows in underlyings:
         base_value, base_cut = rows.base()
         base_change.append(float(base_value.sum() - base_cut.sum()))
+    # surplus = collateral - MM + the change of each underlying's net value from its base
+    offset = (collateral - maintenance) - np.array(base_change)[:, None]
     sigma = book.valuation.option_sigma[:, None]
 
     def surplus(moves: Array) -> Array:
         points = moves.shape[1]
         per_underlying = moves.reshape(len(underlyings), 2 * points)  # its down moves, then its up moves
         vols = np.broadcast_to(sigma, (sigma.shape[0], 2 * points))
-        out = [
-            collateral + (values.sum(axis=0) - cuts.sum(axis=0) - change) - maintenance
-            for (values, cuts), change in zip(book.valuation.revalue(per_underlying, vols), base_change, strict=True)
-        ]
-        return np.array(out).reshape(moves.shape)
+        return (book.valuation.net_totals(per_underlying, vols) + offset).reshape(moves.shape)
 
     found = _first_crossings(surplus, np.tile([-0.999, max_rise], len(underlyings)))
     return {rows.asset: (found[2 * u], found[2 * u + 1]) for u, rows in enumerate(underlyings)}
