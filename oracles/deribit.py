@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 import aiohttp
 
-from oracles.http import SourceError, VenueModel, parse, request_json
 from oracles.observations import PriceObservation
 from oracles.surface import OptionQuote, VenueChain
+from venue_http import SourceError, VenueModel, parse, request_json
 
 HEARTBEAT_S = 60.0
 

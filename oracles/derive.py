@@ -14,9 +14,9 @@ from typing import Annotated, Any
 import aiohttp
 from pydantic import BeforeValidator
 
-from oracles.http import SourceError, VenueModel, decimal_str, parse, request_json
 from oracles.observations import PriceObservation
 from oracles.surface import OptionQuote, VenueChain
+from venue_http import SourceError, VenueModel, decimal_str, parse, request_json
 
 Dec = Annotated[float, BeforeValidator(decimal_str)]
 HEARTBEAT_S = 60.0

@@ -9,8 +9,8 @@ from typing import Annotated
 import aiohttp
 from pydantic import BeforeValidator
 
-from oracles.http import SourceError, VenueModel, decimal_str, parse, request_json
 from oracles.observations import PriceObservation
+from venue_http import SourceError, VenueModel, decimal_str, parse, request_json
 
 Dec = Annotated[float, BeforeValidator(decimal_str)]
 HEARTBEAT_S = 60.0  # validators publish oracle prices every ~3 s

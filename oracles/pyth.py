@@ -8,8 +8,8 @@ from typing import Annotated
 import aiohttp
 from pydantic import Field
 
-from oracles.http import VenueModel, parse, request_json
 from oracles.observations import PriceObservation, observation_from_pyth
+from venue_http import VenueModel, parse, request_json
 
 HEARTBEAT_S = 60.0  # Hermes publishes every ~400 ms; a minute-old price is stale for a risk snapshot
 IntStr = Annotated[str, Field(pattern=r"^-?[0-9]+$")]

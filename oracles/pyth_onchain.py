@@ -16,8 +16,8 @@ from web3 import AsyncWeb3
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
 
 from chains.client import ChainClient
-from oracles.http import SourceError
 from oracles.observations import PriceObservation, observation_from_pyth
+from venue_http import SourceError
 
 # The one function read, as in shared/interfaces/pyth/IPyth.json (a test checks they agree).
 GET_PRICE_NO_OLDER_THAN_ABI: list[dict[str, Any]] = [{

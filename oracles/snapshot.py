@@ -27,12 +27,12 @@ import aiohttp
 from oracles.aggregation import AggregatedPrice, AggregationPolicy, compute_aggregate
 from oracles.deribit import fetch_deribit_market
 from oracles.derive import fetch_derive_index, fetch_derive_market
-from oracles.http import SourceError
 from oracles.hyperliquid import fetch_hyperliquid_observations
 from oracles.observations import PriceObservation
 from oracles.pyth import fetch_pyth_observations
 from oracles.surface import SurfaceFit, SurfacePolicy, VenueChain, compute_surface
 from risk_core.schema.market import MarketSnapshot, SourceStatus
+from venue_http import SourceError
 
 
 @dataclass(frozen=True)

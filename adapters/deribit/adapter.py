@@ -18,10 +18,10 @@ from typing import Any, Literal
 import aiohttp
 
 from adapters.base import AdapterResult
-from adapters.hyperliquid.http import VenueError, VenueModel, parse, request_json
 from risk_core.schema.market import SourceStatus
 from risk_core.schema.positions import FuturePosition, OptionPosition, PerpPosition, Position, Provenance
 from risk_core.schema.venues import VenueState
+from venue_http import SourceError, VenueModel, parse, request_json
 
 MONTHS = {m: i for i, m in enumerate(
     ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), start=1)}
@@ -77,11 +77,11 @@ async def _call(session: aiohttp.ClientSession, base_url: str, method: str, *, t
     try:
         data = await request_json(session, "GET", f"{base_url}/{method}", params=params, headers=headers,
                                   timeout_s=timeout_s)
-    except VenueError as e:
-        raise VenueError(f"{method}: {e}") from e
+    except SourceError as e:
+        raise SourceError(f"{method}: {e}") from e
     env = parse(Envelope, data, what=f"deribit {method}")
     if env.error is not None:
-        raise VenueError(f"deribit {method}: error {env.error.get('code')} {env.error.get('message')}")
+        raise SourceError(f"deribit {method}: error {env.error.get('code')} {env.error.get('message')}")
     return env.result
 
 
@@ -103,7 +103,7 @@ async def fetch_deribit_positions(
         reported: dict[str, float] = {}
         for cur, page in zip(currencies, pages, strict=True):
             if not isinstance(page, list):
-                raise VenueError("unexpected deribit get_positions response: not a list")
+                raise SourceError("unexpected deribit get_positions response: not a list")
             items = [parse(Position_, x, what="deribit position") for x in page]
             positions.extend(compute_position(p, account=account, as_of=at) for p in items if p.size != 0)
             if items:
@@ -111,7 +111,7 @@ async def fetch_deribit_positions(
                 im, mm = sum(p.initial_margin for p in items), sum(p.maintenance_margin for p in items)
                 reported.update({f"{cur}.initial_margin": im, f"{cur}.maintenance_margin": mm,
                                  f"{cur}.initial_margin_usd": im * index, f"{cur}.maintenance_margin_usd": mm * index})
-    except VenueError as e:
+    except SourceError as e:
         return AdapterResult(source=source, status=SourceStatus(name=source, status="failed", reason=str(e),
                                                                 as_of=at))
     status = SourceStatus(name=source, status="ok", reason=f"{len(positions)} positions", as_of=at)

@@ -19,10 +19,10 @@ from eth_account.messages import encode_defunct
 from pydantic import BeforeValidator
 
 from adapters.base import AdapterResult
-from adapters.hyperliquid.http import VenueError, VenueModel, decimal_str, parse, request_json
 from risk_core.schema.market import SourceStatus
 from risk_core.schema.positions import OptionPosition, PerpPosition, Position, Provenance, SpotPosition
 from risk_core.schema.venues import VenueMethod, VenueState
+from venue_http import SourceError, VenueModel, decimal_str, parse, request_json
 
 Dec = Annotated[float, BeforeValidator(decimal_str)]
 CHAIN = "derive"
@@ -82,7 +82,7 @@ def compute_positions(sub: Subaccount, *, wallet: str, as_of: datetime) -> list[
             out.append(PerpPosition(kind="perp", underlying=parts[0], quantity=p.amount,
                                     entry_price=p.average_price if p.average_price > 0 else None, **base))
         else:
-            raise VenueError(f"derive position {p.instrument_name}: unknown instrument_type {p.instrument_type!r}")
+            raise SourceError(f"derive position {p.instrument_name}: unknown instrument_type {p.instrument_type!r}")
     for c in sub.collaterals:
         if c.amount != 0:
             out.append(SpotPosition(kind="spot", venue="derive", chain=CHAIN, account=account, asset=c.asset_name,
@@ -99,14 +99,14 @@ async def fetch_derive_positions(
     source = "derive"
     try:
         data = await request_json(session, "POST", f"{base_url}/private/get_subaccount",
-                                  json={"subaccount_id": subaccount_id}, headers=auth_headers(wallet, session_key),
+                                  json_body={"subaccount_id": subaccount_id}, headers=auth_headers(wallet, session_key),
                                   timeout_s=timeout_s)
         if not isinstance(data, dict) or "result" not in data:
             err = data.get("error") if isinstance(data, dict) else None
-            raise VenueError(f"derive get_subaccount: error {err}" if err else "derive: not a JSON-RPC result")
+            raise SourceError(f"derive get_subaccount: error {err}" if err else "derive: not a JSON-RPC result")
         sub = parse(Subaccount, data["result"], what="derive get_subaccount")
         positions = compute_positions(sub, wallet=wallet, as_of=at)
-    except VenueError as e:
+    except SourceError as e:
         return AdapterResult(source=source, status=SourceStatus(name=source, status="failed", reason=str(e),
                                                                 as_of=at))
     states = []

@@ -17,10 +17,10 @@ import aiohttp
 from pydantic import BeforeValidator
 
 from adapters.base import AdapterResult
-from adapters.hyperliquid.http import VenueError, VenueModel, decimal_str, parse, request_json
 from risk_core.schema.market import SourceStatus
 from risk_core.schema.positions import PerpPosition, Position, Provenance, SpotPosition
 from risk_core.schema.venues import VenueState
+from venue_http import SourceError, VenueModel, decimal_str, parse, request_json
 
 Dec = Annotated[float, BeforeValidator(decimal_str)]
 CHAIN = "hyperliquid"
@@ -77,7 +77,7 @@ class PerpDex(VenueModel):
 
 
 async def _info(session: aiohttp.ClientSession, base_url: str, body: dict[str, Any], timeout_s: float) -> Any:
-    return await request_json(session, "POST", f"{base_url}/info", json=body, timeout_s=timeout_s)
+    return await request_json(session, "POST", f"{base_url}/info", json_body=body, timeout_s=timeout_s)
 
 
 def compute_dex_positions(
@@ -119,9 +119,9 @@ async def fetch_hyperliquid_positions(
     try:
         raw = await _info(session, base_url, {"type": "perpDexs"}, timeout_s)
         if not isinstance(raw, list):
-            raise VenueError("unexpected perpDexs response: not a list")
+            raise SourceError("unexpected perpDexs response: not a list")
         dexes = [""] + [parse(PerpDex, d, what="perpDexs").name for d in raw if d is not None]
-    except VenueError as e:
+    except SourceError as e:
         return AdapterResult(source=source, status=SourceStatus(name=source, status="failed", reason=str(e),
                                                                 as_of=at))
 
@@ -141,7 +141,7 @@ async def fetch_hyperliquid_positions(
     states: list[VenueState] = []
     problems: list[str] = []
     for dex, res in zip(dexes, dex_results, strict=True):
-        if isinstance(res, VenueError):
+        if isinstance(res, SourceError):
             problems.append(f"dex {dex or 'main'}: {res}")
         elif isinstance(res, BaseException):
             raise res
@@ -149,7 +149,7 @@ async def fetch_hyperliquid_positions(
             p, s = compute_dex_positions(res, user=user, dex=dex, as_of=at)
             positions.extend(p)
             states.append(s)
-    if isinstance(spot_res, VenueError):
+    if isinstance(spot_res, SourceError):
         problems.append(f"spot: {spot_res}")
     elif isinstance(spot_res, BaseException):
         raise spot_res

@@ -11,8 +11,8 @@ from web3 import Web3
 from chains.client import ChainClient
 from devnet.deploy import PYTH_EXPO, PYTH_PRICE_IDS, compile_abi
 from devnet.run import RunningDevnet
-from oracles.http import SourceError
 from oracles.pyth_onchain import GET_PRICE_NO_OLDER_THAN_ABI, fetch_pyth_onchain_observations
+from venue_http import SourceError
 from venue_servers.paths import shared_file
 
 

@@ -12,10 +12,10 @@ import aiohttp
 import pytest
 
 from oracles.aggregation import AggregationPolicy
-from oracles.http import SourceError
 from oracles.observations import PriceObservation, observation_from_chainlink_round
 from oracles.snapshot import SnapshotBuild, SnapshotSources, fetch_market_snapshot
 from risk_core.schema.market import SVISurface
+from venue_http import SourceError
 from venue_servers.paths import shared_dir
 from venue_servers.pyth import FEED_IDS
 from venue_servers.runner import VenueServers, run_venue_servers

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from oracles import deribit, derive, hyperliquid, pyth
-from oracles.http import SourceError, parse
+from venue_http import SourceError, parse
 
 BOOK: dict[str, Any] = {"instrument_name": "BTC-27MAR26-90000-P", "bid_price": None, "ask_price": 0.06,
                         "mark_price": 0.0579, "underlying_price": 94704.08}

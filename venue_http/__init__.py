@@ -1,4 +1,5 @@
-"""HTTP for the price and vol clients: one exception tree, strict parsing, and failures the snapshot can name.
+"""HTTP to off-chain venues, shared by the market-data clients (oracles) and the position adapters: one exception,
+strict parsing, and failures a snapshot or a position source can name.
 
 Every way a venue goes wrong (refused connection, HTTP error, timeout, a body that is not JSON, a JSON-RPC error, a
 body that does not parse into the strict model) raises a `SourceError` whose message is the reason shown in the
