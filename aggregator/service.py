@@ -149,8 +149,10 @@ class AggregatorService:
         if self.store is not None:
             try:
                 found = await self.store.get_account(account_id)
-            except StoreUnavailable:
+            except StoreUnavailable as e:
                 found = self._accounts.get(account_id)  # the last copy read, while the database is away
+                if found is None:
+                    raise ConnectionError(f"account {account_id!r} cannot be looked up: database unavailable") from e
             if found is not None:
                 self._accounts[account_id] = found
                 return found

@@ -75,6 +75,9 @@ def service_handler(service: RiskService | None, route: ServiceRoute) -> Handler
             ) from e
         except InputError as e:
             raise invalid_request([FieldError(field=route.parameter, reason=e.reason)]) from e
+        except ConnectionError as e:
+            # a dependency the service cannot answer without (the database, for an account it has never read)
+            raise Problem(503, "service-unavailable", "Service unavailable", str(e)) from e
         return web.Response(body=model.model_dump_json(), content_type=JSON_CONTENT_TYPE)
 
     return answer

@@ -14,8 +14,9 @@ from risk_core.schema.report import MarginReport
 class RiskService(Protocol):
     """Live risk of accounts and wallets, read from the chains and venues.
 
-    Every method may raise LookupError (unknown account, wallet or asset: answered 404) or
-    risk_core.errors.InputError (a malformed identifier: answered 422 naming the field). The models returned by
+    Every method may raise LookupError (unknown account, wallet or asset: answered 404),
+    risk_core.errors.InputError (a malformed identifier: answered 422 naming the field) or ConnectionError (a
+    dependency it cannot answer without is down: answered 503). The models returned by
     `wallet_positions`, `wallet_credit` and `market` are the aggregator's own: the API serializes them as they
     are and documents their JSON Schema from these methods' return annotations.
     """

@@ -50,6 +50,11 @@ class RecordingStore(AsyncStore):
         self.saves = 0
         self.down = False
 
+    async def get_account(self, account_id: str) -> Any:
+        if self.down:
+            raise StoreUnavailable("database unavailable: connection refused (test)")
+        return await super().get_account(account_id)
+
     async def save_refresh(self, *args: Any, **kwargs: Any) -> Any:
         if self.down:
             raise StoreUnavailable("database unavailable: connection refused (test)")

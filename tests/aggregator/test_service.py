@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from support.devnet_fixtures import TEST_POLICY, load_abi
 from web3 import Web3
 
@@ -25,6 +26,7 @@ from aggregator import service as service_module
 from aggregator.service import AggregatorService
 from aggregator.store import PositionSnapshot, Store, WatchedAccount
 from api.demo import demo_settings
+from api.http.app import create_app
 from chains.client import ChainClient, make_chain_clients
 from chains.config import ChainsFile
 from devnet.deploy import refresh_feeds
@@ -465,3 +467,17 @@ async def test_the_report_cache_is_bounded_oldest_first(make_service: Any, count
     assert counting_fetch.calls == 3
     await service.wallet_risk(wallets[0])  # the oldest was dropped: read again
     assert counting_fetch.calls == 4 and service.wallet_cache_size() == 2
+
+
+async def test_an_account_never_read_while_the_database_is_down_is_unavailable_not_unknown(
+    make_service: Any, recording_store: Any
+) -> None:
+    service: AggregatorService = make_service(store=recording_store)
+    recording_store.down = True
+    with pytest.raises(ConnectionError, match="database unavailable"):
+        await service.account_risk(ACCOUNT)
+    app = create_app(service=service)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get(f"/v1/accounts/{ACCOUNT}/risk")
+        assert response.status == 503
+        assert (await response.json())["title"] == "Service unavailable"
