@@ -24,7 +24,7 @@ from adapters.onchain import DiscoveryCache
 from aggregator.credit import CreditView, compute_credit_view
 from aggregator.refresh import fetch_account_positions
 from aggregator.settings import ServiceSettings
-from aggregator.store import AsyncStore, PositionSnapshot, StoreUnavailable, WatchedAccount
+from aggregator.store import AccountNotFound, AsyncStore, PositionSnapshot, StoreUnavailable, WatchedAccount
 from chains.client import ChainClient
 from oracles.aggregation import AggregationPolicy
 from oracles.snapshot import SnapshotBuild, SnapshotSources, fetch_market_snapshot
@@ -304,11 +304,18 @@ class AggregatorService:
             )
             return refreshed
         except StoreUnavailable as e:
-            warned = refreshed.report.model_copy(
-                update={"complete": False,
-                        "warnings": [*refreshed.report.warnings, f"history not stored: database unavailable ({e})"]}
-            )
-            return Refreshed(warned, refreshed.positions, refreshed.market, refreshed.computed_at, refreshed.monotonic)
+            return self._unstored(refreshed, f"history not stored: database unavailable ({e})", complete=False)
+        except AccountNotFound:
+            self._accounts.pop(account.id, None)
+            return self._unstored(refreshed, "history not stored: the account was removed during the refresh",
+                                  complete=refreshed.report.complete)
+
+    @staticmethod
+    def _unstored(refreshed: Refreshed, warning: str, *, complete: bool) -> Refreshed:
+        warned = refreshed.report.model_copy(
+            update={"complete": complete, "warnings": [*refreshed.report.warnings, warning]}
+        )
+        return Refreshed(warned, refreshed.positions, refreshed.market, refreshed.computed_at, refreshed.monotonic)
 
     def _age(self, refreshed: Refreshed) -> float:
         return max(0.0, (self.clock() - refreshed.computed_at).total_seconds())

@@ -481,3 +481,14 @@ async def test_an_account_never_read_while_the_database_is_down_is_unavailable_n
         response = await client.get(f"/v1/accounts/{ACCOUNT}/risk")
         assert response.status == 503
         assert (await response.json())["title"] == "Service unavailable"
+
+
+async def test_an_account_removed_during_its_refresh_is_answered_unstored(
+    make_service: Any, recording_store: Any, sqlite_store: Store, account: WatchedAccount
+) -> None:
+    service: AggregatorService = make_service(store=recording_store)
+    sqlite_store.delete_account(account.id)  # after the caller looked it up, before the refresh is saved
+    refreshed = await service.refresh_account(account)
+    assert "history not stored: the account was removed during the refresh" in refreshed.report.warnings
+    assert refreshed.report.complete is True  # every position was read: only the history is missing
+    assert sqlite_store.report_history(account.id) == []
