@@ -18,7 +18,6 @@ import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -253,7 +252,3 @@ def make_app(fixture: DeriveFixture, faults: Faults | None = None, *, validate: 
     app = web.Application()
     app.router.add_post("/{method:(public|private)/[a-z_]+}", handle)
     return app
-
-
-def expiry_dates(rows: tuple[DeribitRow, ...], currency: str) -> list[datetime]:
-    return sorted({r.expiry for r in rows if r.currency == currency})

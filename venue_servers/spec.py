@@ -146,10 +146,6 @@ _FORMATS = jsonschema.FormatChecker()
 
 
 @_FORMATS.checks("decimal")
-def _is_decimal(value: object) -> bool:
-    return not isinstance(value, str) or bool(_DECIMAL_RE.match(value))
-
-
 def _check(validator: jsonschema.protocols.Validator, body: Any, what: str) -> None:
     errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
     if errors:
@@ -236,11 +232,6 @@ def validate_derive_result(method: str, result: Any, *, strict: bool = True) -> 
 
 def validate_derive_params(method: str, params: Any) -> None:
     _check(_derive_validator(method, "params", False), params, f"derive {method} params")
-
-
-def validate_derive_error(error: Any) -> None:
-    schema = {"$ref": "#/components/schemas/RPCError"}
-    _check(jsonschema.Draft202012Validator(_derive_schema(schema, True)), error, "derive error")
 
 
 # ---------------------------------------------------------------- Hyperliquid
