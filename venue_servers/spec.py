@@ -146,6 +146,10 @@ _FORMATS = jsonschema.FormatChecker()
 
 
 @_FORMATS.checks("decimal")
+def _is_decimal(value: object) -> bool:
+    return not isinstance(value, str) or bool(_DECIMAL_RE.match(value))
+
+
 def _check(validator: jsonschema.protocols.Validator, body: Any, what: str) -> None:
     errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
     if errors:
