@@ -581,6 +581,13 @@ function renderVenueMargins(r) {
           ),
           className: "data compact",
         }),
+        m.universal_maintenance_margin_usd == null
+          ? null
+          : el(
+              "p",
+              { class: "note" },
+              `Universal model, this venue-account alone: MM ${num(m.universal_maintenance_margin_usd)}`,
+            ),
         m.note ? el("p", { class: "note" }, m.note) : null,
       );
     }),

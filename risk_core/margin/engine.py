@@ -60,8 +60,15 @@ def compute_margin(
     # the book (W = 1) and its venue and chain breakdowns, margined in one call
     venues, venue_member = _membership([p.venue for p in positions])
     chains, chain_member = _membership([p.chain for p in positions])
-    figures = arrays.margin(np.concatenate([np.ones((1, n)), venue_member, chain_member]))
-    venue_mm, chain_mm = figures.maintenance[1 : 1 + len(venues)], figures.maintenance[1 + len(venues) :]
+    # ... and each venue state's venue-account, for the universal figure beside the venue's own
+    state_member = np.array(
+        [[p.venue_account == (s.venue, s.chain, s.account) for p in positions] for s in venue_states], dtype=float
+    ).reshape(len(venue_states), n)
+    figures = arrays.margin(np.concatenate([np.ones((1, n)), venue_member, chain_member, state_member]))
+    n_venues, n_chains = len(venues), len(chains)
+    venue_mm = figures.maintenance[1 : 1 + n_venues]
+    chain_mm = figures.maintenance[1 + n_venues : 1 + n_venues + n_chains]
+    state_mm = figures.maintenance[1 + n_venues + n_chains :]
     mm = float(figures.maintenance[0])
     im = mm * params.im_factor
     standalone = arrays.standalone_margins()
@@ -136,7 +143,7 @@ def compute_margin(
         by_venue=_breakdown(venues, venue_member, venue_mm, value, haircut),
         by_chain=_breakdown(chains, chain_member, chain_mm, value, haircut),
         liquidation_plan=plan,
-        venue_margins=compute_venue_margins(positions, market, venue_states),
+        venue_margins=compute_venue_margins(positions, market, venue_states, universal_mm=state_mm.tolist()),
     )
 
 

@@ -26,7 +26,11 @@ Reproducer = Callable[[Sequence[Position], MarketSnapshot, dict[str, Any]], tupl
 
 
 def compute_venue_margins(
-    positions: Sequence[Position], market: MarketSnapshot, states: Sequence[VenueState]
+    positions: Sequence[Position],
+    market: MarketSnapshot,
+    states: Sequence[VenueState],
+    *,
+    universal_mm: Sequence[float] | None = None,
 ) -> list[VenueMargin]:
     """Raises InputError naming `venue_states[i]...` when a state's inputs are invalid; a state missing inputs is
     shown with the venue's figure only and a note."""
@@ -53,6 +57,7 @@ def compute_venue_margins(
                 reported=dict(state.reported) or None,
                 difference={k: reproduced[k] - state.reported[k] for k in shared} or None,
                 note=note,
+                universal_maintenance_margin_usd=universal_mm[i] if universal_mm is not None else None,
             )
         )
     return out

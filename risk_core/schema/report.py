@@ -118,6 +118,9 @@ class VenueMargin(ReportModel):
     reported: dict[str, float] | None = None
     difference: dict[str, float] | None = None
     note: str | None = None
+    universal_maintenance_margin_usd: float | None = Field(
+        default=None, description="MM of this venue-account's positions alone under the universal model"
+    )
 
 
 class MarginReport(ReportModel):

@@ -87,3 +87,15 @@ def test_invalid_inputs_name_the_field() -> None:
     with pytest.raises(InputError) as e:
         run([position("lend", asset="ETH", quantity=1, **AAVE)], [state])
     assert e.value.field.startswith("venue_states[0].parameters")
+
+
+def test_the_universal_figure_stands_beside_the_venue_figure() -> None:
+    hyperliquid = [position("perp", underlying="BTC", quantity=0.5, entry_price=98_000, **HL),
+                   position("spot", asset="USDC", quantity=10_000, **HL)]
+    elsewhere = [position("perp", underlying="BTC", quantity=-0.5, **AAVE)]
+    state = {**HL, "method": "hyperliquid-cross-margin", "parameters": {"max_leverage": {"BTC": 40}}}
+    (margin,) = run(hyperliquid + elsewhere, [state]).venue_margins
+    alone = run(hyperliquid, [])
+    # the venue-account margined alone by the universal model, whatever else the wallet holds
+    assert margin.universal_maintenance_margin_usd == pytest.approx(alone.maintenance_margin_usd, rel=1e-12)
+    assert margin.universal_maintenance_margin_usd > margin.reproduced["maintenance_margin_usd"]
