@@ -52,14 +52,18 @@ class _RowsBuilder:
     lp: list[tuple[float, float, float, float, bool, float, float, float, float]] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class UnderlyingRows:
-    """Every exposure to one risky asset, as arrays; rows are ordered linear, options, LP."""
+_LIN_FIELDS = ("lin_base", "lin_slope", "lin_haircut")
+_OPT_FIELDS = ("opt_quantity", "opt_forward", "opt_strike", "opt_years", "opt_sigma", "opt_call", "opt_discount",
+               "opt_tenor_scale", "opt_log_moneyness")
+_LP_FIELDS = ("lp_liquidity", "lp_lower", "lp_upper", "lp_price", "lp_on_token0", "lp_price0", "lp_price1",
+              "lp_haircut0", "lp_haircut1")
+ROW_FIELDS = (_LIN_FIELDS, _OPT_FIELDS, _LP_FIELDS)  # RowParams' fields by block
 
-    asset: str
-    spot: float
-    scenarios: ScenarioSet
-    members: IntArray  # position index of each row
+
+@dataclass(frozen=True)
+class RowParams:
+    """What revaluing rows takes, in three blocks: linear rows, options, LP ranges; sizes folded in."""
+
     lin_base: Array
     lin_slope: Array
     lin_haircut: Array
@@ -76,25 +80,19 @@ class UnderlyingRows:
     lp_lower: Array
     lp_upper: Array
     lp_price: Array  # token1 per token0
-    lp_on_token0: NDArray[np.bool_]  # this underlying is token0 of the pair
+    lp_on_token0: NDArray[np.bool_]  # the underlying is token0 of the pair
     lp_price0: Array
     lp_price1: Array
     lp_haircut0: Array
     lp_haircut1: Array
-    scenario_vols: Array  # options x scenarios
-    # the book's underlyings, valued together on first use (shared by every UnderlyingRows of the book)
-    book_valuation: BookValuation = field(compare=False, repr=False)
 
-    @property
-    def n_rows(self) -> int:
-        return int(self.members.size)
-
-    def revalue(self, spot_shock: Array, vols: Array) -> tuple[Array, Array]:
-        """(values, haircuts) in USD, rows x len(spot_shock), with options at `vols` (options x moves)."""
-        lin_value, lin_cut, opt_value, lp_value, lp_cut = self.revalue_blocks(spot_shock[None, :], vols)
-        values = np.concatenate([lin_value, opt_value, lp_value])
-        haircuts = np.concatenate([lin_cut, np.zeros_like(opt_value), lp_cut])
-        return values, haircuts
+    @classmethod
+    def stack(cls, parts: Sequence[RowParams]) -> RowParams:
+        """The rows of `parts` as one: every part's linear rows, then options, then LP ranges."""
+        if not parts:
+            return cls(**{name: np.zeros(0, dtype=bool if name in ("opt_call", "lp_on_token0") else np.float64)
+                          for name in cls.__dataclass_fields__})
+        return cls(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in cls.__dataclass_fields__})
 
     def revalue_blocks(self, spot_shock: Array, vols: Array) -> tuple[Array, Array, Array, Array, Array]:
         """(linear values, linear haircuts, option values, LP values, LP haircuts) in USD, each block's rows x
@@ -138,71 +136,95 @@ class UnderlyingRows:
             lp_value = lp_cut = np.zeros((0, moves))
         return lin_value, lin_cut, opt_value, lp_value, lp_cut
 
+
+@dataclass(frozen=True)
+class UnderlyingRows:
+    """Every exposure to one risky asset: its rows, ordered linear, options, LP, and (through the book's
+    valuation) their values, scenario P&L and greeks."""
+
+    asset: str
+    spot: float
+    scenarios: ScenarioSet
+    members: IntArray  # position index of each row
+    blocks: tuple[int, int, int]  # rows of each block: linear, options, LP
+    # the book's underlyings, valued together (shared by every UnderlyingRows of the book)
+    book_valuation: BookValuation = field(compare=False, repr=False)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.members.size)
+
     def scenario_values(self) -> Array:
-        """Values of every row under every scenario of the set (undampened). Computed once; do not modify."""
-        return self.book_valuation.valued[self.asset][2]
+        """Values of every row under every scenario of the set (undampened). Do not modify."""
+        return self.book_valuation.scenario_values(self.asset)
+
+    def scenario_pnl(self) -> Array:
+        """Scenario values less base values, rows x scenarios (undampened). Do not modify."""
+        return self.book_valuation.scenario_pnl(self.asset)
 
     def base(self) -> tuple[Array, Array]:
-        """(values, haircuts) at the snapshot, rows x 1. Computed once; do not modify."""
-        base_value, base_haircut, _ = self.book_valuation.valued[self.asset]
-        return base_value, base_haircut
+        """(values, haircuts) at the snapshot, rows x 1. Do not modify."""
+        return self.book_valuation.base(self.asset)
 
     def greeks(self) -> tuple[Array, Array, Array, Array]:
         """Per row: delta (units of the asset), gamma (per unit of spot), vega (USD per vol point), theta (USD/day).
-        Computed once; do not modify."""
+        Do not modify."""
         return self.book_valuation.greeks[self.asset]
 
 
 class BookValuation:
-    """Base values, scenario values and greeks of every underlying of a book, computed on first use for all of
-    them at once: the rows of all underlyings stacked, one revaluation and one Black-76 call instead of one per
-    underlying (at ~20 options x 55 columns per underlying the time is numpy call overhead, not arithmetic).
-    Element by element the arithmetic is that of valuing each underlying alone, so the values are the same."""
+    """The values, scenario P&L and greeks of a book's underlyings, and revaluation of all of them at once: the
+    rows of every underlying stacked (`stacked`: linear rows of every underlying in the book's order, then
+    options, then LP ranges), one revaluation and one Black-76 call instead of one per underlying (at ~20
+    options x 55 columns per underlying the time is numpy call overhead, not arithmetic). Element by element the
+    arithmetic is that of valuing each underlying alone."""
 
-    def __init__(self) -> None:
-        self.underlyings: list[UnderlyingRows] = []  # filled once the book's rows are built
+    def __init__(self, blocks: Sequence[tuple[int, int, int]]) -> None:
+        self.blocks = list(blocks)  # per underlying, in the book's order: rows of each block
 
     @cached_property
-    def _stacked(self) -> UnderlyingRows:
-        """All underlyings' rows as one: linear rows of every underlying, then options, then LP ranges."""
-        parts = self.underlyings
-        blocks = {
-            name: np.concatenate([getattr(rows, name) for rows in parts])
-            for name in (
-                "lin_base", "lin_slope", "lin_haircut", "opt_quantity", "opt_forward", "opt_strike", "opt_years",
-                "opt_sigma", "opt_call", "opt_discount", "opt_tenor_scale", "opt_log_moneyness", "lp_liquidity",
-                "lp_lower", "lp_upper", "lp_price", "lp_on_token0", "lp_price0", "lp_price1", "lp_haircut0",
-                "lp_haircut1",
-            )
-        }
-        return UnderlyingRows(
-            asset="", spot=math.nan, scenarios=parts[0].scenarios, members=np.zeros(0, dtype=np.intp),
-            scenario_vols=np.zeros((0, 0)), book_valuation=self, **blocks,
-        )
+    def stacked(self) -> RowParams:
+        raise NotImplementedError
 
-    def _block_bounds(self) -> list[tuple[slice, slice, slice]]:
+    def base(self, asset: str) -> tuple[Array, Array]:
+        raise NotImplementedError
+
+    def scenario_values(self, asset: str) -> Array:
+        raise NotImplementedError
+
+    def scenario_pnl(self, asset: str) -> Array:
+        raise NotImplementedError
+
+    @cached_property
+    def greeks(self) -> dict[str, tuple[Array, Array, Array, Array]]:
+        raise NotImplementedError
+
+    def coarse_change(self, max_rise: float) -> Array | None:
+        """Change of each underlying's net value on the liquidation search's coarse grid (see
+        liquidation.coarse_grid), underlyings x moves, when known without revaluing."""
+        return None
+
+    def block_bounds(self) -> list[tuple[slice, slice, slice]]:
         """Per underlying: its (linear, option, LP) rows within the stacked blocks."""
         bounds = []
         lin = opt = lp = 0
-        for rows in self.underlyings:
-            n_lin, n_opt, n_lp = rows.lin_base.size, rows.opt_quantity.size, rows.lp_liquidity.size
+        for n_lin, n_opt, n_lp in self.blocks:
             bounds.append((slice(lin, lin + n_lin), slice(opt, opt + n_opt), slice(lp, lp + n_lp)))
             lin, opt, lp = lin + n_lin, opt + n_opt, lp + n_lp
         return bounds
 
+    def _stacked_moves(self, moves: Array) -> Array:
+        """Each stacked row's moves: its underlying's row of `moves` (underlyings x columns)."""
+        rows_per_block = [counts[block] for block in range(3) for counts in self.blocks]
+        return np.repeat(np.tile(moves, (3, 1)), rows_per_block, axis=0)
+
     def revalue(self, moves: Array, vols: Array) -> list[tuple[Array, Array]]:
         """Per underlying: (values, haircuts) in USD, its rows x columns, each underlying's rows moved by its row
         of `moves` (underlyings x columns, relative spot moves) and the options at `vols` (stacked options x
-        columns). The same as each underlying's `UnderlyingRows.revalue` at its moves, in one revaluation."""
-        parts, stacked = self.underlyings, self._stacked
-        # each stacked row's moves are its underlying's, in the stacked order (linear, options, LP; by underlying)
-        rows_per_block = [rows.lin_base.size for rows in parts] + [rows.opt_quantity.size for rows in parts] + [
-            rows.lp_liquidity.size for rows in parts
-        ]
-        spot_shock = np.repeat(np.tile(moves, (3, 1)), rows_per_block, axis=0)
-        lin_value, lin_cut, opt_value, lp_value, lp_cut = stacked.revalue_blocks(spot_shock, vols)
+        columns)."""
+        lin_value, lin_cut, opt_value, lp_value, lp_cut = self.stacked.revalue_blocks(self._stacked_moves(moves), vols)
         out = []
-        for lin, opt, lp in self._block_bounds():
+        for lin, opt, lp in self.block_bounds():
             values = np.concatenate([lin_value[lin], opt_value[opt], lp_value[lp]])
             haircuts = np.concatenate([lin_cut[lin], np.zeros_like(opt_value[opt]), lp_cut[lp]])
             out.append((values, haircuts))
@@ -212,22 +234,17 @@ class BookValuation:
         """Per underlying (rows) and column: the sum of its rows' values less haircuts, in USD, moved as in
         `revalue`. Summed by a product with each block's 0/1 ownership matrix, so the order of the sum (and the
         last bit) can differ from summing `revalue`'s rows."""
-        parts = self.underlyings
-        rows_per_block = [rows.lin_base.size for rows in parts] + [rows.opt_quantity.size for rows in parts] + [
-            rows.lp_liquidity.size for rows in parts
-        ]
-        spot_shock = np.repeat(np.tile(moves, (3, 1)), rows_per_block, axis=0)
-        lin_value, lin_cut, opt_value, lp_value, lp_cut = self._stacked.revalue_blocks(spot_shock, vols)
+        lin_value, lin_cut, opt_value, lp_value, lp_cut = self.stacked.revalue_blocks(self._stacked_moves(moves), vols)
         own_lin, own_opt, own_lp = self._ownership
         return own_lin @ (lin_value - lin_cut) + own_opt @ opt_value + own_lp @ (lp_value - lp_cut)
 
     @cached_property
     def _ownership(self) -> tuple[Array, Array, Array]:
         """underlyings x rows of each stacked block (linear, options, LP): 1 where the row is the underlying's."""
-        bounds = self._block_bounds()
+        bounds = self.block_bounds()
         owned = []
         for block in range(3):
-            matrix = np.zeros((len(bounds), bounds[-1][block].stop))
+            matrix = np.zeros((len(bounds), bounds[-1][block].stop if bounds else 0))
             for u, spans in enumerate(bounds):
                 matrix[u, spans[block]] = 1.0
             owned.append(matrix)
@@ -236,34 +253,63 @@ class BookValuation:
     @property
     def option_sigma(self) -> Array:
         """The snapshot's vol of every option, stacked."""
-        return self._stacked.opt_sigma
+        return self.stacked.opt_sigma
+
+
+class RevaluedBook(BookValuation):
+    """A resolved book's valuation: its rows revalued at the snapshot and under every scenario, and their greeks,
+    computed on first use for all underlyings at once."""
+
+    def __init__(self, frozen: Sequence[_Frozen]) -> None:
+        super().__init__([f.blocks for f in frozen])
+        self._frozen = list(frozen)
+
+    @cached_property
+    def stacked(self) -> RowParams:
+        return RowParams.stack([f.params for f in self._frozen])
+
+    def scenario_vols(self, asset: str) -> Array:
+        """The vol of each of the underlying's options in each of its scenarios, options x scenarios."""
+        return next(f.scenario_vols for f in self._frozen if f.asset == asset)
+
+    def base(self, asset: str) -> tuple[Array, Array]:
+        base_value, base_haircut, _ = self.valued[asset]
+        return base_value, base_haircut
+
+    def scenario_values(self, asset: str) -> Array:
+        return self.valued[asset][2]
+
+    def scenario_pnl(self, asset: str) -> Array:
+        base_value, _, values = self.valued[asset]
+        return values - base_value
 
     @cached_property
     def valued(self) -> dict[str, tuple[Array, Array, Array]]:
         """Per underlying: (base values, base haircuts, scenario values). Each row is revalued at a first column
         of zero spot shock and the snapshot's vols (the base), then its underlying's scenarios; underlyings with
         fewer scenarios than the widest are padded with unshocked columns, dropped afterwards."""
-        parts, bounds = self.underlyings, self._block_bounds()
-        width = 1 + max(rows.scenarios.size for rows in parts)
-        moves = np.zeros((len(parts), width))
-        vols = np.empty((self._stacked.opt_quantity.size, width))
-        for u, (rows, (_, opt, _)) in enumerate(zip(parts, bounds, strict=True)):
-            n_scenarios = rows.scenarios.size
-            moves[u, 1 : 1 + n_scenarios] = rows.scenarios.spot_shock
-            vols[opt, 0] = rows.opt_sigma
-            vols[opt, 1 : 1 + n_scenarios] = rows.scenario_vols
-            vols[opt, 1 + n_scenarios :] = rows.opt_sigma[:, None]
+        frozen, bounds = self._frozen, self.block_bounds()
+        width = 1 + max(f.scenarios.size for f in frozen)
+        moves = np.zeros((len(frozen), width))
+        sigma = self.stacked.opt_sigma
+        vols = np.empty((sigma.size, width))
+        for u, (f, (_, opt, _)) in enumerate(zip(frozen, bounds, strict=True)):
+            n_scenarios = f.scenarios.size
+            moves[u, 1 : 1 + n_scenarios] = f.scenarios.spot_shock
+            vols[opt, 0] = sigma[opt]
+            vols[opt, 1 : 1 + n_scenarios] = f.scenario_vols
+            vols[opt, 1 + n_scenarios :] = sigma[opt, None]
         out = {}
-        for rows, (values, haircuts) in zip(parts, self.revalue(moves, vols), strict=True):
-            out[rows.asset] = (values[:, :1], haircuts[:, :1], values[:, 1 : 1 + rows.scenarios.size])
+        for f, (values, haircuts) in zip(frozen, self.revalue(moves, vols), strict=True):
+            out[f.asset] = (values[:, :1], haircuts[:, :1], values[:, 1 : 1 + f.scenarios.size])
         return out
 
     @cached_property
     def greeks(self) -> dict[str, tuple[Array, Array, Array, Array]]:
         """Per underlying and row: delta, gamma, vega, theta (see UnderlyingRows.greeks)."""
-        parts, s, bounds = self.underlyings, self._stacked, self._block_bounds()
+        frozen, s, bounds = self._frozen, self.stacked, self.block_bounds()
         g = black76_greeks(s.opt_forward, s.opt_strike, s.opt_years, s.opt_sigma, s.opt_call, s.opt_discount)
-        spot_per_option = np.repeat([rows.spot for rows in parts], [rows.opt_quantity.size for rows in parts])
+        spot_per_option = np.repeat([f.spot for f in frozen], [n_opt for _, n_opt, _ in self.blocks])
         carry = s.opt_forward / spot_per_option  # dF/dS with the basis held
         q = s.opt_quantity
         opt_delta, opt_gamma = q * g.delta * carry, q * g.gamma * carry**2
@@ -282,10 +328,10 @@ class BookValuation:
         # at an interior price the range's delta to a token's price is its holding of that token (envelope)
         lp_delta = np.where(s.lp_on_token0, amount0, amount1)
         out = {}
-        for rows, (lin, opt, lp) in zip(parts, bounds, strict=True):
+        for f, (lin, opt, lp) in zip(frozen, bounds, strict=True):
             zeros_lin, zeros_lp = np.zeros(lin.stop - lin.start), np.zeros(lp.stop - lp.start)
-            out[rows.asset] = (
-                np.concatenate([rows.lin_slope / rows.spot, opt_delta[opt], lp_delta[lp]]),
+            out[f.asset] = (
+                np.concatenate([s.lin_slope[lin] / f.spot, opt_delta[opt], lp_delta[lp]]),
                 np.concatenate([zeros_lin, opt_gamma[opt], lp_gamma[lp]]),
                 np.concatenate([zeros_lin, opt_vega[opt], zeros_lp]),
                 np.concatenate([zeros_lin, opt_theta[opt], zeros_lp]),
@@ -525,9 +571,11 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
         held0, held1 = np.maximum(amount0, 0.0) * price0, np.maximum(amount1, 0.0) * price1
         fixed_value[at[fixed]] = value[fixed]
         fixed_haircut[at[fixed]] = (h0 * held0 + h1 * held1)[fixed]
-    valuation = BookValuation()
-    underlyings = {asset: _freeze(asset, b, r, params, valuation) for asset, b in sorted(builders.items())}
-    valuation.underlyings = list(underlyings.values())
+    frozen = [_freeze(asset, b, r, params) for asset, b in sorted(builders.items())]
+    valuation = RevaluedBook(frozen)
+    underlyings = {
+        f.asset: UnderlyingRows(f.asset, f.spot, f.scenarios, f.members, f.blocks, valuation) for f in frozen
+    }
     entries = np.array(key_entries, dtype=np.float64).reshape(-1, 3)
     return ResolvedBook(
         positions=positions,
@@ -576,9 +624,20 @@ def _scenario_set(
     return found
 
 
-def _freeze(
-    asset: str, b: _RowsBuilder, r: _Resolver, params: RiskParams, valuation: BookValuation
-) -> UnderlyingRows:
+@dataclass(frozen=True)
+class _Frozen:
+    """One underlying's rows as resolved: what its UnderlyingRows and the book's valuation are made of."""
+
+    asset: str
+    spot: float
+    scenarios: ScenarioSet
+    members: IntArray
+    blocks: tuple[int, int, int]
+    params: RowParams
+    scenario_vols: Array  # options x scenarios
+
+
+def _freeze(asset: str, b: _RowsBuilder, r: _Resolver, params: RiskParams) -> _Frozen:
     spot = r.required_price(asset, f"market.spot.{asset}")
     dispersion = r.market.dispersion.get(asset, 0.0)
     spec, scenarios, spot_range, widen = _scenario_set(params, asset, dispersion)
@@ -593,36 +652,37 @@ def _freeze(
         sigma[:] = surface.implied_vol(opt[:, 3], log_moneyness)
         opt[:, 7] = log_moneyness
     lp = np.array(b.lp, dtype=np.float64).reshape(-1, 9)
-    opt_call = opt[:, 4].astype(bool)
     scenario_vols = shocked_vols(
         sigma, opt[:, 6], opt[:, 7], scenarios, min_vol_up=spec.min_vol_up, skew=params.skew
     )
-    return UnderlyingRows(
+    return _Frozen(
         asset=asset,
         spot=spot,
         scenarios=scenarios,
         members=np.array(b.lin_pos + b.opt_pos + b.lp_pos, dtype=np.intp),
-        lin_base=np.array(b.lin_base),
-        lin_slope=np.array(b.lin_slope),
-        lin_haircut=np.array(b.lin_haircut),
-        opt_quantity=opt[:, 0],
-        opt_forward=opt[:, 1],
-        opt_strike=opt[:, 2],
-        opt_years=opt[:, 3],
-        opt_sigma=sigma,
-        opt_call=opt_call,
-        opt_discount=opt[:, 5],
-        opt_tenor_scale=opt[:, 6],
-        opt_log_moneyness=opt[:, 7],
-        lp_liquidity=lp[:, 0],
-        lp_lower=lp[:, 1],
-        lp_upper=lp[:, 2],
-        lp_price=lp[:, 3],
-        lp_on_token0=lp[:, 4].astype(bool),
-        lp_price0=lp[:, 5],
-        lp_price1=lp[:, 6],
-        lp_haircut0=lp[:, 7],
-        lp_haircut1=lp[:, 8],
+        blocks=(len(b.lin_pos), len(b.opt_pos), len(b.lp_pos)),
+        params=RowParams(
+            lin_base=np.array(b.lin_base),
+            lin_slope=np.array(b.lin_slope),
+            lin_haircut=np.array(b.lin_haircut),
+            opt_quantity=opt[:, 0],
+            opt_forward=opt[:, 1],
+            opt_strike=opt[:, 2],
+            opt_years=opt[:, 3],
+            opt_sigma=sigma,
+            opt_call=opt[:, 4].astype(bool),
+            opt_discount=opt[:, 5],
+            opt_tenor_scale=opt[:, 6],
+            opt_log_moneyness=opt[:, 7],
+            lp_liquidity=lp[:, 0],
+            lp_lower=lp[:, 1],
+            lp_upper=lp[:, 2],
+            lp_price=lp[:, 3],
+            lp_on_token0=lp[:, 4].astype(bool),
+            lp_price0=lp[:, 5],
+            lp_price1=lp[:, 6],
+            lp_haircut0=lp[:, 7],
+            lp_haircut1=lp[:, 8],
+        ),
         scenario_vols=scenario_vols,
-        book_valuation=valuation,
     )

@@ -8,7 +8,8 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from risk_core.margin.book import ResolvedBook, UnderlyingRows, resolve_book
+from risk_core.margin.book import ResolvedBook, UnderlyingRows
+from risk_core.margin.instruments import resolve_book_cached
 from risk_core.margin.liquidation import liquidation_moves, liquidation_plan
 from risk_core.margin.risk_arrays import RiskArrays
 from risk_core.margin.scenarios import SKEW_NAMES
@@ -50,7 +51,7 @@ def compute_margin(
     venue_states: Sequence[VenueState] = (),
 ) -> MarginReport:
     """The margin report of a book. Raises risk_core.errors.InputError on a position that cannot be priced."""
-    book = resolve_book(positions, market, params)
+    book = resolve_book_cached(positions, market, params, max_rise=_MAX_RISE_SEARCHED)
     arrays = RiskArrays(book, params)
     n = len(positions)
     value, haircut = arrays.position_values()

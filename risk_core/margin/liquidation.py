@@ -14,15 +14,25 @@ Array = NDArray[np.float64]
 _COARSE_STEPS = 40
 _FINE_STEPS = 8
 _REFINEMENTS = 3  # each narrows the bracket 8-fold: 1/40/512 of the range, then linear interpolation
+_DEEPEST_FALL = -0.999  # a fall is searched to -99.9%
 
 
-def _first_crossings(surplus: Callable[[Array], Array], far: Array) -> list[float | None]:
+def coarse_grid(max_rise: float) -> Array:
+    """The first stage of the search in each direction: 2 x points, the falls to -99.9%, then the rises to
+    `max_rise`."""
+    return np.linspace(0.0, np.array([_DEEPEST_FALL, max_rise]), _COARSE_STEPS + 1).T
+
+
+def _first_crossings(
+    surplus: Callable[[Array], Array], far: Array, coarse_values: Array | None = None
+) -> list[float | None]:
     """Per direction d: the smallest |move| toward `far[d]` at which surplus turns negative, None if it never
     does. `surplus` maps moves (directions x points) to surplus values of the same shape, so every direction's
     grid is evaluated in one call per stage; each direction's points and brackets are exactly those of a search
-    on its own (coarse grid, then refinements of the bracketing step, then linear interpolation)."""
+    on its own (coarse grid, then refinements of the bracketing step, then linear interpolation). The surplus on
+    the coarse grid may be given, when known without revaluing."""
     coarse = np.linspace(0.0, far, _COARSE_STEPS + 1).T  # directions x points
-    values = surplus(coarse)
+    values = surplus(coarse) if coarse_values is None else coarse_values
     below = values < 0
     crossed: NDArray[np.bool_] = np.any(below, axis=1)
     j = np.where(crossed, below.argmax(axis=1), 1)  # first point below (1 where none: a placeholder bracket)
@@ -73,7 +83,9 @@ def liquidation_moves(
         vols = np.broadcast_to(sigma, (sigma.shape[0], 2 * points))
         return (book.valuation.net_totals(per_underlying, vols) + offset).reshape(moves.shape)
 
-    found = _first_crossings(surplus, np.tile([-0.999, max_rise], len(underlyings)))
+    change = book.valuation.coarse_change(max_rise)  # underlyings x (falls, rises), when known
+    known = None if change is None else change.reshape(2 * len(underlyings), -1) + (collateral - maintenance)
+    found = _first_crossings(surplus, np.tile([_DEEPEST_FALL, max_rise], len(underlyings)), known)
     return {rows.asset: (found[2 * u], found[2 * u + 1]) for u, rows in enumerate(underlyings)}
 
 

@@ -45,7 +45,7 @@ class RiskArrays:
         paired = {a for a, _, _ in self.pairs} | {b for _, b, _ in self.pairs}
         for asset, rows in book.underlyings.items():
             base, cut = rows.base()
-            raw = rows.scenario_values() - base
+            raw = rows.scenario_pnl()
             self.raw_pnl[asset] = raw
             self.pnl[asset] = raw * rows.scenarios.damp[None, :]
             self.base_value[asset] = base[:, 0]
