@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from risk_core.errors import InputError
 from risk_core.margin.book import ResolvedBook, resolve_book
@@ -187,6 +187,200 @@ def collect_holdings(wallets: Sequence[Sequence[Position]]) -> Holdings:
         account_chain=account_chain[order],
         chain_wallet=np.repeat(np.arange(len(wallets), dtype=np.intp), n_chains),
     )
+
+
+def holdings_from_columns(
+    instruments: Sequence[Position],
+    wallet: ArrayLike,
+    instrument: ArrayLike,
+    size: ArrayLike,
+    entry_price: ArrayLike,
+    venue_account: ArrayLike,
+    chain: ArrayLike,
+    *,
+    n_wallets: int | None = None,
+) -> Holdings:
+    """`Holdings` from a table of positions, one row per position, with numpy only (no per-position Python).
+
+    For batch input that arrives as columns (Parquet, a database) rather than as Position objects; the margin
+    figures of `compute_holdings_margin` are those of `compute_batch_margin` on the same positions as wallets.
+
+    Args:
+        instruments: the instruments the `instrument` column indexes. Only the fields that make an instrument are
+            read (see the module docstring); size, venue, chain, account, id and entry price are ignored, so a
+            unit position or any position of the instrument will do. Instruments no row holds are dropped, and
+            instruments listed twice are merged.
+        wallet: per position, its wallet 0..n_wallets-1; sorted ascending (a wallet's rows together).
+        instrument: per position, its index in `instruments`.
+        size: per position, the signed quantity (liquidity for LP ranges); > 0 for lend and borrow.
+        entry_price: per position, a perp's or future's entry price, NaN where there is none (always NaN for
+            other kinds).
+        venue_account: per position, an integer code of its (venue, chain, account): positions of a wallet with
+            the same code and chain are one venue-account. The codes are labels only (any integers, in any order);
+            a code of (venue, account) alone is enough, since groups are also split by chain.
+        chain: per position, an integer code of its chain label (any integers).
+        n_wallets: the number of wallets (wallets with no rows are margined as empty); by default one more than
+            the largest wallet index, 0 for no rows.
+
+    Returns:
+        Holdings as `collect_holdings` makes them, with account groups numbered wallet by wallet, chain by chain
+        (chains and venue-accounts in order of their codes within a wallet). A position named in messages as
+        `wallets[w][j]` is wallet w's j-th row.
+
+    Raises:
+        InputError: a column is not one-dimensional, not of the length of `wallet`, not of integers (indexes and
+            codes), not finite (sizes), out of range, or `wallet` is not sorted; an instrument is not a position;
+            named by the column (e.g. `instrument[12]`) or `instruments[i]`.
+    """
+    wallet_ = _int_column("wallet", wallet)
+    n = wallet_.size
+    instrument_ = _int_column("instrument", instrument, n)
+    va_ = _int_column("venue_account", venue_account, n)
+    chain_ = _int_column("chain", chain, n)
+    size_ = _float_column("size", size, n)
+    entry_ = _float_column("entry_price", entry_price, n)
+    unsorted = np.flatnonzero(wallet_[1:] < wallet_[:-1])
+    if unsorted.size:
+        k = int(unsorted[0]) + 1
+        raise InputError(f"wallet[{k}]", f"not sorted ascending: {int(wallet_[k])} after {int(wallet_[k - 1])}")
+    if n_wallets is None:
+        n_wallets = max(int(wallet_[-1]) + 1, 0) if n else 0
+    if n_wallets < 0:
+        raise InputError("n_wallets", f"must be >= 0, got {n_wallets}")
+    if n and (wallet_[0] < 0 or wallet_[-1] >= n_wallets):  # sorted: the ends are the extremes
+        _check_range("wallet", wallet_, n_wallets)
+    _check_range("instrument", instrument_, len(instruments))
+
+    # instruments: keep those held, merge repeats, make them units; their first holder names them in messages
+    first = np.full(len(instruments), n, dtype=np.intp)
+    np.minimum.at(first, instrument_, np.arange(n, dtype=np.intp))
+    index: dict[tuple[Any, ...], int] = {}
+    units: list[Position] = []
+    remap = np.full(len(instruments), -1, dtype=np.intp)
+    specs = {cls: (attrgetter(*fields), size_field) for cls, (fields, size_field) in _INSTRUMENT_FIELDS.items()}
+    for i in np.flatnonzero(first < n).tolist():
+        p = instruments[i]
+        spec = specs.get(p.__class__)
+        if spec is None:
+            raise InputError(f"instruments[{i}]", f"not a position: {type(p).__name__}")
+        key_of, size_field = spec
+        key = key_of(p)
+        u = index.get(key)
+        if u is None:
+            u = index[key] = len(units)
+            units.append(p if _is_unit(p, size_field) else _unit(p, size_field))
+        remap[i] = u
+    if remap.size and not np.array_equal(remap, np.arange(remap.size)):
+        instrument_ = remap[instrument_]
+        held = remap >= 0
+        first_held = np.full(len(units), n, dtype=np.intp)
+        np.minimum.at(first_held, remap[held], first[held])
+        first = first_held
+    takes_entry = np.array([u.__class__ in (PerpPosition, FuturePosition) for u in units], dtype=bool)
+    positive = np.array([u.__class__ in (LendPosition, BorrowPosition) for u in units], dtype=bool)
+
+    # values the Position models would refuse
+    bad = np.flatnonzero(~np.isfinite(size_))
+    if bad.size:
+        raise InputError(f"size[{int(bad[0])}]", f"not finite: {float(size_[bad[0]])}")
+    bad = np.flatnonzero(positive[instrument_] & (size_ <= 0.0))
+    if bad.size:
+        raise InputError(f"size[{int(bad[0])}]", f"a lend or borrow quantity must be > 0, got {float(size_[bad[0]])}")
+    has_entry = ~np.isnan(entry_)
+    bad = np.flatnonzero(has_entry & ~takes_entry[instrument_])
+    if bad.size:
+        raise InputError(f"entry_price[{int(bad[0])}]", "only perps and futures take an entry price (NaN for none)")
+    bad = np.flatnonzero(has_entry & ~((entry_ > 0.0) & np.isfinite(entry_)))
+    if bad.size:
+        raise InputError(f"entry_price[{int(bad[0])}]", f"must be > 0 and finite, got {float(entry_[bad[0]])}")
+
+    # groups: sort the rows by (wallet, chain, venue-account); a change of (wallet, chain) starts a chain group,
+    # a change of any of the three an account group, so groups come out wallet by wallet, chain by chain
+    chain_d, n_chain_codes = _dense(chain_)
+    va_d, n_va_codes = _dense(va_)
+    place, n_places = _pair(chain_d, n_chain_codes, va_d, n_va_codes)
+    key_, _ = _pair(wallet_, n_wallets, place, n_places)
+    order = np.argsort(key_)
+    sorted_key, sorted_wallet, sorted_chain = key_[order], wallet_[order], chain_d[order]
+    new_account = np.ones(n, dtype=bool)
+    new_account[1:] = sorted_key[1:] != sorted_key[:-1]
+    new_chain = np.ones(n, dtype=bool)
+    new_chain[1:] = (sorted_wallet[1:] != sorted_wallet[:-1]) | (sorted_chain[1:] != sorted_chain[:-1])
+    account_group = np.empty(n, dtype=np.intp)
+    account_group[order] = np.cumsum(new_account) - 1
+    chain_of_row = np.cumsum(new_chain) - 1
+    starts = np.flatnonzero(new_account)
+    wallet_start = np.searchsorted(wallet_, np.arange(n_wallets, dtype=np.intp))
+    first_wallet = wallet_[first]
+    return Holdings(
+        instruments=units,
+        holders=list(zip(first_wallet.tolist(), (first - wallet_start[first_wallet]).tolist(), strict=True)),
+        n_wallets=n_wallets,
+        wallet=wallet_,
+        instrument=instrument_,
+        size=size_,
+        entry_price=entry_,
+        account_group=account_group,
+        account_chain=chain_of_row[starts].astype(np.intp),
+        chain_wallet=sorted_wallet[new_chain],
+    )
+
+
+def _int_column(name: str, values: ArrayLike, n: int | None = None) -> IntArray:
+    column = np.asarray(values)
+    if column.ndim != 1:
+        raise InputError(name, f"must be one-dimensional, got shape {column.shape}")
+    if n is not None and column.size != n:
+        raise InputError(name, f"length {column.size} differs from the wallet column's {n}")
+    if column.size and column.dtype.kind not in "iu":
+        raise InputError(name, f"must hold integers, got {column.dtype}")
+    if column.dtype.kind == "u" and column.size and int(column.max()) > np.iinfo(np.intp).max:
+        raise InputError(name, "values beyond the signed 64-bit range")
+    return column.astype(np.intp, copy=False)
+
+
+def _float_column(name: str, values: ArrayLike, n: int) -> Array:
+    column = np.asarray(values)
+    if column.ndim != 1:
+        raise InputError(name, f"must be one-dimensional, got shape {column.shape}")
+    if column.size != n:
+        raise InputError(name, f"length {column.size} differs from the wallet column's {n}")
+    if column.size and column.dtype.kind not in "iuf":
+        raise InputError(name, f"must hold numbers, got {column.dtype}")
+    return column.astype(np.float64, copy=False)
+
+
+def _check_range(name: str, column: IntArray, n: int) -> None:
+    bad = np.flatnonzero((column < 0) | (column >= n))
+    if bad.size:
+        k = int(bad[0])
+        raise InputError(f"{name}[{k}]", f"{int(column[k])} is out of range 0..{n - 1}")
+
+
+def _dense(codes: IntArray) -> tuple[IntArray, int]:
+    """Codes as 0..m-1 in the same order, and m: shifted when their range is small, ranked otherwise."""
+    if codes.size == 0:
+        return codes, 1
+    low, high = int(codes.min()), int(codes.max())
+    if high - low <= 4 * codes.size:
+        return codes - low, high - low + 1
+    distinct, rank = np.unique(codes, return_inverse=True)
+    return rank.astype(np.intp).reshape(codes.size), int(distinct.size)
+
+
+def _pair(major: IntArray, n_major: int, minor: IntArray, n_minor: int) -> tuple[IntArray, int]:
+    """One code per (major, minor), in the order of major then minor, and the number of codes: `major x n_minor +
+    minor` when that fits in 63 bits, the pair's rank among the distinct pairs otherwise."""
+    if n_major * n_minor <= 2**62:
+        return major * n_minor + minor, n_major * n_minor
+    distinct, rank = np.unique(np.stack([major, minor], axis=1), axis=0, return_inverse=True)
+    return rank.astype(np.intp).reshape(major.size), int(distinct.shape[0])
+
+
+def _is_unit(p: Position, size_field: str) -> bool:
+    fields = p.__dict__  # not getattr: a missing attribute costs a pydantic __getattr__
+    return (fields[size_field] == 1.0 and fields["venue"] == fields["chain"] == fields["account"] == _HELD
+            and fields["id"] is None and fields["provenance"] is None and fields.get("entry_price") is None)
 
 
 def _unit(p: Position, size_field: str) -> Position:
