@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from risk_core.margin.batch import collect_holdings, compute_holdings_margin  # noqa: E402
-from risk_core.margin.book import resolve_book  # noqa: E402
+from risk_core.margin.book import RevaluedBook, resolve_book  # noqa: E402
 from risk_core.margin.engine import compute_margin  # noqa: E402
 from risk_core.margin.risk_arrays import RiskArrays  # noqa: E402
 from risk_core.pricing.black76 import black76_price  # noqa: E402
@@ -450,21 +450,21 @@ def bench_quantlib(holdings: Any, market: MarketSnapshot, params: RiskParams) ->
 
     options = [p for p in holdings.instruments if isinstance(p, OptionPosition)]
     book = resolve_book(options, market, params)
+    stacked, valuation = book.valuation.stacked, book.valuation
+    assert isinstance(valuation, RevaluedBook)
     fwd, strike, years, sigma, call, disc = (
-        np.concatenate([getattr(r, name) for r in book.underlyings.values()])
-        for name in ("opt_forward", "opt_strike", "opt_years", "opt_sigma", "opt_call", "opt_discount")
+        stacked.opt_forward, stacked.opt_strike, stacked.opt_years, stacked.opt_sigma, stacked.opt_call,
+        stacked.opt_discount,
     )
     n = fwd.size
 
     # numpy: every option under every scenario of its underlying, as the margin step does
-    scen_f = np.concatenate([
-        (r.opt_forward[:, None] * (1.0 + r.scenarios.spot_shock[None, :])).ravel() for r in book.underlyings.values()
-    ])
-    scen_v = np.concatenate([r.scenario_vols.ravel() for r in book.underlyings.values()])
-    scen_k = np.concatenate([np.repeat(r.opt_strike, r.scenarios.size) for r in book.underlyings.values()])
-    scen_t = np.concatenate([np.repeat(r.opt_years, r.scenarios.size) for r in book.underlyings.values()])
-    scen_c = np.concatenate([np.repeat(r.opt_call, r.scenarios.size) for r in book.underlyings.values()])
-    scen_d = np.concatenate([np.repeat(r.opt_discount, r.scenarios.size) for r in book.underlyings.values()])
+    spans = [(r, opt) for r, (_, opt, _) in zip(book.underlyings.values(), valuation.block_bounds(), strict=True)]
+    scen_f = np.concatenate([(fwd[o, None] * (1.0 + r.scenarios.spot_shock[None, :])).ravel() for r, o in spans])
+    scen_v = np.concatenate([valuation.scenario_vols(r.asset).ravel() for r, _ in spans])
+    scen_k, scen_t, scen_c, scen_d = (
+        np.concatenate([np.repeat(x[o], r.scenarios.size) for r, o in spans]) for x in (strike, years, call, disc)
+    )
     np_times = _timings(lambda: black76_price(scen_f, scen_k, scen_t, scen_v, scen_c, scen_d), repeat=20,
                         budget_s=2.0)
     np_rate = scen_f.size / statistics.median(np_times)

@@ -408,9 +408,9 @@ def compute_holdings_margin(holdings: Holdings, market: MarketSnapshot, params: 
     # balance or short LP range holds nothing to haircut), and an entry price shifts a perp's or future's mark
     unit_value, unit_haircut = arrays.position_values()
     mark = np.zeros(n_inst)
-    for rows in book.underlyings.values():
-        n_lin = rows.lin_slope.size
-        mark[rows.members[:n_lin]] = rows.lin_slope  # a unit perp's or future's slope is its mark
+    lin_slope = book.valuation.stacked.lin_slope
+    for rows, (lin, _, _) in zip(book.underlyings.values(), book.valuation.block_bounds(), strict=True):
+        mark[rows.members[: rows.blocks[0]]] = lin_slope[lin]  # a unit perp's or future's slope is its mark
     has_entry = ~np.isnan(h.entry_price)
     value = h.size * unit_value[h.instrument]
     value[has_entry] += h.size[has_entry] * (mark[h.instrument[has_entry]] - h.entry_price[has_entry])

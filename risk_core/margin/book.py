@@ -230,26 +230,6 @@ class BookValuation:
             out.append((values, haircuts))
         return out
 
-    def net_totals(self, moves: Array, vols: Array) -> Array:
-        """Per underlying (rows) and column: the sum of its rows' values less haircuts, in USD, moved as in
-        `revalue`. Summed by a product with each block's 0/1 ownership matrix, so the order of the sum (and the
-        last bit) can differ from summing `revalue`'s rows."""
-        lin_value, lin_cut, opt_value, lp_value, lp_cut = self.stacked.revalue_blocks(self._stacked_moves(moves), vols)
-        own_lin, own_opt, own_lp = self._ownership
-        return own_lin @ (lin_value - lin_cut) + own_opt @ opt_value + own_lp @ (lp_value - lp_cut)
-
-    @cached_property
-    def _ownership(self) -> tuple[Array, Array, Array]:
-        """underlyings x rows of each stacked block (linear, options, LP): 1 where the row is the underlying's."""
-        bounds = self.block_bounds()
-        owned = []
-        for block in range(3):
-            matrix = np.zeros((len(bounds), bounds[-1][block].stop if bounds else 0))
-            for u, spans in enumerate(bounds):
-                matrix[u, spans[block]] = 1.0
-            owned.append(matrix)
-        return owned[0], owned[1], owned[2]
-
     @property
     def option_sigma(self) -> Array:
         """The snapshot's vol of every option, stacked."""

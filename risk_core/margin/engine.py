@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Literal
 
 import numpy as np
@@ -32,6 +33,7 @@ from risk_core.schema.request import MarginRequest
 from risk_core.schema.venues import VenueState
 
 Array = NDArray[np.float64]
+_VENUE, _CHAIN = attrgetter("venue"), attrgetter("chain")
 _MAX_RISE_SEARCHED = 10.0  # liquidation distance upward is searched to +1000%
 
 
@@ -59,8 +61,9 @@ def compute_margin(
     collateral = equity - float(haircut.sum())
 
     # the book (W = 1) and its venue and chain breakdowns, margined in one call
-    venues, venue_member = _membership([p.venue for p in positions])
-    chains, chain_member = _membership([p.chain for p in positions])
+    venue_of, chain_of = list(map(_VENUE, positions)), list(map(_CHAIN, positions))
+    venues, venue_member = _membership(venue_of)
+    chains, chain_member = _membership(chain_of)
     # ... and each venue state's venue-account, for the universal figure beside the venue's own
     state_member = np.array(
         [[p.venue_account == (s.venue, s.chain, s.account) for p in positions] for s in venue_states], dtype=float
@@ -95,11 +98,10 @@ def compute_margin(
     if status == "liquidatable":
         plan = _plan(book, arrays, collateral, params, value, haircut)
 
-    # The position rows skip validation (`trusted`): each value is built here from validated inputs with its
+    # The position rows skip validation (`trusted_rows`): each value is built here from validated inputs with its
     # field's type (Python floats from tolist, ints, bools, str); validating 100 rows again costs ~0.3 ms.
-    value_of, standalone_of, priced_of = value.tolist(), standalone.tolist(), book.priced.tolist()
     delta_of, gamma_of, vega_of, theta_of = (g.tolist() for g in greeks)
-    primary = book.primary
+    kinds = [p.kind for p in positions]
     return MarginReport(
         as_of=market.as_of,
         params_version=params.version,
@@ -118,26 +120,23 @@ def compute_margin(
         complete=complete,
         warnings=warnings,
         sources=[*market.sources, *sources],
-        positions=[
-            PositionRisk.trusted(
-                id=p.id,
-                index=i,
-                kind=p.kind,
-                category=CATEGORY_BY_KIND[p.kind],
-                venue=p.venue,
-                chain=p.chain,
-                account=p.account,
-                underlying=primary[i],
-                value_usd=value_of[i],
-                delta=delta_of[i],
-                gamma=gamma_of[i],
-                vega=vega_of[i],
-                theta=theta_of[i],
-                standalone_margin_usd=standalone_of[i],
-                priced=priced_of[i],
-            )
-            for i, p in enumerate(positions)
-        ],
+        positions=PositionRisk.trusted_rows(
+            id=[p.id for p in positions],
+            index=range(n),
+            kind=kinds,
+            category=[CATEGORY_BY_KIND[kind] for kind in kinds],
+            venue=venue_of,
+            chain=chain_of,
+            account=[p.account for p in positions],
+            underlying=book.primary,
+            value_usd=value.tolist(),
+            delta=delta_of,
+            gamma=gamma_of,
+            vega=vega_of,
+            theta=theta_of,
+            standalone_margin_usd=standalone.tolist(),
+            priced=book.priced.tolist(),
+        ),
         underlyings={
             asset: _underlying_report(rows, arrays, liquidation[asset]) for asset, rows in book.underlyings.items()
         },
@@ -168,15 +167,15 @@ def _underlying_report(
     delta, gamma, vega, theta = (float(g.sum()) for g in rows.greeks())
     down, up = liquidation
     n_spot, n_vol = len(sc.grid_spots), len(sc.grid_vols)
-    tail = [i for i in range(sc.grid_size, sc.size) if sc.kind(i) == "extreme"]
-    skew = [i for i in range(sc.grid_size, sc.size) if sc.kind(i) == "skew"]
-    return UnderlyingRisk(
-        spot=rows.spot,
-        risk_usd=max(0.0, -float(counted[worst])),
-        worst_scenario=ScenarioPoint(
+    raw_of, counted_of = raw.tolist(), counted.tolist()
+    # built from the engine's own floats, lists and strings: not validated again (see ReportModel.trusted)
+    return UnderlyingRisk.trusted(
+        spot=float(rows.spot),
+        risk_usd=max(0.0, -counted_of[worst]),
+        worst_scenario=ScenarioPoint.trusted(
             spot_shock=float(sc.spot_shock[worst]),
             vol_shock=float(sc.vol_shock[worst]),
-            kind=sc.kind(worst),  # type: ignore[arg-type]
+            kind=sc.kind(worst),
             name=SKEW_NAMES.get(int(sc.skew[worst])),
         ),
         delta=delta,
@@ -185,16 +184,16 @@ def _underlying_report(
         gamma_usd=gamma * rows.spot**2 * 0.01,
         vega=vega,
         theta=theta,
-        liquidation_move=LiquidationMove(down=down, up=up),
-        grid=ScenarioGrid(
+        liquidation_move=LiquidationMove.trusted(down=down, up=up),
+        grid=ScenarioGrid.trusted(
             spot_shocks=list(sc.grid_spots),
             vol_shocks=list(sc.grid_vols),
             pnl=raw[: sc.grid_size].reshape(n_spot, n_vol).tolist(),
             extreme=[
-                {"spot_shock": float(sc.spot_shock[i]), "pnl": float(raw[i]), "counted": float(counted[i])}
-                for i in tail
+                {"spot_shock": float(sc.spot_shock[i]), "pnl": raw_of[i], "counted": counted_of[i]}
+                for i in sc.extremes
             ],
-            skew=[{"name": SKEW_NAMES[int(sc.skew[i])], "pnl": float(raw[i])} for i in skew],
+            skew=[{"name": name, "pnl": raw_of[i]} for i, name in sc.tilts],
         ),
     )
 
@@ -209,13 +208,16 @@ def _membership(labels: list[str]) -> tuple[list[str], Array]:
 
 def _breakdown(names: list[str], member: Array, mm: Array, value: Array, haircut: Array) -> dict[str, Breakdown]:
     return {
-        name: Breakdown(
-            equity_usd=float(member[j] @ value),
-            collateral_usd=float(member[j] @ (value - haircut)),
-            maintenance_margin_usd=float(mm[j]),
-            positions=int(member[j].sum()),
+        name: Breakdown.trusted(
+            equity_usd=equity,
+            collateral_usd=collateral,
+            maintenance_margin_usd=margin,
+            positions=count,
         )
-        for j, name in enumerate(names)
+        for name, equity, collateral, margin, count in zip(
+            names, (member @ value).tolist(), (member @ (value - haircut)).tolist(), mm.tolist(),
+            member.sum(axis=1).astype(int).tolist(), strict=True,
+        )
     }
 
 

@@ -8,6 +8,7 @@ plan. P&L is linear in position size, so one matrix product per underlying serve
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 from numpy.typing import NDArray
@@ -16,6 +17,7 @@ from risk_core.margin.book import ResolvedBook
 from risk_core.schema.params import OffsetCredit, RiskParams
 
 Array = NDArray[np.float64]
+_PLACE = attrgetter("venue", "chain", "account")
 
 
 @dataclass(frozen=True)
@@ -52,17 +54,19 @@ class RiskArrays:
             self.base_haircut[asset] = cut[:, 0]
             if asset in paired:
                 self.row_delta[asset] = rows.greeks()[0]
-        places = [(p.venue, p.chain, p.account) for p in book.positions]  # each position's venue_account
+        places = list(map(_PLACE, book.positions))  # each position's venue-account
         venue_accounts = sorted(set(places))
-        chains = sorted({chain for _, chain, _ in places})
+        chains = sorted({chain for _, chain, _ in venue_accounts})
         self.n_chains = len(chains)
         groups = np.zeros((1 + len(chains) + len(venue_accounts), n))
         groups[0] = 1.0
         chain_index = {c: 1 + j for j, c in enumerate(chains)}
-        account_index = {va: 1 + len(chains) + j for j, va in enumerate(venue_accounts)}
+        # each venue-account's row, and the row of its chain
+        account_row = {va: (1 + len(chains) + j, chain_index[va[1]]) for j, va in enumerate(venue_accounts)}
+        rows_of = np.array([account_row[place] for place in places], dtype=np.intp).reshape(n, 2)
         every = np.arange(n)
-        groups[[chain_index[chain] for _, chain, _ in places], every] = 1.0
-        groups[[account_index[place] for place in places], every] = 1.0
+        groups[rows_of[:, 0], every] = 1.0
+        groups[rows_of[:, 1], every] = 1.0
         self.groups = groups
         # groups x rows of each underlying, sliced once rather than in every `margin` call
         self.row_groups = {asset: groups[:, rows.members] for asset, rows in book.underlyings.items()}

@@ -6,6 +6,7 @@ A scenario set is data only; revaluation applies it. The scenario axis is the la
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,6 +40,16 @@ class ScenarioSet:
         if index < self.grid_size:
             return "grid"
         return "skew" if self.skew[index] != SKEW_NONE else "extreme"
+
+    @cached_property
+    def extremes(self) -> list[int]:
+        """Indices of the extreme (tail) scenarios."""
+        return [i for i in range(self.grid_size, self.size) if self.kind(i) == "extreme"]
+
+    @cached_property
+    def tilts(self) -> list[tuple[int, str]]:
+        """Indices and names of the skew scenarios."""
+        return [(i, SKEW_NAMES[int(self.skew[i])]) for i in range(self.grid_size, self.size) if self.kind(i) == "skew"]
 
 
 def build_scenarios(spec: AssetScenarios, *, tail_cover: float, widen: float = 1.0) -> ScenarioSet:
