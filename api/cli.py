@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -63,9 +65,19 @@ def _schema(args: argparse.Namespace) -> str:
 
 
 def _serve(args: argparse.Namespace) -> str:
+    if args.workers < 1:
+        raise BadInput([f"--workers: {args.workers} is not a number of processes (at least 1)"])
+    own_metrics_dir = None
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # the workers' metric files meet here; named before prometheus_client is imported, which reads it once
+        own_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="metarisk-metrics-")
     from api.http.server import serve  # imported here: the other commands need not load aiohttp and strawberry
 
-    serve(host=args.host, port=args.port)
+    try:
+        serve(host=args.host, port=args.port, workers=args.workers)
+    finally:
+        if own_metrics_dir is not None:
+            shutil.rmtree(own_metrics_dir, ignore_errors=True)
     return ""
 
 
@@ -114,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the REST and GraphQL API (what-if margin; no aggregator yet)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=1, help="processes serving the port (default 1)")
     serve.set_defaults(run=_serve)
     demo = commands.add_parser("demo", help="devnet + local venues + the service with a seeded demo account")
     demo.add_argument("--host", default="127.0.0.1")

@@ -6,8 +6,11 @@ The server runs as a subprocess (`python -m api.cli serve`) on 127.0.0.1; this p
 Requests are sent at fixed intended times (constant rate, open loop: a slow answer does not delay the next
 request), and each latency is measured from its intended send time, so time a request spent waiting for a free
 connection or for the generator itself counts against the server rather than disappearing (no coordinated
-omission). The request is generated from a seed: 100 positions on BTC and ETH (options on four expiries, perps,
-spot, Uniswap v3 ranges, stablecoin balances) priced against SVI surfaces.
+omission). Requests are generated from seeds: --books distinct books (64 by default) of 100 positions on BTC and
+ETH (options on four expiries, perps, spot, Uniswap v3 ranges, stablecoin balances), sent in turn, all with the
+same market (SVI surfaces, forwards), as clients of one desk or of the service's published snapshot send it. The
+server validates that market once (its MarketCache) and values each listed instrument on it once
+(risk_core.margin.instruments); every book is still parsed, validated, margined in full and serialized per request.
 
 Three runs at the same rate: the bare route /health (the floor of the HTTP stack here), POST /v1/margin, and
 POST /v1/margin on a server whose engine call is replaced by the request's precomputed report (everything else
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import itertools
 import math
 import os
 import platform
@@ -42,8 +46,10 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from api.http.what_if import parse_json_body  # noqa: E402
+from api.http.metrics import ApiMetrics  # noqa: E402
+from api.http.what_if import MarketCache, compute_what_if, parse_json_body  # noqa: E402
 from risk_core.margin.engine import compute_margin_request  # noqa: E402
+from risk_core.schema.report import MarginReport  # noqa: E402
 from risk_core.schema.request import MarginRequest  # noqa: E402
 
 BENCH_KEY = "bench-key"
@@ -119,21 +125,47 @@ def _median_ms(step: Callable[[], object], runs: int) -> float:
     return statistics.median(times) * 1e3
 
 
-def server_work_per_request(body: bytes, runs: int) -> dict[str, float]:
-    """Median ms of each step the margin route takes, in this process (garbage collection off)."""
-    request = MarginRequest.model_validate(parse_json_body(body))
-    report = compute_margin_request(request)
+def server_work_per_request(bodies: list[bytes], runs: int) -> dict[str, float]:
+    """Median ms of each step the margin route takes, in this process (garbage collection off), cycling through
+    the books as the server does: the market found in the route's MarketCache, its instruments already valued."""
+    markets, metrics = MarketCache(), ApiMetrics()
+    for body in bodies:  # warm: the market cached, every book's instruments valued
+        _route_step(body, metrics, markets)
+    requests = [MarginRequest.model_validate(_with_known_market(body, markets)) for body in bodies]
+    reports = [compute_margin_request(r) for r in requests]
+    turn = itertools.count()
+
+    def cycle(items: list[Any]) -> Any:
+        return items[next(turn) % len(items)]
+
     gc.disable()
     try:
         return {
-            "parse + validate (orjson, pydantic)": _median_ms(
-                lambda: MarginRequest.model_validate(parse_json_body(body)), runs
+            "parse + validate (market cached)": _median_ms(
+                lambda: MarginRequest.model_validate(_with_known_market(cycle(bodies), markets)), runs
             ),
-            "compute_margin_request": _median_ms(lambda: compute_margin_request(request), runs),
-            "serialize report (model_dump_json)": _median_ms(report.model_dump_json, runs),
+            "compute_margin_request (instruments valued)": _median_ms(
+                lambda: compute_margin_request(cycle(requests)), runs
+            ),
+            "serialize report (model_dump_json)": _median_ms(lambda: cycle(reports).model_dump_json(), runs),
+            "the route's work (parse .. serialize)": _median_ms(
+                lambda: _route_step(cycle(bodies), metrics, markets).model_dump_json(), runs
+            ),
         }
     finally:
         gc.enable()
+
+
+def _route_step(body: bytes, metrics: ApiMetrics, markets: MarketCache) -> MarginReport:
+    document, strict = parse_json_body(body)
+    return compute_what_if(document, metrics, markets, strict=strict)
+
+
+def _with_known_market(body: bytes, markets: MarketCache) -> Any:
+    document, strict = parse_json_body(body)
+    key = markets.key(document, strict=strict)
+    known = markets.get(key) if key is not None else None
+    return {**document, "market": known} if known is not None and isinstance(document, dict) else document
 
 
 @dataclass
@@ -200,13 +232,15 @@ def raw_request(method: str, path: str, port: int, body: bytes | None) -> bytes:
 
 
 async def open_loop(
-    port: int, method: str, path: str, body: bytes | None, rate: float, duration: float, timeout: float
+    port: int, method: str, path: str, bodies: list[bytes] | None, rate: float, duration: float, timeout: float
 ) -> LoadResult:
-    """`rate` requests per second for `duration` seconds at fixed intended times, whatever the answers do. A
-    request finding no idle connection opens one (up to MAX_CONNECTIONS), so a slow answer does not hold back
-    the next send."""
+    """`rate` requests per second for `duration` seconds at fixed intended times, whatever the answers do, the
+    bodies sent in turn. A request finding no idle connection opens one (up to MAX_CONNECTIONS), so a slow answer
+    does not hold back the next send."""
     loop = asyncio.get_running_loop()
-    request = raw_request(method, path, port, body)
+    requests = [raw_request(method, path, port, body) for body in bodies] if bodies else [
+        raw_request(method, path, port, None)
+    ]
     total = int(rate * duration)
     idle: list[_Connection] = []
     # beyond this many connections a request waits for an idle one, and the wait counts in its latency
@@ -214,7 +248,7 @@ async def open_loop(
     latencies: list[float] = []
     errors = 0
 
-    async def one(intended: float) -> None:
+    async def one(intended: float, request: bytes) -> None:
         """Counts an error when there is no answer `timeout` seconds after the intended send time."""
         nonlocal errors
         connection: _Connection | None = None
@@ -240,7 +274,7 @@ async def open_loop(
         delay = intended - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(intended)))
+        tasks.append(asyncio.create_task(one(intended, requests[i % len(requests)])))
     await asyncio.gather(*tasks)
     elapsed = loop.time() - start
     for connection in idle:
@@ -267,11 +301,11 @@ def serve_without_engine(port: int, positions: int) -> None:
     serve(host="127.0.0.1", port=port)
 
 
-def start_server(port: int, *, engine: bool, positions: int) -> subprocess.Popen[bytes]:
+def start_server(port: int, *, engine: bool, positions: int, workers: int = 1) -> subprocess.Popen[bytes]:
     env = {**os.environ, "METARISK_API_KEYS": BENCH_KEY, "METARISK_RATE_PER_SECOND": "1000000",
            "METARISK_RATE_BURST": "1000000", "PYTHONPATH": str(ROOT)}
     if engine:
-        command = ["-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        command = ["-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     else:
         command = [__file__, "--serve-without-engine", str(port), "--positions", str(positions)]
     server = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
@@ -303,40 +337,51 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def measured(
-    pid: int, port: int, path: str, body: bytes | None, rate: float, duration: float, timeout: float
+    pids: list[int], port: int, path: str, bodies: list[bytes] | None, rate: float, duration: float,
+    timeout: float,
 ) -> LoadResult:
-    before, own_before = cpu_seconds(pid), time.process_time()
-    result = await open_loop(port, "GET" if body is None else "POST", path, body, rate, duration, timeout)
-    result.server_cpu_ms = (cpu_seconds(pid) - before) / max(result.ok, 1) * 1e3
+    before, own_before = sum(map(cpu_seconds, pids)), time.process_time()
+    result = await open_loop(port, "GET" if bodies is None else "POST", path, bodies, rate, duration, timeout)
+    result.server_cpu_ms = (sum(map(cpu_seconds, pids)) - before) / max(result.ok, 1) * 1e3
     result.generator_cpu_ms = (time.process_time() - own_before) / max(result.sent, 1) * 1e3
     return result
 
 
 async def measure(
-    pid: int, port: int, body: bytes, rate: float, duration: float, timeout: float, *, bare: bool
+    pids: list[int], port: int, bodies: list[bytes], rate: float, duration: float, timeout: float, *, bare: bool
 ) -> list[LoadResult]:
-    warm_up = await open_loop(port, "POST", "/v1/margin", body, 20, 1, timeout)  # lazy imports, first compiles
+    # lazy imports, the market cached, every book's instruments valued (in every worker)
+    warm_up = await open_loop(port, "POST", "/v1/margin", bodies, 50, max(2.0, 4 * len(bodies) / 50), timeout)
     if warm_up.errors:
         raise RuntimeError("the margin route fails on the benchmark's request")
     gc.collect()
     gc.freeze()
     gc.disable()  # the generator's own collections would show up as server latency
     # the bare route first: an overloaded margin run leaves a backlog the server keeps working through
-    results = [await measured(pid, port, "/health", None, rate, duration, timeout)] if bare else []
-    results.append(await measured(pid, port, "/v1/margin", body, rate, duration, timeout))
+    results = [await measured(pids, port, "/health", None, rate, duration, timeout)] if bare else []
+    results.append(await measured(pids, port, "/v1/margin", bodies, rate, duration, timeout))
     gc.enable()
     return results
 
 
-def run_load(args: argparse.Namespace, body: bytes, *, engine: bool) -> list[LoadResult]:
+def run_load(args: argparse.Namespace, bodies: list[bytes], *, engine: bool) -> list[LoadResult]:
     port = _free_port()
-    server = start_server(port, engine=engine, positions=args.positions)
+    server = start_server(port, engine=engine, positions=args.positions, workers=args.workers if engine else 1)
     try:
         return asyncio.run(
-            measure(server.pid, port, body, args.rate, args.duration, args.timeout, bare=engine)
+            measure(server_pids(server.pid), port, bodies, args.rate, args.duration, args.timeout, bare=engine)
         )
     finally:
         stop(server)
+
+
+def server_pids(pid: int) -> list[int]:
+    """The server process and its workers (its children), whose CPU time is the server's."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [pid, *map(int, children)]
 
 
 def stop(server: subprocess.Popen[bytes]) -> None:
@@ -354,6 +399,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0, help="requests per second")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per route")
     parser.add_argument("--positions", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=1, help="server processes for the margin run")
+    parser.add_argument("--books", type=int, default=64, help="distinct books sent in turn, on one market")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds before a request counts as an error")
     parser.add_argument("--runs", type=int, default=300, help="timed runs of each in-process step")
     parser.add_argument("--skip-engine-free", action="store_true", help="skip the run with the engine call stubbed")
@@ -363,16 +410,17 @@ def main() -> None:
         serve_without_engine(args.serve_without_engine, args.positions)
         return
 
-    body = orjson.dumps(what_if_request(args.positions))
+    bodies = [orjson.dumps(what_if_request(args.positions, seed)) for seed in range(args.books)]
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"load average {os.getloadavg()[0]:.2f}; request {len(body):,} bytes, {args.positions} positions")
+          f"load average {os.getloadavg()[0]:.2f}; {args.books} books of {args.positions} positions on one market, "
+          f"{statistics.mean(map(len, bodies)):,.0f} bytes a request")
     print("\nserver work per request, in-process (median ms):")
-    for step, ms in server_work_per_request(body, args.runs).items():
-        print(f"  {step:<40} {ms:8.3f}")
+    for step, ms in server_work_per_request(bodies, args.runs).items():
+        print(f"  {step:<46} {ms:8.3f}")
 
-    results = run_load(args, body, engine=True)
+    results = run_load(args, bodies, engine=True)
     if not args.skip_engine_free:
-        engine_free = run_load(args, body, engine=False)[0]
+        engine_free = run_load(args, bodies, engine=False)[0]
         engine_free.route = "margin, engine stubbed"
         results.append(engine_free)
     print(f"\nopen loop, {args.duration:.0f} s per route, latency from the intended send time (ms):")

@@ -15,9 +15,10 @@ from api.http.access import Clock, RateLimiter, access_middleware
 from api.http.metrics import ApiMetrics, metrics_middleware
 from api.http.openapi import build_openapi
 from api.http.problems import problem_middleware
-from api.http.routes import HEALTH_BODY, KEYED_ROUTES, METRICS, OPENAPI_BODY, HealthReport, add_routes
+from api.http.routes import HEALTH_BODY, KEYED_ROUTES, MARKETS, METRICS, OPENAPI_BODY, HealthReport, add_routes
 from api.http.service import RiskService
 from api.http.settings import ApiSettings
+from api.http.what_if import MarketCache
 from risk_core.schema.params import default_params
 from risk_core.schema.positions import SCHEMA_VERSION
 
@@ -43,6 +44,7 @@ def create_app(
     )
     package_version = version("metarisk")
     app[METRICS] = metrics
+    app[MARKETS] = MarketCache()
     app[HEALTH_BODY] = (
         HealthReport(
             status="ok",

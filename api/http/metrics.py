@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 # from a bare route (~0.1 ms) to a slow aggregator refresh (seconds)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 UNMATCHED_ROUTE = "(unmatched)"  # every 404 and 405 shares one label, so random paths cannot grow the series
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # set when several workers serve one port
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -46,6 +49,10 @@ class ApiMetrics:
         )
 
     def exposition(self) -> bytes:
+        if os.environ.get(MULTIPROCESS_DIR):  # several workers (api.http.server): every worker's counts, summed
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged)
+            return generate_latest(merged)
         return generate_latest(self.registry)
 
 

@@ -11,13 +11,14 @@ from pydantic import BaseModel, Field
 from api.http.metrics import METRICS_CONTENT_TYPE, ApiMetrics
 from api.http.problems import FieldError, Problem, invalid_request
 from api.http.service import SERVICE_ROUTES, RiskService, ServiceRoute
-from api.http.what_if import compute_what_if, parse_json_body
+from api.http.what_if import MarketCache, compute_what_if, parse_json_body
 from risk_core.errors import InputError
 
 JSON_CONTENT_TYPE = "application/json"
 METRICS = web.AppKey("metrics", ApiMetrics)
 HEALTH_BODY = web.AppKey("health_body", bytes)
 OPENAPI_BODY = web.AppKey("openapi_body", bytes)
+MARKETS = web.AppKey("markets", MarketCache)
 
 
 class HealthReport(BaseModel):
@@ -33,8 +34,8 @@ async def margin(request: web.Request) -> web.Response:
     if request.transport is None or request.transport.is_closing():
         # the client gave up while this request queued behind others: computing it would only delay the next
         raise Problem(499, "client-closed-request", "Client closed request", "the client closed the connection")
-    document = parse_json_body(body)
-    report = compute_what_if(document, request.app[METRICS])
+    document, strict = parse_json_body(body)
+    report = compute_what_if(document, request.app[METRICS], request.app[MARKETS], strict=strict)
     # pydantic's own serializer measured faster here than orjson over model_dump (0.15 vs 0.21 ms per report)
     return web.Response(body=report.model_dump_json(), content_type=JSON_CONTENT_TYPE)
 
