@@ -338,7 +338,7 @@ class ContingencyKeys:
     def quantity(self) -> Array:
         """keys x positions: signed quantity of each position in each key."""
         quantity = np.zeros((self.rate.size, self.n_positions))
-        np.add.at(quantity, (self.key, self.position), self.entry_quantity)
+        quantity[self.key, self.position] = self.entry_quantity  # a position has one entry at most
         return quantity
 
 
@@ -354,6 +354,13 @@ class ResolvedBook:
     notional: Array  # USD traded to close each position (liquidation cost base)
     warnings: list[str]
     valuation: BookValuation  # the underlyings' values and greeks, computed together on first use
+
+    @cached_property
+    def primary_rows(self) -> dict[str, NDArray[np.bool_]]:
+        """Per underlying: which of its rows belong to a position it is the primary underlying of (whose value and
+        greeks the position reports)."""
+        primary = np.array(self.primary, dtype=object)
+        return {asset: primary[rows.members] == asset for asset, rows in self.underlyings.items()}
 
 
 class _Resolver:

@@ -151,7 +151,7 @@ def _position_greeks(book: ResolvedBook) -> tuple[Array, Array, Array, Array]:
     n = len(book.positions)
     out = tuple(np.zeros(n) for _ in range(4))
     for asset, rows in book.underlyings.items():
-        own = np.array([book.primary[i] == asset for i in rows.members], dtype=bool)
+        own = book.primary_rows[asset]
         for target, source in zip(out, rows.greeks(), strict=True):
             target[rows.members[own]] = source[own]
     return out  # type: ignore[return-value]

@@ -126,22 +126,21 @@ class _Held:
 
 
 class CachedValuation(BookValuation):
-    """A gathered book's values, P&L and greeks, taken from its instruments' rows rather than revalued; its rows'
-    revaluation inputs (for the liquidation search's refinements) are gathered on first use."""
+    """A gathered book's values, P&L and greeks, taken from its instruments' rows rather than revalued; its greeks,
+    liquidation grid and rows' revaluation inputs are gathered on first use (a margin check needs none of them)."""
 
     def __init__(
         self,
+        assets: list[str],
         held: list[_Held],
         block_tables: tuple[Array, Array, Array],
         base: dict[str, tuple[Array, Array]],
         pnl: dict[str, Array],
-        greeks: dict[str, tuple[Array, Array, Array, Array]],
-        coarse: Array,
         max_rise: float,
     ) -> None:
         super().__init__([h.blocks for h in held])
-        self._held, self._block_tables = held, block_tables
-        self._base, self._pnl, self._greeks, self._coarse, self._max_rise = base, pnl, greeks, coarse, max_rise
+        self._assets, self._held, self._block_tables = assets, held, block_tables
+        self._base, self._pnl, self._max_rise = base, pnl, max_rise
 
     @cached_property
     def stacked(self) -> RowParams:
@@ -184,10 +183,17 @@ class CachedValuation(BookValuation):
 
     @cached_property
     def greeks(self) -> dict[str, tuple[Array, Array, Array, Array]]:
-        return self._greeks
+        out = {}
+        for asset, h in zip(self._assets, self._held, strict=True):
+            g = h.size[:, None] * h.table.greeks[h.row]
+            out[asset] = (g[:, 0], g[:, 1], g[:, 2], g[:, 3])
+        return out
 
     def coarse_change(self, max_rise: float) -> Array | None:
-        return self._coarse if max_rise == self._max_rise else None
+        if max_rise != self._max_rise:
+            return None
+        change = [h.size @ h.table.grid_value[h.row] - h.long @ h.table.grid_haircut[h.row] for h in self._held]
+        return np.array(change).reshape(2 * len(change), -1)
 
 
 class PricedInstruments:
@@ -277,10 +283,7 @@ class PricedInstruments:
         assets = self._assets
         base: dict[str, tuple[Array, Array]] = {}
         pnl: dict[str, Array] = {}
-        greeks: dict[str, tuple[Array, Array, Array, Array]] = {}
-        coarse: list[Array] = []
         held: list[_Held] = []
-        underlyings: dict[str, UnderlyingRows] = {}
         frozen: list[tuple[str, _AssetTable, IntArray, tuple[int, int, int]]] = []
         for asset in sorted(self._tables):
             table = self._tables[asset]
@@ -296,18 +299,14 @@ class PricedInstruments:
             s, lg, sh = size[mine], long[mine], shift[mine]
             base[asset] = ((s * table.base_value[row] + sh)[:, None], (lg * table.base_haircut[row])[:, None])
             pnl[asset] = s[:, None] * table.pnl[row]
-            g = s[:, None] * table.greeks[row]
-            greeks[asset] = (g[:, 0], g[:, 1], g[:, 2], g[:, 3])
-            coarse.append(s @ table.grid_value[row] - lg @ table.grid_haircut[row])
             blocks = (n_lin, n_lin_opt - n_lin, mine.size - n_lin_opt)
             held.append(_Held(table, row, s, lg, sh, blocks))
             frozen.append((asset, table, mine, blocks))
-        valuation = CachedValuation(
-            held, self._block_tables, base, pnl, greeks,
-            np.array(coarse).reshape(2 * len(coarse), self._grid.size // 2), self.max_rise,
-        )
-        for asset, table, mine, blocks in frozen:
-            underlyings[asset] = UnderlyingRows(asset, table.spot, table.scenarios, mine, blocks, valuation)
+        valuation = CachedValuation([f[0] for f in frozen], held, self._block_tables, base, pnl, self.max_rise)
+        underlyings = {
+            asset: UnderlyingRows(asset, table.spot, table.scenarios, mine, blocks, valuation)
+            for asset, table, mine, blocks in frozen
+        }
 
         rate = self._rate[ids]
         charged = np.flatnonzero(~np.isnan(rate))

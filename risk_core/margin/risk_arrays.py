@@ -45,15 +45,22 @@ class RiskArrays:
         self.row_delta: dict[str, Array] = {}  # deltas of the assets in a credited pair, the only ones needed
         self.pairs = credited_pairs(self.assets, params)
         paired = {a for a, _, _ in self.pairs} | {b for _, b, _ in self.pairs}
-        for asset, rows in book.underlyings.items():
+        # every underlying's rows stacked (in the book's order), scenarios padded with zero P&L to the widest set:
+        # one product per margin call for all underlyings. A zero column never changes a loss (a gain counts 0).
+        spans = np.cumsum([0, *(rows.n_rows for rows in book.underlyings.values())])
+        widest = max((rows.scenarios.size for rows in book.underlyings.values()), default=1)
+        self._pnl = np.zeros((int(spans[-1]), widest))
+        self._delta = np.zeros(int(spans[-1]))
+        self._spans = [slice(int(a), int(b)) for a, b in zip(spans[:-1], spans[1:], strict=True)]
+        for (asset, rows), span in zip(book.underlyings.items(), self._spans, strict=True):
             base, cut = rows.base()
             raw = rows.scenario_pnl()
             self.raw_pnl[asset] = raw
-            self.pnl[asset] = raw * rows.scenarios.damp[None, :]
+            self.pnl[asset] = np.multiply(raw, rows.scenarios.damp[None, :], out=self._pnl[span, : raw.shape[1]])
             self.base_value[asset] = base[:, 0]
             self.base_haircut[asset] = cut[:, 0]
             if asset in paired:
-                self.row_delta[asset] = rows.greeks()[0]
+                self.row_delta[asset] = self._delta[span] = rows.greeks()[0]
         places = list(map(_PLACE, book.positions))  # each position's venue-account
         venue_accounts = sorted(set(places))
         chains = sorted({chain for _, chain, _ in venue_accounts})
@@ -68,8 +75,15 @@ class RiskArrays:
         groups[rows_of[:, 0], every] = 1.0
         groups[rows_of[:, 1], every] = 1.0
         self.groups = groups
-        # groups x rows of each underlying, sliced once rather than in every `margin` call
-        self.row_groups = {asset: groups[:, rows.members] for asset, rows in book.underlyings.items()}
+        # (underlying, group) x stacked rows: each underlying's groups over its own rows, zero elsewhere
+        self._members = np.concatenate(
+            [np.zeros(0, dtype=np.intp), *(rows.members for rows in book.underlyings.values())]
+        ).astype(np.intp)
+        n_groups = groups.shape[0]
+        row_groups = np.zeros((len(self._spans), n_groups, self._members.size))
+        for u, span in enumerate(self._spans):
+            row_groups[u, :, span] = groups[:, self._members[span]]
+        self._row_groups = row_groups.reshape(len(self._spans) * n_groups, self._members.size)
 
     def position_values(self) -> tuple[Array, Array]:
         """Mark value and collateral haircut per position, taken from its primary underlying's rows."""
@@ -77,7 +91,7 @@ class RiskArrays:
         value = book.fixed_value.copy()
         haircut = book.fixed_haircut.copy()
         for asset, rows in book.underlyings.items():
-            own = np.array([book.primary[i] == asset for i in rows.members], dtype=bool)
+            own = book.primary_rows[asset]
             value[rows.members[own]] = self.base_value[asset][own]
             haircut[rows.members[own]] = self.base_haircut[asset][own]
         return value, haircut
@@ -85,15 +99,14 @@ class RiskArrays:
     def margin(self, weights: Array) -> MarginFigures:
         """Margin figures for each row of `weights` (rows x positions)."""
         w = np.atleast_2d(weights)
-        k, g = w.shape[0], self.groups.shape[0]
-        losses: dict[str, Array] = {}
+        k, g, n_under = w.shape[0], self.groups.shape[0], len(self.assets)
+        mix = w[:, None, self._members] * self._row_groups[None, :, :]  # k x (underlying, group) x rows
+        loss = scenario_loss(mix @ self._pnl).reshape(k, n_under, g)
+        losses = {asset: loss[:, u, :] for u, asset in enumerate(self.assets)}
         deltas: dict[str, Array] = {}
-        for asset, rows in self.book.underlyings.items():
-            members = rows.members
-            mix = (w[:, None, members] * self.row_groups[asset][None, :, :]).reshape(k * g, members.size)
-            losses[asset] = scenario_loss(mix @ self.pnl[asset]).reshape(k, g)
-            if asset in self.row_delta:
-                deltas[asset] = (mix @ self.row_delta[asset]).reshape(k, g)
+        if self.row_delta:
+            delta = (mix @ self._delta).reshape(k, n_under, g)
+            deltas = {asset: delta[:, u, :] for u, asset in enumerate(self.assets) if asset in self.row_delta}
         risk = combine_underlyings(losses, deltas, self.pairs, shape=(k, g))
         combined = combine_levels(
             everything=risk[:, 0],
@@ -109,16 +122,26 @@ class RiskArrays:
         row picks out the position's own P&L row exactly (every other term is a product with 0), so its loss in
         an underlying is its row's loss, 0 where it has no row; likewise its delta."""
         n = len(self.book.positions)
+        row_loss = scenario_loss(self._pnl)
         losses: dict[str, Array] = {}
         deltas: dict[str, Array] = {}
-        for asset, rows in self.book.underlyings.items():
+        for asset, span in zip(self.assets, self._spans, strict=True):
             losses[asset] = np.zeros((n, 1))
-            losses[asset][rows.members, 0] = scenario_loss(self.pnl[asset])
+            losses[asset][self._members[span], 0] = row_loss[span]
             if asset in self.row_delta:
                 deltas[asset] = np.zeros((n, 1))
-                deltas[asset][rows.members, 0] = self.row_delta[asset]
+                deltas[asset][self._members[span], 0] = self.row_delta[asset]
         risk = combine_underlyings(losses, deltas, self.pairs, shape=(n, 1))[:, 0]
-        return risk + self.contingency(np.eye(n))
+        return risk + self._standalone_contingency(n)
+
+    def _standalone_contingency(self, n: int) -> Array:
+        """`contingency(identity)`: each position alone nets nothing, so it pays its own entry's charge."""
+        keys = self.book.contingency
+        charge = np.zeros(n)
+        if self.params.contingencies_enabled and keys.rate.size:
+            own = contingency_charge(keys.entry_quantity, keys.short_only[keys.key]) * keys.rate[keys.key]
+            np.add.at(charge, keys.position, own)
+        return charge
 
     def contingency(self, weights: Array) -> Array:
         keys = self.book.contingency
