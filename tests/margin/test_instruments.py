@@ -1,0 +1,350 @@
+"""Instruments valued once per (market snapshot, parameters) and shared by books (risk_core.margin.instruments):
+the cached path must give the reports of resolving each book directly, name each book's own positions in its
+warnings and errors, keep one cache per snapshot object, and let go of it with the snapshot."""
+
+from __future__ import annotations
+
+import gc
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+from unittest import mock
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support.golden import EXPIRY_30D, market, option, position
+
+import risk_core.margin.engine as engine
+from risk_core.errors import InputError
+from risk_core.margin import instruments
+from risk_core.margin.book import resolve_book
+from risk_core.margin.engine import compute_margin
+from risk_core.margin.instruments import priced_instruments
+from risk_core.schema.market import MarketSnapshot
+from risk_core.schema.params import RiskParams, default_params
+from risk_core.schema.positions import Position
+from risk_core.schema.report import MarginReport
+from risk_core.schema.request import MarginRequest
+
+MAX_RISE = 10.0  # the engine's liquidation search range: the key its instruments are cached under
+EXPIRY_60D = "2027-01-24T00:00:00Z"
+EXPIRED = "2026-11-24T00:00:00Z"  # a day before AS_OF
+LP_TWO_RISKY = "LP of two risky assets; each is shocked with the other held"
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def parse(positions: Sequence[dict[str, Any]], market_doc: dict[str, Any]) -> tuple[list[Position], MarketSnapshot]:
+    request = MarginRequest.model_validate({"positions": list(positions), "market": market_doc})
+    return request.positions, request.market
+
+
+def snapshot(**extra: Any) -> MarketSnapshot:
+    return MarketSnapshot.model_validate(market(**extra))
+
+
+def books(*docs: Sequence[dict[str, Any]]) -> list[list[Position]]:
+    return [MarginRequest.model_validate({"positions": list(d), "market": market()}).positions for d in docs]
+
+
+def direct_margin(positions: Sequence[Position], m: MarketSnapshot, params: RiskParams) -> MarginReport:
+    """The report with every book resolved directly (no instrument cache)."""
+    with mock.patch.object(
+        engine, "resolve_book_cached", lambda positions, market, params, **_: resolve_book(positions, market, params)
+    ):
+        return compute_margin(positions, m, params)
+
+
+def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from leaves(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from leaves(v, f"{path}[{i}]")
+    else:
+        yield path, value
+
+
+def assert_same_report(cached: MarginReport, direct: MarginReport, positions: Sequence[Position] = ()) -> None:
+    """Every number equal to 1e-9 relative (1e-7 absolute near zero); every string, bool, None and key identical.
+
+    Two choices the engine makes by comparing floats are exempt where their candidates tie exactly, so that the
+    last bit of rounding (which differs between the paths) picks one: the worst scenario of an underlying whose
+    P&L is zero in every scenario, and which of a perp and a future on one underlying and venue (the same delta
+    per dollar of close-out cost) the liquidation plan closes first, or of two positions in one instrument at one
+    venue. There the choice may differ but not its
+    worth: the plan's cost to 1e-3 and whether it restores initial margin."""
+    a, b = dict(leaves(cached.model_dump(mode="json"))), dict(leaves(direct.model_dump(mode="json")))
+    for asset, risk in direct.underlyings.items():
+        if risk.risk_usd < 1e-6 and cached.underlyings[asset].risk_usd < 1e-6:  # every scenario is a worst one
+            for report in (a, b):
+                for key in [k for k in report if k.startswith(f".underlyings.{asset}.worst_scenario.")]:
+                    del report[key]
+    plans = cached.liquidation_plan, direct.liquidation_plan
+    steps = [[] if plan is None else [(s.index, round(s.fraction, 6)) for s in plan.steps] for plan in plans]
+    if plans[0] is not None and plans[1] is not None and steps[0] != steps[1]:
+        tied = {i for i, _ in steps[0]} ^ {i for i, _ in steps[1]}
+        tied |= {s[0] for s, t in zip(steps[0], steps[1], strict=False) if s != t}
+        assert positions, "liquidation plans differ"
+        held = [positions[i] for i in tied]
+        assert len({p.venue for p in held}) == 1, tied  # one close-out cost rate
+        same_instrument = len({instruments.unit_instrument(p) for p in held}) == 1
+        underlyings = {getattr(p, "underlying", None) for p in held}
+        linear = {p.kind for p in held} <= {"perp", "future"} and len(underlyings) == 1
+        assert same_instrument or linear, tied
+        assert plans[0].total_cost_usd == pytest.approx(plans[1].total_cost_usd, rel=1e-3)
+        assert plans[0].restores_initial_margin == plans[1].restores_initial_margin
+        for report in (a, b):
+            for key in [k for k in report if k.startswith(".liquidation_plan.")]:
+                del report[key]
+    assert a.keys() == b.keys()
+    for path, x in a.items():
+        y = b[path]
+        if isinstance(x, float) or isinstance(y, float):
+            assert isinstance(x, int | float) and isinstance(y, int | float), path
+            assert math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-7), (path, x, y)
+        else:
+            assert x == y, (path, x, y)
+    assert cached.warnings == direct.warnings
+    assert cached.status == direct.status
+    assert [p.underlying for p in cached.positions] == [p.underlying for p in direct.positions]
+    assert [p.priced for p in cached.positions] == [p.priced for p in direct.positions]
+
+
+# ------------------------------------------------------------------------------------- property: same figures
+
+ACCOUNTS = [
+    {"venue": "deribit", "chain": "offchain", "account": "sub-1"},
+    {"venue": "hyperliquid", "chain": "hyperliquid", "account": "0xa"},
+    {"venue": "aave-v3", "chain": "ethereum", "account": "0xa"},
+]
+SPOT = {"BTC": 100_000.0, "ETH": 3_000.0}
+sizes = st.floats(min_value=-20, max_value=20, allow_nan=False).filter(lambda q: abs(q) > 1e-3)
+
+
+@st.composite
+def a_position(draw: st.DrawFn) -> dict[str, Any]:
+    """Few distinct instruments (so books share them) on many places and sizes, entry prices included."""
+    where = draw(st.sampled_from(ACCOUNTS))
+    asset = draw(st.sampled_from(["BTC", "ETH"]))
+    kind = draw(st.sampled_from(["spot", "lend", "borrow", "perp", "future", "option", "lp", "lp2", "stable"]))
+    q = draw(sizes)
+    entry = draw(st.none() | st.sampled_from([0.9, 1.0, 1.05]).map(lambda f: SPOT[asset] * f))
+    if kind in ("spot", "lend", "borrow"):
+        return {"kind": kind, "asset": asset, "quantity": abs(q) if kind != "spot" else q, **where}
+    if kind == "stable":
+        return {"kind": "spot", "asset": "USDC", "quantity": q * 1000, **where}
+    if kind == "perp":
+        return {"kind": "perp", "underlying": asset, "quantity": q, "entry_price": entry, **where}
+    if kind == "future":
+        expiry = draw(st.sampled_from([EXPIRY_30D, EXPIRY_60D]))
+        return {"kind": "future", "underlying": asset, "quantity": q, "expiry": expiry, "entry_price": entry, **where}
+    if kind == "option":
+        return {
+            "kind": "option", "underlying": asset, "quantity": q,
+            "strike": SPOT[asset] * draw(st.sampled_from([0.8, 1.0, 1.2])),
+            "expiry": draw(st.sampled_from([EXPIRY_30D, EXPIRY_60D])),
+            "option_type": draw(st.sampled_from(["call", "put"])),
+            "settlement": draw(st.sampled_from(["linear", "inverse"])), **where,
+        }
+    if kind == "lp":
+        return {
+            "kind": "lp", "token0": "ETH", "token1": "USDC", "liquidity": q * 100,
+            "price_lower": SPOT["ETH"] * draw(st.sampled_from([0.8, 0.95])),
+            "price_upper": SPOT["ETH"] * draw(st.sampled_from([1.05, 1.2])), **where,
+        }
+    ratio = SPOT["ETH"] / SPOT["BTC"]  # ETH priced in BTC
+    return {
+        "kind": "lp", "token0": "ETH", "token1": "BTC", "liquidity": abs(q),
+        "price_lower": ratio * 0.9, "price_upper": ratio * draw(st.sampled_from([1.1, 1.3])), **where,
+    }
+
+
+@st.composite
+def a_market(draw: st.DrawFn) -> dict[str, Any]:
+    btc = draw(st.sampled_from([80_000.0, 100_000.0, 115_000.0]))
+    eth = draw(st.sampled_from([2_500.0, 3_000.0, 3_400.0]))
+    extra: dict[str, Any] = {
+        "spot": {"BTC": btc, "ETH": eth, "USDC": 1.0},
+        "forwards": {"BTC": {EXPIRY_30D: btc * 1.004, EXPIRY_60D: btc * 1.009}},
+        "vol": {
+            "BTC": {"points": [{"expiry": EXPIRY_30D, "strike": btc, "iv": draw(st.sampled_from([0.4, 0.6]))},
+                               {"expiry": EXPIRY_60D, "strike": btc, "iv": 0.55}]},
+            "ETH": {"points": [{"expiry": EXPIRY_30D, "strike": eth, "iv": 0.7}]},
+        },
+    }
+    if draw(st.booleans()):
+        extra["sources"] = [{"name": "pyth", "status": "stale", "reason": "late"}]
+    return market(**extra)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(a_position(), min_size=1, max_size=10), min_size=1, max_size=3), a_market())
+def test_cached_reports_equal_the_direct_path(
+    book_docs: list[list[dict[str, Any]]], market_doc: dict[str, Any]
+) -> None:
+    m = MarketSnapshot.model_validate(market_doc)
+    params = default_params()
+    parsed = [MarginRequest.model_validate({"positions": d, "market": market_doc}).positions for d in book_docs]
+    cached = [compute_margin(b, m, params) for b in parsed]  # later books reuse the earlier ones' instruments
+    cached_again = [compute_margin(b, m, params) for b in parsed]  # every instrument now found
+    for b, first, again in zip(parsed, cached, cached_again, strict=True):
+        direct = direct_margin(b, m, params)
+        assert_same_report(first, direct, b)
+        assert_same_report(again, direct, b)
+
+
+# ---------------------------------------------------------------------------------- books with messages
+
+ETH_BTC = 3_000.0 / 100_000.0
+
+
+def lp_eth_btc(liquidity: float = 2.0, **kw: Any) -> dict[str, Any]:
+    return position("lp", token0="ETH", token1="BTC", liquidity=liquidity, price_lower=ETH_BTC * 0.9,
+                    price_upper=ETH_BTC * 1.1, **kw)
+
+
+def test_lp_of_two_risky_assets_is_named_by_each_books_own_index() -> None:
+    m, params = snapshot(), default_params()
+    first, second, twice = books(
+        [position("spot", asset="BTC", quantity=1), lp_eth_btc()],
+        [position("perp", underlying="ETH", quantity=-3), option(1, "put", 90_000),
+         position("spot", asset="USDC", quantity=500), lp_eth_btc(3.0, account="acct-2")],
+        [lp_eth_btc(1.0), position("spot", asset="ETH", quantity=1), lp_eth_btc(-1.0, venue="uniswap-v3")],
+    )
+    reports = [compute_margin(b, m, params) for b in (first, second, twice)]
+    assert reports[0].warnings == [f"positions[1]: {LP_TWO_RISKY}"]
+    # the same instrument, first valued with the first book at index 1, is index 3 here
+    assert reports[1].warnings == [f"positions[3]: {LP_TWO_RISKY}"]
+    assert reports[2].warnings == [f"positions[0]: {LP_TWO_RISKY}", f"positions[2]: {LP_TWO_RISKY}"]
+    for b, report in zip((first, second, twice), reports, strict=True):
+        assert_same_report(report, direct_margin(b, m, params))
+    lp_row = reports[1].positions[3]
+    assert lp_row.underlying == "ETH" and lp_row.priced
+    assert set(reports[1].underlyings) == {"BTC", "ETH"}
+
+
+def test_unpriced_spot_asset_warns_and_is_unpriced_in_both_paths() -> None:
+    m, params = snapshot(), default_params()
+    warm, unpriced, again = books(
+        [position("perp", underlying="BTC", quantity=1), option(-1, "call", 110_000)],
+        [position("perp", underlying="BTC", quantity=2), position("spot", asset="DOGE", quantity=1_000)],
+        [option(1, "call", 110_000), position("spot", asset="ETH", quantity=1), position("perp", underlying="ETH",
+         quantity=1), position("spot", asset="DOGE", quantity=5)],
+    )
+    compute_margin(warm, m, params)
+    assert priced_instruments(m, params, MAX_RISE).size == 2
+    for b, at in ((unpriced, 1), (again, 3)):
+        report = compute_margin(b, m, params)
+        assert report.warnings == [
+            f"DOGE: no price in market.spot; position positions[{at}] counts 0 value and 0 collateral"
+        ]
+        assert [p.priced for p in report.positions] == [i != at for i in range(len(b))]
+        assert report.positions[at].value_usd == 0.0
+        assert report.positions[at].underlying is None
+        assert_same_report(report, direct_margin(b, m, params))
+
+
+@pytest.mark.parametrize("kind", ["option", "future"])
+def test_expired_instrument_names_the_books_own_expiry_field(kind: str) -> None:
+    m, params = snapshot(), default_params()
+    expired = ({**option(1, "call", 100_000), "expiry": EXPIRED} if kind == "option"
+               else position("future", underlying="BTC", quantity=1, expiry=EXPIRED))
+    warm, first, second = books(
+        [position("spot", asset="BTC", quantity=1), option(-1, "call", 110_000)],
+        [position("perp", underlying="ETH", quantity=2), option(-1, "call", 110_000), expired],
+        [expired, position("spot", asset="BTC", quantity=2)],
+    )
+    compute_margin(warm, m, params)
+    before = priced_instruments(m, params, MAX_RISE).size
+    assert before == 2
+    for b, at in ((first, 2), (second, 0)):
+        with pytest.raises(InputError) as cached_error:
+            compute_margin(b, m, params)
+        with pytest.raises(InputError) as direct_error:
+            direct_margin(b, m, params)
+        assert cached_error.value.field == f"positions[{at}].expiry"
+        assert (cached_error.value.field, cached_error.value.reason) == (
+            direct_error.value.field, direct_error.value.reason
+        )
+        assert cached_error.value.reason == "expiry 2026-11-24T00:00:00+00:00 is not after market.as_of"
+    # the first book's priceable new instrument (the ETH perp) is kept; the expired one never is
+    assert priced_instruments(m, params, MAX_RISE).size == before + 1
+    # and the snapshot still margins good books from its cache, as the direct path does
+    assert_same_report(compute_margin(warm, m, params), direct_margin(warm, m, params))
+
+
+# ---------------------------------------------------------------------------------------------- sharing
+
+
+def test_books_on_one_snapshot_share_instruments_and_a_new_snapshot_gets_its_own() -> None:
+    params = default_params()
+    m = snapshot()
+    a, b = books(
+        [position("spot", asset="BTC", quantity=1), position("perp", underlying="ETH", quantity=-2),
+         option(-1, "call", 110_000)],
+        [position("perp", underlying="ETH", quantity=5, venue="hyperliquid", entry_price=2_900.0),
+         option(3, "call", 110_000, account="acct-9"), option(1, "put", 90_000),
+         position("future", underlying="BTC", quantity=1, expiry=EXPIRY_30D), position("spot", asset="BTC",
+         quantity=-0.5)],
+    )
+    compute_margin(a, m, params)
+    cache = priced_instruments(m, params, MAX_RISE)
+    assert cache.size == 3
+    compute_margin(b, m, params)
+    assert priced_instruments(m, params, MAX_RISE) is cache
+    assert cache.size == 5  # only the put and the future are new
+    compute_margin(a, m, params)
+    assert cache.size == 5
+
+    twin = snapshot()  # equal content, another object
+    assert twin == m and twin is not m
+    assert priced_instruments(twin, params, MAX_RISE) is not cache
+    assert priced_instruments(twin, params, MAX_RISE).size == 0
+    compute_margin(b, twin, params)
+    assert priced_instruments(twin, params, MAX_RISE).size == 5
+    assert cache.size == 5
+
+    key = (id(m), id(params))
+    assert instruments._PRICED[key] is cache
+    del m
+    gc.collect()
+    assert key not in instruments._PRICED
+    assert (id(twin), id(params)) in instruments._PRICED
+
+
+# -------------------------------------------------------------------------------------------- entry prices
+
+
+def test_entry_prices_give_each_position_its_own_value_on_a_shared_instrument() -> None:
+    params = default_params()
+    fwd = 3_030.0
+    m = snapshot(forwards={"ETH": {EXPIRY_30D: fwd}})
+    one, other = books(
+        [position("perp", underlying="ETH", quantity=2, entry_price=2_900.0),
+         position("perp", underlying="ETH", quantity=-3, entry_price=3_100.0, account="acct-2"),
+         position("perp", underlying="ETH", quantity=1.5),
+         position("future", underlying="ETH", quantity=2, expiry=EXPIRY_30D, entry_price=3_000.0),
+         position("future", underlying="ETH", quantity=-1, expiry=EXPIRY_30D, entry_price=3_100.0)],
+        [position("perp", underlying="ETH", quantity=5, entry_price=3_050.0),
+         position("future", underlying="ETH", quantity=4, expiry=EXPIRY_30D, entry_price=2_950.0)],
+    )
+    first = compute_margin(one, m, params)
+    cache = priced_instruments(m, params, MAX_RISE)
+    assert cache.size == 2  # one perp, one future
+    assert [p.value_usd for p in first.positions] == pytest.approx(
+        [2 * (3_000 - 2_900), -3 * (3_000 - 3_100), 0.0, 2 * (fwd - 3_000), -1 * (fwd - 3_100)], rel=1e-12, abs=1e-9
+    )
+    second = compute_margin(other, m, params)
+    assert cache.size == 2
+    assert [p.value_usd for p in second.positions] == pytest.approx(
+        [5 * (3_000 - 3_050), 4 * (fwd - 2_950)], rel=1e-12, abs=1e-9
+    )
+    assert second.equity_usd == pytest.approx(5 * (3_000 - 3_050) + 4 * (fwd - 2_950), rel=1e-12)
+    # the entry price moves the value, never the risk: delta is the size (x forward / spot), whatever the entry
+    assert [p.delta for p in second.positions] == pytest.approx([5.0, 4.0 * fwd / 3_000], rel=1e-9)
+    for b, report in ((one, first), (other, second)):
+        assert_same_report(report, direct_margin(b, m, params))
