@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from functools import lru_cache
 from operator import attrgetter
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -38,10 +40,27 @@ _MAX_RISE_SEARCHED = 10.0  # liquidation distance upward is searched to +1000%
 
 
 def compute_margin_request(request: MarginRequest) -> MarginReport:
-    params = default_params().with_overrides(request.params)
     return compute_margin(
-        request.positions, request.market, params, sources=request.sources, venue_states=request.venue_states
+        request.positions, request.market, _params(request.params), sources=request.sources,
+        venue_states=request.venue_states,
     )
+
+
+def _params(overrides: dict[str, Any] | None) -> RiskParams:
+    """The shipped parameters with `overrides`: the same object for the same overrides, so that requests
+    overriding alike share the instruments valued with them (risk_core.margin.instruments)."""
+    if not overrides:
+        return default_params()
+    try:
+        canonical = json.dumps(overrides, sort_keys=True)
+    except (TypeError, ValueError):  # not plain JSON values (a Python caller's objects): merged as they are
+        return default_params().with_overrides(overrides)
+    return _params_from(canonical)
+
+
+@lru_cache(maxsize=64)
+def _params_from(canonical_overrides: str) -> RiskParams:
+    return default_params().with_overrides(json.loads(canonical_overrides))
 
 
 def compute_margin(

@@ -499,8 +499,12 @@ def _merged(old: _AssetTable | None, added: _AssetTable, instrument: IntArray, t
     )
 
 
-# One PricedInstruments per live (market, parameters) pair; an entry goes when either object does.
-_PRICED: dict[tuple[int, int], PricedInstruments] = {}
+# One PricedInstruments per live (market, parameters) pair, by the objects' ids: per market, per parameters. Each
+# object gets one finalizer, however many pairs it is in: a market's entries go with it, and a parameters object's
+# entries go from every market with it (a long-lived snapshot margined with many parameter sets, or the shipped
+# parameters over many snapshots, must not gather finalizers).
+_PRICED: dict[int, dict[int, PricedInstruments]] = {}
+_WATCHED: set[int] = set()  # ids of the parameters objects with a finalizer
 _PRICED_LOCK = threading.Lock()
 
 
@@ -519,11 +523,23 @@ def resolve_book_cached(
 
 def priced_instruments(market: MarketSnapshot, params: RiskParams, max_rise: float) -> PricedInstruments:
     """The instruments valued so far on (market, params), kept while both objects live."""
-    key = (id(market), id(params))
-    found = _PRICED.get(key)
-    if found is None or not found.serves(market, params, max_rise):
-        with _PRICED_LOCK:
-            found = _PRICED[key] = PricedInstruments(market, params, max_rise)
-        weakref.finalize(market, _PRICED.pop, key, None)
-        weakref.finalize(params, _PRICED.pop, key, None)
+    per_market = _PRICED.get(id(market))
+    found = None if per_market is None else per_market.get(id(params))
+    if found is not None and found.serves(market, params, max_rise):
+        return found
+    with _PRICED_LOCK:
+        if per_market is None:
+            per_market = _PRICED[id(market)] = {}
+            weakref.finalize(market, _PRICED.pop, id(market), None)
+        if id(params) not in _WATCHED:
+            _WATCHED.add(id(params))
+            weakref.finalize(params, _forget_params, id(params))
+        found = per_market[id(params)] = PricedInstruments(market, params, max_rise)
     return found
+
+
+def _forget_params(params_id: int) -> None:
+    with _PRICED_LOCK:
+        _WATCHED.discard(params_id)
+        for per_market in _PRICED.values():
+            per_market.pop(params_id, None)

@@ -309,12 +309,12 @@ def test_books_on_one_snapshot_share_instruments_and_a_new_snapshot_gets_its_own
     assert priced_instruments(twin, params, MAX_RISE).size == 5
     assert cache.size == 5
 
-    key = (id(m), id(params))
-    assert instruments._PRICED[key] is cache
+    key = id(m)
+    assert instruments._PRICED[key][id(params)] is cache
     del m
     gc.collect()
     assert key not in instruments._PRICED
-    assert (id(twin), id(params)) in instruments._PRICED
+    assert id(params) in instruments._PRICED[id(twin)]
 
 
 # -------------------------------------------------------------------------------------------- entry prices
@@ -359,14 +359,6 @@ def finalizers_on(obj: object) -> int:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="priced_instruments registers a weakref.finalize on the market for every new (market, params) pair and "
-    "never detaches it when the params object goes first (its entry is already popped): a live snapshot "
-    "(e.g. one held by api.http.what_if.MarketCache) margined with a fresh RiskParams per request (any request "
-    "with `params` overrides: default_params().with_overrides builds a new object) accumulates one finalizer "
-    "per request for as long as the snapshot lives",
-)
 def test_fresh_parameters_on_a_live_snapshot_leave_no_finalizer_behind() -> None:
     m = snapshot()
     (book,) = books([option(-1, "call", 110_000), position("spot", asset="BTC", quantity=1)])
@@ -380,6 +372,35 @@ def test_fresh_parameters_on_a_live_snapshot_leave_no_finalizer_behind() -> None
         del params
     gc.collect()
     # the overridden parameters' caches are gone with them...
-    assert [k for k in instruments._PRICED if k[0] == id(m)] == [(id(m), id(default_params()))]
+    assert list(instruments._PRICED[id(m)]) == [id(default_params())]
     # ...and so should be whatever waited on the snapshot for them
     assert finalizers_on(m) <= before + 1
+
+
+def test_the_shipped_parameters_over_many_snapshots_gather_no_finalizers() -> None:
+    params = default_params()
+    (book,) = books([option(-1, "call", 110_000), position("spot", asset="BTC", quantity=1)])
+    compute_margin(book, snapshot(), params)
+    gc.collect()
+    before = finalizers_on(params)
+    live = len(instruments._PRICED)
+    for _ in range(30):  # a service's snapshots, one after another, all margined with the shipped parameters
+        report = compute_margin(book, snapshot(), params)
+        assert report.maintenance_margin_usd > 0
+    gc.collect()
+    assert finalizers_on(params) == before
+    assert len(instruments._PRICED) <= live  # every dead snapshot's entry is gone
+
+
+def test_requests_overriding_alike_share_parameters_and_instruments() -> None:
+
+
+    first = engine._params({"im_factor": 1.5, "contingencies_enabled": False})
+    again = engine._params({"contingencies_enabled": False, "im_factor": 1.5})  # other key order, same overrides
+    assert again is first and first.im_factor == 1.5 and not first.contingencies_enabled
+    assert engine._params({"im_factor": 1.6}) is not first
+    assert engine._params(None) is default_params() and engine._params({}) is default_params()
+    m = snapshot()
+    (book,) = books([option(-1, "call", 110_000), position("spot", asset="BTC", quantity=1)])
+    compute_margin(book, m, first)
+    assert priced_instruments(m, again, MAX_RISE).size == 2  # the second request finds the first's instruments
