@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from operator import attrgetter
 
 import numpy as np
 from numpy.typing import NDArray
@@ -171,6 +172,10 @@ class UnderlyingRows:
         Do not modify."""
         return self.book_valuation.greeks[self.asset]
 
+    def deltas(self) -> Array:
+        """Per row: delta, as in `greeks` (alone, when the other greeks are not needed). Do not modify."""
+        return self.book_valuation.row_delta(self.asset)
+
 
 class BookValuation:
     """The values, scenario P&L and greeks of a book's underlyings, and revaluation of all of them at once: the
@@ -198,6 +203,9 @@ class BookValuation:
     @cached_property
     def greeks(self) -> dict[str, tuple[Array, Array, Array, Array]]:
         raise NotImplementedError
+
+    def row_delta(self, asset: str) -> Array:
+        return self.greeks[asset][0]
 
     def coarse_change(self, max_rise: float) -> Array | None:
         """Change of each underlying's net value on the liquidation search's coarse grid (see
@@ -343,6 +351,23 @@ class ContingencyKeys:
 
 
 @dataclass(frozen=True)
+class Places:
+    """Each position's venue-account (venue, chain, account), numbered in order of first appearance."""
+
+    venue_accounts: list[tuple[str, str, str]]
+    of_position: IntArray
+
+    @classmethod
+    def of(cls, positions: Sequence[Position]) -> Places:
+        number: dict[tuple[str, str, str], int] = {}
+        of_position = [number.setdefault(place, len(number)) for place in map(_PLACE, positions)]
+        return cls(list(number), np.array(of_position, dtype=np.intp).reshape(len(of_position)))
+
+
+_PLACE = attrgetter("venue", "chain", "account")
+
+
+@dataclass(frozen=True)
 class ResolvedBook:
     positions: Sequence[Position]
     underlyings: dict[str, UnderlyingRows]
@@ -354,6 +379,7 @@ class ResolvedBook:
     notional: Array  # USD traded to close each position (liquidation cost base)
     warnings: list[str]
     valuation: BookValuation  # the underlyings' values and greeks, computed together on first use
+    places: Places
 
     @cached_property
     def primary_rows(self) -> dict[str, NDArray[np.bool_]]:
@@ -582,6 +608,7 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
         notional=notional_usd,
         warnings=r.warnings,
         valuation=valuation,
+        places=Places.of(positions),
     )
 
 

@@ -30,6 +30,7 @@ from risk_core.margin.book import (
     ROW_FIELDS,
     BookValuation,
     ContingencyKeys,
+    Places,
     ResolvedBook,
     RowParams,
     UnderlyingRows,
@@ -189,6 +190,12 @@ class CachedValuation(BookValuation):
             out[asset] = (g[:, 0], g[:, 1], g[:, 2], g[:, 3])
         return out
 
+    def row_delta(self, asset: str) -> Array:
+        if "greeks" in self.__dict__:  # already gathered
+            return self.greeks[asset][0]
+        h = self._held[self._assets.index(asset)]
+        return h.size * h.table.greeks[h.row, 0]
+
     def coarse_change(self, max_rise: float) -> Array | None:
         if max_rise != self._max_rise:
             return None
@@ -261,7 +268,7 @@ class PricedInstruments:
             return None
         n = held.size
         return self._gather(positions, held, np.array(sizes, dtype=np.float64).reshape(n), entries,
-                            np.array(place_of, dtype=np.intp).reshape(n))
+                            Places(list(places), np.array(place_of, dtype=np.intp).reshape(n)))
 
     # ------------------------------------------------------------------------------------------ gathering
 
@@ -271,7 +278,7 @@ class PricedInstruments:
         ids: IntArray,
         size: Array,
         entries: list[tuple[int, float]],
-        place: IntArray,
+        places: Places,
     ) -> ResolvedBook:
         long = np.maximum(size, 0.0)
         # a perp's or future's value moves from size x (mark - 0) to size x (mark - entry): a constant shift
@@ -311,7 +318,7 @@ class PricedInstruments:
         rate = self._rate[ids]
         charged = np.flatnonzero(~np.isnan(rate))
         # a contingency nets within a venue-account and instrument
-        key, key_instrument = _net_keys(place[charged], ids[charged])
+        key, key_instrument = _net_keys(places.of_position[charged], ids[charged])
         return ResolvedBook(
             positions=positions,
             underlyings=underlyings,
@@ -334,6 +341,7 @@ class PricedInstruments:
                 for message in self._warnings[int(ids[i])]
             ],
             valuation=valuation,
+            places=places,
         )
 
     # ------------------------------------------------------------------------------------------- adding

@@ -8,7 +8,6 @@ plan. P&L is linear in position size, so one matrix product per underlying serve
 from __future__ import annotations
 
 from dataclasses import dataclass
-from operator import attrgetter
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,7 +16,6 @@ from risk_core.margin.book import ResolvedBook
 from risk_core.schema.params import OffsetCredit, RiskParams
 
 Array = NDArray[np.float64]
-_PLACE = attrgetter("venue", "chain", "account")
 
 
 @dataclass(frozen=True)
@@ -60,20 +58,20 @@ class RiskArrays:
             self.base_value[asset] = base[:, 0]
             self.base_haircut[asset] = cut[:, 0]
             if asset in paired:
-                self.row_delta[asset] = self._delta[span] = rows.greeks()[0]
-        places = list(map(_PLACE, book.positions))  # each position's venue-account
-        venue_accounts = sorted(set(places))
+                self.row_delta[asset] = self._delta[span] = rows.deltas()
+        venue_accounts = book.places.venue_accounts
         chains = sorted({chain for _, chain, _ in venue_accounts})
         self.n_chains = len(chains)
         groups = np.zeros((1 + len(chains) + len(venue_accounts), n))
         groups[0] = 1.0
-        chain_index = {c: 1 + j for j, c in enumerate(chains)}
-        # each venue-account's row, and the row of its chain
-        account_row = {va: (1 + len(chains) + j, chain_index[va[1]]) for j, va in enumerate(venue_accounts)}
-        rows_of = np.array([account_row[place] for place in places], dtype=np.intp).reshape(n, 2)
+        chain_row = {c: 1 + j for j, c in enumerate(chains)}
+        # per venue-account: its row, and the row of its chain
+        account_rows = np.array(
+            [(1 + len(chains) + j, chain_row[chain]) for j, (_, chain, _) in enumerate(venue_accounts)], dtype=np.intp
+        ).reshape(len(venue_accounts), 2)[book.places.of_position]
         every = np.arange(n)
-        groups[rows_of[:, 0], every] = 1.0
-        groups[rows_of[:, 1], every] = 1.0
+        groups[account_rows[:, 0], every] = 1.0
+        groups[account_rows[:, 1], every] = 1.0
         self.groups = groups
         # (underlying, group) x stacked rows: each underlying's groups over its own rows, zero elsewhere
         self._members = np.concatenate(
