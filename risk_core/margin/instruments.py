@@ -81,6 +81,8 @@ _SPECS = {
     cls: _Spec(attrgetter(*fields), attrgetter(size_field), size_field, cls in (PerpPosition, FuturePosition))
     for cls, (fields, size_field) in INSTRUMENT_FIELDS.items()
 }
+# the same, as plain tuples for the per-position loop: (key, size, has an entry price)
+_READERS = {cls: (spec.key, spec.size, spec.has_entry) for cls, spec in _SPECS.items()}
 _PLACE = attrgetter("venue", "chain", "account")
 _ENTRY = attrgetter("entry_price")
 
@@ -235,34 +237,31 @@ class PricedInstruments:
     def book(self, positions: Sequence[Position]) -> ResolvedBook | None:
         """The book of `positions` gathered from its instruments (resolving new ones), or None when one of
         them is not kept (the caller resolves the book directly)."""
-        index = self._index
+        index_of = self._index.get
         ids: list[int] = []
         sizes: list[float] = []
         entries: list[tuple[int, float]] = []
         places: dict[tuple[str, str, str], int] = {}
         place_of: list[int] = []
         missing: dict[tuple[Any, ...], list[int]] = {}  # new instruments: the positions holding them
+        readers = _READERS
         for i, p in enumerate(positions):
-            spec = _SPECS[p.__class__]
-            key = spec.key(p)
-            k = index.get(key)
+            key_of, size_of, has_entry = readers[p.__class__]
+            key = key_of(p)
+            k = index_of(key)
             if k is None:
                 missing.setdefault(key, []).append(i)
                 k = -1
             ids.append(k)
-            sizes.append(spec.size(p))
-            if spec.has_entry and (entry := _ENTRY(p)) is not None:
+            sizes.append(size_of(p))
+            if has_entry and (entry := _ENTRY(p)) is not None:
                 entries.append((i, entry))
-            place = _PLACE(p)
-            code = places.get(place)
-            if code is None:
-                code = places[place] = len(places)
-            place_of.append(code)
+            place_of.append(places.setdefault(_PLACE(p), len(places)))
         if missing:
             self._add({key: positions[at[0]] for key, at in missing.items()})
             for key, at in missing.items():
                 for i in at:
-                    ids[i] = index[key]
+                    ids[i] = self._index[key]
         held = np.array(ids, dtype=np.intp).reshape(len(ids))
         if held.size and held.min() < 0:
             return None
@@ -302,11 +301,11 @@ class PricedInstruments:
             block = table.block[row]
             order = np.argsort(block, kind="stable")
             mine, row = mine[order], row[order]
-            n_lin, n_lin_opt = np.searchsorted(block[order], [_OPT, _LP]).tolist()
+            n_lin, n_opt, n_lp = np.bincount(block, minlength=3).tolist()
             s, lg, sh = size[mine], long[mine], shift[mine]
             base[asset] = ((s * table.base_value[row] + sh)[:, None], (lg * table.base_haircut[row])[:, None])
             pnl[asset] = s[:, None] * table.pnl[row]
-            blocks = (n_lin, n_lin_opt - n_lin, mine.size - n_lin_opt)
+            blocks = (n_lin, n_opt, n_lp)
             held.append(_Held(table, row, s, lg, sh, blocks))
             frozen.append((asset, table, mine, blocks))
         valuation = CachedValuation([f[0] for f in frozen], held, self._block_tables, base, pnl, self.max_rise)
