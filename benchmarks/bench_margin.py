@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from risk_core.margin.batch import collect_holdings, compute_holdings_margin  # noqa: E402
 from risk_core.margin.book import RevaluedBook, resolve_book  # noqa: E402
 from risk_core.margin.engine import compute_margin  # noqa: E402
+from risk_core.margin.instruments import UNIT_PLACE  # noqa: E402
 from risk_core.margin.risk_arrays import RiskArrays  # noqa: E402
 from risk_core.pricing.black76 import black76_price  # noqa: E402
 from risk_core.pricing.vol_surface import year_fraction  # noqa: E402
@@ -417,7 +418,7 @@ def bench_batch(
             key = tuple(v for k, v in fields.items() if k not in not_instrument)
             i = instrument_index.setdefault(key, len(table_instruments))
             if i == len(table_instruments):  # an instrument table holds unit instruments
-                unit: dict[str, Any] = {"venue": "batch", "chain": "batch", "account": "batch",
+                unit: dict[str, Any] = {"venue": UNIT_PLACE, "chain": UNIT_PLACE, "account": UNIT_PLACE,
                                         "liquidity" if "liquidity" in fields else "quantity": 1.0}
                 if "entry_price" in fields:
                     unit["entry_price"] = None

@@ -29,6 +29,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from risk_core.errors import InputError
 from risk_core.margin.book import ResolvedBook, resolve_book
+from risk_core.margin.instruments import INSTRUMENT_FIELDS, INSTRUMENT_READERS, instrument_key, unit_instrument
 from risk_core.margin.risk_arrays import (
     RiskArrays,
     combine_levels,
@@ -42,28 +43,12 @@ from risk_core.schema.positions import (
     BorrowPosition,
     FuturePosition,
     LendPosition,
-    LPPosition,
-    OptionPosition,
     PerpPosition,
     Position,
-    SpotPosition,
 )
 
 Array = NDArray[np.float64]
 IntArray = NDArray[np.intp]
-
-# Per position type: the fields that make the instrument, and the field holding the position's size.
-_INSTRUMENT_FIELDS: dict[type, tuple[tuple[str, ...], str]] = {
-    SpotPosition: (("kind", "asset"), "quantity"),
-    LendPosition: (("kind", "asset"), "quantity"),
-    BorrowPosition: (("kind", "asset"), "quantity"),
-    PerpPosition: (("kind", "underlying"), "quantity"),
-    FuturePosition: (("kind", "underlying", "expiry"), "quantity"),
-    OptionPosition: (("kind", "underlying", "option_type", "strike", "expiry", "settlement"), "quantity"),
-    LPPosition: (("kind", "token0", "token1", "price_lower", "price_upper"), "liquidity"),
-}
-_HELD = "batch"  # venue, chain and account of the unit instruments
-
 
 @dataclass(frozen=True)
 class Holdings:
@@ -120,10 +105,6 @@ def compute_batch_margin(
 def collect_holdings(wallets: Sequence[Sequence[Position]]) -> Holdings:
     """Deduplicate the wallets' instruments and number their venue-account and chain groups (pure Python, one
     pass over the positions; the only per-position loop of the batch path)."""
-    specs = {
-        cls: (attrgetter(*fields), attrgetter(size_field), size_field, cls in (PerpPosition, FuturePosition))
-        for cls, (fields, size_field) in _INSTRUMENT_FIELDS.items()
-    }
     place_of = attrgetter("venue", "chain", "account")
     entry_of = attrgetter("entry_price")
     index: dict[tuple[Any, ...], int] = {}
@@ -140,15 +121,15 @@ def collect_holdings(wallets: Sequence[Sequence[Position]]) -> Holdings:
         accounts: dict[tuple[str, str, str], int] = {}
         chains: dict[str, int] = {}
         for j, p in enumerate(wallet):
-            spec = specs.get(p.__class__)
+            spec = INSTRUMENT_READERS.get(p.__class__)
             if spec is None:
                 raise InputError(f"wallets[{w}][{j}]", f"not a position: {type(p).__name__}")
-            key_of, size_of, size_field, has_entry = spec
+            key_of, size_of, has_entry = spec
             key = key_of(p)
             i = index.get(key)
             if i is None:
                 i = index[key] = len(instruments)
-                instruments.append(_unit(p, size_field))
+                instruments.append(unit_instrument(p))
                 holders.append((w, j))
             place = place_of(p)
             g = accounts.get(place)
@@ -257,18 +238,15 @@ def holdings_from_columns(
     index: dict[tuple[Any, ...], int] = {}
     units: list[Position] = []
     remap = np.full(len(instruments), -1, dtype=np.intp)
-    specs = {cls: (attrgetter(*fields), size_field) for cls, (fields, size_field) in _INSTRUMENT_FIELDS.items()}
     for i in np.flatnonzero(first < n).tolist():
         p = instruments[i]
-        spec = specs.get(p.__class__)
-        if spec is None:
+        if p.__class__ not in INSTRUMENT_FIELDS:
             raise InputError(f"instruments[{i}]", f"not a position: {type(p).__name__}")
-        key_of, size_field = spec
-        key = key_of(p)
+        key = instrument_key(p)
         u = index.get(key)
         if u is None:
             u = index[key] = len(units)
-            units.append(p if _is_unit(p, size_field) else _unit(p, size_field))
+            units.append(unit_instrument(p))
         remap[i] = u
     if remap.size and not np.array_equal(remap, np.arange(remap.size)):
         instrument_ = remap[instrument_]
@@ -375,20 +353,6 @@ def _pair(major: IntArray, n_major: int, minor: IntArray, n_minor: int) -> tuple
         return major * n_minor + minor, n_major * n_minor
     distinct, rank = np.unique(np.stack([major, minor], axis=1), axis=0, return_inverse=True)
     return rank.astype(np.intp).reshape(major.size), int(distinct.shape[0])
-
-
-def _is_unit(p: Position, size_field: str) -> bool:
-    fields = p.__dict__  # not getattr: a missing attribute costs a pydantic __getattr__
-    return (fields[size_field] == 1.0 and fields["venue"] == fields["chain"] == fields["account"] == _HELD
-            and fields["id"] is None and fields["provenance"] is None and fields.get("entry_price") is None)
-
-
-def _unit(p: Position, size_field: str) -> Position:
-    update: dict[str, Any] = {size_field: 1.0, "venue": _HELD, "chain": _HELD, "account": _HELD, "id": None,
-                              "provenance": None}
-    if isinstance(p, PerpPosition | FuturePosition):
-        update["entry_price"] = None
-    return p.model_copy(update=update)
 
 
 def compute_holdings_margin(holdings: Holdings, market: MarketSnapshot, params: RiskParams) -> BatchMarginResult:

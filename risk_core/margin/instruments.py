@@ -64,7 +64,7 @@ INSTRUMENT_FIELDS: dict[type, tuple[tuple[str, ...], str]] = {
     OptionPosition: (("kind", "underlying", "option_type", "strike", "expiry", "settlement"), "quantity"),
     LPPosition: (("kind", "token0", "token1", "price_lower", "price_upper"), "liquidity"),
 }
-UNIT_PLACE = "instrument"  # venue, chain and account of a unit instrument
+UNIT_PLACE = "unit"  # venue, chain and account of a unit instrument
 _MAX_INSTRUMENTS = 100_000  # per snapshot: beyond it new instruments are resolved with their book, not kept
 _LIN, _OPT, _LP = 0, 1, 2  # row blocks, in the order UnderlyingRows keeps them
 
@@ -81,20 +81,34 @@ _SPECS = {
     cls: _Spec(attrgetter(*fields), attrgetter(size_field), size_field, cls in (PerpPosition, FuturePosition))
     for cls, (fields, size_field) in INSTRUMENT_FIELDS.items()
 }
-# the same, as plain tuples for the per-position loop: (key, size, has an entry price)
-_READERS = {cls: (spec.key, spec.size, spec.has_entry) for cls, spec in _SPECS.items()}
+# Per position type, as plain tuples for per-position loops: (its instrument key, its size, has an entry price).
+INSTRUMENT_READERS = {cls: (spec.key, spec.size, spec.has_entry) for cls, spec in _SPECS.items()}
 _PLACE = attrgetter("venue", "chain", "account")
 _ENTRY = attrgetter("entry_price")
 
 
 def unit_instrument(p: Position) -> Position:
     """The instrument a position holds: size 1, no place, no entry price, no id or provenance."""
+    if is_unit_instrument(p):
+        return p
     spec = _SPECS[p.__class__]
     update: dict[str, Any] = {spec.size_field: 1.0, "venue": UNIT_PLACE, "chain": UNIT_PLACE,
                               "account": UNIT_PLACE, "id": None, "provenance": None}
     if spec.has_entry:
         update["entry_price"] = None
     return p.model_copy(update=update)
+
+
+def is_unit_instrument(p: Position) -> bool:
+    fields = p.__dict__  # not getattr: a missing attribute costs a pydantic __getattr__
+    return (fields[_SPECS[p.__class__].size_field] == 1.0
+            and fields["venue"] == fields["chain"] == fields["account"] == UNIT_PLACE
+            and fields["id"] is None and fields["provenance"] is None and fields.get("entry_price") is None)
+
+
+def instrument_key(p: Position) -> tuple[Any, ...]:
+    """What makes the instrument a position holds (see INSTRUMENT_FIELDS). Raises KeyError for a non-position."""
+    return _SPECS[p.__class__].key(p)
 
 
 @dataclass
@@ -244,7 +258,7 @@ class PricedInstruments:
         places: dict[tuple[str, str, str], int] = {}
         place_of: list[int] = []
         missing: dict[tuple[Any, ...], list[int]] = {}  # new instruments: the positions holding them
-        readers = _READERS
+        readers = INSTRUMENT_READERS
         for i, p in enumerate(positions):
             key_of, size_of, has_entry = readers[p.__class__]
             key = key_of(p)

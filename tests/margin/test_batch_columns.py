@@ -17,6 +17,7 @@ from risk_core.margin.batch import (
     compute_holdings_margin,
     holdings_from_columns,
 )
+from risk_core.margin.instruments import UNIT_PLACE
 from risk_core.schema.market import MarketSnapshot
 from risk_core.schema.params import RiskParams, default_params
 from risk_core.schema.positions import Position, PositionAdapter
@@ -181,7 +182,7 @@ def _columns(wallets: list[list[Position]], codes: str, rng: np.random.Generator
             if key not in index:
                 index[key] = len(instruments)
                 if unit_instruments:
-                    update: dict[str, Any] = {"venue": "batch", "chain": "batch", "account": "batch"}
+                    update: dict[str, Any] = {"venue": UNIT_PLACE, "chain": UNIT_PLACE, "account": UNIT_PLACE}
                     update["liquidity" if p.kind == "lp" else "quantity"] = 1.0
                     if p.kind in ("perp", "future"):
                         update["entry_price"] = None
@@ -239,7 +240,7 @@ def test_columns_give_the_figures_of_the_position_path(codes: str, unit_instrume
     assert holdings.account_chain.size == reference.account_chain.size
     assert holdings.chain_wallet.size == reference.chain_wallet.size
     assert np.all(np.diff(holdings.account_chain) >= 0) and np.all(np.diff(holdings.chain_wallet) >= 0)
-    assert all(p.venue == "batch" and p.account == "batch" for p in holdings.instruments)
+    assert all(p.venue == UNIT_PLACE and p.account == UNIT_PLACE for p in holdings.instruments)
     got = compute_holdings_margin(holdings, MARKET, params)
     want = compute_batch_margin(WALLETS, MARKET, params)
     _assert_same(got, want)
