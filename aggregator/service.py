@@ -27,7 +27,9 @@ from aggregator.settings import ServiceSettings
 from aggregator.store import AccountNotFound, AsyncStore, PositionSnapshot, StoreUnavailable, WatchedAccount
 from chains.client import ChainClient
 from oracles.aggregation import AggregationPolicy
-from oracles.snapshot import SnapshotBuild, SnapshotSources, fetch_market_snapshot
+from oracles.chainlink import fetch_chainlink_observations
+from oracles.observations import PriceObservation
+from oracles.snapshot import ExtraSource, SnapshotBuild, SnapshotSources, fetch_market_snapshot
 from risk_core.errors import InputError
 from risk_core.margin.engine import compute_margin
 from risk_core.schema.market import MarketSnapshot, SourceStatus, VolSurface
@@ -124,15 +126,38 @@ class AggregatorService:
             pyth_feeds=self.settings.pyth_feeds, hyperliquid_dexes=self.settings.hyperliquid_dexes,
             timeout_s=self.settings.market_timeout_s,
         )
+        now = self.clock()
         build = await fetch_market_snapshot(
-            self.session, sources, assets=self.settings.assets, now=self.clock(), previous=self._market,
-            policies={asset: AggregationPolicy(quorum=1) for asset in self.settings.single_source_assets},
+            self.session, sources, assets=self.settings.assets, now=now, previous=self._market,
+            policies=self.aggregation_policies(), extra=self.chainlink_sources(now),
+            spot_only=self.settings.spot_only_assets, notes=self.settings.price_notes,
         )
         self._market, self._market_monotonic = build, time.monotonic()
         if self.store is not None:
             with contextlib.suppress(StoreUnavailable):  # the snapshot still serves; its history resumes later
                 await self.store.save_market_snapshot(build.snapshot)
         return build
+
+    def aggregation_policies(self) -> dict[str, AggregationPolicy]:
+        """The default policy, with a quorum of one for single-source assets and the peg of pegged ones."""
+        single, pegs = self.settings.single_source_assets, self.settings.pegs
+        return {
+            asset: AggregationPolicy(quorum=1 if asset in single else AggregationPolicy.quorum, peg=pegs.get(asset))
+            for asset in {*single, *pegs}
+        }
+
+    def chainlink_sources(self, now: datetime) -> dict[str, ExtraSource]:
+        """`chainlink@CHAIN` for each chain of `chainlink_chains` the service has a client for: its feeds read in one
+        batch pinned to one block, handed to the aggregation policy beside the venues' prices."""
+        onto = now if self.settings.chainlink_age_at_block else None
+
+        def source(client: ChainClient) -> ExtraSource:
+            async def fetch() -> list[PriceObservation]:
+                return await fetch_chainlink_observations(client, age_at_block_onto=onto)
+            return fetch
+
+        wanted = self.settings.chainlink_chains
+        return {f"chainlink@{c.config.name}": source(c) for c in self.clients if c.config.name in wanted}
 
     async def market_snapshot(self) -> MarketSnapshot:
         async with self._market_lock:

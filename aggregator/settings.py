@@ -44,6 +44,25 @@ class ServiceSettings(BaseModel):
     single_source_assets: tuple[str, ...] = Field(
         default=(), description="assets priced by one source only (a HIP-3 dex's own oracle): quorum of one"
     )
+    spot_only_assets: tuple[str, ...] = Field(
+        default=(), description="assets priced but with no options anywhere (tokens): no surface is expected"
+    )
+    pegs: dict[str, float] = Field(
+        default_factory=dict, description="asset -> its peg (USDC: 1.0): a price off it is flagged as a depeg"
+    )
+    price_notes: dict[str, str] = Field(
+        default_factory=dict, description="asset -> a note every price of it carries (how a source approximates it)"
+    )
+    chainlink_chains: tuple[str, ...] = Field(
+        default=(),
+        description="chains whose Chainlink feeds are market sources, one source `chainlink@CHAIN` each. One chain "
+        "per asset is enough: the same oracle network on several chains would get several votes in the median",
+    )
+    chainlink_age_at_block: bool = Field(
+        default=False,
+        description="the chains' clock is not the service's (demo: a replayed market beside live devnet chains): "
+        "a round's age is taken at the block it was read at, its timestamps moved onto the service's clock",
+    )
     max_cached_reports: int = Field(default=10_000, ge=1, description="accounts and wallets kept in memory")
     report_ttl_s: float = Field(default=10.0, gt=0, description="a cached report younger than this is served")
     market_ttl_s: float = Field(default=15.0, gt=0, description="a market snapshot younger than this is reused")

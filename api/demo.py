@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 import aiohttp
 from aiohttp import web
+from web3 import Web3
 
 from aggregator.scheduler import AlertWatcher, WebhookSender, build_scheduler
 from aggregator.service import AggregatorService
@@ -27,16 +28,57 @@ from aggregator.store import AsyncStore, Store, WatchedAccount
 from api.http.app import create_app
 from api.http.settings import ApiSettings
 from chains.client import make_chain_clients
+from devnet.deploy import TOKENS, ChainDeployer, compile_abi
 from devnet.run import RunningDevnet, start_devnet
 from venue_servers import derive as derive_venue
 from venue_servers import hyperliquid as hyperliquid_venue
 from venue_servers.runner import VenueServers, run_venue_servers
+from venue_servers.scenario import MarketScenario
 
 DEMO_ACCOUNT = "demo"
 # anvil's well-known second test key: public, for signing demo credit views only
 DEMO_SIGNER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 DEMO_API_KEY = "demo-key"
 log = logging.getLogger(__name__)
+# The devnet's wstETH:ETH ratio as deployed (its wstETH/USD and ETH/USD mocks' first answers): shared/data records no
+# wstETH rate, so the demo's wstETH price is the recorded ETH price times this ratio, an approximation it says so.
+_DEPLOYED_USD = {spec.asset: spec.usd_price for spec in TOKENS}
+WSTETH_PER_ETH = _DEPLOYED_USD["WSTETH"] / _DEPLOYED_USD["ETH"]
+CHAINLINK_CHAIN = "ethereum"  # the demo's Chainlink source: the L1 feeds (one chain, one vote in the median)
+PRICE_NOTES = {
+    "WSTETH": f"approximated: the devnet's wstETH/USD feed carries the recorded ETH price x {WSTETH_PER_ETH:.6g}, "
+              "the devnet's deployed wstETH:ETH ratio (no recorded wstETH rate; a real deployment would read the "
+              "wstETH/ETH exchange-rate feed)",
+    "HYPE": f"the local Hyperliquid's stated fixture level ({hyperliquid_venue.HyperliquidFixture.hype:g} USD), "
+            "not a recorded price",
+}
+
+
+def compute_feed_prices(scenario: MarketScenario) -> dict[str, float]:
+    """What the demo's keeper publishes on the devnet's Chainlink feeds, in USD: the recorded market (Chainlink's
+    own small offset from it, like every local venue), wstETH at ETH x WSTETH_PER_ETH. USDC keeps its 1.00."""
+    eth = scenario.price("chainlink", "ETH")
+    return {"ETH": eth, "BTC": scenario.price("chainlink", "BTC"), "WSTETH": eth * WSTETH_PER_ETH}
+
+
+def publish_feed_prices(devnet: RunningDevnet, prices: dict[str, float]) -> dict[str, dict[str, int]]:
+    """Publish `prices` on every chain's feeds of those assets, as Chainlink's keepers would (a new round stamped
+    with the chain's time), so the feeds, and Aave's oracle reading them, stand at the market the venues replay.
+    Returns chain -> asset -> the raw answer published."""
+    abi = compile_abi("MockV3Aggregator")
+    published: dict[str, dict[str, int]] = {}
+    for chain in devnet.manifest.chains:
+        w3 = Web3(Web3.HTTPProvider(devnet.nodes[chain.config.name].url))
+        deployer = ChainDeployer(w3)
+        answers = published.setdefault(chain.config.name, {})
+        for feed in chain.config.price_feeds:
+            if feed.asset not in prices:
+                continue
+            contract = w3.eth.contract(address=Web3.to_checksum_address(feed.address), abi=abi)
+            answer = round(prices[feed.asset] * 10 ** contract.functions.decimals().call())
+            deployer.send(contract.functions.updateAnswer(answer), what=f"publish {feed.asset} on {chain.config.name}")
+            answers[feed.asset] = answer
+    return published
 
 
 def replay_clock(start: datetime) -> Callable[[], datetime]:
@@ -71,9 +113,15 @@ def demo_settings(venues: VenueServers) -> ServiceSettings:
             derive={derive_venue.WALLET: derive_venue.SESSION_KEY},
         ),
         signer_key=DEMO_SIGNER_KEY,
-        assets=("BTC", "ETH", "SOL", "GOLD"),
+        assets=("BTC", "ETH", "SOL", "GOLD", "HYPE", "WSTETH", "USDC"),
         hyperliquid_dexes=("xyz",),
-        single_source_assets=("GOLD",),
+        # GOLD: the HIP-3 dex's own oracle; HYPE: Hyperliquid's oracle; wstETH and USDC: the Chainlink feeds
+        single_source_assets=("GOLD", "HYPE", "WSTETH", "USDC"),
+        spot_only_assets=("HYPE", "WSTETH", "USDC"),
+        pegs={"USDC": 1.0},
+        price_notes=dict(PRICE_NOTES),
+        chainlink_chains=(CHAINLINK_CHAIN,),
+        chainlink_age_at_block=True,  # live anvil chains beside the replayed market's clock
     )
 
 
@@ -91,6 +139,7 @@ async def run_demo_service(*, database_url: str | None = None) -> AsyncIterator[
     devnet = await asyncio.to_thread(start_devnet)
     try:
         async with run_venue_servers() as venues, aiohttp.ClientSession() as session:
+            await asyncio.to_thread(publish_feed_prices, devnet, compute_feed_prices(venues.scenario))
             clients = await make_chain_clients(devnet.chains)
             store = Store.from_url(database_url)
             try:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from statistics import median
 from typing import Literal
 
@@ -64,6 +64,20 @@ class SourceVerdict:
     used: bool
     status: Literal["ok", "stale", "failed"]
     reason: str | None = None
+    detail: str | None = None  # the source's own evidence (a Chainlink round and block), shown with its status
+
+
+def compute_observation_detail(obs: PriceObservation) -> str | None:
+    """What identifies an observation read on chain: its Chainlink round, updatedAt and the block it was read at;
+    None for anything else (venues, recorded rounds replayed)."""
+    raw = obs.raw
+    if "roundId" not in raw or "block" not in raw:
+        return None
+    updated = datetime.fromtimestamp(int(raw.get("updatedAt", "0")), UTC).isoformat()
+    detail = f"round {raw['roundId']}, updatedAt {raw.get('updatedAt')} ({updated}), read at block {raw['block']}"
+    if "clock" in raw:
+        detail += f" ({raw['clock']})"
+    return detail
 
 
 @dataclass(frozen=True)
@@ -98,11 +112,12 @@ class AggregatedPrice:
         )
         out = [SourceStatus(name=f"price:{self.name}", status=mapped, reason=self.reason, as_of=self.published_at)]
         for v in self.sources:
+            reason = v.reason if v.reason else f"used at {v.price:.8g}"
             out.append(
                 SourceStatus(
                     name=f"{v.source}:{self.name}",
                     status=v.status,
-                    reason=v.reason if v.reason else f"used at {v.price:.8g}",
+                    reason=reason if v.detail is None else f"{reason}; {v.detail}",
                     as_of=v.published_at,
                 )
             )
@@ -110,8 +125,11 @@ class AggregatedPrice:
 
 
 def _judge(obs: PriceObservation, *, now: datetime, policy: AggregationPolicy) -> SourceVerdict:
+    detail = compute_observation_detail(obs)
+
     def drop(status: Literal["stale", "failed"], reason: str) -> SourceVerdict:
-        return SourceVerdict(obs.source, obs.price, obs.published_at, used=False, status=status, reason=reason)
+        return SourceVerdict(obs.source, obs.price, obs.published_at, used=False, status=status, reason=reason,
+                             detail=detail)
 
     if not obs.price > 0:
         return drop("failed", f"non-positive price {obs.price:g}")
@@ -141,7 +159,7 @@ def _judge(obs: PriceObservation, *, now: datetime, policy: AggregationPolicy) -
             "failed",
             f"confidence {obs.confidence / obs.price:.2%} of price over {policy.max_confidence_ratio:.2%}",
         )
-    return SourceVerdict(obs.source, obs.price, obs.published_at, used=True, status="ok")
+    return SourceVerdict(obs.source, obs.price, obs.published_at, used=True, status="ok", detail=detail)
 
 
 def compute_aggregate(

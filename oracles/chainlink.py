@@ -12,8 +12,8 @@ prices during and right after an outage may not reflect the market, and liquidat
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -24,7 +24,9 @@ from chains.config import PriceFeed, SequencerUptimeFeed
 from chains.decoding import ContractOutput, parse_result, parse_single
 from chains.errors import ChainError
 from chains.multicall import BLOCK_CALLS, ContractCall, compute_block_calls, fetch_aggregate3
+from oracles.observations import PriceObservation, SequencerStatus, from_unix, observation_from_chainlink_round
 from risk_core.schema.market import SourceStatus
+from venue_http import SourceError
 
 # Chainlink updates land a little after the heartbeat (up to 3720 s observed on ETH/USD's 3600 s heartbeat).
 HEARTBEAT_ALLOWANCE = 1.1
@@ -195,4 +197,72 @@ async def fetch_chainlink_prices(
         block=block,
         timestamp=datetime.fromtimestamp(now, UTC),
         verdicts=compute_chain_verdicts(rounds, sequencer=sequencer, now=now),
+    )
+
+
+def compute_chainlink_observations(
+    chain: str,
+    rounds: Sequence[tuple[PriceFeed, ChainlinkRound, int]],
+    *,
+    sequencer: ChainlinkRound | None,
+    block: int,
+    block_timestamp: int,
+    age_at_block_onto: datetime | None = None,
+) -> list[PriceObservation]:
+    """Every feed's round as a `PriceObservation` of source `chainlink@CHAIN` (pure), unjudged: the aggregation
+    policy judges it (bounds, completeness, staleness, the sequencer) beside the other sources.
+
+    `age_at_block_onto`: for chains whose clock is not the service's (the demo's replayed market beside live devnet
+    chains), a round's age is its age at the block it was read at, and its timestamps (and the sequencer's) are
+    moved onto that time; the raw figures keep the chain's own. None (production): the chain's timestamps as
+    they are."""
+    shift = timedelta(0) if age_at_block_onto is None else age_at_block_onto - from_unix(block_timestamp)
+    status = None
+    if sequencer is not None:
+        # anything but an explicit "up" (0) with a valid start reads as down
+        up = sequencer.answer == SEQUENCER_UP and sequencer.started_at > 0
+        status = SequencerStatus(up=up, since=from_unix(sequencer.started_at) + shift)
+    out = []
+    for feed, round_data, decimals in rounds:
+        obs = observation_from_chainlink_round(
+            source=f"chainlink@{chain}", asset=feed.asset, quote="USD", round_id=round_data.round_id,
+            answer=round_data.answer, started_at=round_data.started_at, updated_at=round_data.updated_at,
+            answered_in_round=round_data.answered_in_round, decimals=decimals,
+            heartbeat_s=feed.heartbeat_seconds, min_answer=feed.min_answer, max_answer=feed.max_answer,
+            sequencer=status,
+        )
+        raw = {**obs.raw, "feed": feed.address, "block": str(block), "blockTimestamp": str(block_timestamp)}
+        if age_at_block_onto is not None:
+            raw["clock"] = "age at the block read, moved onto the service's clock"
+        out.append(replace(obs, published_at=obs.published_at + shift, raw=raw))
+    return out
+
+
+async def fetch_chainlink_observations(
+    client: ChainClient, *, block_identifier: BlockIdentifier = "latest", age_at_block_onto: datetime | None = None
+) -> list[PriceObservation]:
+    """Every price feed of the client's chain (and its sequencer-uptime feed) read in one Multicall3 batch pinned to
+    one block, as observations for the aggregation policy (see `compute_chainlink_observations`).
+
+    Raises:
+    SourceError: the chain cannot be read (the market snapshot makes it this source's failed fetch)."""
+    chain = client.config
+    calls: list[ContractCall] = compute_block_calls(chain.multicall3)
+    for feed in chain.price_feeds:
+        calls += [read(feed.address, LATEST_ROUND_DATA), read(feed.address, DECIMALS)]
+    if chain.sequencer_uptime_feed is not None:
+        calls.append(read(chain.sequencer_uptime_feed.address, LATEST_ROUND_DATA))
+    try:
+        results = await fetch_aggregate3(client, calls, block_identifier=block_identifier)
+        block, now = (parse_single(result, int) for result in results[:2])
+        feed_results = results[BLOCK_CALLS:]
+        rounds = [
+            (feed, parse_result(ChainlinkRound, feed_results[2 * i]), parse_single(feed_results[2 * i + 1], int))
+            for i, feed in enumerate(chain.price_feeds)
+        ]
+        sequencer = parse_result(ChainlinkRound, results[-1]) if chain.sequencer_uptime_feed is not None else None
+    except ChainError as e:
+        raise SourceError(f"chainlink@{chain.name}: {e}") from e
+    return compute_chainlink_observations(
+        chain.name, rounds, sequencer=sequencer, block=block, block_timestamp=now, age_at_block_onto=age_at_block_onto
     )

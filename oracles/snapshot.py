@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import aiohttp
@@ -128,12 +128,16 @@ async def fetch_market_snapshot(
     policies: Mapping[str, AggregationPolicy] | None = None,
     surface_policy: SurfacePolicy | None = None,
     extra: Mapping[str, ExtraSource] | None = None,
+    spot_only: Collection[str] = (),
+    notes: Mapping[str, str] | None = None,
 ) -> SnapshotBuild:
     """Fetch every source concurrently, aggregate each asset's price, fit each asset's surface, and assemble.
 
     `now` is the snapshot's time (the clock is the caller's); `previous` gives the jump check its reference;
     `extra` adds observation sources by name (e.g. the on-chain Chainlink reader). A source that fails becomes
-    a `fetch:NAME` status `failed` with the reason; nothing here raises for a venue's fault.
+    a `fetch:NAME` status `failed` with the reason; nothing here raises for a venue's fault. `spot_only` assets
+    are priced but have no options anywhere (tokens such as USDC or wstETH): no `vol:ASSET` failure for them.
+    `notes` adds a flag to an asset's price (what its reason must say, e.g. that a source only approximates it).
     """
     wanted = set(assets)
     jobs: dict[str, Callable[[], Awaitable[tuple[list[PriceObservation], list[VenueChain]]]]] = {}
@@ -200,6 +204,9 @@ async def fetch_market_snapshot(
         obs = [o for o in gathered.observations if o.asset == asset and o.quote == "USD"]
         prev = previous.prices.get(asset) if previous is not None else None
         prices[asset] = compute_aggregate(obs, asset=asset, now=now, policy=pol.get(asset), previous=prev)
+        note = (notes or {}).get(asset)
+        if note is not None:
+            prices[asset] = replace(prices[asset], flags=(*prices[asset].flags, note))
 
     t0 = time.perf_counter()
     by_asset: dict[str, list[VenueChain]] = {}
@@ -212,7 +219,7 @@ async def fetch_market_snapshot(
     surfaces = {fit.asset: fit for fit in fits}
     gathered.timings["surfaces"] = time.perf_counter() - t0
     for asset in assets:
-        if asset not in surfaces:
+        if asset not in surfaces and asset not in spot_only:
             gathered.fetches.append(SourceStatus(name=f"vol:{asset}", status="failed", as_of=now,
                                                  reason="no option quotes from any venue: no surface"))
     snapshot = compute_market_snapshot(as_of=now, prices=prices, surfaces=surfaces, fetches=gathered.fetches)

@@ -21,7 +21,9 @@ from venue_servers.spec import validate_hyperliquid_response, validate_once
 RENAMED = ("szi", "size")
 USER = "0x5e9ee1089755c3435139848e47e6635505d5a13a"  # the recorded cassette's user
 HIP3_DEX = "xyz"
-MAIN_UNIVERSE = (("BTC", 5, 40), ("ETH", 4, 25), ("SOL", 2, 20))  # name, szDecimals, maxLeverage
+# name, szDecimals, maxLeverage (HYPE as listed on the venue: the spot HYPE the demo account holds is priced by
+# the oracle of its perp)
+MAIN_UNIVERSE = (("BTC", 5, 40), ("ETH", 4, 25), ("SOL", 2, 20), ("HYPE", 2, 10))
 HIP3_UNIVERSE = (("xyz:GOLD", 4, 10),)
 
 
@@ -43,18 +45,24 @@ class HyperliquidPosition:
 class HyperliquidFixture:
     scenario: MarketScenario
     gold: float = 2650.0  # the HIP-3 dex's only asset (a stated fixture level)
+    hype: float = 25.0  # a stated fixture level too: shared/data records no HYPE price
     user: str = USER
     usdc: float = 25_000.0
+
+    def level(self, coin: str, venue: str) -> float:
+        if coin == "HYPE":
+            return self.hype * (1.0 + self.scenario.offsets.get(venue, 0.0))
+        return self.scenario.price(venue, coin)
 
     def mark(self, coin: str) -> float:
         if coin == "xyz:GOLD":
             return self.gold
-        return self.scenario.price("hyperliquid-mark", coin)
+        return self.level(coin, "hyperliquid-mark")
 
     def oracle(self, coin: str) -> float:
         if coin == "xyz:GOLD":
             return self.gold * 0.9999
-        return self.scenario.price("hyperliquid-oracle", coin)
+        return self.level(coin, "hyperliquid-oracle")
 
     def positions(self, dex: str) -> list[HyperliquidPosition]:
         s = self.scenario.spot

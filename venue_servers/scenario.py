@@ -97,7 +97,7 @@ class MarketScenario:
     # relative offsets of each venue's price from spot (a realistic few basis points, so medians are not trivial)
     offsets: dict[str, float] = field(
         default_factory=lambda: {"pyth": 2e-4, "hyperliquid-mark": 3e-4, "hyperliquid-oracle": -1e-4,
-                                 "derive-index": 1e-4, "deribit-index": 0.0}
+                                 "derive-index": 1e-4, "deribit-index": 0.0, "chainlink": -2e-4}
     )
 
     def price(self, venue: str, asset: str) -> float:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,13 +23,16 @@ from aiohttp.web import Application
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from prometheus_client.parser import text_string_to_metric_families
+from web3 import Web3
 
 from aggregator.store import AsyncStore, Store
-from api.demo import DEMO_ACCOUNT, DEMO_API_KEY, DEMO_SIGNER_KEY, Demo, run_demo_service
+from api.demo import DEMO_ACCOUNT, DEMO_API_KEY, DEMO_SIGNER_KEY, Demo, compute_feed_prices, run_demo_service
 from api.http.service import SERVICE_ROUTES
 from chains.client import make_chain_client
 from devnet import run as devnet_run
+from devnet.deploy import compile_abi
 from devnet.run import RunningDevnet
+from venue_servers.scenario import pyth_confidence_ratio
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -84,8 +88,9 @@ async def get_json(client: TestClient[Any, Application], path: str, **kwargs: An
 
 
 def position_sources(report: dict[str, Any]) -> dict[str, str]:
+    """Market sources are named kind:... (fetch:chainlink@ethereum, chainlink@ethereum:ETH/USD); these are not."""
     return {s["name"]: s["status"] for s in report["sources"]
-            if "@" in s["name"] or s["name"] in ("hyperliquid", "deribit", "derive")}
+            if ":" not in s["name"] and ("@" in s["name"] or s["name"] in ("hyperliquid", "deribit", "derive"))}
 
 
 async def test_the_demo_starts_from_the_cache_in_seconds(running: Running, devnet: RunningDevnet) -> None:
@@ -167,6 +172,42 @@ async def test_market(running: Running) -> None:
     assert market["spot"] > 0 and market["vol"] is not None and market["forwards"]
     assert market["sources"] and all("ETH" in s["name"] for s in market["sources"])
     assert (await running.client.get("/v1/markets/DOGE")).status == 404
+
+
+async def test_every_position_is_priced_and_the_devnet_chainlink_feeds_are_a_market_source(running: Running) -> None:
+    demo = running.demo
+    report = await get_json(running.client, f"/v1/accounts/{DEMO_ACCOUNT}/risk")
+    assert not [w for w in report["warnings"] if "no price" in w]
+    assert [p["id"] for p in report["positions"] if not p["priced"]] == []
+    held = {p["id"]: p for p in report["positions"]}
+    spot = demo.service._market.snapshot.spot  # type: ignore[union-attr]  # noqa: SLF001 - the snapshot served
+    wsteth = demo.devnet.manifest.chain("arbitrum").seeds.erc20["WSTETH"] / 1e18
+    assert held["wallet:arbitrum:WSTETH"]["value_usd"] == pytest.approx(wsteth * spot["WSTETH"])
+    assert held["aave-v3:arbitrum:WSTETH:supply"]["value_usd"] > 0
+    assert held["hyperliquid-spot:HYPE"]["value_usd"] == pytest.approx(42.0 * spot["HYPE"])
+    market_sources = {s["name"]: s for s in report["sources"]}
+    assert "approximated" in market_sources["price:WSTETH/USD"]["reason"]
+
+    # ETH: the demo devnet's feed, as the keeper published it, among the sources the policy used
+    w3 = Web3(Web3.HTTPProvider(demo.devnet.nodes["ethereum"].url))
+    feed = next(f for f in demo.devnet.chains.chain("ethereum").price_feeds if f.asset == "ETH")
+    contract = w3.eth.contract(address=Web3.to_checksum_address(feed.address), abi=compile_abi("MockV3Aggregator"))
+    round_id, answer, _, updated_at, _ = contract.functions.latestRoundData().call()
+    assert answer == round(compute_feed_prices(demo.venues.scenario)["ETH"] * 1e8)
+    market = await get_json(running.client, "/v1/markets/ETH")
+    sources = {s["name"]: s for s in market["sources"]}
+    chainlink = sources["chainlink@ethereum:ETH/USD"]
+    assert chainlink["status"] == "ok"
+    assert chainlink["reason"].startswith(f"used at {answer / 1e8:.8g}; round {round_id}, updatedAt {updated_at} (")
+    assert "chainlink@ethereum" in sources["price:ETH/USD"]["reason"] and market_sources["chainlink@ethereum:ETH/USD"]
+    # the policy's answer given those sources: their median, the dispersion their spread (or Pyth's confidence)
+    eth = demo.service._market.prices["ETH"]  # type: ignore[union-attr]  # noqa: SLF001
+    used = {v.source: v.price for v in eth.sources if v.used}
+    assert used["chainlink@ethereum"] == answer / 1e8
+    assert set(used) == {"chainlink@ethereum", "pyth", "hyperliquid-oracle", "deribit-index", "derive-index"}
+    assert market["spot"] == statistics.median(used.values())
+    spread = (max(used.values()) - min(used.values())) / market["spot"]
+    assert market["dispersion"] == pytest.approx(max(spread, pyth_confidence_ratio()), rel=1e-6)
 
 
 async def test_health_openapi_and_the_what_if_margin(running: Running) -> None:

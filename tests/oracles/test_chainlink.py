@@ -7,19 +7,23 @@ import csv
 from pathlib import Path
 
 import pytest
-from support.devnet_fixtures import load_abi
+from support.devnet_fixtures import TEST_POLICY, load_abi
 from web3 import Web3
 
-from chains.client import ChainClient
+from chains.client import ChainClient, make_chain_client
 from devnet.deploy import SHARED_INTERFACES
 from devnet.run import RunningDevnet
+from oracles.aggregation import AggregationPolicy, compute_aggregate
 from oracles.chainlink import (
     HEARTBEAT_ALLOWANCE,
     ChainlinkRound,
     compute_feed_verdict,
     compute_sequencer_rejection,
+    fetch_chainlink_observations,
     fetch_chainlink_prices,
 )
+from oracles.observations import PriceObservation, from_unix
+from venue_http import SourceError
 
 DATA = SHARED_INTERFACES.parent / "data" / "chainlink"
 ETH_USD = DATA / "chainlink_eth_usd_mainnet_0x5f4eC3Df9cbd43714FE2740f5E3616155c5b8419.csv"
@@ -200,3 +204,81 @@ async def test_l2_sequencer_down_or_in_grace_rejects_every_price(
     assert {v.status for v in up.verdicts} == {"ok"}
     # Ethereum has no sequencer: unaffected throughout.
     assert {v.status for v in (await fetch_chainlink_prices(clients["ethereum"])).verdicts} == {"ok"}
+
+
+# --- the feeds as a market source: observations for the aggregation policy ------------------------------------
+
+
+async def test_devnet_feeds_as_observations_carry_their_rounds(
+    devnet: RunningDevnet, clients: dict[str, ChainClient], web3s: dict[str, Web3]
+) -> None:
+    observations = await fetch_chainlink_observations(clients["ethereum"])
+    w3 = web3s["ethereum"]
+    block = w3.eth.get_block("latest")
+    assert [o.asset for o in observations] == [f.asset for f in devnet.chains.chain("ethereum").price_feeds]
+    for obs, feed in zip(observations, devnet.chains.chain("ethereum").price_feeds, strict=True):
+        round_id, answer, _, updated_at, _ = feed_contract(devnet, web3s, "ethereum", feed.address).functions \
+            .latestRoundData().call()
+        assert obs.source == "chainlink@ethereum" and obs.quote == "USD"
+        assert obs.price == answer / 1e8
+        assert obs.published_at == from_unix(updated_at)  # production: the chain's own timestamps
+        assert obs.raw["roundId"] == str(round_id) and obs.raw["block"] == str(block["number"])
+        assert obs.raw["blockTimestamp"] == str(block["timestamp"]) and "clock" not in obs.raw
+        assert obs.heartbeat_s == feed.heartbeat_seconds and obs.sequencer is None and obs.round_complete
+        assert (obs.min_price, obs.max_price) == (feed.min_answer / 1e8, feed.max_answer / 1e8)
+    prices = {o.asset: o.price for o in observations}
+    assert prices == {"ETH": 3000.0, "USDC": 1.0, "BTC": 60000.0, "WSTETH": 3500.0}
+    # judged by the policy beside another source: the median, and the round shown in the source's status
+    (eth,) = [o for o in observations if o.asset == "ETH"]
+    other = PriceObservation(source="venue", asset="ETH", price=3030.0, published_at=eth.published_at,
+                             heartbeat_s=60.0)
+    agg = compute_aggregate([eth, other], asset="ETH", now=eth.published_at)
+    assert (agg.status, agg.price, agg.dispersion) == ("ok", 3015.0, 30.0 / 3015.0)
+    status = {s.name: s for s in agg.source_statuses()}["chainlink@ethereum:ETH/USD"]
+    assert status.reason == (f"used at 3000; round {eth.raw['roundId']}, updatedAt {eth.raw['updatedAt']} "
+                             f"({eth.published_at.isoformat()}), read at block {block['number']}")
+
+
+async def test_observations_judged_at_their_block_on_another_clock(
+    devnet: RunningDevnet, clients: dict[str, ChainClient], web3s: dict[str, Web3], restore_chains: None
+) -> None:
+    """A chain whose clock is not the service's (the demo): ages are taken at the block read, timestamps and the
+    sequencer's moved onto the service's time, so staleness and the grace period are judged as on the chain."""
+    w3 = web3s["arbitrum"]
+    feed = next(f for f in devnet.chains.chain("arbitrum").price_feeds if f.asset == "ETH")
+    now = w3.eth.get_block("latest")["timestamp"]
+    transact(w3, feed_contract(devnet, web3s, "arbitrum", feed.address).functions.updateRoundData(
+        7, 3_100 * 10**8, now - 7200, now - 7200), devnet)  # two heartbeats old
+    block_time = w3.eth.get_block("latest")["timestamp"]
+    service_now = from_unix(1_767_627_209)  # the demo's replayed market: 2026-01-05
+    observations = await fetch_chainlink_observations(clients["arbitrum"], age_at_block_onto=service_now)
+    (eth,) = [o for o in observations if o.asset == "ETH"]
+    assert eth.raw["updatedAt"] == str(now - 7200) and eth.raw["blockTimestamp"] == str(block_time)
+    assert (service_now - eth.published_at).total_seconds() == block_time - (now - 7200)
+    assert eth.sequencer is not None and eth.sequencer.up
+    assert (service_now - eth.sequencer.since).total_seconds() > 3600  # up for long, as on the chain
+    agg = compute_aggregate([eth], asset="ETH", now=service_now, policy=AggregationPolicy(quorum=1))
+    assert agg.price is None and agg.sources[0].status == "stale"
+    assert "over heartbeat 3600" in str(agg.sources[0].reason)
+    # the others, fresh at the block, are priced on the service's clock
+    (btc,) = [o for o in observations if o.asset == "BTC"]
+    assert compute_aggregate([btc], asset="BTC", now=service_now, policy=AggregationPolicy(quorum=1)).price == 60000.0
+    # the sequencer down: every price of the chain dropped by the policy
+    sequencer = devnet.chains.chain("arbitrum").sequencer_uptime_feed
+    assert sequencer is not None
+    transact(w3, feed_contract(devnet, web3s, "arbitrum", sequencer.address).functions.updateRoundData(
+        10, 1, now, now), devnet)
+    down = await fetch_chainlink_observations(clients["arbitrum"], age_at_block_onto=service_now)
+    for obs in down:
+        agg = compute_aggregate([obs], asset=obs.asset, now=service_now, policy=AggregationPolicy(quorum=1))
+        assert agg.price is None and "L2 sequencer down" in str(agg.sources[0].reason)
+
+
+async def test_an_unreachable_chain_is_a_source_error(devnet: RunningDevnet) -> None:
+    config = devnet.chains.chain("ethereum").model_copy(update={"rpc_urls": ["http://127.0.0.1:9"]})
+    client = await make_chain_client(config, policy=TEST_POLICY)
+    try:
+        with pytest.raises(SourceError, match="^chainlink@ethereum: "):
+            await fetch_chainlink_observations(client)
+    finally:
+        await client.close()
