@@ -30,7 +30,7 @@ class MarketCache:
     parsed as standard JSON are keyed (`strict`): orjson writes NaN as null, which would confuse the two.
     """
 
-    def __init__(self, size: int = 8) -> None:
+    def __init__(self, size: int = 4) -> None:  # each snapshot holds its instruments (up to ~40 MB)
         self._size = size
         self._entries: OrderedDict[bytes, MarketSnapshot] = OrderedDict()
         self._lock = Lock()  # GraphQL resolvers may run in threads

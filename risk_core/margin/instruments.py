@@ -65,7 +65,10 @@ INSTRUMENT_FIELDS: dict[type, tuple[tuple[str, ...], str]] = {
     LPPosition: (("kind", "token0", "token1", "price_lower", "price_upper"), "liquidity"),
 }
 UNIT_PLACE = "unit"  # venue, chain and account of a unit instrument
-_MAX_INSTRUMENTS = 100_000  # per snapshot: beyond it new instruments are resolved with their book, not kept
+# per snapshot: beyond it new instruments are resolved with their book, not kept. A row costs about 2 kB
+# (scenario P&L, greeks, the liquidation grid): 20,000 instruments (every listed option of BTC, ETH and SOL is
+# about 10,000) bound a snapshot's cache at about 40 MB, whatever clients send.
+_MAX_INSTRUMENTS = 20_000
 _LIN, _OPT, _LP = 0, 1, 2  # row blocks, in the order UnderlyingRows keeps them
 
 

@@ -20,6 +20,7 @@ _REFINEMENTS = 2
 _COARSE_AT = np.linspace(0.0, 1.0, _COARSE_STEPS + 1)  # fractions of the range
 _FINE_AT = np.linspace(0.0, 1.0, _FINE_STEPS + 1)[1:-1]  # fractions of the bracket, interior points
 _DEEPEST_FALL = -0.999  # a fall is searched to -99.9%
+_TIE = 1e-9  # relative: liquidation candidates this close in surplus per dollar are equally good
 
 
 def coarse_grid(max_rise: float) -> Array:
@@ -188,7 +189,10 @@ def liquidation_plan(
         trials[np.arange(open_positions.size), open_positions] = 0.0
         gains = surplus(trials) - current
         spend = np.maximum(cost[open_positions] * weights[open_positions], 1e-12)
-        best = int(np.argmax(np.where(gains > 0, gains / spend, -np.inf)))
+        ratio = np.where(gains > 0, gains / spend, -np.inf)
+        # ties (alike positions, or a perp and a future with the same delta per dollar of cost) go to the first
+        # position, whatever the last bits of rounding say: the plan must not depend on how the sums were ordered
+        best = int(np.flatnonzero(ratio >= ratio.max() - _TIE * abs(ratio.max()))[0])
         if gains[best] <= 0:
             return 1.0 - weights, False
         i = int(open_positions[best])

@@ -404,3 +404,21 @@ def test_requests_overriding_alike_share_parameters_and_instruments() -> None:
     (book,) = books([option(-1, "call", 110_000), position("spot", asset="BTC", quantity=1)])
     compute_margin(book, m, first)
     assert priced_instruments(m, again, MAX_RISE).size == 2  # the second request finds the first's instruments
+
+
+def test_a_full_cache_keeps_no_new_instrument_and_the_book_is_resolved_directly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(instruments, "_MAX_INSTRUMENTS", 2)
+    m = snapshot()
+    first, second = books(
+        [option(-1, "call", 110_000), position("spot", asset="BTC", quantity=1)],
+        [option(-1, "call", 110_000), option(2, "put", 90_000), position("perp", underlying="BTC", quantity=-1)],
+    )
+    compute_margin(first, m, default_params())
+    cache = priced_instruments(m, default_params(), MAX_RISE)
+    assert cache.size == 2
+    report = compute_margin(second, m, default_params())
+    assert cache.size == 2  # the put and the perp were not kept ...
+    assert cache.book(second) is None
+    assert_same_report(report, direct_margin(second, m, default_params()), second)  # ... yet the book is margined
