@@ -529,7 +529,9 @@ def _merged(old: _AssetTable | None, added: _AssetTable, instrument: IntArray, t
 # parameters over many snapshots, must not gather finalizers).
 _PRICED: dict[int, dict[int, PricedInstruments]] = {}
 _WATCHED: set[int] = set()  # ids of the parameters objects with a finalizer
-_PRICED_LOCK = threading.Lock()
+# reentrant: a finalizer (`_forget_params`) can run inside the locked block of the same thread, when an allocation
+# there sets off a garbage collection
+_PRICED_LOCK = threading.RLock()
 
 
 def resolve_book_cached(
@@ -565,5 +567,5 @@ def priced_instruments(market: MarketSnapshot, params: RiskParams, max_rise: flo
 def _forget_params(params_id: int) -> None:
     with _PRICED_LOCK:
         _WATCHED.discard(params_id)
-        for per_market in _PRICED.values():
+        for per_market in list(_PRICED.values()):  # a market's finalizer may drop an entry meanwhile
             per_market.pop(params_id, None)
