@@ -7,8 +7,11 @@ under every scenario, and on the liquidation search's coarse grid, once, as a po
 scenario P&L and greeks are linear in size, only a long holding earns a haircut, and a perp's or future's entry
 price shifts its mark value, never its P&L. The figures are those of resolving the book directly, to rounding.
 
-An instrument that warns or cannot be priced on its own (unpriced asset, unknown asset class, expired option ...)
-is not kept: a book holding one is resolved directly, so that its messages name its own positions.
+An instrument that cannot be priced on its own (unpriced asset, expired option ...), or draws a warning about an
+asset or the market (unknown asset class, price sources in disagreement), is not kept: a book holding one is
+resolved directly, so that its messages come once, in its own order, naming its own positions. A warning about
+the position itself (an LP range of two risky assets) is kept with the instrument and names the book's index.
+Each cache is bounded (_MAX_INSTRUMENTS) and lives as long as its snapshot and parameters objects.
 """
 
 from __future__ import annotations
