@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +18,10 @@ from devnet.errors import DevnetError
 from devnet.solidity import NODE_MODULES
 
 START_TIMEOUT_SECONDS = 30.0
+# On Linux a node gets SIGTERM when the thread that started it ends, however it ends: a test run or demo killed
+# outright must not leave nodes behind. util-linux's setpriv sets that (the parent-death signal) and execs anvil.
+_SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+_DIE_WITH_PARENT = [_SETPRIV, "--pdeathsig", "TERM"] if _SETPRIV else []
 
 
 def anvil_binary() -> Path:
@@ -108,7 +114,9 @@ def start_anvil(*, chain_id: int, state_file: Path | None = None) -> AnvilNode:
     ]
     if state_file is not None:
         command += ["--load-state", str(state_file)]
-    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [*_DIE_WITH_PARENT, *command], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     node = AnvilNode(chain_id=chain_id, port=port, process=process)
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:

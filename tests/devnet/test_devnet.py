@@ -92,3 +92,34 @@ def test_mock_pyth_serves_fresh_prices_under_the_real_feed_ids(devnet: RunningDe
             assert price * 10.0**expo == usd
             now = web3s[chain.name].eth.get_block("latest")["timestamp"]
             assert now - publish_time < 300  # republished when the devnet started from its cache
+
+
+def test_a_node_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    """A test run or demo killed outright (SIGKILL: no cleanup runs) leaves no anvil behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    pid_file = tmp_path / "anvil.pid"
+    starter = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys, time; from pathlib import Path; from devnet.node import start_anvil\n"
+            "node = start_anvil(chain_id=31337)\n"
+            f"Path({str(pid_file)!r}).write_text(str(node.process.pid))\n"
+            "time.sleep(600)\n"
+        )],
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert starter.poll() is None and time.monotonic() < deadline, "the node did not start"
+        time.sleep(0.05)
+    anvil = int(pid_file.read_text())
+    os.kill(anvil, 0)  # running
+    starter.send_signal(signal.SIGKILL)
+    starter.wait()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{anvil}").exists() and Path(f"/proc/{anvil}/stat").read_text().split()[2] != "Z":
+        assert time.monotonic() < deadline, "anvil outlived the process that started it"
+        time.sleep(0.05)
