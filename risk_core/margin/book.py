@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -177,7 +178,7 @@ class UnderlyingRows:
         return self.book_valuation.row_delta(self.asset)
 
 
-class BookValuation:
+class BookValuation(ABC):
     """The values, scenario P&L and greeks of a book's underlyings, and revaluation of all of them at once: the
     rows of every underlying stacked (`stacked`: linear rows of every underlying in the book's order, then
     options, then LP ranges), one revaluation and one Black-76 call instead of one per underlying (at ~20
@@ -187,22 +188,27 @@ class BookValuation:
     def __init__(self, blocks: Sequence[tuple[int, int, int]]) -> None:
         self.blocks = list(blocks)  # per underlying, in the book's order: rows of each block
 
-    @cached_property
+    @property
+    @abstractmethod
     def stacked(self) -> RowParams:
-        raise NotImplementedError
+        """What revaluing the book's rows takes, every underlying's rows stacked."""
 
+    @abstractmethod
     def base(self, asset: str) -> tuple[Array, Array]:
-        raise NotImplementedError
+        """(values, haircuts) of the underlying's rows at the snapshot, rows x 1."""
 
+    @abstractmethod
     def scenario_values(self, asset: str) -> Array:
-        raise NotImplementedError
+        """Values of the underlying's rows under its scenarios, rows x scenarios (undampened)."""
 
+    @abstractmethod
     def scenario_pnl(self, asset: str) -> Array:
-        raise NotImplementedError
+        """Scenario values less base values, rows x scenarios (undampened)."""
 
-    @cached_property
+    @property
+    @abstractmethod
     def greeks(self) -> dict[str, tuple[Array, Array, Array, Array]]:
-        raise NotImplementedError
+        """Per underlying and row: delta, gamma, vega, theta (see UnderlyingRows.greeks)."""
 
     def row_delta(self, asset: str) -> Array:
         return self.greeks[asset][0]
