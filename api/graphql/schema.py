@@ -28,7 +28,7 @@ from api.http.metrics import ApiMetrics
 from api.http.problems import Problem
 from api.http.service import RiskService
 from api.http.settings import ApiSettings
-from api.http.what_if import compute_what_if
+from api.http.what_if import compute_what_if, with_service_market
 from risk_core.errors import InputError
 from risk_core.schema.report import MarginReport
 from risk_core.schema.report import PositionRisk as PositionRiskModel
@@ -164,10 +164,12 @@ def _graphql_error(problem: Problem) -> GraphQLError:
 
 @strawberry.type
 class WhatIfQuery:
-    @strawberry.field(description="What-if margin of a request: the JSON body POST /v1/margin takes")
-    def margin(self, info: Info[GraphQLContext, None], request: JSON) -> Margin:
+    @strawberry.field(description="What-if margin of a request: the JSON body POST /v1/margin takes (naming no "
+                      "market, it is priced against the service's current snapshot)")
+    async def margin(self, info: Info[GraphQLContext, None], request: JSON) -> Margin:
         try:
-            return Margin.from_report(compute_what_if(request, info.context.metrics))
+            document = await with_service_market(request, info.context.service)
+            return Margin.from_report(compute_what_if(document, info.context.metrics))
         except Problem as problem:
             raise _graphql_error(problem) from problem
 

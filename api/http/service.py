@@ -7,6 +7,7 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
+from risk_core.schema.market import MarketSnapshot
 from risk_core.schema.report import MarginReport
 
 
@@ -30,6 +31,10 @@ class RiskService(Protocol):
     async def wallet_credit(self, address: str) -> BaseModel: ...
 
     async def market(self, asset: str) -> BaseModel: ...
+
+    async def market_snapshot(self) -> MarketSnapshot:
+        """The current market snapshot: what a what-if request naming no market is priced against."""
+        ...
 
 
 @dataclass(frozen=True)

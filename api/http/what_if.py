@@ -12,6 +12,7 @@ from pydantic_core import from_json
 
 from api.http.metrics import ApiMetrics
 from api.http.problems import FieldError, Problem, field_errors, invalid_request
+from api.http.service import RiskService
 from risk_core.errors import InputError
 from risk_core.margin.engine import compute_margin_request
 from risk_core.schema.market import MarketSnapshot
@@ -81,6 +82,21 @@ def parse_json_body(body: bytes) -> tuple[object, bool]:
         ) from e
 
 
+async def with_service_market(document: object, service: RiskService | None) -> object:
+    """The request document, priced against the aggregator's current snapshot when it names no market.
+
+    Raises:
+        Problem: 503 when the service cannot produce its snapshot (its market sources are down).
+    """
+    if service is None or not isinstance(document, dict) or document.get("market") is not None:
+        return document
+    try:
+        snapshot = await service.market_snapshot()
+    except ConnectionError as e:
+        raise Problem(503, "service-unavailable", "Service unavailable", f"no market snapshot: {e}") from e
+    return {**document, "market": snapshot}
+
+
 def compute_what_if(
     document: object, metrics: ApiMetrics, markets: MarketCache | None = None, *, strict: bool = False
 ) -> MarginReport:
@@ -100,7 +116,7 @@ def compute_what_if(
     except ValidationError as e:
         metrics.margin_computations.labels("invalid").inc()
         raise invalid_request(field_errors(e), e.error_count()) from e
-    if key is not None and known is None and markets is not None:
+    if key is not None and known is None and markets is not None and request.market is not None:
         markets.put(key, request.market)
     try:
         report = compute_margin_request(request)

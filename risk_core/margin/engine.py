@@ -11,6 +11,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from risk_core.errors import InputError
 from risk_core.margin.book import ResolvedBook, UnderlyingRows
 from risk_core.margin.instruments import resolve_book_cached
 from risk_core.margin.liquidation import liquidation_moves, liquidation_plan
@@ -40,6 +41,9 @@ _MAX_RISE_SEARCHED = 10.0  # liquidation distance upward is searched to +1000%
 
 
 def compute_margin_request(request: MarginRequest) -> MarginReport:
+    """The report of a request. Raises InputError when it names no market (only the API can fill one in)."""
+    if request.market is None:
+        raise InputError("market", "required: the market snapshot to price against")
     return compute_margin(
         request.positions, request.market, _params(request.params), sources=request.sources,
         venue_states=request.venue_states,

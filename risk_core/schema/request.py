@@ -14,7 +14,11 @@ from risk_core.schema.venues import VenueState
 
 class MarginRequest(StrictModel):
     positions: list[Position]
-    market: MarketSnapshot
+    market: MarketSnapshot | None = Field(
+        default=None,
+        description="the market to price against; omitted, the API prices against its aggregator's current "
+        "snapshot (the CLI, and an API without an aggregator, need one)",
+    )
     params: dict[str, Any] | None = Field(default=None, description="overrides of the shipped risk parameters")
     sources: list[SourceStatus] = Field(
         default_factory=list, description="status of every position source; a failed one makes the report incomplete"

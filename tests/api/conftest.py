@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from api.http import ApiSettings, RateLimit, create_app
 from risk_core.errors import InputError
 from risk_core.margin.engine import compute_margin_request
+from risk_core.schema.market import MarketSnapshot
 from risk_core.schema.report import MarginReport
 from risk_core.schema.request import MarginRequest
 
@@ -82,6 +83,14 @@ class MarketView(BaseModel):
 
 
 @cache
+def demo_market() -> MarketSnapshot:
+    """The demo request's market, one object: the service's current snapshot in these tests."""
+    market = MarginRequest.model_validate_json(DEMO_REQUEST.read_bytes()).market
+    assert market is not None
+    return market
+
+
+@cache
 def demo_report() -> MarginReport:
     return compute_margin_request(MarginRequest.model_validate_json(DEMO_REQUEST.read_bytes()))
 
@@ -120,6 +129,9 @@ class FakeService:
         if asset not in demo_report().underlyings:
             raise LookupError(asset)
         return MarketView(asset=asset, spot=demo_report().underlyings[asset].spot)
+
+    async def market_snapshot(self) -> MarketSnapshot:
+        return demo_market()
 
 
 class BrokenService(FakeService):

@@ -16,7 +16,7 @@ from support.golden import market, option, position
 from api.cli import main
 from api.http import ApiSettings
 from api.http.problems import Problem
-from api.http.routes import margin
+from api.http.routes import what_if_handler
 from api.http.settings import DEMO_API_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,7 +105,7 @@ async def test_margin_agrees_with_the_cli_to_the_cent(
         (with_value(good_request(), "params", {"im_factr": 2}), "params.im_factr", "Extra inputs"),
         (with_value(good_request(), "positions", [{"kind": "spot"}] * 10_001), "positions", "exceed the limit"),
         ([1, 2, 3], "(request)", "valid dictionary"),
-        ({"positions": []}, "market", "Field required"),
+        ({"positions": []}, "market", "required: the market snapshot"),
     ],
     ids=[
         "nan",
@@ -210,5 +210,5 @@ async def test_a_request_whose_client_left_is_not_computed() -> None:
     gone.is_closing.return_value = True
     request = make_mocked_request("POST", "/v1/margin", transport=gone)
     with pytest.raises(Problem) as answered:
-        await margin(request)
+        await what_if_handler(None)(request)
     assert answered.value.status == 499

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from api.http import ApiSettings, RateLimit, RiskService, create_app
 from risk_core.margin.engine import compute_margin_request
+from risk_core.schema.market import MarketSnapshot
 from risk_core.schema.report import MarginReport, VenueMargin
 from risk_core.schema.request import MarginRequest
 
@@ -126,6 +127,9 @@ class FakeService:
 
     async def market(self, asset: str) -> MarginReport:
         raise LookupError(asset)
+
+    async def market_snapshot(self) -> MarketSnapshot:
+        raise ConnectionError("no market sources in the dashboard's tests")
 
 
 def test_the_fake_is_a_risk_service() -> None:

@@ -223,6 +223,20 @@ async def test_health_openapi_and_the_what_if_margin(running: Running) -> None:
     assert report["status"] == "healthy" and len(report["positions"]) == len(json.loads(request)["positions"])
 
 
+async def test_a_what_if_without_market_is_priced_at_the_live_snapshot(running: Running) -> None:
+    """The lender's question: these positions, at the market the service sees now."""
+    request = json.loads((ROOT / "examples" / "demo_request.json").read_bytes())
+    del request["market"]
+    response = await running.client.post("/v1/margin", json=request, headers=KEY)
+    assert response.status == 200, await response.text()
+    report = await response.json()
+    snapshot = await running.demo.service.market_snapshot()
+    assert report["as_of"] == snapshot.as_of.isoformat().replace("+00:00", "Z")
+    spot = {asset: risk["spot"] for asset, risk in report["underlyings"].items()}
+    assert spot == {asset: snapshot.spot[asset] for asset in spot}
+    assert {s["name"] for s in report["sources"]} >= {s.name for s in snapshot.sources}
+
+
 async def test_graphql_account_query(running: Running) -> None:
     query = """query($id: String!) { account(id: $id) { complete equityUsd status positions { id venue chain } } }"""
     response = await running.client.post(
