@@ -162,28 +162,43 @@ class ChainlinkSnapshot:
         return {v.asset: v.price for v in self.verdicts if v.price is not None}
 
 
-async def fetch_chainlink_prices(
-    client: ChainClient, *, block_identifier: BlockIdentifier = "latest"
-) -> ChainlinkSnapshot:
-    """Every feed of the client's chain (and its sequencer feed) in one Multicall3 batch, judged at that block.
-    Never raises for the chain's sake: a chain that cannot be read gives a failed verdict per feed."""
+async def _read_feeds(client: ChainClient, block_identifier: BlockIdentifier) -> tuple[
+    int, int, list[tuple[PriceFeed, ChainlinkRound, int]], ChainlinkRound | None
+]:
+    """(block, its timestamp, each feed's latest round and decimals, the sequencer feed's round or None): every
+    feed of the client's chain in one Multicall3 batch pinned to one block.
+
+    Raises:
+        ChainError: the chain cannot be read.
+    """
     chain = client.config
     calls: list[ContractCall] = compute_block_calls(chain.multicall3)
     for feed in chain.price_feeds:
         calls += [read(feed.address, LATEST_ROUND_DATA), read(feed.address, DECIMALS)]
     if chain.sequencer_uptime_feed is not None:
         calls.append(read(chain.sequencer_uptime_feed.address, LATEST_ROUND_DATA))
+    results = await fetch_aggregate3(client, calls, block_identifier=block_identifier)
+    block, now = (parse_single(result, int) for result in results[:2])
+    feed_results = results[BLOCK_CALLS:]
+    rounds = [
+        (feed, parse_result(ChainlinkRound, feed_results[2 * i]), parse_single(feed_results[2 * i + 1], int))
+        for i, feed in enumerate(chain.price_feeds)
+    ]
+    sequencer = parse_result(ChainlinkRound, results[-1]) if chain.sequencer_uptime_feed is not None else None
+    return block, now, rounds, sequencer
+
+
+async def fetch_chainlink_prices(
+    client: ChainClient, *, block_identifier: BlockIdentifier = "latest"
+) -> ChainlinkSnapshot:
+    """Every feed of the client's chain (and its sequencer feed) in one Multicall3 batch, judged at that block.
+    Never raises for the chain's sake: a chain that cannot be read gives a failed verdict per feed."""
+    chain = client.config
     try:
-        results = await fetch_aggregate3(client, calls, block_identifier=block_identifier)
-        block, now = (parse_single(result, int) for result in results[:2])
-        feed_results = results[BLOCK_CALLS:]
-        rounds = [
-            (feed, parse_result(ChainlinkRound, feed_results[2 * i]), parse_single(feed_results[2 * i + 1], int))
-            for i, feed in enumerate(chain.price_feeds)
-        ]
+        block, now, rounds, sequencer_round = await _read_feeds(client, block_identifier)
         sequencer = (
-            (chain.sequencer_uptime_feed, parse_result(ChainlinkRound, results[-1]))
-            if chain.sequencer_uptime_feed is not None
+            (chain.sequencer_uptime_feed, sequencer_round)
+            if chain.sequencer_uptime_feed is not None and sequencer_round is not None
             else None
         )
     except ChainError as e:
@@ -247,20 +262,8 @@ async def fetch_chainlink_observations(
     Raises:
     SourceError: the chain cannot be read (the market snapshot makes it this source's failed fetch)."""
     chain = client.config
-    calls: list[ContractCall] = compute_block_calls(chain.multicall3)
-    for feed in chain.price_feeds:
-        calls += [read(feed.address, LATEST_ROUND_DATA), read(feed.address, DECIMALS)]
-    if chain.sequencer_uptime_feed is not None:
-        calls.append(read(chain.sequencer_uptime_feed.address, LATEST_ROUND_DATA))
     try:
-        results = await fetch_aggregate3(client, calls, block_identifier=block_identifier)
-        block, now = (parse_single(result, int) for result in results[:2])
-        feed_results = results[BLOCK_CALLS:]
-        rounds = [
-            (feed, parse_result(ChainlinkRound, feed_results[2 * i]), parse_single(feed_results[2 * i + 1], int))
-            for i, feed in enumerate(chain.price_feeds)
-        ]
-        sequencer = parse_result(ChainlinkRound, results[-1]) if chain.sequencer_uptime_feed is not None else None
+        block, now, rounds, sequencer = await _read_feeds(client, block_identifier)
     except ChainError as e:
         raise SourceError(f"chainlink@{chain.name}: {e}") from e
     return compute_chainlink_observations(
