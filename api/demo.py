@@ -117,7 +117,7 @@ def demo_settings(venues: VenueServers) -> ServiceSettings:
         hyperliquid_dexes=("xyz",),
         # GOLD: the HIP-3 dex's own oracle; HYPE: Hyperliquid's oracle; wstETH and USDC: the Chainlink feeds
         single_source_assets=("GOLD", "HYPE", "WSTETH", "USDC"),
-        spot_only_assets=("HYPE", "WSTETH", "USDC"),
+        spot_only_assets=("GOLD", "HYPE", "WSTETH", "USDC"),  # no options anywhere: no surface expected
         pegs={"USDC": 1.0},
         price_notes=dict(PRICE_NOTES),
         chainlink_chains=(CHAINLINK_CHAIN,),

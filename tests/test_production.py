@@ -22,6 +22,7 @@ def test_example_settings_load_with_secrets_from_the_environment() -> None:
     assert settings.credentials.derive == {"0xWallet": "0xkey"}
     assert settings.signer_key == "0x" + "11" * 32
     assert settings.assets == ("BTC", "ETH", "SOL")
+    assert settings.chainlink_chains == ("ethereum",)  # the L1 feeds: one chain, one vote per asset
 
 
 def test_compose_file_runs_the_service_on_postgresql() -> None:
