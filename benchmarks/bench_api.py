@@ -327,6 +327,16 @@ def row(result: LoadResult) -> str:
             f"| {result.errors:>6} | {result.server_cpu_ms:>10.3f} | {result.generator_cpu_ms:>13.3f} |")
 
 
+def cpu_model() -> str:
+    """The processor's name: the machines these figures come from differ by about 2x from one session to the next."""
+    try:
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+    except OSError:
+        names = []
+    return names[0] if names else platform.processor() or platform.machine()
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc; NaN elsewhere)."""
     try:
@@ -411,7 +421,7 @@ def main() -> None:
         return
 
     bodies = [orjson.dumps(what_if_request(args.positions, seed)) for seed in range(args.books)]
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+    print(f"{cpu_model()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"load average {os.getloadavg()[0]:.2f}; {args.books} books of {args.positions} positions on one market, "
           f"{statistics.mean(map(len, bodies)):,.0f} bytes a request")
     print("\nserver work per request, in-process (median ms):")
