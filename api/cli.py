@@ -96,10 +96,14 @@ def _service(args: argparse.Namespace) -> str:
     import yaml
     from pydantic import ValidationError as SettingsError
 
-    from api.production import load_service_settings, serve_service
+    from api.production import load_service_chains, load_service_settings, serve_service
+    from chains.errors import ChainConfigError
 
     try:
         settings = load_service_settings(Path(args.config), os.environ)
+        chains = load_service_chains(settings)
+    except ChainConfigError as e:
+        raise BadInput([f"{args.config}: {e}"]) from e
     except OSError as e:
         raise BadInput([f"{args.config}: cannot read: {e.strerror}"]) from e
     except yaml.YAMLError as e:
@@ -109,7 +113,7 @@ def _service(args: argparse.Namespace) -> str:
     if not os.environ.get("METARISK_API_KEYS", "").strip():
         # the built-in demo key must never guard a real service
         raise BadInput(["METARISK_API_KEYS: set the service's API keys (comma-separated)"])
-    asyncio.run(serve_service(settings, host=args.host, port=args.port))
+    asyncio.run(serve_service(settings, chains, host=args.host, port=args.port))
     return ""
 
 

@@ -25,7 +25,8 @@ from aggregator.store import AsyncStore, Store
 from api.http.app import create_app
 from api.http.settings import ApiSettings
 from chains.client import make_chain_clients
-from chains.config import load_chains_file
+from chains.config import ChainsFile, load_chains_file
+from chains.errors import ChainConfigError
 
 
 def _pairs(value: str | None) -> dict[str, str]:
@@ -35,8 +36,12 @@ def _pairs(value: str | None) -> dict[str, str]:
 
 
 def load_service_settings(path: Path, environ: Mapping[str, str]) -> ServiceSettings:
-    """Raises OSError, yaml.YAMLError or pydantic.ValidationError for a bad file."""
+    """The settings of `path`, a relative `chains_file` taken beside it (as a mounted config directory holds both).
+
+    Raises OSError, yaml.YAMLError or pydantic.ValidationError for a bad file."""
     settings = ServiceSettings.model_validate(yaml.safe_load(path.read_text()) or {})
+    if settings.chains_file is not None and not settings.chains_file.is_absolute():
+        settings = settings.model_copy(update={"chains_file": path.parent / settings.chains_file})
     credentials = VenueCredentials(
         deribit={**settings.credentials.deribit, **_pairs(environ.get("METARISK_DERIBIT_KEYS"))},
         derive={**settings.credentials.derive, **_pairs(environ.get("METARISK_DERIVE_SESSION_KEYS"))},
@@ -45,10 +50,27 @@ def load_service_settings(path: Path, environ: Mapping[str, str]) -> ServiceSett
     return settings.model_copy(update={"credentials": credentials, "signer_key": signer})
 
 
-async def serve_service(settings: ServiceSettings, *, host: str, port: int) -> None:
+def load_service_chains(settings: ServiceSettings) -> ChainsFile | None:
+    """The settings' chains file, checked against the chains the settings read Chainlink feeds on.
+
+    Raises:
+        ChainConfigError: the file is missing or invalid, or `chainlink_chains` names a chain it does not list (a
+            source that would silently never vote)."""
+    try:
+        chains = load_chains_file(settings.chains_file) if settings.chains_file is not None else None
+    except ChainConfigError as e:
+        raise ChainConfigError(f"chains_file: {e}") from e
+    known = {chain.name for chain in chains.chains} if chains is not None else set()
+    unknown = [name for name in settings.chainlink_chains if name not in known]
+    if unknown:
+        where = f"the chains file {settings.chains_file}" if chains is not None else "no chains file (chains_file)"
+        raise ChainConfigError(f"chainlink_chains: {', '.join(unknown)} not among the chains of {where}")
+    return chains
+
+
+async def serve_service(settings: ServiceSettings, chains: ChainsFile | None, *, host: str, port: int) -> None:
     store = Store.from_url(os.environ.get("DATABASE_URL"))
     await asyncio.to_thread(store.migrate)
-    chains = load_chains_file(settings.chains_file) if settings.chains_file else None
     clients = await make_chain_clients(chains) if chains else {}
     async with aiohttp.ClientSession() as session:
         service = AggregatorService(settings=settings, session=session, clients=list(clients.values()),
