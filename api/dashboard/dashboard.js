@@ -254,6 +254,14 @@ function positionLabel(p) {
   return p.id ?? `#${p.index}`;
 }
 
+// An EVM address in an account id (a wallet, or a Derive wallet/subaccount) shortened as explorers do, 0x7099…79C8:
+// at full length the column alone is wider than the page. The whole id stays in the cell's title.
+const EVM_ADDRESS = /0x[0-9a-fA-F]{40}/g;
+
+function shortAccount(account) {
+  return account.replace(EVM_ADDRESS, (a) => `${a.slice(0, 6)}\u2026${a.slice(-4)}`);
+}
+
 function renderPositions(r, by) {
   const other = by === "venue" ? "chain" : "venue";
   const breakdowns = (by === "venue" ? r.by_venue : r.by_chain) ?? {};
@@ -294,7 +302,7 @@ function renderPositions(r, by) {
         el("th", { scope: "row" }, positionLabel(p)),
         el("td", {}, p.kind, p.priced === false ? el("span", { class: "tag" }, "unpriced") : null),
         el("td", {}, p[other]),
-        el("td", { class: "account-id" }, p.account),
+        el("td", { class: "account-id", title: p.account }, shortAccount(p.account)),
         el("td", {}, p.underlying ?? DASH),
         numCell(num(p.value_usd), p.value_usd),
         numCell(num(p.delta, 4), p.delta),

@@ -105,7 +105,22 @@ def incomplete_report() -> MarginReport:
     )
 
 
-ACCOUNTS = {"demo": demo_report, "under-water": liquidatable_report, "partial": incomplete_report}
+WALLET = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+DERIVE_SUBACCOUNT = "0x8EF9c3a5b9A2a3E5F0dCc4D3bB9cC0F6A1e2D3C4/30769"
+
+
+@cache
+def addressed_report() -> MarginReport:
+    """The demo wallet as a real one holds it: every position at a full EVM address, one at a Derive
+    wallet/subaccount, as the service's reports name them."""
+    document = _request().model_dump(mode="json")
+    for i, position in enumerate(document["positions"]):
+        position["account"] = DERIVE_SUBACCOUNT if i == 0 else WALLET
+    return compute_margin_request(MarginRequest.model_validate(document))
+
+
+ACCOUNTS = {"demo": demo_report, "under-water": liquidatable_report, "partial": incomplete_report,
+            "addressed": addressed_report}
 
 
 class FakeService:
@@ -312,6 +327,18 @@ def test_a_liquidatable_account_shows_its_liquidation_plan(page: Page, tmp_path:
     # already below MM: no move is needed
     assert p.locator("#liquidation-body td.near").count() == 2 * len(report.underlyings)
     p.screenshot(path=str(tmp_path / "liquidatable.png"), full_page=True)
+    assert page.errors == []
+
+
+def test_full_addresses_are_shortened_and_the_page_fits_its_width(page: Page) -> None:
+    report = addressed_report()
+    p = page.open("addressed")
+    cells = p.locator("#positions-body td.account-id")
+    assert cells.count() == len(report.positions)
+    shown = dict(zip(cells.evaluate_all("cs => cs.map(c => c.title)"), cells.all_text_contents(), strict=False))
+    assert shown == {WALLET: "0x7099\u202679C8", DERIVE_SUBACCOUNT: "0x8EF9\u2026D3C4/30769"}
+    # no horizontal scrolling of the page at 1280 px: a table wider than its panel scrolls inside it
+    assert p.evaluate("document.documentElement.scrollWidth") <= 1280
     assert page.errors == []
 
 
