@@ -22,9 +22,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.onchain import DiscoveryCache
 from aggregator.credit import CreditView, compute_credit_view
+from aggregator.history import AccountHistory, page_of_history
 from aggregator.refresh import fetch_account_positions
 from aggregator.settings import ServiceSettings
-from aggregator.store import AccountNotFound, AsyncStore, PositionSnapshot, StoreUnavailable, WatchedAccount
+from aggregator.store import (
+    AccountNotFound,
+    AsyncStore,
+    PositionSnapshot,
+    StoredReport,
+    StoreUnavailable,
+    WatchedAccount,
+)
 from chains.client import ChainClient
 from oracles.aggregation import AggregationPolicy
 from oracles.chainlink import fetch_chainlink_observations
@@ -206,6 +214,34 @@ class AggregatorService:
         account = await self.watched_account(account_id)
         cached = self._fresh(f"account:{account.id}")
         return self._aged(cached or await self.refresh_account(account))
+
+    async def account_history(
+        self, account_id: str, *, since: datetime | None, until: datetime | None, limit: int
+    ) -> AccountHistory:
+        """A page of the account's stored reports, newest first. Raises LookupError for an unknown account,
+        ConnectionError when there is no database or it is down."""
+        store = await self._history_store(account_id)
+        try:
+            rows = await store.report_history(account_id, since=since, until=until, limit=limit + 1)
+        except StoreUnavailable as e:
+            raise ConnectionError(f"the history of account {account_id!r} cannot be read: {e}") from e
+        return page_of_history(account_id, rows, since=since, until=until, limit=limit)
+
+    async def stored_report(self, account_id: str, report_id: int) -> StoredReport | None:
+        """One stored report of the account; None when it has none with this id (another account's is none of
+        its). Raises LookupError for an unknown account, ConnectionError when there is no database or it is down."""
+        store = await self._history_store(account_id)
+        try:
+            stored = await store.report(report_id)
+        except StoreUnavailable as e:
+            raise ConnectionError(f"report {report_id} cannot be read: {e}") from e
+        return stored if stored is not None and stored.account_id == account_id else None
+
+    async def _history_store(self, account_id: str) -> AsyncStore:
+        await self.watched_account(account_id)  # an unknown account is a 404 whether or not history is kept
+        if self.store is None:
+            raise ConnectionError("report history needs the database: this service runs without one")
+        return self.store
 
     # --- wallets --------------------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import strawberry
 from graphql import GraphQLError
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
@@ -24,8 +24,9 @@ from strawberry.extensions import (
 from strawberry.scalars import JSON
 from strawberry.types import ExecutionContext, Info
 
+from api.http.history import DEFAULT_LIMIT, HistoryQuery
 from api.http.metrics import ApiMetrics
-from api.http.problems import Problem
+from api.http.problems import Problem, field_errors, invalid_request
 from api.http.service import RiskService
 from api.http.settings import ApiSettings
 from api.http.what_if import compute_what_if, with_service_market
@@ -203,6 +204,33 @@ class ServiceQuery(WhatIfQuery):
     async def market(self, info: Info[GraphQLContext, None], asset: str) -> JSON | None:
         return _as_json(await _lookup(_service(info).market, asset, "asset"))
 
+    @strawberry.field(
+        description="A page of an account's stored report headlines, newest first, with since <= computedAt < "
+        "until, as GET /v1/accounts/{account_id}/history answers it (next page: until = its next_until); null "
+        "when there is no such account"
+    )
+    async def account_history(
+        self,
+        info: Info[GraphQLContext, None],
+        account_id: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = DEFAULT_LIMIT,
+    ) -> JSON | None:
+        try:
+            query = HistoryQuery(since=since, until=until, limit=limit)
+        except ValidationError as e:
+            raise _graphql_error(invalid_request(field_errors(e))) from e
+        asked = _service(info).account_history(account_id, since=query.since, until=query.until, limit=query.limit)
+        return _as_json(await _answer(asked, "accountId"))
+
+    @strawberry.field(
+        description="One stored report of an account with its ids and computedAt, as GET "
+        "/v1/accounts/{account_id}/reports/{report_id} answers it; null when the account has no such report"
+    )
+    async def stored_report(self, info: Info[GraphQLContext, None], account_id: str, report_id: int) -> JSON | None:
+        return _as_json(await _answer(_service(info).stored_report(account_id, report_id), "accountId"))
+
 
 def _service(info: Info[GraphQLContext, None]) -> RiskService:
     service = info.context.service
@@ -212,9 +240,13 @@ def _service(info: Info[GraphQLContext, None]) -> RiskService:
 
 
 async def _lookup(method: Callable[[str], Awaitable[Answer]], identifier: str, argument: str) -> Answer | None:
+    return await _answer(method(identifier), argument)
+
+
+async def _answer(asked: Awaitable[Answer | None], argument: str) -> Answer | None:
     """The service's answer; None (GraphQL's null, the idiom for a missing object) when it knows no such thing."""
     try:
-        return await method(identifier)
+        return await asked
     except LookupError:
         return None
     except InputError as e:
@@ -222,6 +254,8 @@ async def _lookup(method: Callable[[str], Awaitable[Answer]], identifier: str, a
             str(e),
             extensions={"code": BAD_USER_INPUT, "status": 422, "errors": [{"field": argument, "reason": e.reason}]},
         ) from e
+    except ConnectionError as e:  # a dependency is down (the database): the client may retry, nothing is wrong
+        raise GraphQLError(str(e), extensions={"code": "SERVICE_UNAVAILABLE", "status": 503}) from e
 
 
 def _as_json(model: BaseModel | None) -> JSON | None:

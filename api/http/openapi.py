@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import types
 import typing
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from api.http.access import API_KEY_HEADER
+from api.http.history import HISTORY_PATH, STORED_REPORT_PATH, query_parameters, report_id_schema
 from api.http.problems import PROBLEM_CONTENT_TYPE, ProblemDetails
 from api.http.routes import HealthReport
 from api.http.service import SERVICE_ROUTES, RiskService
@@ -24,6 +27,7 @@ _PROBLEM_DESCRIPTIONS = {
     400: "the body is not JSON",
     401: "no or unknown API key",
     404: "no such resource",
+    503: "the aggregator is not configured, or a dependency it needs (the database) is down",
     413: "the body exceeds the size limit",
     422: "the request breaks the schema or cannot be priced; `errors` names each field",
     429: "the key's rate limit is exceeded; see Retry-After",
@@ -100,6 +104,8 @@ def build_openapi(*, version: str, service: RiskService | None) -> dict[str, Any
         if route.keyed:
             operation["security"] = _KEYED
         paths[route.path] = {"get": operation}
+    if service is not None:
+        paths.update(_history_paths(service_models, ref, problem))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -120,13 +126,56 @@ def build_openapi(*, version: str, service: RiskService | None) -> dict[str, Any
     }
 
 
+_HISTORY_METHODS = ("account_history", "stored_report")
+_ACCOUNT_ID = {"name": "account_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _history_paths(
+    models: dict[str, type[BaseModel] | None], ref: Callable[[type[BaseModel]], dict[str, Any]], problem: dict[str, Any]
+) -> dict[str, Any]:
+    def answered(method_name: str) -> dict[str, Any]:
+        model = models[method_name]
+        return ref(model) if model is not None else {"type": "object"}
+
+    history = {
+        "operationId": "accountHistory",
+        "summary": "A page of the account's stored report headlines, newest first",
+        "description": (
+            "Reports with since <= computed_at < until, newest first. For the next (older) page pass the same "
+            "`since` and the answer's `next_until` as `until`: until is exclusive, so no report comes twice, and "
+            "a page never splits reports computed at the same instant. `more` says whether older ones remain."
+        ),
+        "parameters": [_ACCOUNT_ID, *query_parameters()],
+        "responses": {
+            "200": _json("the page of history", answered("account_history")),
+            **_problems(problem, 404, 422, 503),
+        },
+    }
+    report = {
+        "operationId": "storedReport",
+        "summary": "One stored report of the account, with its ids and computed_at",
+        "parameters": [
+            _ACCOUNT_ID,
+            {"name": "report_id", "in": "path", "required": True, "schema": report_id_schema()},
+        ],
+        "responses": {
+            "200": _json("the stored report", answered("stored_report")),
+            **_problems(problem, 404, 422, 503),
+        },
+    }
+    return {HISTORY_PATH: {"get": history}, STORED_REPORT_PATH: {"get": report}}
+
+
 def _service_models(service: RiskService) -> dict[str, type[BaseModel] | None]:
-    """Each method's response model, read from the service's own return annotations (None when generic)."""
+    """Each method's response model, read from the service's own return annotations (None when generic); an
+    optional answer (None: not found) is documented by its model."""
     models: dict[str, type[BaseModel] | None] = {}
-    for route in SERVICE_ROUTES:
-        returned = typing.get_type_hints(getattr(type(service), route.method_name)).get("return")
+    for method_name in [*(route.method_name for route in SERVICE_ROUTES), *_HISTORY_METHODS]:
+        returned = typing.get_type_hints(getattr(type(service), method_name)).get("return")
+        if typing.get_origin(returned) in (typing.Union, types.UnionType):
+            returned = next((a for a in typing.get_args(returned) if a is not type(None)), None)
         concrete = isinstance(returned, type) and issubclass(returned, BaseModel) and returned is not BaseModel
-        models[route.method_name] = returned if concrete else None
+        models[method_name] = returned if concrete else None
     return models
 
 

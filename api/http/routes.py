@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Awaitable
+from typing import Literal, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, Field
 
+from api.http.history import HISTORY_PATH, STORED_REPORT_PATH, parse_history_query, parse_report_id
 from api.http.metrics import METRICS_CONTENT_TYPE, ApiMetrics
 from api.http.problems import FieldError, Problem, invalid_request
 from api.http.service import SERVICE_ROUTES, RiskService, ServiceRoute
@@ -19,6 +21,7 @@ METRICS = web.AppKey("metrics", ApiMetrics)
 HEALTH_BODY = web.AppKey("health_body", bytes)
 OPENAPI_BODY = web.AppKey("openapi_body", bytes)
 MARKETS = web.AppKey("markets", MarketCache)
+Answer = TypeVar("Answer")
 
 
 class HealthReport(BaseModel):
@@ -62,32 +65,75 @@ def service_handler(service: RiskService | None, route: ServiceRoute) -> Handler
     """The handler of one aggregator route: 503 while no service is configured."""
 
     async def answer(request: web.Request) -> web.Response:
-        if service is None:
-            raise Problem(
-                503,
-                "service-unavailable",
-                "Service unavailable",
-                "no aggregator is configured in this server: only what-if margin (POST /v1/margin) is served",
-            )
         identifier = request.match_info[route.parameter]
-        try:
-            model = await getattr(service, route.method_name)(identifier)
-        except LookupError as e:
+        ask = getattr(_require(service), route.method_name)
+        model = await _answer_of(ask(identifier), route.parameter, identifier)
+        return web.Response(body=model.model_dump_json(), content_type=JSON_CONTENT_TYPE)
+
+    return answer
+
+
+def account_history_handler(service: RiskService | None) -> Handler:
+    """GET /v1/accounts/{account_id}/history: a page of the account's stored report headlines, newest first."""
+
+    async def answer(request: web.Request) -> web.Response:
+        query = parse_history_query(request.query)
+        account_id = request.match_info["account_id"]
+        ask = _require(service).account_history(account_id, since=query.since, until=query.until, limit=query.limit)
+        model = await _answer_of(ask, "account_id", account_id)
+        return web.Response(body=model.model_dump_json(), content_type=JSON_CONTENT_TYPE)
+
+    return answer
+
+
+def stored_report_handler(service: RiskService | None) -> Handler:
+    """GET /v1/accounts/{account_id}/reports/{report_id}: one stored report, only ever of that account."""
+
+    async def answer(request: web.Request) -> web.Response:
+        report_id = parse_report_id(request.match_info["report_id"])
+        account_id = request.match_info["account_id"]
+        model = await _answer_of(_require(service).stored_report(account_id, report_id), "account_id", account_id)
+        if model is None:
             raise Problem(
                 404,
                 "not-found",
                 "Not found",
-                f"no {route.parameter} {identifier!r}",
-                [FieldError(field=route.parameter, reason="not found")],
-            ) from e
-        except InputError as e:
-            raise invalid_request([FieldError(field=route.parameter, reason=e.reason)]) from e
-        except ConnectionError as e:
-            # a dependency the service cannot answer without (the database, for an account it has never read)
-            raise Problem(503, "service-unavailable", "Service unavailable", str(e)) from e
+                f"account {account_id!r} has no report {report_id}",
+                [FieldError(field="report_id", reason="not found")],
+            )
         return web.Response(body=model.model_dump_json(), content_type=JSON_CONTENT_TYPE)
 
     return answer
+
+
+def _require(service: RiskService | None) -> RiskService:
+    if service is None:
+        raise Problem(
+            503,
+            "service-unavailable",
+            "Service unavailable",
+            "no aggregator is configured in this server: only what-if margin (POST /v1/margin) is served",
+        )
+    return service
+
+
+async def _answer_of(asked: Awaitable[Answer], parameter: str, identifier: str) -> Answer:
+    """The service's answer, its failures as problems: LookupError 404 and InputError 422 naming `parameter`."""
+    try:
+        return await asked
+    except LookupError as e:
+        raise Problem(
+            404,
+            "not-found",
+            "Not found",
+            f"no {parameter} {identifier!r}",
+            [FieldError(field=parameter, reason="not found")],
+        ) from e
+    except InputError as e:
+        raise invalid_request([FieldError(field=parameter, reason=e.reason)]) from e
+    except ConnectionError as e:
+        # a dependency the service cannot answer without (the database, for an account it has never read)
+        raise Problem(503, "service-unavailable", "Service unavailable", str(e)) from e
 
 
 def add_routes(app: web.Application, service: RiskService | None) -> None:
@@ -97,6 +143,8 @@ def add_routes(app: web.Application, service: RiskService | None) -> None:
     app.router.add_get("/openapi.json", openapi)
     for route in SERVICE_ROUTES:
         app.router.add_get(route.path, service_handler(service, route))
+    app.router.add_get(HISTORY_PATH, account_history_handler(service))
+    app.router.add_get(STORED_REPORT_PATH, stored_report_handler(service))
 
 
 KEYED_ROUTES = frozenset(

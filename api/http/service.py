@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel
@@ -19,7 +20,8 @@ class RiskService(Protocol):
     risk_core.errors.InputError (a malformed identifier: answered 422 naming the field) or ConnectionError (a
     dependency it cannot answer without is down: answered 503). The models returned by
     `wallet_positions`, `wallet_credit` and `market` are the aggregator's own: the API serializes them as they
-    are and documents their JSON Schema from these methods' return annotations.
+    are and documents their JSON Schema from these methods' return annotations; so are those of
+    `account_history` and `stored_report`.
     """
 
     async def account_risk(self, account_id: str) -> MarginReport: ...
@@ -31,6 +33,16 @@ class RiskService(Protocol):
     async def wallet_credit(self, address: str) -> BaseModel: ...
 
     async def market(self, asset: str) -> BaseModel: ...
+
+    async def account_history(
+        self, account_id: str, *, since: datetime | None, until: datetime | None, limit: int
+    ) -> BaseModel:
+        """A page of the account's stored report headlines with since <= computed_at < until, newest first."""
+        ...
+
+    async def stored_report(self, account_id: str, report_id: int) -> BaseModel | None:
+        """One stored report of the account; None when the account has no report with this id."""
+        ...
 
     async def market_snapshot(self) -> MarketSnapshot:
         """The current market snapshot: what a what-if request naming no market is priced against."""

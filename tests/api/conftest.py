@@ -4,6 +4,7 @@ aggregator service."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.web import Application
 from pydantic import BaseModel
 
+from aggregator.history import AccountHistory, page_of_history
+from aggregator.store import ReportHeadline, StoredReport
 from api.http import ApiSettings, RateLimit, create_app
 from risk_core.errors import InputError
 from risk_core.margin.engine import compute_margin_request
@@ -95,6 +98,31 @@ def demo_report() -> MarginReport:
     return compute_margin_request(MarginRequest.model_validate_json(DEMO_REQUEST.read_bytes()))
 
 
+HISTORY_START = datetime(2026, 1, 5, 8, tzinfo=UTC)
+OTHER_ACCOUNTS_REPORT = 4
+
+
+@cache
+def stored_reports() -> tuple[StoredReport, ...]:
+    """Three hourly reports of the account from HISTORY_START (ids 1-3), and report 4 of another account."""
+    return tuple(
+        StoredReport(
+            id=n,
+            account_id=ACCOUNT if n != OTHER_ACCOUNTS_REPORT else "other",
+            position_snapshot_id=n,
+            market_snapshot_id=1,
+            computed_at=HISTORY_START + timedelta(hours=n - 1),
+            report=demo_report(),
+        )
+        for n in (1, 2, 3, OTHER_ACCOUNTS_REPORT)
+    )
+
+
+def headline(stored: StoredReport) -> ReportHeadline:
+    where = stored.model_dump(include={"id", "account_id", "position_snapshot_id", "market_snapshot_id", "computed_at"})
+    return ReportHeadline(**where, **stored.report.model_dump(include=set(ReportHeadline.model_fields) - set(where)))
+
+
 def _known_wallet(address: str) -> None:
     if not address.startswith("0x"):
         raise InputError("address", "not a hex address")
@@ -107,6 +135,8 @@ class FakeService:
 
     wallet = WALLET
     account = ACCOUNT
+    other_accounts_report = OTHER_ACCOUNTS_REPORT
+    stored = staticmethod(stored_reports)
 
     async def account_risk(self, account_id: str) -> MarginReport:
         if account_id != ACCOUNT:
@@ -133,12 +163,48 @@ class FakeService:
     async def market_snapshot(self) -> MarketSnapshot:
         return demo_market()
 
+    async def account_history(
+        self, account_id: str, *, since: datetime | None, until: datetime | None, limit: int
+    ) -> AccountHistory:
+        if account_id != ACCOUNT:
+            raise LookupError(account_id)
+        rows = [
+            headline(stored)
+            for stored in sorted(stored_reports(), key=lambda stored: stored.computed_at, reverse=True)
+            if stored.account_id == account_id
+            and (since is None or stored.computed_at >= since)
+            and (until is None or stored.computed_at < until)
+        ]
+        return page_of_history(account_id, rows[: limit + 1], since=since, until=until, limit=limit)
+
+    async def stored_report(self, account_id: str, report_id: int) -> StoredReport | None:
+        if account_id != ACCOUNT:
+            raise LookupError(account_id)
+        return next((s for s in stored_reports() if s.id == report_id and s.account_id == account_id), None)
+
 
 class BrokenService(FakeService):
     """Fails the way a bug would: the API must answer 500 problem+json without internals."""
 
     async def market(self, asset: str) -> MarketView:
         raise RuntimeError("secret connection string postgres://user:pw@db")
+
+
+class DownService(FakeService):
+    """The database is down: the history methods raise what the aggregator raises then."""
+
+    async def account_history(
+        self, account_id: str, *, since: datetime | None, until: datetime | None, limit: int
+    ) -> AccountHistory:
+        raise ConnectionError(f"the history of account {account_id!r} cannot be read: database unavailable")
+
+    async def stored_report(self, account_id: str, report_id: int) -> StoredReport | None:
+        raise ConnectionError(f"report {report_id} cannot be read: database unavailable")
+
+
+@pytest.fixture(scope="session")
+def down_service() -> DownService:
+    return DownService()
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from aiohttp import web
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
+from prometheus_client.parser import text_string_to_metric_families
 from schemathesis import Case, GenerationMode
 from schemathesis.graphql import nodes
 
@@ -85,6 +86,26 @@ def test_service_routes_are_documented_from_the_service_annotations(base_url: st
         assert credit["security"] == [{"apiKey": []}]
         ok = credit["responses"]["200"]["content"]["application/json"]["schema"]
         assert ok == {"$ref": "#/components/schemas/CreditView"}
+    history = document["paths"].get("/v1/accounts/{account_id}/history", {}).get("get")
+    report = document["paths"].get("/v1/accounts/{account_id}/reports/{report_id}", {}).get("get")
+    assert (history is not None, report is not None) == (with_service, with_service)
+    if with_service:
+        assert {p["name"]: (p["in"], p["schema"]) for p in history["parameters"]} == {
+            "account_id": ("path", {"type": "string"}),
+            "since": ("query", {"type": "string", "format": "date-time"}),
+            "until": ("query", {"type": "string", "format": "date-time"}),
+            "limit": ("query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
+        }
+        assert history["responses"]["200"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/AccountHistory"
+        }
+        assert report["parameters"][1]["schema"] == {
+            "type": "integer", "format": "int64", "minimum": 1, "maximum": 2**63 - 1
+        }
+        assert report["responses"]["200"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/StoredReport"
+        }
+        assert {"404", "422", "503"} <= set(history["responses"]) & set(report["responses"])
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
@@ -96,9 +117,15 @@ def test_fuzzing_finds_no_server_error_and_no_schema_violation(base_url: str, mo
     directly: schemathesis's lazy pytest fixture loader does not run on this pytest."""
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", config=CHECKS)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert "POST /v1/margin" in [operation.label for operation in operations]
-    if mode is GenerationMode.NEGATIVE:  # only a body can be invalid: path parameters are any string
-        operations = [op for op in operations if len(op.body)]
+    labels = {operation.label for operation in operations}
+    assert "POST /v1/margin" in labels
+    with_service = requests.get(f"{base_url}/health", timeout=10).json()["aggregator"]
+    before = answered_counts(base_url)
+    history_routes = {"GET /v1/accounts/{account_id}/history", "GET /v1/accounts/{account_id}/reports/{report_id}"}
+    assert (history_routes <= labels) is with_service
+    if mode is GenerationMode.NEGATIVE:
+        # a body, a query or an integer path parameter can be invalid; a string path parameter is any string
+        operations = [op for op in operations if len(op.body) or len(op.query) or "{report_id}" in op.path]
     for operation in operations:
 
         @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
@@ -113,6 +140,22 @@ def test_fuzzing_finds_no_server_error_and_no_schema_violation(base_url: str, mo
             case.call_and_validate(headers=KEY)
 
         check()
+    if with_service:  # this run called the history routes; in negative mode they refused the bad input
+        after = answered_counts(base_url)
+        expected = "422" if mode is GenerationMode.NEGATIVE else "404"
+        for route in ("/v1/accounts/{account_id}/history", "/v1/accounts/{account_id}/reports/{report_id}"):
+            assert after.get((route, expected), 0) > before.get((route, expected), 0)
+
+
+def answered_counts(base_url: str) -> dict[tuple[str, str], float]:
+    """(route template, status) -> answers the app counted in /metrics so far."""
+    text = requests.get(f"{base_url}/metrics", timeout=10).text
+    return {
+        (sample.labels["route"], sample.labels["status"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.endswith("_total") and {"route", "status"} <= set(sample.labels)
+    }
 
 
 def test_a_computed_report_conforms_to_the_document(base_url: str) -> None:
@@ -122,6 +165,24 @@ def test_a_computed_report_conforms_to_the_document(base_url: str) -> None:
     assert response.status_code == 200
     answered = document["paths"]["/v1/margin"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
     Draft202012Validator({**answered, "components": document["components"]}).validate(response.json())
+
+
+def test_history_and_a_stored_report_conform_to_the_document(fake_service: RiskService) -> None:
+    """Fuzzing rarely hits the one known account, so its answers are checked here against their documented schemas."""
+    with serving(create_app(service=fake_service, settings=UNLIMITED)) as base_url:
+        document = requests.get(f"{base_url}/openapi.json", timeout=10).json()
+        for path, route in [
+            ("/v1/accounts/demo/history?limit=2", "/v1/accounts/{account_id}/history"),
+            ("/v1/accounts/demo/reports/1", "/v1/accounts/{account_id}/reports/{report_id}"),
+        ]:
+            response = requests.get(f"{base_url}{path}", timeout=10)
+            assert response.status_code == 200
+            answered = document["paths"][route]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+            Draft202012Validator({**answered, "components": document["components"]}).validate(response.json())
+            if route.endswith("/history"):
+                assert [r["id"] for r in response.json()["reports"]] == [3, 2]
+            else:
+                assert response.json()["id"] == 1
 
 
 def json_node(value: Any) -> graphql.ValueNode:

@@ -257,6 +257,28 @@ async def test_graphql_account_query(running: Running) -> None:
     assert (await missing.json()) == {"data": {"account": None}}
 
 
+async def test_history_lists_the_stored_reports(running: Running) -> None:
+    """After a refresh, the history's newest headline is the report /risk serves, and /reports/{id} is that report."""
+    client = running.client
+    risk = await get_json(client, f"/v1/accounts/{DEMO_ACCOUNT}/risk")
+    page = await get_json(client, f"/v1/accounts/{DEMO_ACCOUNT}/history")
+    assert page["reports"] and page["more"] is False and page["next_until"] is None
+    newest = page["reports"][0]
+    figures = ("equity_usd", "maintenance_margin_usd", "initial_margin_usd", "status", "complete")
+    assert {k: newest[k] for k in figures} == {k: risk[k] for k in figures}
+    assert newest["computed_at"].replace("+00:00", "Z") == risk["computed_at"].replace("+00:00", "Z")
+    stored = await get_json(client, f"/v1/accounts/{DEMO_ACCOUNT}/reports/{newest['id']}")
+    assert (stored["id"], stored["account_id"], stored["computed_at"]) == (
+        newest["id"], DEMO_ACCOUNT, newest["computed_at"]
+    )
+    served_when = ("computed_at", "age_seconds")  # stamped when served; the stored report holds the figures
+    assert {k: v for k, v in stored["report"].items() if k not in served_when} == {
+        k: v for k, v in risk.items() if k not in served_when
+    }
+    unknown = await client.get(f"/v1/accounts/{DEMO_ACCOUNT}/reports/{newest['id'] + 1_000_000}")
+    assert unknown.status == 404
+
+
 async def test_dashboard_page(running: Running) -> None:
     response = await running.client.get("/", params={"account": DEMO_ACCOUNT})
     if response.status == 404:
@@ -276,6 +298,7 @@ async def test_no_route_answered_500(running: Running) -> None:
     }
     routes = {route for route, _ in answered}
     assert {r.path for r in SERVICE_ROUTES} | {"/v1/margin", "/health", "/openapi.json", "/graphql"} <= routes
+    assert {"/v1/accounts/{account_id}/history", "/v1/accounts/{account_id}/reports/{report_id}"} <= routes
     assert not {key: n for key, n in answered.items() if key[1].startswith("5")}
 
 
