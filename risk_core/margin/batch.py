@@ -464,7 +464,7 @@ def _contingency(h: Holdings, book: ResolvedBook, params: RiskParams, account_wa
         (h.size[mine], (h.account_group[mine], key[mine])), shape=(h.account_chain.size, keys.rate.size)
     )
     net.sum_duplicates()
-    charge = contingency_charge(net.data, keys.short_only[net.indices]) * keys.rate[net.indices]
+    charge = contingency_charge(net.data, keys.side[net.indices]) * keys.rate[net.indices]
     account = np.repeat(np.arange(net.shape[0]), np.diff(net.indptr))
     return _sum_by(account_wallet[account], charge, n_w)
 

@@ -40,6 +40,8 @@ from risk_core.schema.positions import (
 Array = NDArray[np.float64]
 IntArray = NDArray[np.intp]
 STABLE_CLASS = "stablecoin"
+# what a contingency key charges (ContingencyKeys.side)
+_NET_SHORT, _NET_LONG, _NET_EITHER = -1.0, 1.0, 0.0
 
 
 @dataclass
@@ -346,7 +348,7 @@ class ContingencyKeys:
     entry_quantity: Array  # per entry: the position's signed quantity
     n_positions: int
     rate: Array  # per key: USD per unit of net quantity
-    short_only: NDArray[np.bool_]  # per key: options, where only the net short is charged
+    side: Array  # per key, what is charged: the net short (-1: options), the net long (+1: a tracked token), either (0)
 
     @cached_property
     def quantity(self) -> Array:
@@ -425,6 +427,18 @@ class _Resolver:
             raise InputError(field_path, f"no price for {asset} in market.spot")
         return price
 
+    def moves_with(self, asset: str) -> str:
+        """The underlying whose scenarios a holding of `asset` moves under: the asset it tracks when that is priced
+        (see RiskParams.tracking), else its own."""
+        tracked = self.params.tracking.get(asset)
+        if tracked is None:
+            return asset
+        if self.price(tracked.underlying) is None:
+            self.warn(f"{asset}: tracks {tracked.underlying}, which has no price in market.spot; {asset} is margined"
+                      " on its own scenarios")
+            return asset
+        return tracked.underlying
+
     def haircut(self, asset: str) -> float:
         if not self.params.is_known(asset):
             self.warn(f"{asset}: unknown asset class; it gets no collateral credit (haircut 100%)")
@@ -469,7 +483,7 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
     keys: dict[tuple[object, ...], int] = {}
     key_entries: list[tuple[int, int, float]] = []
     key_rate: list[float] = []
-    key_short: list[bool] = []
+    key_side: list[float] = []
     vs = params.vol_shock
 
     spot_of = market.spot
@@ -478,12 +492,12 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
     # per (underlying, expiry): years, forward, discount, tenor scale of the vol shock; checked and computed once
     dated: dict[tuple[str, datetime], tuple[float, float, float, float]] = {}
 
-    def add_key(key: tuple[object, ...], index: int, quantity: float, rate: float, short_only: bool) -> None:
+    def add_key(key: tuple[object, ...], index: int, quantity: float, rate: float, side: float) -> None:
         k = keys.get(key)
         if k is None:
             k = keys[key] = len(key_rate)
             key_rate.append(rate)
-            key_short.append(short_only)
+            key_side.append(side)
         key_entries.append((k, index, quantity))
 
     def builder(asset: str) -> _RowsBuilder:
@@ -517,7 +531,7 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
             notional[i] = abs(quantity) * spot
             add_key(
                 (p.venue, p.chain, p.account, "option", underlying, p.option_type, p.strike, expiry, p.settlement),
-                i, quantity, spot * rate_option, True,
+                i, quantity, spot * rate_option, _NET_SHORT,
             )
         elif isinstance(p, (SpotPosition, LendPosition, BorrowPosition)):
             price = r.price(p.asset)
@@ -536,12 +550,16 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
             if r.is_stable(p.asset):
                 fixed_value[i], fixed_haircut[i] = value, cut
                 continue
-            b = builder(p.asset)
+            moves_with = r.moves_with(p.asset)
+            b = builder(moves_with)
             b.lin_pos.append(i)
             b.lin_base.append(value)
             b.lin_slope.append(value)
             b.lin_haircut.append(cut)
-            primary[i] = p.asset
+            primary[i] = moves_with
+            if moves_with != p.asset and not isinstance(p, BorrowPosition):  # a debt gains on a depeg
+                depeg = params.tracking[p.asset].depeg
+                add_key((p.venue, p.chain, p.account, p.kind, p.asset), i, p.quantity, price * depeg, _NET_LONG)
         elif isinstance(p, (PerpPosition, FuturePosition)):
             spot = spot_of.get(p.underlying) or r.required_price(p.underlying, f"positions[{i}].underlying")
             if isinstance(p, FuturePosition):
@@ -557,7 +575,7 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
             b.lin_haircut.append(0.0)
             primary[i] = p.underlying
             notional[i] = abs(p.quantity) * mark
-            add_key(key, i, p.quantity, mark * rate_perp, False)
+            add_key(key, i, p.quantity, mark * rate_perp, _NET_EITHER)
         elif isinstance(p, LPPosition):
             where = f"positions[{i}]"
             price0 = r.required_price(p.token0, f"{where}.token0")
@@ -609,7 +627,7 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
             entry_quantity=entries[:, 2],
             n_positions=n,
             rate=np.array(key_rate),
-            short_only=np.array(key_short, dtype=bool),
+            side=np.array(key_side, dtype=np.float64),
         ),
         notional=notional_usd,
         warnings=r.warnings,

@@ -241,7 +241,7 @@ class PricedInstruments:
         self._notional = np.zeros(0)
         self._mark = np.zeros(0)  # a perp's or future's mark: what its entry price is measured against
         self._rate = np.zeros(0)  # contingency USD per unit, NaN where none
-        self._short_only = np.zeros(0, dtype=bool)
+        self._side = np.zeros(0)
         self._warns = np.zeros(0, dtype=bool)  # per instrument: whether a book holding it warns about it
         self._warnings: dict[int, list[str]] = {}  # those warnings, naming the instrument `positions[0]`
         self._assets: list[str] = []
@@ -351,7 +351,7 @@ class PricedInstruments:
                 entry_quantity=size[charged],
                 n_positions=size.size,
                 rate=self._rate[key_instrument],
-                short_only=self._short_only[key_instrument],
+                side=self._side[key_instrument],
             ),
             notional=np.abs(size) * self._notional[ids],
             warnings=[
@@ -418,9 +418,9 @@ class PricedInstruments:
         value, haircut = book.fixed_value, book.fixed_haircut
         keys_ = book.contingency
         rate = np.full(n_new, np.nan)
-        short_only = np.zeros(n_new, dtype=bool)
+        side = np.zeros(n_new)
         rate[keys_.position] = keys_.rate[keys_.key]
-        short_only[keys_.position] = keys_.short_only[keys_.key]
+        side[keys_.position] = keys_.side[keys_.key]
 
         self._primary = np.concatenate([self._primary, primary])
         self._fixed_value = np.concatenate([self._fixed_value, value])
@@ -428,7 +428,7 @@ class PricedInstruments:
         self._notional = np.concatenate([self._notional, book.notional])
         self._mark = np.concatenate([self._mark, mark])
         self._rate = np.concatenate([self._rate, rate])
-        self._short_only = np.concatenate([self._short_only, short_only])
+        self._side = np.concatenate([self._side, side])
 
         # the new rows' revaluation inputs, appended block by block to the shared tables
         first_block_row = [table.shape[0] for table in self._block_tables]

@@ -137,7 +137,7 @@ class RiskArrays:
         keys = self.book.contingency
         charge = np.zeros(n)
         if self.params.contingencies_enabled and keys.rate.size:
-            own = contingency_charge(keys.entry_quantity, keys.short_only[keys.key]) * keys.rate[keys.key]
+            own = contingency_charge(keys.entry_quantity, keys.side[keys.key]) * keys.rate[keys.key]
             np.add.at(charge, keys.position, own)
         return charge
 
@@ -146,7 +146,7 @@ class RiskArrays:
         if not self.params.contingencies_enabled or keys.rate.size == 0:
             return np.zeros(weights.shape[0])
         net = weights @ keys.quantity.T
-        return contingency_charge(net, keys.short_only[None, :]) @ keys.rate
+        return contingency_charge(net, keys.side[None, :]) @ keys.rate
 
 
 # The pieces of `RiskArrays.margin` that the batch path (risk_core.margin.batch) shares.
@@ -197,7 +197,8 @@ def combine_levels(
     )
 
 
-def contingency_charge(net: Array, short_only: NDArray[np.bool_]) -> Array:
-    """Contingency units charged on each net quantity: only the net short where `short_only` (options),
-    the absolute net otherwise (perps and futures); multiply by the key's rate for USD."""
-    return np.where(short_only, np.maximum(-net, 0.0), np.abs(net))
+def contingency_charge(net: Array, side: Array) -> Array:
+    """Contingency units charged on each net quantity: the net short where `side` is -1 (options), the net long
+    where it is +1 (a tracked token's depeg), the absolute net where 0 (perps and futures); multiply by the key's
+    rate for USD."""
+    return np.where(side == 0.0, np.abs(net), np.maximum(side * net, 0.0))

@@ -8,7 +8,7 @@ from importlib import resources
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from risk_core.schema.positions import StrictModel
 
@@ -73,6 +73,16 @@ class LiquidationParams(StrictModel):
         return self.venue_cost.get(venue, self.default_cost)
 
 
+class TrackedAsset(StrictModel):
+    """A token that tracks another asset (a liquid-staking ETH tracks ETH): its holdings move with the tracked
+    asset's scenarios, and a depeg is charged on them as a contingency."""
+
+    underlying: str = Field(min_length=1, description="the asset whose scenarios the token's holdings move with")
+    depeg: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = Field(
+        description="the fall of the token against its underlying charged on a net holding, as a fraction of its value"
+    )
+
+
 class AssetScenarios(StrictModel):
     """The scenario set of one underlying, resolved from its class and any request override."""
 
@@ -98,6 +108,14 @@ class RiskParams(StrictModel):
     classes: dict[str, AssetClassParams]
     assets: dict[str, str]
     scenarios: dict[str, ScenarioOverride] = Field(default_factory=dict)
+    tracking: dict[str, TrackedAsset] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _tracking_is_one_level(self) -> RiskParams:
+        for asset, tracked in self.tracking.items():
+            if tracked.underlying == asset or tracked.underlying in self.tracking:
+                raise ValueError(f"tracking.{asset}: tracks {tracked.underlying}, which is itself tracked")
+        return self
 
     def asset_class(self, asset: str) -> str:
         return self.assets.get(asset, "unknown")

@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from aggregator.history import AccountHistory
+from aggregator.store.records import StoredReport
 from api.http import ApiSettings, RateLimit, RiskService, create_app
 from risk_core.margin.engine import compute_margin_request
 from risk_core.schema.market import MarketSnapshot
@@ -145,6 +147,14 @@ class FakeService:
 
     async def market_snapshot(self) -> MarketSnapshot:
         raise ConnectionError("no market sources in the dashboard's tests")
+
+    async def account_history(
+        self, account_id: str, *, since: datetime | None, until: datetime | None, limit: int
+    ) -> AccountHistory:
+        raise LookupError(account_id)
+
+    async def stored_report(self, account_id: str, report_id: int) -> StoredReport | None:
+        raise LookupError(account_id)
 
 
 def test_the_fake_is_a_risk_service() -> None:

@@ -131,11 +131,15 @@ def a_position(draw: st.DrawFn) -> dict[str, Any]:
     """Few distinct instruments (so books share them) on many places and sizes, entry prices included."""
     where = draw(st.sampled_from(ACCOUNTS))
     asset = draw(st.sampled_from(["BTC", "ETH"]))
-    kind = draw(st.sampled_from(["spot", "lend", "borrow", "perp", "future", "option", "lp", "lp2", "stable"]))
+    kind = draw(st.sampled_from(["spot", "lend", "borrow", "perp", "future", "option", "lp", "lp2", "stable",
+                                 "staked"]))
     q = draw(sizes)
     entry = draw(st.none() | st.sampled_from([0.9, 1.0, 1.05]).map(lambda f: SPOT[asset] * f))
     if kind in ("spot", "lend", "borrow"):
         return {"kind": kind, "asset": asset, "quantity": abs(q) if kind != "spot" else q, **where}
+    if kind == "staked":  # a token tracking ETH (RiskParams.tracking): ETH's rows and a depeg contingency
+        held = draw(st.sampled_from(["spot", "lend", "borrow"]))
+        return {"kind": held, "asset": "WSTETH", "quantity": abs(q) if held != "spot" else q, **where}
     if kind == "stable":
         return {"kind": "spot", "asset": "USDC", "quantity": q * 1000, **where}
     if kind == "perp":
@@ -169,7 +173,7 @@ def a_market(draw: st.DrawFn) -> dict[str, Any]:
     btc = draw(st.sampled_from([80_000.0, 100_000.0, 115_000.0]))
     eth = draw(st.sampled_from([2_500.0, 3_000.0, 3_400.0]))
     extra: dict[str, Any] = {
-        "spot": {"BTC": btc, "ETH": eth, "USDC": 1.0},
+        "spot": {"BTC": btc, "ETH": eth, "USDC": 1.0, "WSTETH": eth * 1.2},
         "forwards": {"BTC": {EXPIRY_30D: btc * 1.004, EXPIRY_60D: btc * 1.009}},
         "vol": {
             "BTC": {"points": [{"expiry": EXPIRY_30D, "strike": btc, "iv": draw(st.sampled_from([0.4, 0.6]))},
