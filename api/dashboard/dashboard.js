@@ -61,18 +61,26 @@ function age(seconds) {
 // ---------------------------------------------------------------- DOM helpers
 
 /** el("td", {class: "num"}, "1.00"): attributes set one by one, children appended as nodes or text nodes. */
-function el(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
+function filled(node, attributes, children) {
   for (const [name, value] of Object.entries(attributes)) {
     if (value === null || value === undefined || value === false) continue;
-    if (name === "class") node.className = value;
-    else node.setAttribute(name, value === true ? "" : String(value));
+    node.setAttribute(name, value === true ? "" : String(value));
   }
   for (const child of children.flat()) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
   return node;
+}
+
+function el(tag, attributes = {}, ...children) {
+  return filled(document.createElement(tag), attributes, children);
+}
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function svg(tag, attributes = {}, ...children) {
+  return filled(document.createElementNS(SVG_NS, tag), attributes, children);
 }
 
 const byId = (id) => document.getElementById(id);
@@ -644,6 +652,91 @@ function render(report) {
   renderSources(report);
 }
 
+// ---------------------------------------------------------------- history
+
+const CHART = { width: 960, height: 220, left: 56, right: 16, top: 12, bottom: 28 };
+
+/** The stored reports' margin ratios as a line over time, oldest left; `imFactor` places the margin-call line. */
+function historyChart(rows, imFactor) {
+  const points = rows
+    .filter((h) => isNumber(h.margin_ratio))
+    .map((h) => ({ ...h, t: new Date(h.computed_at).getTime() }))
+    .sort((a, b) => a.t - b.t);
+  const callAt = 1 / imFactor;
+  const top = Math.max(1.1, ...points.map((h) => h.margin_ratio)) * 1.05;
+  const t0 = points[0].t;
+  const span = Math.max(points[points.length - 1].t - t0, 1);
+  const { width, height, left, right, top: pad, bottom } = CHART;
+  const x = (t) => left + ((t - t0) / span) * (width - left - right);
+  const y = (ratio) => pad + (1 - ratio / top) * (height - pad - bottom);
+  const threshold = (ratio, label, cls) => [
+    svg("line", { class: `threshold ${cls}`, x1: left, x2: width - right, y1: y(ratio), y2: y(ratio) }),
+    svg("text", { class: "axis", x: left - 6, y: y(ratio) + 4, "text-anchor": "end" }, label),
+  ];
+  return svg(
+    "svg",
+    { viewBox: `0 0 ${width} ${height}`, role: "img", class: "history-chart",
+      "aria-label": `Margin ratio of ${points.length} stored reports` },
+    threshold(0, "0%", "zero"),
+    threshold(callAt, pct(callAt, 0), "call"),
+    threshold(1, "100%", "liquidation"),
+    svg("polyline", { class: "ratio", points: points.map((h) => `${x(h.t)},${y(h.margin_ratio)}`).join(" ") }),
+    points.map((h) =>
+      svg(
+        "circle",
+        { class: `point status-${h.status}${h.complete ? "" : " incomplete"}`, cx: x(h.t), cy: y(h.margin_ratio),
+          r: 3.5, "data-report": h.id, "data-ratio": h.margin_ratio },
+        svg("title", {}, `${utc(h.computed_at)}: margin ratio ${pct(h.margin_ratio)}, ${STATUS_LABELS[h.status] ?? h.status}` +
+          `${h.complete ? "" : ", incomplete"}; equity ${usd(h.equity_usd)}, MM ${usd(h.maintenance_margin_usd)}`),
+      ),
+    ),
+    svg("text", { class: "axis", x: left, y: height - 8 }, utc(points[0].computed_at)),
+    svg("text", { class: "axis", x: width - right, y: height - 8, "text-anchor": "end" },
+      utc(points[points.length - 1].computed_at)),
+  );
+}
+
+function renderHistory(page, report) {
+  const section = byId("history");
+  const rows = page.reports ?? [];
+  const charted = rows.filter((h) => isNumber(h.margin_ratio));
+  const imFactor = report.maintenance_margin_usd > 0 ? report.initial_margin_usd / report.maintenance_margin_usd : 1.25;
+  if (charted.length < 2) {
+    fill("history-body", el("p", { class: "loading" }, rows.length ? "One stored report so far." : "No stored reports yet."));
+  } else {
+    const ratios = charted.map((h) => h.margin_ratio);
+    fill(
+      "history-body",
+      historyChart(charted, imFactor),
+      el(
+        "p",
+        { id: "history-summary" },
+        `${charted.length} reports, ${utc(charted[charted.length - 1].computed_at)} to ${utc(charted[0].computed_at)}` +
+          ` \u00b7 margin ratio now ${pct(ratios[0])}, highest ${pct(Math.max(...ratios))}` +
+          (page.more ? " \u00b7 older reports not shown" : ""),
+      ),
+    );
+  }
+  section.hidden = false;
+}
+
+async function loadHistory(account, report) {
+  // history is an extra: without a database the service answers 503, and the report above still stands
+  const section = byId("history");
+  try {
+    const response = await fetch(`/v1/accounts/${encodeURIComponent(account)}/history?limit=500`, {
+      headers: { Accept: "application/json" },
+    });
+    if (!response.ok) throw await problem(response);
+    renderHistory(await response.json(), report);
+    section.dataset.state = "ready";
+  } catch (error) {
+    fill("history-body", el("p", { class: "loading" }, `No history: ${error.message ?? error}`));
+    section.hidden = false;
+    section.dataset.state = "error";
+  }
+}
+
 // ---------------------------------------------------------------- loading
 
 async function problem(response) {
@@ -672,8 +765,10 @@ async function main() {
       headers: { Accept: "application/json" },
     });
     if (!response.ok) throw await problem(response);
-    render(await response.json());
+    const report = await response.json();
+    render(report);
     root.dataset.state = "ready";
+    loadHistory(account, report);
   } catch (error) {
     show("error").replaceChildren(el("strong", {}, "Could not load the report. "), String(error.message ?? error));
     root.dataset.state = "error";

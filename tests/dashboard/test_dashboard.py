@@ -13,7 +13,7 @@ import os
 import threading
 import urllib.request
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from aggregator.history import AccountHistory
-from aggregator.store.records import StoredReport
+from aggregator.history import AccountHistory, page_of_history
+from aggregator.store.records import ReportHeadline, StoredReport
 from api.http import ApiSettings, RateLimit, RiskService, create_app
 from risk_core.margin.engine import compute_margin_request
 from risk_core.schema.market import MarketSnapshot
@@ -121,6 +121,30 @@ def addressed_report() -> MarginReport:
     return compute_margin_request(MarginRequest.model_validate(document))
 
 
+# the demo account's stored reports, newest first: the report itself, then earlier margin ratios through margin
+# call (above 1 / im_factor = 0.8) and liquidation (above 1)
+EARLIER_RATIOS = (0.45, 0.9, 1.15, 0.7, 0.3)
+
+
+@cache
+def demo_history() -> list[ReportHeadline]:
+    report = demo_report()
+    im_factor = report.initial_margin_usd / report.maintenance_margin_usd
+    assert report.margin_ratio is not None
+    rows = []
+    for n, ratio in enumerate((report.margin_ratio, *EARLIER_RATIOS)):
+        mm = ratio * report.collateral_usd
+        status = "liquidatable" if ratio > 1 else "margin_call" if ratio * im_factor > 1 else "healthy"
+        rows.append(ReportHeadline(
+            id=100 - n, account_id="demo", position_snapshot_id=100 - n, market_snapshot_id=1,
+            computed_at=datetime(2026, 11, 25, 0, tzinfo=UTC) - timedelta(hours=n),
+            equity_usd=report.equity_usd, collateral_usd=report.collateral_usd, maintenance_margin_usd=mm,
+            initial_margin_usd=mm * im_factor, margin_ratio=ratio, status=status, complete=n != 3,
+            params_version=report.params_version,
+        ))
+    return rows
+
+
 ACCOUNTS = {"demo": demo_report, "under-water": liquidatable_report, "partial": incomplete_report,
             "addressed": addressed_report}
 
@@ -151,7 +175,10 @@ class FakeService:
     async def account_history(
         self, account_id: str, *, since: datetime | None, until: datetime | None, limit: int
     ) -> AccountHistory:
-        raise LookupError(account_id)
+        if account_id not in ACCOUNTS:
+            raise LookupError(account_id)
+        rows = demo_history() if account_id == "demo" else []
+        return page_of_history(account_id, rows[: limit + 1], since=since, until=until, limit=limit)
 
     async def stored_report(self, account_id: str, report_id: int) -> StoredReport | None:
         raise LookupError(account_id)
@@ -315,6 +342,23 @@ def test_the_demo_account(page: Page) -> None:
         liquidation = p.locator(f'#liquidation-body tr[data-asset="{asset}"]').text_content() or ""
         assert u.liquidation_move.down is None and liquidation.count("none") == 2
 
+    # the margin ratio of each stored report, oldest left; statuses and the incomplete report marked
+    p.wait_for_selector("#history[data-state=ready]", timeout=10_000)
+    history = demo_history()
+    points = p.locator("#history-body circle.point")
+    assert points.count() == len(history)
+    shown = points.evaluate_all(
+        "ps => ps.map(c => [Number(c.dataset.report), Number(c.dataset.ratio), c.getAttribute('class')])"
+    )
+    oldest_first = sorted(history, key=lambda h: h.computed_at)
+    assert [(i, r) for i, r, _ in shown] == [(h.id, pytest.approx(h.margin_ratio, rel=1e-12)) for h in oldest_first]
+    for (_, _, classes), h in zip(shown, oldest_first, strict=True):
+        assert f"status-{h.status}" in classes and ("incomplete" in classes) is (not h.complete)
+    assert {h.status for h in history} == {"healthy", "margin_call", "liquidatable"}
+    assert history[0].margin_ratio is not None
+    summary = page.text("#history-summary")
+    assert f"{len(history)} reports" in summary and f"now {history[0].margin_ratio * 100:.1f}%" in summary
+
     SCREENSHOT.parent.mkdir(exist_ok=True)
     p.screenshot(path=str(SCREENSHOT), full_page=True)
     assert page.errors == []
@@ -336,6 +380,8 @@ def test_a_liquidatable_account_shows_its_liquidation_plan(page: Page, tmp_path:
     assert [s.id for s in report.liquidation_plan.steps] == plan.locator("tbody th").all_text_contents()
     # already below MM: no move is needed
     assert p.locator("#liquidation-body td.near").count() == 2 * len(report.underlyings)
+    p.wait_for_selector("#history[data-state=ready]", timeout=10_000)
+    assert page.text("#history-body") == "No stored reports yet."
     p.screenshot(path=str(tmp_path / "liquidatable.png"), full_page=True)
     assert page.errors == []
 
