@@ -23,7 +23,6 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +30,8 @@ from typing import Any, NoReturn
 
 import pytest
 import yaml
-from sqlalchemy import create_engine, make_url, text
-from store.helpers import pg_base_url, pg_unreachable_reason, postgresql_required
+from sqlalchemy import create_engine, make_url
+from store.helpers import pg_base_url, pg_unreachable_reason, postgresql_required, scratch_schema
 from support.golden import market, option, position
 
 from api.http.routes import HealthReport
@@ -226,16 +225,11 @@ def pg_schema_url() -> Iterator[str]:
         if postgresql_required():
             pytest.fail(message)
         pytest.skip(message)
-    schema = f"dockerfile_replay_{uuid.uuid4().hex[:12]}"
     admin = create_engine(pg_base_url(), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = pg_base_url().update_query_dict({"options": f"-csearch_path={schema}", "application_name": schema})
     try:
-        yield url.render_as_string(hide_password=False)
+        with scratch_schema(admin, "dockerfile_replay") as url:
+            yield url
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
 
 

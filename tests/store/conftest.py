@@ -8,13 +8,12 @@ pass without having run them.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from store.helpers import pg_base_url, pg_unreachable_reason, postgresql_required
+from sqlalchemy import Engine, create_engine
+from store.helpers import pg_base_url, pg_unreachable_reason, postgresql_required, scratch_schema
 
 from aggregator.store import Store, WatchedAccount
 
@@ -38,15 +37,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
             pytest.fail(f"{message} (CI or METARISK_TEST_DATABASE_URL is set: the PostgreSQL tests must run)")
         pytest.skip(message)
     pg_admin: Engine = request.getfixturevalue("pg_admin")
-    schema = f"store_test_{uuid.uuid4().hex[:16]}"
-    with pg_admin.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = pg_base_url().update_query_dict({"options": f"-csearch_path={schema}", "application_name": schema})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with pg_admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    with scratch_schema(pg_admin, "store_test") as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from sqlalchemy import create_engine, func, make_url, select, text
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import OperationalError
 
 from aggregator.store import PositionSnapshot, Store
@@ -45,6 +48,20 @@ def pg_unreachable_reason() -> str | None:
     finally:
         engine.dispose()
     return None
+
+
+@contextmanager
+def scratch_schema(admin: Engine, prefix: str) -> Iterator[str]:
+    """The URL of a fresh schema of the test PostgreSQL (its search path), dropped with everything in it after."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = pg_base_url().update_query_dict({"options": f"-csearch_path={schema}", "application_name": schema})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
 class Refresh(NamedTuple):
