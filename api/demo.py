@@ -14,7 +14,7 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import aiohttp
@@ -33,7 +33,7 @@ from devnet.run import RunningDevnet, start_devnet
 from venue_servers import derive as derive_venue
 from venue_servers import hyperliquid as hyperliquid_venue
 from venue_servers.runner import VenueServers, run_venue_servers
-from venue_servers.scenario import MarketScenario
+from venue_servers.scenario import MarketScenario, default_scenario
 
 DEMO_ACCOUNT = "demo"
 # anvil's well-known second test key: public, for signing demo credit views only
@@ -102,6 +102,13 @@ def demo_account(devnet: RunningDevnet) -> WatchedAccount:
     )
 
 
+def seed_demo_account(store: Store, account: WatchedAccount) -> None:
+    """The demo account, watched afresh: each run replays the recorded day from its start, so an earlier run's
+    stored reports would interleave with this run's on the same clock (and its devnet addresses may be new)."""
+    store.delete_account(account.id)
+    store.add_account(account)
+
+
 def demo_settings(venues: VenueServers) -> ServiceSettings:
     return ServiceSettings(
         venues=VenueEndpoints(
@@ -138,21 +145,19 @@ async def run_demo_service(*, database_url: str | None = None) -> AsyncIterator[
     """Everything the demo needs, started; stopped on exit."""
     devnet = await asyncio.to_thread(start_devnet)
     try:
-        async with run_venue_servers() as venues, aiohttp.ClientSession() as session:
+        recorded = default_scenario()
+        # one clock for the venues' quotes and the service: the replay stays as fresh as it was recorded
+        clock = replay_clock(recorded.as_of)
+        async with run_venue_servers(replace(recorded, clock=clock)) as venues, aiohttp.ClientSession() as session:
             await asyncio.to_thread(publish_feed_prices, devnet, compute_feed_prices(venues.scenario))
             clients = await make_chain_clients(devnet.chains)
             store = Store.from_url(database_url)
             try:
                 await asyncio.to_thread(store.migrate)
-                account = demo_account(devnet)
-                existing = await asyncio.to_thread(store.get_account, account.id)
-                if existing is None:
-                    await asyncio.to_thread(store.add_account, account)
-                else:
-                    await asyncio.to_thread(store.update_account, account)  # the devnet's addresses may be new
+                await asyncio.to_thread(seed_demo_account, store, demo_account(devnet))
                 service = AggregatorService(
                     settings=demo_settings(venues), session=session, clients=list(clients.values()),
-                    store=AsyncStore(store), clock=replay_clock(venues.scenario.as_of),
+                    store=AsyncStore(store), clock=clock,
                 )
                 # the first market snapshot before any request: the local venues share this event loop, and their
                 # cold start (the Deribit spec is parsed once, every answer validated) would hold the loop for

@@ -42,6 +42,7 @@ class DeribitAccount:
 class DeribitFixture:
     data: DeribitFile
     account: DeribitAccount
+    scenario: MarketScenario
     tokens: set[str] = field(default_factory=set)
 
     def index(self, currency: str) -> float:
@@ -148,7 +149,7 @@ def default_account(data: DeribitFile) -> DeribitAccount:
 
 def make_fixture(scenario: MarketScenario) -> DeribitFixture:
     data = load_deribit_file(scenario.deribit_file)
-    return DeribitFixture(data=data, account=default_account(data))
+    return DeribitFixture(data=data, account=default_account(data), scenario=scenario)
 
 
 def _envelope(result: Any, now_us: int) -> dict[str, Any]:
@@ -161,7 +162,7 @@ def make_app(fixture: DeribitFixture, faults: Faults | None = None, *, validate:
     app = web.Application()
 
     def respond(route: str, result: Any) -> web.Response:
-        body = _envelope(result, _ms(fixture.data.as_of) * 1000)  # the fixture's moment, as on the venue's clock
+        body = _envelope(result, _ms(fixture.scenario.now()) * 1000)  # the venue's clock
         if validate:
             validate_once(route, body, lambda b: validate_deribit_response(route, b))
         if flt.renames(route):
@@ -184,7 +185,7 @@ def make_app(fixture: DeribitFixture, faults: Faults | None = None, *, validate:
         except SpecViolation as e:
             return error(-32602, f"invalid params: {e}")
         data = fixture.data
-        at_ms = _ms(data.as_of)
+        at_ms = _ms(fixture.scenario.now())
         if route == "/public/get_time":
             return respond(route, at_ms)
         if route == "/public/get_index":

@@ -57,7 +57,7 @@ class DeriveFixture:
 
     @property
     def t_ms(self) -> int:
-        return int(self.scenario.as_of.timestamp() * 1000)
+        return int(self.scenario.now().timestamp() * 1000)
 
     def option_ticker(self, r: DeribitRow) -> dict[str, Any]:
         usd = r.underlying

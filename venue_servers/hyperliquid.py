@@ -154,7 +154,7 @@ def make_app(fixture: HyperliquidFixture, faults: Faults | None = None, *, valid
         faulty = await flt.intercept(str(kind))
         if faulty is not None:
             return faulty
-        time_ms = int(fixture.scenario.as_of.timestamp() * 1000)
+        time_ms = int(fixture.scenario.now().timestamp() * 1000)
         dex = req.get("dex", "")
         if dex not in ("", HIP3_DEX):
             return web.Response(status=422, text=f"unknown dex {dex}")

@@ -34,7 +34,7 @@ class PythFixture:
     def price_update(self, asset: str) -> dict[str, Any]:
         price = self.scenario.price("pyth", asset)
         conf = price * pyth_confidence_ratio()
-        publish = int(self.scenario.as_of.timestamp()) - self.lag_s
+        publish = int(self.scenario.now().timestamp()) - self.lag_s
         raw = {"price": round(price / 10**EXPO), "conf": round(conf / 10**EXPO), "expo": EXPO,
                "publish_time": publish}
         raw.update(self.overrides.get(asset, {}))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -100,8 +101,15 @@ class MarketScenario:
                                  "derive-index": 1e-4, "deribit-index": 0.0, "chainlink": -2e-4}
     )
 
+    # a replay (the demo) moves the venues' clock on from `as_of` with the service's; tests keep it at `as_of`
+    clock: Callable[[], datetime] | None = field(default=None, compare=False)
+
     def price(self, venue: str, asset: str) -> float:
         return self.spot[asset] * (1.0 + self.offsets.get(venue, 0.0))
+
+    def now(self) -> datetime:
+        """The moment the venues stamp on their quotes: the recording's, or the replay clock's."""
+        return self.as_of if self.clock is None else self.clock()
 
 
 def default_scenario(deribit_file: str = CALM_DAY) -> MarketScenario:

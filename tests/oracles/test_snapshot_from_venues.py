@@ -19,6 +19,7 @@ from venue_http import SourceError
 from venue_servers.paths import shared_dir
 from venue_servers.pyth import FEED_IDS
 from venue_servers.runner import VenueServers, run_venue_servers
+from venue_servers.scenario import default_scenario as venue_scenario
 from venue_servers.scenario import pyth_confidence_ratio
 
 pytestmark = pytest.mark.skipif(not (shared_dir() / "data").is_dir(), reason="../shared not found")
@@ -170,3 +171,19 @@ async def test_a_hip3_asset_priced_from_its_dex_with_a_single_source_policy(venu
                                         policies={"GOLD": AggregationPolicy(quorum=1)})
     assert b.snapshot.spot["GOLD"] == pytest.approx(venues.hyperliquid.oracle("xyz:GOLD"), rel=1e-6)
     assert [v.source for v in b.prices["GOLD"].sources] == ["hyperliquid-xyz-oracle"]
+
+
+async def test_a_replayed_market_stays_fresh_on_the_replay_clock() -> None:
+    """The demo's venues stamp quotes on the replay clock it shares with the service: ten minutes into the replay
+    every price source is still ok, where a venue stuck at the recording's moment would be stale for all of them."""
+    recorded = venue_scenario()
+    later = recorded.as_of + timedelta(minutes=10)
+    async with run_venue_servers(dataclasses.replace(recorded, clock=lambda: later)) as replayed, \
+            aiohttp.ClientSession() as session:
+        snapshot = (await fetch_market_snapshot(session, sources_of(replayed, {}), assets=ASSETS, now=later)).snapshot
+    async with run_venue_servers(recorded) as frozen, aiohttp.ClientSession() as session:
+        stale = (await fetch_market_snapshot(session, sources_of(frozen, {}), assets=ASSETS, now=later)).snapshot
+    prices = {s.name: s.status for s in snapshot.sources if s.name.startswith(("pyth:", "deribit-index:"))}
+    assert prices and set(prices.values()) == {"ok"}
+    assert {s.status for s in stale.sources if s.name in prices} == {"stale"}
+    assert set(snapshot.spot) >= set(ASSETS)

@@ -231,3 +231,17 @@ async def test_async_store_round_trip(store: Store) -> None:
     latest = await async_store.latest_report(account.id)
     assert latest is not None and latest.id == ids.report_id and latest.report == refresh.report
     assert [h.id for h in await async_store.report_history(account.id)] == [ids.report_id]
+
+
+def test_the_demo_seeds_its_account_afresh(store: Store, account: WatchedAccount) -> None:
+    """Each demo run replays the recorded day from its start: an earlier run's reports must not stay beside the
+    new run's on the same clock, and the devnet's (possibly new) addresses replace the stored ones."""
+    from api.demo import seed_demo_account  # noqa: PLC0415 - the demo's own seeding, on this backend
+
+    refresh = demo_refresh(T0)
+    store.save_refresh(account.id, refresh.positions, refresh.market, refresh.report, computed_at=T0)
+    assert len(store.report_history(account.id)) == 1
+    moved = account.model_copy(update={"addresses": {"ethereum": ["0x" + "ab" * 20]}})
+    seed_demo_account(store, moved)
+    assert store.report_history(account.id) == []
+    assert store.get_account(account.id) == moved
