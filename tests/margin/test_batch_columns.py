@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pytest
+from support.batch_books import EXPIRIES, batch_market, random_wallet
 
 from risk_core.errors import InputError
 from risk_core.margin.batch import (
@@ -18,7 +18,6 @@ from risk_core.margin.batch import (
     holdings_from_columns,
 )
 from risk_core.margin.instruments import UNIT_PLACE
-from risk_core.schema.market import MarketSnapshot
 from risk_core.schema.params import RiskParams, default_params
 from risk_core.schema.positions import Position, PositionAdapter
 
@@ -27,40 +26,7 @@ ABS = 1e-6  # USD: where a figure is zero in one path, the other may carry round
 FIGURES = ("equity_usd", "collateral_usd", "risk_usd", "contingency_usd", "maintenance_margin_usd",
            "initial_margin_usd")
 
-AS_OF = datetime(2026, 11, 25, tzinfo=UTC)
-EXPIRIES = [AS_OF + timedelta(days=d, hours=8) for d in (3, 31, 94)]
-SPOT = {"BTC": 93_000.0, "ETH": 3_000.0, "SOL": 140.0, "USDC": 1.0}
-SIZE = {"BTC": 1.0, "ETH": 10.0, "SOL": 200.0, "USDC": 20_000.0}
-# (venue, chain) per kind: several venues share a chain, several chains are present
-PLACES = {
-    "option-inverse": [("deribit", "offchain")],
-    "option-linear": [("derive", "derive"), ("aevo", "ethereum")],
-    "perp": [("hyperliquid", "hyperliquid"), ("deribit", "offchain"), ("gmx", "arbitrum")],
-    "future": [("deribit", "offchain"), ("okx", "offchain")],
-    "spot": [("wallet", "ethereum"), ("wallet", "arbitrum"), ("deribit", "offchain")],
-    "lend": [("aave-v3", "ethereum"), ("aave-v3", "arbitrum"), ("compound-v3", "ethereum")],
-    "lp": [("uniswap-v3", "ethereum"), ("uniswap-v3", "arbitrum")],
-}
-
-
-def _market() -> MarketSnapshot:
-    def svi(atm: float) -> dict[str, Any]:
-        slices = []
-        for e in EXPIRIES:
-            t = (e - AS_OF).total_seconds() / (365 * 86400)
-            slices.append({"expiry": e, "a": atm**2 * t * 0.8, "b": 0.6 * atm * math.sqrt(t), "rho": -0.3,
-                           "m": 0.02, "sigma": 0.2})
-        return {"svi": slices}
-
-    return MarketSnapshot.model_validate({
-        "as_of": AS_OF,
-        "spot": SPOT,
-        "forwards": {"BTC": {e: 93_000.0 * math.exp(0.06 * (e - AS_OF).days / 365) for e in EXPIRIES}},
-        "vol": {"BTC": svi(0.5), "ETH": svi(0.65), "SOL": svi(0.85)},
-    })
-
-
-MARKET = _market()
+MARKET = batch_market()
 PARAM_SETS = {
     "default": default_params(),
     "offsets": default_params().with_overrides({
@@ -68,66 +34,6 @@ PARAM_SETS = {
         "cross_underlying_credit": {"BTC-ETH": 0.4},
     }),
 }
-
-
-def _wallet(rng: np.random.Generator, w: int) -> list[Position]:
-    """A mixed wallet on several venues, chains and two accounts, some instruments held twice."""
-    account = f"0x{w:04x}"
-    raw: list[dict[str, Any]] = []
-
-    def place(kind: str) -> dict[str, Any]:
-        venue, chain = PLACES[kind][int(rng.integers(len(PLACES[kind])))]
-        return {"venue": venue, "chain": chain, "account": account if rng.random() < 0.75 else account + "-2"}
-
-    for _ in range(int(rng.integers(3, 9))):
-        asset = ["BTC", "ETH", "SOL"][int(rng.integers(3))]
-        settlement = "inverse" if asset != "SOL" and rng.random() < 0.5 else "linear"
-        raw.append({
-            "kind": "option", **place(f"option-{settlement}"), "underlying": asset,
-            "quantity": round(rng.normal(0.0, 2.0) * SIZE[asset], 2) or 0.5,
-            "option_type": "call" if rng.random() < 0.5 else "put",
-            "strike": round(SPOT[asset] * math.exp(rng.normal(0.0, 0.15)), -1 if asset == "SOL" else -2),
-            "expiry": EXPIRIES[int(rng.integers(len(EXPIRIES)))], "settlement": settlement,
-        })
-    for _ in range(int(rng.integers(0, 3))):
-        asset = ["BTC", "ETH", "SOL"][int(rng.integers(3))]
-        perp: dict[str, Any] = {"kind": "perp", **place("perp"), "underlying": asset,
-                                "quantity": round(rng.normal(0.0, 1.0) * SIZE[asset], 3) or 0.1}
-        if rng.random() < 0.7:
-            perp["entry_price"] = round(SPOT[asset] * math.exp(rng.normal(0.0, 0.05)), 2)
-        raw.append(perp)
-    for _ in range(int(rng.integers(0, 2))):
-        future: dict[str, Any] = {"kind": "future", **place("future"), "underlying": "BTC",
-                                  "quantity": round(rng.normal(0.0, 1.0), 3) or 0.1,
-                                  "expiry": EXPIRIES[int(rng.integers(1, len(EXPIRIES)))]}
-        if rng.random() < 0.5:
-            future["entry_price"] = round(SPOT["BTC"] * math.exp(rng.normal(0.0, 0.05)), 2)
-        raw.append(future)
-    for _ in range(int(rng.integers(1, 3))):
-        asset = ["BTC", "ETH", "SOL", "USDC"][int(rng.integers(4))]
-        quantity = round(rng.lognormal(0.0, 0.5) * SIZE[asset], 4)
-        raw.append({"kind": "spot", **place("spot"), "asset": asset,
-                    "quantity": -quantity if rng.random() < 0.15 else quantity})
-    for kind, pool in (("lend", ["ETH", "BTC", "USDC"]), ("borrow", ["USDC", "ETH"])):
-        for _ in range(int(rng.integers(0, 2))):
-            asset = pool[int(rng.integers(len(pool)))]
-            raw.append({"kind": kind, **place("lend"), "asset": asset,
-                        "quantity": round(rng.lognormal(0.0, 0.4) * (0.3 if kind == "borrow" else 1.0) * SIZE[asset],
-                                          4)})
-    for _ in range(int(rng.integers(0, 2))):
-        lower, upper = 3_000.0 * 1.02 ** int(rng.integers(-5, 1)), 3_000.0 * 1.02 ** int(rng.integers(1, 6))
-        liquidity = round(rng.lognormal(0.0, 0.5) * 5_000.0, 3)
-        raw.append({"kind": "lp", **place("lp"), "token0": "ETH", "token1": "USDC",
-                    "liquidity": -liquidity if rng.random() < 0.2 else liquidity,
-                    "price_lower": lower, "price_upper": upper})
-    raw.append({"kind": "spot", **place("spot"), "asset": "USDC", "quantity": round(rng.uniform(0, 3e5), 2)})
-    for extra in rng.choice(len(raw), size=2, replace=False):  # the same instrument again, here or elsewhere
-        again = dict(raw[int(extra)])
-        if rng.random() < 0.5 and again["kind"] in ("perp", "future", "spot", "lp"):
-            again.update(place(str(again["kind"])))
-        raw.append(again)
-    rng.shuffle(raw)  # type: ignore[arg-type]
-    return [PositionAdapter.validate_python(p) for p in raw]
 
 
 def _spread_wallet() -> list[Position]:
@@ -155,7 +61,7 @@ def _spread_wallet() -> list[Position]:
     return [PositionAdapter.validate_python(r) for r in rows]
 
 
-WALLETS: list[list[Position]] = [_wallet(np.random.default_rng(300 + w), w) for w in range(12)]
+WALLETS: list[list[Position]] = [random_wallet(np.random.default_rng(300 + w), w) for w in range(12)]
 WALLETS[4:4] = [[], _spread_wallet()]
 WALLETS.append([])
 
