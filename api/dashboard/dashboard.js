@@ -656,13 +656,12 @@ function render(report) {
 
 const CHART = { width: 960, height: 220, left: 56, right: 16, top: 12, bottom: 28 };
 
-/** The stored reports' margin ratios as a line over time, oldest left; `imFactor` places the margin-call line. */
-function historyChart(rows, imFactor) {
-  const points = rows
-    .filter((h) => isNumber(h.margin_ratio))
-    .map((h) => ({ ...h, t: new Date(h.computed_at).getTime() }))
-    .sort((a, b) => a.t - b.t);
-  const callAt = 1 / imFactor;
+/** Stored reports with a margin ratio, as a line over time, oldest left. */
+function historyChart(rows) {
+  const points = rows.map((h) => ({ ...h, t: new Date(h.computed_at).getTime() })).sort((a, b) => a.t - b.t);
+  // margin call where collateral falls below IM = MM x im_factor: at a ratio of MM / IM, read off the reports
+  const sized = points.find((h) => h.maintenance_margin_usd > 0);
+  const callAt = sized ? sized.maintenance_margin_usd / sized.initial_margin_usd : null;
   const top = Math.max(1.1, ...points.map((h) => h.margin_ratio)) * 1.05;
   const t0 = points[0].t;
   const span = Math.max(points[points.length - 1].t - t0, 1);
@@ -678,7 +677,7 @@ function historyChart(rows, imFactor) {
     { viewBox: `0 0 ${width} ${height}`, role: "img", class: "history-chart",
       "aria-label": `Margin ratio of ${points.length} stored reports` },
     threshold(0, "0%", "zero"),
-    threshold(callAt, pct(callAt, 0), "call"),
+    callAt === null ? null : threshold(callAt, pct(callAt, 0), "call"),
     threshold(1, "100%", "liquidation"),
     svg("polyline", { class: "ratio", points: points.map((h) => `${x(h.t)},${y(h.margin_ratio)}`).join(" ") }),
     points.map((h) =>
@@ -696,18 +695,17 @@ function historyChart(rows, imFactor) {
   );
 }
 
-function renderHistory(page, report) {
+function renderHistory(page) {
   const section = byId("history");
   const rows = page.reports ?? [];
   const charted = rows.filter((h) => isNumber(h.margin_ratio));
-  const imFactor = report.maintenance_margin_usd > 0 ? report.initial_margin_usd / report.maintenance_margin_usd : 1.25;
   if (charted.length < 2) {
     fill("history-body", el("p", { class: "loading" }, rows.length ? "One stored report so far." : "No stored reports yet."));
   } else {
     const ratios = charted.map((h) => h.margin_ratio);
     fill(
       "history-body",
-      historyChart(charted, imFactor),
+      historyChart(charted),
       el(
         "p",
         { id: "history-summary" },
@@ -720,7 +718,7 @@ function renderHistory(page, report) {
   section.hidden = false;
 }
 
-async function loadHistory(account, report) {
+async function loadHistory(account) {
   // history is an extra: without a database the service answers 503, and the report above still stands
   const section = byId("history");
   try {
@@ -728,7 +726,7 @@ async function loadHistory(account, report) {
       headers: { Accept: "application/json" },
     });
     if (!response.ok) throw await problem(response);
-    renderHistory(await response.json(), report);
+    renderHistory(await response.json());
     section.dataset.state = "ready";
   } catch (error) {
     fill("history-body", el("p", { class: "loading" }, `No history: ${error.message ?? error}`));
@@ -765,10 +763,9 @@ async function main() {
       headers: { Accept: "application/json" },
     });
     if (!response.ok) throw await problem(response);
-    const report = await response.json();
-    render(report);
+    render(await response.json());
     root.dataset.state = "ready";
-    loadHistory(account, report);
+    loadHistory(account);
   } catch (error) {
     show("error").replaceChildren(el("strong", {}, "Could not load the report. "), String(error.message ?? error));
     root.dataset.state = "error";

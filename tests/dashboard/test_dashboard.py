@@ -356,6 +356,8 @@ def test_the_demo_account(page: Page) -> None:
         assert f"status-{h.status}" in classes and ("incomplete" in classes) is (not h.complete)
     assert {h.status for h in history} == {"healthy", "margin_call", "liquidatable"}
     assert history[0].margin_ratio is not None
+    im_factor = history[0].initial_margin_usd / history[0].maintenance_margin_usd
+    assert page.text("#history-body text.axis >> nth=1") == f"{100 / im_factor:.0f}%"  # the margin-call line
     summary = page.text("#history-summary")
     assert f"{len(history)} reports" in summary and f"now {history[0].margin_ratio * 100:.1f}%" in summary
 
