@@ -1,5 +1,5 @@
 # metarisk: the service image. Python 3.11 from Debian bookworm; Node 20 for the demo profile's devnet (anvil and
-# solc-js come from npm). The source keeps its layout under /app so the demo finds ../shared mounted at /shared.
+# solc-js come from npm). The source keeps its layout under /app, reference_data/ (the recorded market) included.
 FROM node:20-bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc \

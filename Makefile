@@ -3,12 +3,17 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+# The first install takes a few minutes: each step says what it is doing.
 $(STAMP): pyproject.toml package-lock.json
+	@echo "install: creating the virtual environment $(VENV)"
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	@echo "install: pip (metarisk and its test tools, a few minutes on a fresh machine)"
+	$(PY) -m pip install --progress-bar off -q --upgrade pip
+	$(PY) -m pip install --progress-bar off -e '.[dev]'
+	@echo "install: npm (anvil, solc-js and the protocols' bytecode packages)"
 	npm ci --no-audit --no-fund
 	touch $(STAMP)
+	@echo "install: done; the devnet's deployed-state cache is built on first use"
 
 .PHONY: install run test lint bench services
 install: $(STAMP)

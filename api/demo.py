@@ -40,7 +40,7 @@ DEMO_ACCOUNT = "demo"
 DEMO_SIGNER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 DEMO_API_KEY = "demo-key"
 log = logging.getLogger(__name__)
-# The devnet's wstETH:ETH ratio as deployed (its wstETH/USD and ETH/USD mocks' first answers): shared/data records no
+# The devnet's wstETH:ETH ratio as deployed (its wstETH/USD and ETH/USD mocks' first answers): recorded data has no
 # wstETH rate, so the demo's wstETH price is the recorded ETH price times this ratio, an approximation it says so.
 _DEPLOYED_USD = {spec.asset: spec.usd_price for spec in TOKENS}
 WSTETH_PER_ETH = _DEPLOYED_USD["WSTETH"] / _DEPLOYED_USD["ETH"]

@@ -3,7 +3,7 @@ built from the local venue servers (Pyth Hermes, Deribit, Derive, Hyperliquid on
 
     .venv/bin/python benchmarks/bench_snapshot.py [--repeat 7] [--validate]
 
-Fits: each currency of both shared Deribit files, timed alone (median of --repeat runs). Snapshots: the whole
+Fits: each currency of both recorded Deribit files, timed alone (median of --repeat runs). Snapshots: the whole
 `fetch_market_snapshot` (all HTTP requests concurrently, JSON parsing into strict models, aggregation, the surface
 fits of BTC and ETH in worker threads) against servers that run in the same process and event loop, so the figure
 includes the servers' own work. By default the servers do not re-validate each response against the OpenAPI

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hexbytes import HexBytes
@@ -17,6 +16,7 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.logs import DISCARD
 
+import reference_data
 from chains.config import (
     AaveV3Contracts,
     ChainConfig,
@@ -32,7 +32,7 @@ from devnet.errors import DevnetError
 from devnet.manifest import ChainSeeds, DevnetChain, SeededAave, SeededLp, SeededPerp
 from devnet.solidity import Artifact, aave, compile_sources, load_npm_artifact
 
-SHARED_INTERFACES = Path(__file__).resolve().parent.parent.parent / "shared" / "interfaces"
+INTERFACES_DIR = reference_data.path("interfaces")
 MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
 MULTICALL3_DEPLOYER = "0x05f32B3cC3888453ff71B01135B34FF8e41263F2"
 # anvil's first two default accounts (mnemonic "test test ... junk"): unlocked, so eth_sendTransaction signs.
@@ -149,7 +149,7 @@ class ChainDeployer:
 
 def deploy_multicall3(deployer: ChainDeployer) -> None:
     """Multicall3 at its canonical address, by replaying its pre-signed (chain-agnostic) deployment."""
-    presigned = (SHARED_INTERFACES / "multicall3" / "presigned_deploy_tx.txt").read_text().strip()
+    presigned = (INTERFACES_DIR / "multicall3" / "presigned_deploy_tx.txt").read_text().strip()
     deployer.rpc("anvil_setBalance", [MULTICALL3_DEPLOYER, hex(10**17)])
     tx_hash = deployer.w3.eth.send_raw_transaction(bytes.fromhex(presigned.removeprefix("0x")))
     deployer._mined(tx_hash, "deploy Multicall3")
@@ -602,8 +602,8 @@ def refresh_feeds(w3: Web3, chain: DevnetChain) -> None:
 def compile_abi(name: str) -> list[dict[str, Any]]:
     """The ABI of a solc-js-compiled contract, read from the interface files where they exist (no compiler run)."""
     files = {
-        "MockV3Aggregator": SHARED_INTERFACES / "chainlink" / "MockV3Aggregator.json",
-        "MockPyth": SHARED_INTERFACES / "pyth" / "MockPyth.json",
+        "MockV3Aggregator": INTERFACES_DIR / "chainlink" / "MockV3Aggregator.json",
+        "MockPyth": INTERFACES_DIR / "pyth" / "MockPyth.json",
     }
     data = json.loads(files[name].read_text())
     return data["abi"] if isinstance(data, dict) else data

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from pathlib import Path
 from web3 import Web3
 
 from chains.config import ChainsFile, dump_chains_file
-from devnet.deploy import DEMO_ACCOUNT, DEPLOYER, PLANS, SHARED_INTERFACES, ChainPlan, deploy_chain, refresh_feeds
+from devnet.deploy import DEMO_ACCOUNT, DEPLOYER, INTERFACES_DIR, PLANS, ChainPlan, deploy_chain, refresh_feeds
 from devnet.errors import DevnetError
 from devnet.manifest import DevnetChain, DevnetManifest, load_manifest
 from devnet.node import AnvilNode, start_anvil
@@ -31,7 +32,7 @@ def compute_cache_key() -> str:
     inputs = [
         REPO_ROOT / "package-lock.json",
         REPO_ROOT / "chains" / "config.py",
-        SHARED_INTERFACES / "multicall3" / "presigned_deploy_tx.txt",
+        INTERFACES_DIR / "multicall3" / "presigned_deploy_tx.txt",
         *sorted((REPO_ROOT / "devnet").glob("*.py")),
         *sorted((REPO_ROOT / "contracts").glob("*.sol")),
     ]
@@ -57,6 +58,8 @@ def _build_chain(plan: ChainPlan, directory: Path) -> DevnetChain:
 
 def build_cache(directory: Path) -> DevnetManifest:
     """Deploy and seed every chain on fresh nodes, save their states and the manifest (chains in parallel)."""
+    # The first start of a checkout lands here for a minute or so: say so rather than sit silent.
+    print(f"devnet: building the deployed-state cache in {directory} (first run only)", file=sys.stderr, flush=True)
     compile_sources()  # once, before the threads share it
     directory.parent.mkdir(parents=True, exist_ok=True)
     # A private staging directory: two test sessions building at once must not share one.

@@ -19,7 +19,7 @@ from chains.client import ChainClient
 from oracles.observations import PriceObservation, observation_from_pyth
 from venue_http import SourceError
 
-# The one function read, as in shared/interfaces/pyth/IPyth.json (a test checks they agree).
+# The one function read, as in reference_data/interfaces/pyth/IPyth.json (a test checks they agree).
 GET_PRICE_NO_OLDER_THAN_ABI: list[dict[str, Any]] = [{
     "inputs": [{"internalType": "bytes32", "name": "id", "type": "bytes32"},
                {"internalType": "uint256", "name": "age", "type": "uint256"}],

@@ -1,4 +1,4 @@
-"""A local Deribit (JSON-RPC over HTTP GET, /api/v2/...) serving a real option chain from shared/data/deribit.
+"""A local Deribit (JSON-RPC over HTTP GET, /api/v2/...) serving a real option chain from reference_data/market/deribit.
 
 Public: get_instruments, get_book_summary_by_currency (options: bid/ask/mark in coin, `underlying_price` and
 `underlying_index` per option; futures: marks), ticker (the perpetual: mark and index), get_index, get_time.

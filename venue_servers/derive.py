@@ -6,7 +6,7 @@ perps per currency), get_time. Private: get_subaccount and get_positions, authen
 (headers X-DeriveWallet / X-DeriveTimestamp / X-DeriveSignature, or their older X-Lyra* names): the signature is an
 EIP-191 personal_sign of the millisecond timestamp, by the wallet's owner or a registered session key.
 
-Option markets are built from the Deribit chain in shared/data (Derive lists the same 08:00 UTC expiries): prices
+Option markets are built from the recorded Deribit chain (Derive lists the same 08:00 UTC expiries): prices
 in USD = Deribit's coin price x its underlying, the same implied vols; a quote without a Deribit bid has bid "0"
 (an empty side, as Derive shows it). Every result is validated against the real OpenAPI description before it is
 sent, and every request body against its request schema.

@@ -1,7 +1,7 @@
 """A local Hyperliquid info API (POST /info): metaAndAssetCtxs, perpDexs, clearinghouseState (main dex and every
 HIP-3 dex, by `dex`), spotClearinghouseState. Numbers are decimal strings, as on the venue.
 
-The account is shaped like the recorded 2023 response in shared/interfaces/hyperliquid (its keys, plus the newer
+The account is shaped like the recorded 2023 response in reference_data/interfaces/hyperliquid (its keys, plus the newer
 fields its note lists), with sizes and prices moved to the scenario's market. Every answer is validated before it
 is sent.
 """
@@ -45,7 +45,7 @@ class HyperliquidPosition:
 class HyperliquidFixture:
     scenario: MarketScenario
     gold: float = 2650.0  # the HIP-3 dex's only asset (a stated fixture level)
-    hype: float = 25.0  # a stated fixture level too: shared/data records no HYPE price
+    hype: float = 25.0  # a stated fixture level too: reference_data/market records no HYPE price
     user: str = USER
     usdc: float = 25_000.0
 

@@ -1,8 +1,8 @@
-"""The market the local venues serve: one moment of real data from ../shared/data.
+"""The market the local venues serve: one moment of real data from reference_data/market.
 
 Default: the calm-day Deribit snapshot (2026-01-05 15:33:29 UTC). BTC and ETH spot are Deribit's index in the
-file's first row of each currency; SOL (no Deribit SOL chain in shared/) is CoinGecko's last SOL close in
-shared/data/prices, a different date: the demo's SOL level, not a fact about 2026-01-05. Pyth confidences take the
+file's first row of each currency; SOL (no Deribit SOL chain in reference_data/) is CoinGecko's last SOL close in
+the recorded prices, a different date: the demo's SOL level, not a fact about 2026-01-05. Pyth confidences take the
 median confidence / price of the real Pyth BTC sample (2025-02-18).
 """
 
@@ -16,7 +16,7 @@ from datetime import datetime
 from functools import cache
 from pathlib import Path
 
-from venue_servers.paths import shared_file
+import reference_data
 
 CALM_DAY = "deribit_options_snapshot_20260105T153329Z.csv"
 SELL_OFF_DAY = "deribit_options_snapshot_20260205T212937Z.csv"
@@ -59,7 +59,7 @@ def _opt(text: str) -> float | None:
 
 @cache
 def load_deribit_file(name: str = CALM_DAY) -> DeribitFile:
-    path: Path = shared_file("data", "deribit", name)
+    path: Path = reference_data.path("market", "deribit", name)
     with path.open(newline="") as f:
         raw = list(csv.DictReader(f))
     rows = tuple(
@@ -79,13 +79,13 @@ def load_deribit_file(name: str = CALM_DAY) -> DeribitFile:
 
 @cache
 def pyth_confidence_ratio() -> float:
-    with shared_file("data", "pyth", "pyth_btc_usd_1sec_sample_20250218.csv").open(newline="") as f:
+    with reference_data.path("market", "pyth", "pyth_btc_usd_1sec_sample_20250218.csv").open(newline="") as f:
         return statistics.median(float(r["conf"]) / float(r["price"]) for r in csv.DictReader(f))
 
 
 @cache
 def last_close(asset: str) -> float:
-    with shared_file("data", "prices", f"coingecko_{asset.lower()}-usd-max.csv").open(newline="") as f:
+    with reference_data.path("market", "prices", f"coingecko_{asset.lower()}-usd-max.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     return float(rows[-1]["price"])
 

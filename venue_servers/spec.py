@@ -1,12 +1,12 @@
 """The venues' real specifications, as validators: a fixture (or a served response) that drifts from them fails.
 
-- Deribit: the OpenAPI 3.0 description in shared/interfaces/deribit/openapi.yaml. Responses are validated against
+- Deribit: the OpenAPI 3.0 description in reference_data/interfaces/deribit/. Responses are validated against
   the 200 schema of their route (the JSON-RPC envelope and `result`), OpenAPI's `nullable` mapped to JSON Schema.
-- Derive: the OpenAPI 3.1 description in shared/interfaces/derive-lyra-v2/openapi.json. Each method's 200 schema
+- Derive: the OpenAPI 3.1 description in reference_data/interfaces/derive-lyra-v2/openapi.json. Each method's 200 schema
   is its `result`; request bodies are validated against `requestBody`. `format: decimal` strings are checked.
-- Hyperliquid: the recorded `clearinghouseState` response in shared/interfaces/hyperliquid/; its structure (every
+- Hyperliquid: the recorded `clearinghouseState` response in reference_data/interfaces; its structure (every
   recorded key required, decimal strings where it has decimal strings, null where it has null) becomes the schema,
-  with the newer fields its note lists allowed. The other info types have no recording in shared/; they are checked
+  with the newer fields its note lists allowed. The other info types have no recording here; they are checked
   against schemas transcribed here from the public TypeScript SDK's types (nktkas/hyperliquid).
 
 Strict mode (the default for fixtures): an object may only use property names its schema declares, so a renamed or
@@ -31,7 +31,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from venue_servers.paths import shared_file
+import reference_data
 
 DECIMAL = r"^-?[0-9]+(\.[0-9]+)?$"
 _DECIMAL_RE = re.compile(DECIMAL)
@@ -162,7 +162,7 @@ def _check(validator: jsonschema.protocols.Validator, body: Any, what: str) -> N
 
 @cache
 def deribit_spec() -> dict[str, Any]:
-    with shared_file("interfaces", "deribit", "openapi.yaml").open() as f:
+    with reference_data.path("interfaces", "deribit", "openapi.yaml").open() as f:
         return _apply(yaml.safe_load(f), DERIBIT_ERRATA)
 
 
@@ -208,7 +208,7 @@ def validate_deribit_query(route: str, query: dict[str, str]) -> None:
 
 @cache
 def derive_spec() -> dict[str, Any]:
-    with shared_file("interfaces", "derive-lyra-v2", "openapi.json").open() as f:
+    with reference_data.path("interfaces", "derive-lyra-v2", "openapi.json").open() as f:
         spec: dict[str, Any] = json.load(f)
     return spec
 
@@ -283,7 +283,7 @@ def _infer(examples: list[Any], at: tuple[str, ...]) -> dict[str, Any]:
 
 @cache
 def hyperliquid_recording() -> dict[str, Any]:
-    with shared_file("interfaces", "hyperliquid", "clearinghouseState.2023-cassette.json").open() as f:
+    with reference_data.path("interfaces", "hyperliquid", "clearinghouseState.2023-cassette.json").open() as f:
         recording: dict[str, Any] = json.load(f)
     return recording
 
@@ -354,7 +354,7 @@ def validate_hyperliquid_response(info_type: str, body: Any) -> None:
 _PRICE = _obj({"price": {"type": "string", "pattern": r"^-?[0-9]+$"},
                "conf": {"type": "string", "pattern": r"^[0-9]+$"},
                "expo": {"type": "integer"}, "publish_time": {"type": "integer"}})
-# From shared/interfaces/SOURCES.md (the Hermes v2 response) and the Hermes client's published schema.
+# From reference_data/interfaces/SOURCES.md (the Hermes v2 response) and the Hermes client's published schema.
 HERMES_LATEST = _obj({
     "binary": _obj({"encoding": {"enum": ["hex", "base64"]}, "data": {"type": "array", "items": {"type": "string"}}}),
     "parsed": {"type": "array", "items": _obj({

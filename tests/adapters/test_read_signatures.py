@@ -1,5 +1,5 @@
 """Every read the adapters and the Chainlink oracle send exists, with the same inputs and outputs, in the real
-protocol's ABI (shared/interfaces): a typo in a signature or an output type would otherwise only show on chain."""
+protocol's ABI (reference_data/interfaces): a signature or output type typo would otherwise show on chain."""
 
 from __future__ import annotations
 

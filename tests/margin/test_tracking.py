@@ -5,12 +5,12 @@ shipped parameters (ETH: 16% range, 2% haircut; wstETH: 5% haircut, depeg 7%), n
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 from typing import Any
 
 import pytest
 from support.golden import COVER, ETH, market, position
 
+import reference_data
 from risk_core.margin.batch import compute_batch_margin
 from risk_core.margin.engine import compute_margin_request
 from risk_core.schema.params import default_params
@@ -21,7 +21,7 @@ WSTETH = 3_600.0  # 1.2 ETH a token, as wstETH's accrued rate makes it
 RANGE, DEPEG, WSTETH_HAIRCUT, ETH_HAIRCUT = 0.16, 0.07, 0.05, 0.02
 AAVE = {"venue": "aave-v3", "chain": "ethereum", "account": "0xloop"}
 REL = 1e-9
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+MARKET_DATA = reference_data.path("market")
 
 
 def run(positions: list[dict[str, Any]], **market_fields: Any) -> MarginReport:
@@ -92,7 +92,7 @@ def test_without_a_price_for_eth_the_token_keeps_its_own_scenarios() -> None:
 
 
 def test_the_depeg_covers_the_deepest_steth_discount_on_record() -> None:
-    path = next((SHARED_DATA / "chainlink").glob("chainlink_steth_eth_mainnet_*.csv"))
+    path = next((MARKET_DATA / "chainlink").glob("chainlink_steth_eth_mainnet_*.csv"))
     with path.open() as f:
         ratios = [int(row["answer"]) / 1e18 for row in csv.DictReader(f) if int(row["answer"]) > 0]
     deepest = 1.0 - min(ratios)

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
 from support.golden import market, position
 
+import reference_data
 from risk_core.errors import InputError
 from risk_core.margin.engine import compute_margin_request
 from risk_core.schema.report import MarginReport
 from risk_core.schema.request import MarginRequest
 
-PM2_CASES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "derive-pm2"
+PM2_CASES = reference_data.path("derive-pm2")
 AAVE = {"venue": "aave-v3", "chain": "ethereum", "account": "0xa"}
 HL = {"venue": "hyperliquid", "chain": "hyperliquid", "account": "0xb"}
 
@@ -63,7 +63,6 @@ def test_hyperliquid_cross_margin_from_perps_and_leverage() -> None:
     assert margin.difference == {"maintenance_margin_usd": pytest.approx(mm - 865.0, rel=1e-12)}
 
 
-@pytest.mark.skipif(not PM2_CASES.is_dir(), reason="needs ../shared/data/derive-pm2 beside the repository")
 def test_derive_pm2_from_the_venue_case_matches_the_venue() -> None:
     case = json.loads((PM2_CASES / "test_13_risk_cancelling_btc_covered_call.json").read_text())
     state = {"venue": "derive", "chain": "derive", "account": "0xd/1", "method": "derive-pm2",

@@ -1,4 +1,4 @@
-"""Chainlink validation on real mainnet rounds (shared/data/chainlink) and on the devnet's feeds, with real rounds
+"""Chainlink validation on real mainnet rounds (reference_data/market) and on the devnet's feeds, with real rounds
 replayed into a MockV3Aggregator and the L2 sequencer-uptime feed taken down and brought back."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from support.devnet_fixtures import TEST_POLICY, load_abi
 from web3 import Web3
 
+import reference_data
 from chains.client import ChainClient, make_chain_client
-from devnet.deploy import SHARED_INTERFACES
 from devnet.run import RunningDevnet
 from oracles.aggregation import AggregationPolicy, compute_aggregate
 from oracles.chainlink import (
@@ -25,7 +25,7 @@ from oracles.chainlink import (
 from oracles.observations import PriceObservation, from_unix
 from venue_http import SourceError
 
-DATA = SHARED_INTERFACES.parent / "data" / "chainlink"
+DATA = reference_data.path("market", "chainlink")
 ETH_USD = DATA / "chainlink_eth_usd_mainnet_0x5f4eC3Df9cbd43714FE2740f5E3616155c5b8419.csv"
 BTC_USD = DATA / "chainlink_btc_usd_mainnet_0xF4030086522a5bEEa4988F8cA5B36dbC97BeE88c.csv"
 STETH_ETH = DATA / "chainlink_steth_eth_mainnet_0x86392dC19c0b719886221c78AB11eb8Cf5c52812.csv"

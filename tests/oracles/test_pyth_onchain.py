@@ -8,16 +8,16 @@ from datetime import UTC, datetime
 import pytest
 from web3 import Web3
 
+import reference_data
 from chains.client import ChainClient
 from devnet.deploy import PYTH_EXPO, PYTH_PRICE_IDS, compile_abi
 from devnet.run import RunningDevnet
 from oracles.pyth_onchain import GET_PRICE_NO_OLDER_THAN_ABI, fetch_pyth_onchain_observations
 from venue_http import SourceError
-from venue_servers.paths import shared_file
 
 
 def test_the_embedded_abi_is_ipyths() -> None:
-    data = json.loads(shared_file("interfaces", "pyth", "IPyth.json").read_text())
+    data = json.loads(reference_data.path("interfaces", "pyth", "IPyth.json").read_text())
     abi = data if isinstance(data, list) else data["abi"]
     assert [f for f in abi if f.get("name") == "getPriceNoOlderThan"] == GET_PRICE_NO_OLDER_THAN_ABI
 

@@ -3,7 +3,7 @@
 Each one asserts that the snapshot never carries the bad value silently: either the bad source is dropped (and the
 snapshot says so), or the price is held or absent with a `stale`/`failed` status naming the reason.
 
-Recorded data (../shared/data/chainlink/, read here): the all-zero invalid round at the end of the ETH/USD and
+Recorded data (reference_data/market/chainlink/, read here): the all-zero invalid round at the end of the ETH/USD and
 BTC/USD files; stETH/ETH daily rounds through the June 2022 depeg (low 0.935 on 2022-06-18); ETH/USD rounds for
 the L2 case. Reconstructed events (figures from the public post-mortems, not recorded feeds):
 - Compound, 26 Nov 2020: Coinbase Pro printed DAI at ~$1.30 for about an hour and Compound's single-reporter
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+import reference_data
 from oracles.aggregation import AggregatedPrice, AggregationPolicy, compute_aggregate, compute_cross
 from oracles.observations import (
     PriceObservation,
@@ -29,14 +30,13 @@ from oracles.observations import (
 )
 from oracles.snapshot import compute_market_snapshot
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = reference_data.path("market")
 CHAINLINK = DATA / "chainlink"
 ETH_USD = CHAINLINK / "chainlink_eth_usd_mainnet_0x5f4eC3Df9cbd43714FE2740f5E3616155c5b8419.csv"
 BTC_USD = CHAINLINK / "chainlink_btc_usd_mainnet_0xF4030086522a5bEEa4988F8cA5B36dbC97BeE88c.csv"
 STETH_ETH = CHAINLINK / "chainlink_steth_eth_mainnet_0x86392dC19c0b719886221c78AB11eb8Cf5c52812.csv"
 ETH_DAILY = DATA / "prices" / "coingecko_eth-usd-max.csv"
 
-needs_data = pytest.mark.skipif(not CHAINLINK.is_dir(), reason=f"shared Chainlink data not found under {CHAINLINK}")
 
 HEARTBEAT_USD = 3600.0
 HEARTBEAT_STETH = 86400.0
@@ -72,7 +72,6 @@ def spot_and_status(asset: str, agg: AggregatedPrice) -> tuple[float | None, dic
     return snap.spot.get(asset), {s.name: (s.status, s.reason) for s in snap.sources}
 
 
-@needs_data
 @pytest.mark.parametrize(("path", "asset"), [(ETH_USD, "ETH"), (BTC_USD, "BTC")])
 def test_all_zero_invalid_round(path: Path, asset: str) -> None:
     rows = rounds(path)
@@ -100,7 +99,6 @@ def test_all_zero_invalid_round(path: Path, asset: str) -> None:
     assert statuses[f"price:{asset}/USD"][0] == "failed"
 
 
-@needs_data
 def test_steth_depeg_is_priced_at_market_and_flagged() -> None:
     steth = rounds(STETH_ETH)
     with ETH_DAILY.open(newline="") as f:
@@ -189,7 +187,6 @@ def test_bound_pinned_answer_venus_luna_2022() -> None:
     assert spot is None and statuses["price:LUNA/USD"][0] == "failed"
 
 
-@needs_data
 def test_stale_l2_feed_behind_a_downed_sequencer() -> None:
     row = rounds(ETH_USD)[5000]
     updated = from_unix(row["update"])

@@ -1,4 +1,4 @@
-"""The snapshot builder against the local venues (real routes, fixtures from shared data), and every way a venue
+"""The snapshot builder against the local venues (real routes, fixtures from recorded data), and every way a venue
 fails: each becomes that source's `failed` status with the reason, the rest of the snapshot stands."""
 
 from __future__ import annotations
@@ -16,13 +16,11 @@ from oracles.observations import PriceObservation, observation_from_chainlink_ro
 from oracles.snapshot import SnapshotBuild, SnapshotSources, fetch_market_snapshot
 from risk_core.schema.market import SVISurface
 from venue_http import SourceError
-from venue_servers.paths import shared_dir
 from venue_servers.pyth import FEED_IDS
 from venue_servers.runner import VenueServers, run_venue_servers
 from venue_servers.scenario import default_scenario as venue_scenario
 from venue_servers.scenario import pyth_confidence_ratio
 
-pytestmark = pytest.mark.skipif(not (shared_dir() / "data").is_dir(), reason="../shared not found")
 ASSETS = ("BTC", "ETH", "SOL")
 
 

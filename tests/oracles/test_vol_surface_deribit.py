@@ -1,4 +1,4 @@
-"""Acceptance: the SVI surface fitted to the two real Deribit chains of ../shared/data/deribit/.
+"""Acceptance: the SVI surface fitted to the two real Deribit chains of reference_data/market/deribit/.
 
 * Repricing: the surface (as risk_core reads it, total variance interpolated across expiries) reprices Deribit's own
   mark implied vols of the out-of-the-money options with |delta| >= 0.02 with a vega-weighted RMSE of at most
@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import reference_data
 from oracles.surface import OptionQuote, SurfaceFit, VenueChain, compute_surface, vega_weighted_rmse
 from risk_core.pricing.vol_surface import SECONDS_PER_YEAR, ResolvedSurface
 from risk_core.schema.market import SVISurface
 
-DERIBIT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "deribit"
+DERIBIT = reference_data.path("market", "deribit")
 CALM = DERIBIT / "deribit_options_snapshot_20260105T153329Z.csv"
 SELL_OFF = DERIBIT / "deribit_options_snapshot_20260205T212937Z.csv"
 RMSE_LIMIT = {CALM.name: 1.0, SELL_OFF.name: 3.0}  # vol points
@@ -35,7 +36,6 @@ MIN_ABS_DELTA = 0.02
 DENSE = 2001
 FIT_CPU_SECONDS = 0.6
 
-pytestmark = pytest.mark.skipif(not CALM.exists() or not SELL_OFF.exists(), reason=f"no Deribit data in {DERIBIT}")
 
 
 def _num(text: str) -> float | None:

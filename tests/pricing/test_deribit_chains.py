@@ -47,10 +47,11 @@ import pytest
 from numpy.typing import NDArray
 from scipy.special import ndtri
 
+import reference_data
 from risk_core.pricing.black76 import black76_greeks, black76_price
 
 REPO = Path(__file__).resolve().parents[2]  # tests/pricing/<this file> -> the repository root
-DATA = REPO.parent / "shared" / "data"
+DATA = reference_data.path("market")
 DERIBIT = DATA / "deribit"
 FILES = sorted(DERIBIT.glob("deribit_options_snapshot_*.csv")) if DERIBIT.is_dir() else []
 
@@ -67,7 +68,6 @@ NO_VOL_SHARE = 1e-2  # rows whose delta no vol reproduces exactly (vega check)
 MIN_DELTA = 0.05
 COLUMN_RTOL = 1e-9
 
-pytestmark = pytest.mark.skipif(not FILES, reason=f"shared Deribit data not found under {DERIBIT}")
 
 Array = NDArray[np.float64]
 

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import reference_data
 from risk_core.pricing.vol_surface import ResolvedSurface, year_fraction
 from risk_core.schema.market import PointsSurface, SVISlice, SVISurface, VolPoint
 
 REPO = Path(__file__).resolve().parents[2]  # tests/pricing/<this file> -> the repository root
-DATA = REPO.parent / "shared" / "data"
+DATA = reference_data.path("market")
 CALM_CHAIN = DATA / "deribit" / "deribit_options_snapshot_20260105T153329Z.csv"
 
 EXACT_RTOL = 1e-12
@@ -155,7 +156,6 @@ def test_a_surface_whose_expiries_are_all_past_raises(as_of: datetime) -> None:
 # --- the real calm-day chain ---------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not CALM_CHAIN.is_file(), reason=f"shared Deribit data not found: {CALM_CHAIN}")
 def test_real_btc_chain_points_come_back_exactly() -> None:
     with CALM_CHAIN.open(newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["currency"] == "BTC"]

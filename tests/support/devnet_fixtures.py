@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from web3 import Web3
 
+import reference_data
 from chains.client import ChainClient, RpcPolicy, make_chain_clients
-from devnet.deploy import SHARED_INTERFACES
 from devnet.run import RunningDevnet, start_devnet
 
-INTERFACES = SHARED_INTERFACES
+INTERFACES = reference_data.path("interfaces")
 TEST_POLICY = RpcPolicy(timeout_seconds=2.0, retries=3, backoff_seconds=0.05)
 
 

@@ -1,4 +1,4 @@
-"""Every fixture the local venues serve is checked against the venue's real specification in ../shared/interfaces,
+"""Every fixture the local venues serve is checked against the venue's real specification in reference_data/interfaces,
 and a fixture that drifts (a field renamed, a type changed, a required field dropped) fails."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+import reference_data
 from venue_servers import deribit, derive, hyperliquid, pyth
-from venue_servers.paths import shared_dir
 from venue_servers.scenario import default_scenario, load_deribit_file
 from venue_servers.spec import (
     DERIBIT_ERRATA,
@@ -21,8 +21,6 @@ from venue_servers.spec import (
     validate_hermes_latest,
     validate_hyperliquid_response,
 )
-
-pytestmark = pytest.mark.skipif(not (shared_dir() / "interfaces").is_dir(), reason="../shared not found")
 
 
 def envelope(result: Any) -> dict[str, Any]:
@@ -64,9 +62,8 @@ def test_a_drifted_deribit_fixture_fails(deribit_fx: deribit.DeribitFixture, mut
 def test_every_deribit_erratum_still_applies_and_is_needed(deribit_fx: deribit.DeribitFixture) -> None:
     import yaml
 
-    from venue_servers.paths import shared_file
 
-    with shared_file("interfaces", "deribit", "openapi.yaml").open() as f:
+    with reference_data.path("interfaces", "deribit", "openapi.yaml").open() as f:
         raw = yaml.safe_load(f)
     _apply(raw, DERIBIT_ERRATA)  # raises StaleErratum when the spec no longer has a typo we correct
     twice = _apply(raw, DERIBIT_ERRATA)

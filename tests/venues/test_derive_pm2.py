@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+import reference_data
 from risk_core.venues.derive_pm2 import Pm2Case, Pm2Result, evaluate_pm2
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PM2_CASES_DIR = REPO_ROOT.parent / "shared" / "data" / "derive-pm2"
+PM2_CASES_DIR = reference_data.path("derive-pm2")
 PM2_CASE_FILES = sorted(PM2_CASES_DIR.glob("*.json"))
-NO_CASES = pytest.mark.skipif(not PM2_CASES_DIR.is_dir(), reason=f"Derive PM2 cases absent: {PM2_CASES_DIR}")
 
 
 def load_case(name: str) -> dict[str, Any]:
@@ -26,7 +26,6 @@ def evaluate(data: dict[str, Any]) -> Pm2Result:
     return evaluate_pm2(Pm2Case.model_validate(data))
 
 
-@NO_CASES
 @pytest.mark.parametrize(
     "case_file",
     PM2_CASE_FILES or [pytest.param(None, marks=pytest.mark.skip(reason=f"no cases in {PM2_CASES_DIR}"))],
@@ -40,7 +39,6 @@ def test_matches_derive_published_case(case_file: Path) -> None:
     assert result.im == pytest.approx(case.expected.im, rel=1e-6)
 
 
-@NO_CASES
 def test_perp_scenario_pnl_is_shock_times_perp_price() -> None:
     # One long perp at 3100, spot 3000: each spot scenario loses (shock - 1) x 3100 x dampening, skews nothing.
     data = load_case("test_29_perps_basic_perp")
@@ -61,7 +59,6 @@ def test_perp_scenario_pnl_is_shock_times_perp_price() -> None:
     assert result.im_contingency == pytest.approx(3000 * 0.005)
 
 
-@NO_CASES
 def test_expiries_add_up_scenario_by_scenario() -> None:
     # The short call (11 days) and the short put (16 days) share spot 95663.5; the P&L of each scenario, and the
     # basis contingency, of the two together is the sum of each alone.
@@ -78,7 +75,6 @@ def test_expiries_add_up_scenario_by_scenario() -> None:
     assert together.mtm == pytest.approx(call_alone.mtm + put_alone.mtm, rel=1e-12)
 
 
-@NO_CASES
 @pytest.mark.parametrize(
     ("long_put_strike", "naked_short_amount"),
     [(100_000.0, 0.0), (90_000.0, 1.0)],
@@ -94,7 +90,6 @@ def test_naked_short_contingency_nets_a_call_and_put_at_one_strike(
     assert result.mm_contingency == pytest.approx(naked_short_amount * 95663.50604855 * 0.003, abs=1e-9)
 
 
-@NO_CASES
 def test_low_option_feed_confidence_adds_oracle_contingency_to_im() -> None:
     data = load_case("test_12_risk_cancelling_naked_short_call")
     base = evaluate(data)
@@ -105,7 +100,6 @@ def test_low_option_feed_confidence_adds_oracle_contingency_to_im() -> None:
     assert low_confidence.mm == base.mm
 
 
-@NO_CASES
 @pytest.mark.parametrize(
     ("edit", "location", "message"),
     [
@@ -134,7 +128,6 @@ def test_bad_input_names_the_field(edit: Any, location: tuple[object, ...], mess
     assert message in first["msg"]
 
 
-@NO_CASES
 def test_svi_parameters_accept_text_and_numbers() -> None:
     case = Pm2Case.model_validate(load_case("test_60_settlement_near_expiry"))
     svi = case.scenario.option_feeds[0].svi_param
@@ -143,7 +136,6 @@ def test_svi_parameters_accept_text_and_numbers() -> None:
     assert svi[5] == 2682.9997436016715
 
 
-@NO_CASES
 def test_a_feed_without_options_changes_nothing() -> None:
     data = load_case("test_12_risk_cancelling_naked_short_call")
     base = evaluate(data)

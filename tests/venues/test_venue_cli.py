@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+import reference_data
 from api.venue_margin_cli import add_parser, main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PM2_CASES_DIR = REPO_ROOT.parent / "shared" / "data" / "derive-pm2"
+PM2_CASES_DIR = reference_data.path("derive-pm2")
 PERP_CASE = PM2_CASES_DIR / "test_29_perps_basic_perp.json"
 SHORT_CALL_CASE = PM2_CASES_DIR / "test_12_risk_cancelling_naked_short_call.json"
-pytestmark = pytest.mark.skipif(not PM2_CASES_DIR.is_dir(), reason=f"Derive PM2 cases absent: {PM2_CASES_DIR}")
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -15,10 +15,7 @@ from adapters.hyperliquid.adapter import fetch_hyperliquid_positions
 from risk_core.schema.positions import FuturePosition, OptionPosition, PerpPosition, SpotPosition
 from venue_servers import derive as derive_server
 from venue_servers.hyperliquid import USER
-from venue_servers.paths import shared_dir
 from venue_servers.runner import VenueServers, run_venue_servers
-
-pytestmark = pytest.mark.skipif(not (shared_dir() / "data").is_dir(), reason="../shared not found")
 
 
 @pytest.fixture
