@@ -3,7 +3,8 @@
 Public: get_instruments, get_book_summary_by_currency (options: bid/ask/mark in coin, `underlying_price` and
 `underlying_index` per option; futures: marks), ticker (the perpetual: mark and index), get_index, get_time.
 Private (Authorization: Bearer from public/auth with client_credentials): get_positions with the venue's own
-initial and maintenance margin per position.
+initial and maintenance margin per position, and get_account_summary per currency (the cash balance and what it
+adds up to; see `account_summary`).
 
 Values not in the CSV are stated here: book `high`/`low`/`last` are null (no trade history recorded), a future's
 bid/ask are its mark -/+ half a tick, the perpetual's mark is the index. Every response is validated against the
@@ -36,6 +37,7 @@ class DeribitAccount:
     client_id: str
     client_secret: str
     positions: dict[str, list[dict[str, Any]]]  # currency -> get_positions items
+    balances: dict[str, float]  # currency -> cash balance in coin (get_account_summary's `balance`)
 
 
 @dataclass
@@ -144,7 +146,40 @@ def default_account(data: DeribitFile) -> DeribitAccount:
             ],
             "ETH": [option(eth_call.instrument, 20.0, eth_call.mark * 0.9, 0.0, 0.0)],
         },
+        # cash that carries the short put spread: its equity stands about 2.4x Deribit's own maintenance margin
+        balances={"BTC": 2.0, "ETH": 6.0},
     )
+
+
+def account_summary(account: DeribitAccount, currency: str, *, extended: bool) -> dict[str, Any]:
+    """get_account_summary of one currency, in coin, added up from the account's positions as Deribit does:
+    equity = balance + the options' mark value + the futures' session P&L (the fixture's futures were opened this
+    session: their settlement price is the entry), margin balance = equity (a portfolio-margin account), the
+    margins the sums of the positions' own. Greeks other than delta are not modelled by the fixture: 0."""
+    items = account.positions.get(currency, [])
+    options = [p for p in items if p["kind"] == "option"]
+    futures_ = [p for p in items if p["kind"] == "future"]
+    balance = account.balances.get(currency, 0.0)
+    options_pl = sum(p["floating_profit_loss"] for p in options)
+    futures_pl = sum(p["floating_profit_loss"] for p in futures_)
+    equity = balance + sum(p["size"] * p["mark_price"] for p in options) + futures_pl
+    im, mm = sum(p["initial_margin"] for p in items), sum(p["maintenance_margin"] for p in items)
+    summary: dict[str, Any] = {
+        "currency": currency, "balance": balance, "equity": equity, "margin_balance": equity,
+        "initial_margin": im, "maintenance_margin": mm, "projected_initial_margin": im,
+        "projected_maintenance_margin": mm, "available_funds": equity - im,
+        "available_withdrawal_funds": max(0.0, min(balance, equity - im)), "portfolio_margining_enabled": True,
+        "delta_total": sum(p["delta"] for p in items), "options_delta": sum(p["delta"] for p in options),
+        "options_gamma": 0.0, "options_vega": 0.0, "options_theta": 0.0,
+        "options_pl": options_pl, "options_session_upl": options_pl, "options_session_rpl": 0.0,
+        "futures_pl": futures_pl, "futures_session_upl": futures_pl, "futures_session_rpl": 0.0,
+        "total_pl": options_pl + futures_pl, "session_upl": options_pl + futures_pl, "session_rpl": 0.0,
+        "session_funding": 0.0,
+    }
+    if extended:
+        summary.update({"id": 1001, "email": "metarisk-fixture@example.invalid", "system_name": account.client_id,
+                        "username": account.client_id, "type": "main", "tfa_enabled": True})
+    return summary
 
 
 def make_fixture(scenario: MarketScenario) -> DeribitFixture:
@@ -229,10 +264,14 @@ def make_app(fixture: DeribitFixture, faults: Faults | None = None, *, validate:
             fixture.tokens.add(token)
             return respond(route, {"access_token": token, "token_type": "bearer", "expires_in": 900,
                                    "refresh_token": f"refresh-{token}", "scope": "account:read trade:read"})
-        if route == "/private/get_positions":
+        if route.startswith("/private/"):
             auth = request.headers.get("Authorization", "")
             if not auth.lower().startswith("bearer ") or auth.split(" ", 1)[1] not in fixture.tokens:
                 return error(13009, "unauthorized", status=401)
+        if route == "/private/get_account_summary":
+            return respond(route, account_summary(fixture.account, query["currency"],
+                                                  extended=query.get("extended") == "true"))
+        if route == "/private/get_positions":
             items = fixture.account.positions.get(query["currency"], [])
             kind = query.get("kind")
             return respond(route, [p for p in items if kind is None or p["kind"] == kind])

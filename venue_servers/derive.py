@@ -103,12 +103,14 @@ class DeriveFixture:
 def _position(name: str, kind: str, amount: float, avg: float, mark: float, index: float, im: float, mm: float,
               delta: float, t_ms: int) -> dict[str, Any]:
     pnl = amount * (mark - avg)
+    # an option is worth its mark; a perp's value is its unrealised P&L (its notional is not the holder's)
+    value = amount * mark if kind == "option" else pnl
     return {
         "instrument_name": name, "instrument_type": kind, "amount": dec(amount, 4), "amount_step": "0.01",
         "average_price": dec(avg, 4), "average_price_excl_fees": dec(avg, 4), "creation_timestamp": t_ms,
         "cumulative_funding": "0", "delta": dec(delta, 5), "gamma": "0", "index_price": dec(index, 2),
         "initial_margin": dec(im, 2), "maintenance_margin": dec(mm, 2), "mark_price": dec(mark, 4),
-        "mark_value": dec(amount * mark, 2), "net_settlements": "0", "open_orders_margin": "0",
+        "mark_value": dec(value, 2), "net_settlements": "0", "open_orders_margin": "0",
         "pending_funding": "0", "realized_pnl": "0", "realized_pnl_excl_fees": "0", "theta": "0", "total_fees": "0",
         "unrealized_pnl": dec(pnl, 2), "unrealized_pnl_excl_fees": dec(pnl, 2), "vega": "0", "leverage": None,
         "liquidation_price": None,
@@ -141,17 +143,25 @@ def default_subaccount(fx: DeriveFixture) -> dict[str, Any]:
         _position("ETH-PERP", "perp", 2.5, eth_index * 0.98, eth_index * 1.0001, eth_index, 400.0, 250.0, 2.5, t),
     ]
     collaterals = [_collateral("USDC", 50_000.0, 1.0, t), _collateral("ETH", 3.0, eth_index, t)]
-    im, mm = 1900.0 + 0.0, 1450.0
-    value = 50_000.0 + 3.0 * eth_index + sum(float(p["mark_value"]) for p in positions)
+    # the positions' requirements: Derive reports margins as balances (value less requirement; below 0 is short of
+    # margin), each part's own: collaterals carry their value (no haircut on USDC and ETH here), positions their
+    # value less their requirement
+    im, mm = 1900.0, 1450.0
+    collaterals_value = 50_000.0 + 3.0 * eth_index
+    positions_value = sum(float(p["mark_value"]) for p in positions)
     return {
         "subaccount_id": SUBACCOUNT_ID, "label": "metarisk fixture", "currency": ["USDC", "ETH"], "manager_id": 2,
         "risk_universe_id": 0, "margin_type": "PM2", "is_under_liquidation": False, "failed_to_fetch": False,
-        "collaterals": collaterals, "collaterals_initial_margin": "0", "collaterals_maintenance_margin": "0",
-        "collaterals_value": dec(50_000.0 + 3.0 * eth_index, 2), "positions": positions,
-        "positions_initial_margin": dec(-im, 2), "positions_maintenance_margin": dec(-mm, 2),
-        "positions_value": dec(sum(float(p["mark_value"]) for p in positions), 2), "initial_margin": dec(-im, 2),
-        "maintenance_margin": dec(-mm, 2), "open_orders": [], "open_orders_margin": "0", "mm_credits": "0",
-        "projected_margin_change": "0", "subaccount_value": dec(value, 2), "vault_deposit_holds": [],
+        "collaterals": collaterals, "collaterals_initial_margin": dec(collaterals_value, 2),
+        "collaterals_maintenance_margin": dec(collaterals_value, 2),
+        "collaterals_value": dec(collaterals_value, 2), "positions": positions,
+        "positions_initial_margin": dec(positions_value - im, 2),
+        "positions_maintenance_margin": dec(positions_value - mm, 2),
+        "positions_value": dec(positions_value, 2),
+        "initial_margin": dec(collaterals_value + positions_value - im, 2),
+        "maintenance_margin": dec(collaterals_value + positions_value - mm, 2), "open_orders": [],
+        "open_orders_margin": "0", "mm_credits": "0", "projected_margin_change": "0",
+        "subaccount_value": dec(collaterals_value + positions_value, 2), "vault_deposit_holds": [],
     }
 
 

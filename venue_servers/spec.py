@@ -59,6 +59,15 @@ def _resp(route: str) -> tuple[str | int, ...]:
             "properties", "result")
 
 
+_ACCOUNT_SUMMARY_REQUIRED = [
+    "available_funds", "available_withdrawal_funds", "balance", "currency", "delta_total", "email", "equity",
+    "futures_pl", "futures_session_rpl", "futures_session_upl", "id", "initial_margin", "maintenance_margin",
+    "options_delta", "options_gamma", "options_pl", "options_session_rpl", "options_session_upl", "options_theta",
+    "options_vega", "session_funding", "session_rpl", "session_upl", "system_name", "tfa_enabled", "total_pl", "type",
+    "username",
+]
+_ACCOUNT_SUMMARY_EXTENDED = ("id", "email", "system_name", "type", "username", "tfa_enabled")
+
 DERIBIT_ERRATA: tuple[Erratum, ...] = (
     Erratum(_resp("/public/get_book_summary_by_currency") + ("items", "required"), "replace-item", "base currency",
             "base_currency", "the property is declared as base_currency; 'base currency' (a space) cannot be sent"),
@@ -77,6 +86,10 @@ DERIBIT_ERRATA: tuple[Erratum, ...] = (
             "the BTC key is described as present only for currency BTC; ETH answers an ETH key"),
     Erratum(_resp("/private/get_positions") + ("items", "required"), "replace-item", "relized_profit_loss",
             "realized_profit_loss", "typo: the declared property is realized_profit_loss"),
+    Erratum(_resp("/private/get_account_summary") + ("required",), "set", _ACCOUNT_SUMMARY_REQUIRED,
+            [k for k in _ACCOUNT_SUMMARY_REQUIRED if k not in _ACCOUNT_SUMMARY_EXTENDED],
+            "id, email, system_name, type, username and tfa_enabled are described as 'available when parameter "
+            "extended = true': not required without it"),
     Erratum(_resp("/public/auth") + ("properties",), "rename-key", "acccess_token", "access_token",
             "typo: access_token is the required property and what the API sends"),
 )

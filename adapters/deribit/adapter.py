@@ -1,12 +1,16 @@
-"""Deribit: public/auth (client_credentials of a read-only key) then private/get_positions per currency.
+"""Deribit: public/auth (client_credentials of a read-only key), then per currency private/get_positions,
+private/get_account_summary and public/get_index.
 
 - Options are inverse (coin-settled): `size` is signed, in coin; strike, expiry (08:00 UTC) and type come from the
   instrument name (BTC-27MAR26-90000-P).
 - Futures and perpetuals are inverse too, sized in USD. Converted at the current price, an inverse contract's USD
   P&L is size_usd x (1/entry - 1/F) x F = (size_usd / entry) x (F - entry): linear, with quantity size_usd / entry
   in coin. That is the schema's linear future/perp with `entry_price`.
-- The venue's own initial and maintenance margin (in coin) are summed per currency, converted at the index, and
-  reported in a `deribit-portfolio-margin` VenueState, shown beside the universal figure.
+- The account's collateral is its cash balance per currency (`balance` of get_account_summary, in coin): a spot
+  holding of the coin. The options' mark value and the futures' P&L are the positions' own, so the universal equity
+  adds up as Deribit's `equity` does (balance + options value + futures P&L).
+- The venue's own initial and maintenance margin and equity (in coin, from the account summary) are converted at
+  the index and reported in a `deribit-portfolio-margin` VenueState, shown beside the universal figure.
 """
 
 from __future__ import annotations
@@ -19,7 +23,14 @@ import aiohttp
 
 from adapters.base import AdapterResult
 from risk_core.schema.market import SourceStatus
-from risk_core.schema.positions import FuturePosition, OptionPosition, PerpPosition, Position, Provenance
+from risk_core.schema.positions import (
+    FuturePosition,
+    OptionPosition,
+    PerpPosition,
+    Position,
+    Provenance,
+    SpotPosition,
+)
 from risk_core.schema.venues import VenueState
 from venue_http import SourceError, VenueModel, parse, request_json
 
@@ -49,10 +60,37 @@ class Position_(VenueModel):
     maintenance_margin: float
 
 
+class AccountSummary(VenueModel):
+    currency: str
+    balance: float
+    equity: float
+    initial_margin: float
+    maintenance_margin: float
+
+
 def parse_expiry(code: str) -> datetime:
     """'27MAR26' -> 2026-03-27 08:00 UTC (Deribit's expiry time)."""
     day, month, year = int(code[:-5]), MONTHS[code[-5:-2]], 2000 + int(code[-2:])
     return datetime(year, month, day, 8, tzinfo=UTC)
+
+
+def compute_balance(summary: AccountSummary, *, account: str, as_of: datetime) -> SpotPosition:
+    return SpotPosition(kind="spot", venue="deribit", chain=CHAIN, account=account, asset=summary.currency,
+                        quantity=summary.balance, provenance=Provenance(source="deribit", timestamp=as_of),
+                        id=f"deribit:{summary.currency}")
+
+
+def compute_reported(summaries: list[AccountSummary], index: dict[str, float]) -> dict[str, float]:
+    """The venue's own figures per currency in coin and USD (at the index), and their USD totals."""
+    reported: dict[str, float] = {}
+    for s in summaries:
+        for name in ("equity", "initial_margin", "maintenance_margin"):
+            coin = getattr(s, name)
+            reported[f"{s.currency}.{name}"] = coin
+            reported[f"{s.currency}.{name}_usd"] = coin * index[s.currency]
+    for name in ("equity", "initial_margin", "maintenance_margin"):
+        reported[f"{name}_usd"] = sum(reported[f"{s.currency}.{name}_usd"] for s in summaries)
+    return reported
 
 
 def compute_position(p: Position_, *, account: str, as_of: datetime) -> Position:
@@ -96,30 +134,34 @@ async def fetch_deribit_positions(
         auth = parse(Auth, await _call(session, base_url, "public/auth", timeout_s=timeout_s,
                                        grant_type="client_credentials", client_id=client_id,
                                        client_secret=client_secret), what="deribit auth")
-        pages = await asyncio.gather(*(
-            _call(session, base_url, "private/get_positions", timeout_s=timeout_s, token=auth.access_token,
-                  currency=c) for c in currencies))
+        token = auth.access_token
+
+        async def currency_reads(currency: str) -> tuple[Any, Any, Any]:
+            return await asyncio.gather(
+                _call(session, base_url, "private/get_positions", timeout_s=timeout_s, token=token, currency=currency),
+                _call(session, base_url, "private/get_account_summary", timeout_s=timeout_s, token=token,
+                      currency=currency),
+                _call(session, base_url, "public/get_index", timeout_s=timeout_s, currency=currency))
+
+        reads = await asyncio.gather(*(currency_reads(c) for c in currencies))
         positions: list[Position] = []
-        reported: dict[str, float] = {}
-        for cur, page in zip(currencies, pages, strict=True):
+        summaries: list[AccountSummary] = []
+        index: dict[str, float] = {}
+        for cur, (page, summary, idx) in zip(currencies, reads, strict=True):
             if not isinstance(page, list):
                 raise SourceError("unexpected deribit get_positions response: not a list")
             items = [parse(Position_, x, what="deribit position") for x in page]
             positions.extend(compute_position(p, account=account, as_of=at) for p in items if p.size != 0)
-            if items:
-                index = items[0].index_price
-                im, mm = sum(p.initial_margin for p in items), sum(p.maintenance_margin for p in items)
-                reported.update({f"{cur}.initial_margin": im, f"{cur}.maintenance_margin": mm,
-                                 f"{cur}.initial_margin_usd": im * index, f"{cur}.maintenance_margin_usd": mm * index})
+            summaries.append(parse(AccountSummary, summary, what="deribit get_account_summary"))
+            if not isinstance(idx, dict) or not isinstance(idx.get(cur), int | float):
+                raise SourceError(f"unexpected deribit get_index response: no {cur} price")
+            index[cur] = float(idx[cur])
+        positions.extend(compute_balance(s, account=account, as_of=at) for s in summaries if s.balance != 0)
+        reported = compute_reported(summaries, index)
     except SourceError as e:
         return AdapterResult(source=source, status=SourceStatus(name=source, status="failed", reason=str(e),
                                                                 as_of=at))
     status = SourceStatus(name=source, status="ok", reason=f"{len(positions)} positions", as_of=at)
-    if reported:
-        reported["initial_margin_usd"] = sum(v for k, v in reported.items() if k.endswith(".initial_margin_usd"))
-        reported["maintenance_margin_usd"] = sum(
-            v for k, v in reported.items() if k.endswith(".maintenance_margin_usd")
-        )
     states = [VenueState(venue="deribit", chain=CHAIN, account=account, method="deribit-portfolio-margin",
-                         reported=reported)] if reported else []
+                         reported=reported, provenance=Provenance(source="deribit", timestamp=at))]
     return AdapterResult(source=source, status=status, positions=positions, venue_states=states)

@@ -4,7 +4,9 @@ Auth (Derive's REST scheme): headers X-DeriveWallet (the Derive smart-contract w
 milliseconds) and X-DeriveSignature (EIP-191 personal_sign of that timestamp string by the session key); the older
 X-Lyra* names are sent too. Options are USDC-linear (ETH-20260327-3600-C: expiry date at 08:00 UTC), perps
 USD-linear with their average price, collaterals spot balances. A PM2 subaccount gets a `derive-pm2` VenueState
-with the venue's own margins.
+with the venue's own margins: Derive reports `initial_margin` and `maintenance_margin` as margin balances (the
+subaccount's value less the requirement; below zero is short of margin), so the requirements in USD are
+`subaccount_value` less each.
 """
 
 from __future__ import annotations
@@ -115,7 +117,11 @@ async def fetch_derive_positions(
         states.append(VenueState(
             venue="derive", chain=CHAIN, account=f"{wallet}/{sub.subaccount_id}", method=method,  # type: ignore[arg-type]
             reported={"initial_margin": sub.initial_margin, "maintenance_margin": sub.maintenance_margin,
-                      "subaccount_value": sub.subaccount_value},
+                      "subaccount_value": sub.subaccount_value,
+                      # Derive's margins are balances (value less requirement): the requirements themselves
+                      "initial_margin_usd": sub.subaccount_value - sub.initial_margin,
+                      "maintenance_margin_usd": sub.subaccount_value - sub.maintenance_margin,
+                      "equity_usd": sub.subaccount_value},
             parameters={"margin_type": sub.margin_type, "is_under_liquidation": sub.is_under_liquidation},
             provenance=Provenance(source="derive", timestamp=at),
         ))

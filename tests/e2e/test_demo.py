@@ -125,6 +125,30 @@ async def test_account_risk(running: Running) -> None:
     assert stored.computed_at.isoformat().replace("+00:00", "Z") == report["computed_at"].replace("+00:00", "Z")
 
 
+async def test_each_venue_equity_stands_beside_the_venues_own_margin(running: Running) -> None:
+    """The off-chain venue-accounts' collateral is read (Deribit's cash per currency, Derive's collaterals,
+    Hyperliquid's account value and spot balances): each equity as the report adds it up matches the venue's own
+    account figure and stands above the venue's own maintenance margin, as a live, healthy account's does."""
+    report = await get_json(running.client, f"/v1/accounts/{DEMO_ACCOUNT}/risk")
+    equity = {venue: b["equity_usd"] for venue, b in report["by_venue"].items()}
+    own = {m["venue"]: m["reported"] for m in report["venue_margins"] if m["chain"] != "ethereum"
+           and m["method"] != "aave-v3-health-factor"}
+    assert set(own) == {"deribit", "derive", "hyperliquid", "hyperliquid-xyz"}
+    # Deribit: equity (cash + options value + futures P&L) at the venue's index vs the snapshot's spot
+    assert equity["deribit"] >= own["deribit"]["maintenance_margin_usd"] > 0
+    assert equity["deribit"] == pytest.approx(own["deribit"]["equity_usd"], rel=0.01)
+    # Derive reports margin balances: above zero is not short of margin; the requirement is value less balance
+    assert own["derive"]["maintenance_margin"] > 0
+    assert equity["derive"] == pytest.approx(own["derive"]["subaccount_value"], rel=0.01)
+    assert equity["derive"] >= own["derive"]["subaccount_value"] - own["derive"]["maintenance_margin"] > 0
+    for venue in ("hyperliquid", "hyperliquid-xyz"):
+        assert equity[venue] == pytest.approx(own[venue]["account_value_usd"], rel=0.01)
+        assert equity[venue] >= own[venue]["maintenance_margin_usd"] > 0
+    # the cash behind them is a position with its provenance
+    cash = {p["id"] for p in report["positions"] if p["kind"] == "spot" and p["venue"] in own}
+    assert {"deribit:BTC", "deribit:ETH", "derive:USDC", "derive:ETH", "hyperliquid:USDC"} <= cash
+
+
 async def test_wallet_routes(running: Running) -> None:
     wallet = running.demo.devnet.manifest.demo_account
     client = running.client

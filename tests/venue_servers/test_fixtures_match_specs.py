@@ -41,6 +41,13 @@ def test_deribit_fixtures_match_the_openapi(deribit_fx: deribit.DeribitFixture) 
     validate_deribit_response("/public/get_book_summary_by_currency", envelope(summaries))
     for cur in ("BTC", "ETH"):
         validate_deribit_response("/private/get_positions", envelope(deribit_fx.account.positions[cur]))
+        for extended in (False, True):
+            summary = deribit.account_summary(deribit_fx.account, cur, extended=extended)
+            validate_deribit_response("/private/get_account_summary", envelope(summary))
+    drifted = deribit.account_summary(deribit_fx.account, "BTC", extended=False)
+    drifted.pop("balance")
+    with pytest.raises(SpecViolation, match="'balance' is a required property"):
+        validate_deribit_response("/private/get_account_summary", envelope(drifted))
 
 
 @pytest.mark.parametrize(

@@ -90,16 +90,51 @@ async def test_deribit_options_and_futures_with_venue_margins(venues: VenueServe
     assert f.quantity == pytest.approx(50_000.0 / 92_000.0) and f.entry_price == 92_000.0
     code = fr["instrument_name"].split("-")[1]
     assert f.expiry == datetime.strptime(code, "%d%b%y").replace(hour=8, tzinfo=UTC)
-    btc = acct.positions["BTC"]
     (state,) = r.venue_states
     assert state.method == "deribit-portfolio-margin" and state.account == f.account
-    assert state.reported["BTC.maintenance_margin"] == pytest.approx(sum(p["maintenance_margin"] for p in btc))
-    assert state.reported["BTC.maintenance_margin_usd"] == pytest.approx(
-        sum(p["maintenance_margin"] for p in btc) * btc[0]["index_price"])
-    per_currency = [state.reported[f"{c}.maintenance_margin_usd"] for c in ("BTC", "ETH")
-                    if f"{c}.maintenance_margin_usd" in state.reported]
-    assert state.reported["maintenance_margin_usd"] == pytest.approx(sum(per_currency))
+    assert state.provenance is not None and state.provenance.source == "deribit"
+    # the venue's own figures: the account summary per currency, in coin and at the venue's index
+    for cur in ("BTC", "ETH"):
+        own = [p for p in acct.positions[cur]]
+        index = venues.deribit.index(cur)
+        assert state.reported[f"{cur}.maintenance_margin"] == pytest.approx(sum(p["maintenance_margin"] for p in own))
+        assert state.reported[f"{cur}.maintenance_margin_usd"] == pytest.approx(
+            sum(p["maintenance_margin"] for p in own) * index)
+        options_value = sum(p["size"] * p["mark_price"] for p in own if p["kind"] == "option")
+        futures_pl = sum(p["floating_profit_loss"] for p in own if p["kind"] == "future")
+        assert state.reported[f"{cur}.equity"] == pytest.approx(acct.balances[cur] + options_value + futures_pl)
+    assert state.reported["maintenance_margin_usd"] == pytest.approx(
+        state.reported["BTC.maintenance_margin_usd"] + state.reported["ETH.maintenance_margin_usd"])
+    # the collateral: each currency's cash balance, a spot holding of the coin with its provenance
+    cash = {p.asset: p for p in r.positions if isinstance(p, SpotPosition)}
+    assert {a: p.quantity for a, p in cash.items()} == acct.balances
+    assert all(p.venue == "deribit" and p.provenance is not None and p.provenance.source == "deribit"
+               and p.provenance.timestamp is not None for p in cash.values())
     assert fr["kind"] == "future"
+
+
+async def test_deribit_account_summary_answers_as_the_spec_says(venues: VenueServers) -> None:
+    """Extended or not, the served summary passes the real spec (the server validates every answer); extended
+    adds the account's identity fields, which the spec describes as present only then."""
+    acct = venues.deribit.account
+    base = venues.urls["deribit"]
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{base}/public/auth", params={"grant_type": "client_credentials",
+                                                        "client_id": acct.client_id,
+                                                        "client_secret": acct.client_secret}) as resp:
+            token = (await resp.json())["result"]["access_token"]
+        bodies = {}
+        for extended in ("false", "true"):
+            async with s.get(f"{base}/private/get_account_summary", params={"currency": "BTC", "extended": extended},
+                             headers={"Authorization": f"Bearer {token}"}) as resp:
+                assert resp.status == 200
+                bodies[extended] = (await resp.json())["result"]
+        async with s.get(f"{base}/private/get_account_summary", params={"currency": "BTC"}) as resp:
+            assert resp.status == 401
+    assert set(bodies["true"]) - set(bodies["false"]) == {"id", "email", "system_name", "type", "username",
+                                                          "tfa_enabled"}
+    assert bodies["false"]["balance"] == acct.balances["BTC"]
+    assert bodies["false"]["margin_balance"] == bodies["false"]["equity"]
 
 
 async def test_deribit_bad_key_and_outage(venues: VenueServers) -> None:
