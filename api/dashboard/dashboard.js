@@ -611,6 +611,128 @@ function renderVenueMargins(r) {
   show("venue-margins");
 }
 
+// ---------------------------------------------------------------- why the figure is what it is
+
+function offsetRow(label, field, x, ...more) {
+  return el("tr", {}, el("th", { scope: "row" }, label), el("td", { class: "num", "data-offset": field }, num(x)), more);
+}
+
+/** The netting levels of the combined scenario risk and the credit each offset earned (report.offsets). */
+function renderOffsets(r) {
+  const o = r.offsets;
+  if (!o) return;
+  const credited = (offset, credit, earned, field) =>
+    el(
+      "tr",
+      {},
+      el("th", { scope: "row" }, offset),
+      el("td", { class: "num", "data-offset": `${field}_offset_usd` }, num(o[`${field}_offset_usd`])),
+      el("td", { class: "num", "data-offset": `${field}_credit` }, pct(credit, 0)),
+      el("td", { class: "num", "data-offset": `${field}_credit_usd` }, num(earned)),
+    );
+  const hedge =
+    o.cross_chain_offset_usd > 0 && o.cross_chain_credit < 1
+      ? el(
+          "p",
+          { class: "note", id: "offsets-hedge" },
+          `A hedge held on another chain earns ${pct(o.cross_chain_credit, 0)} of the risk it offsets: the rest ` +
+            `(${usd(o.cross_chain_offset_usd - o.cross_chain_credit_usd)} here) stays in the figure, so such a ` +
+            "hedge can raise the margin above that of the unhedged side alone.",
+        )
+      : null;
+  fill(
+    "offsets-body",
+    table({
+      label: "Scenario risk at each level of netting",
+      head: ["Netted", ["Risk USD", "num"]],
+      rows: [
+        offsetRow("Everything as one portfolio", "everything_usd", o.everything_usd),
+        offsetRow("Each chain alone, summed", "chains_siloed_usd", o.chains_siloed_usd),
+        offsetRow("Each venue-account alone, summed", "venue_accounts_siloed_usd", o.venue_accounts_siloed_usd),
+      ],
+      className: "data compact",
+    }),
+    table({
+      label: "Credit earned by each offset",
+      head: ["Offset", ["Offset USD", "num"], ["Credit", "num"], ["Credited USD", "num"]],
+      rows: [
+        credited("Across chains", o.cross_chain_credit, o.cross_chain_credit_usd, "cross_chain"),
+        credited("Across venues on one chain", o.cross_venue_credit, o.cross_venue_credit_usd, "cross_venue"),
+        el(
+          "tr",
+          {},
+          el("th", { scope: "row" }, "Combined risk = venue-accounts summed − credits"),
+          el("td", {}),
+          el("td", {}),
+          el("td", { class: "num", "data-offset": "combined_risk_usd" }, num(o.combined_risk_usd)),
+        ),
+      ],
+      className: "data compact",
+    }),
+    hedge,
+    table({
+      label: "Scenario risk of each chain and venue-account netted alone",
+      head: ["Chain", "Venue-account", ["Risk USD", "num"]],
+      rows: [
+        ...Object.entries(o.risk_by_chain_usd).map(([chain, risk]) =>
+          el("tr", { "data-chain": chain }, el("th", { scope: "row" }, chain), el("td", {}, "all"), numCell(num(risk), risk)),
+        ),
+        ...o.risk_by_venue_account.map((a) =>
+          el(
+            "tr",
+            { "data-venue-account": `${a.venue}|${a.chain}|${a.account}` },
+            el("th", { scope: "row" }, a.chain),
+            el("td", {}, `${a.venue} ${shortAccount(a.account)}`),
+            numCell(num(a.risk_usd), a.risk_usd),
+          ),
+        ),
+      ],
+      className: "data compact",
+    }),
+  );
+  show("offsets");
+}
+
+/** Each venue's own maintenance margin beside the universal one of the same venue-account, and why they differ. */
+function renderVenueComparison(r) {
+  const margins = (r.venue_margins ?? []).filter((m) => m.universal_maintenance_margin_usd != null);
+  if (!margins.length) return;
+  fill(
+    "venue-comparison-body",
+    margins.map((m) => {
+      const own = m.venue_maintenance_margin_usd;
+      const universal = m.universal_maintenance_margin_usd;
+      const ratio = isNumber(own) && own > 0 ? `${num(universal / own, 1)}× the venue's` : DASH;
+      return el(
+        "div",
+        { class: "venue-margin", "data-venue-account": `${m.venue}|${m.chain}|${m.account}` },
+        table({
+          label: `${m.venue} on ${m.chain}, account ${m.account}: universal and venue maintenance margin`,
+          caption: `${m.venue} · ${m.chain} · ${shortAccount(m.account)}`,
+          head: ["", ["USD", "num"]],
+          rows: [
+            el("tr", {}, el("th", { scope: "row" }, "Venue's own MM"), el("td", { class: "num", "data-compare": "venue" }, isNumber(own) ? num(own) : "none")),
+            el("tr", {}, el("th", { scope: "row" }, "Universal MM, this venue-account alone"), el("td", { class: "num", "data-compare": "universal" }, num(universal))),
+            el("tr", {}, el("th", { scope: "row" }, " of which scenario risk"), el("td", { class: "num", "data-compare": "risk" }, num(m.universal_risk_usd))),
+            el("tr", {}, el("th", { scope: "row" }, " of which contingencies"), el("td", { class: "num", "data-compare": "contingency" }, num(m.universal_contingency_usd))),
+            el("tr", {}, el("th", { scope: "row" }, "Universal / venue"), el("td", { class: "num", "data-compare": "ratio" }, ratio)),
+          ],
+          className: "data compact",
+        }),
+        el("p", { class: "note", "data-compare": "method" }, `The venue: ${m.method_summary}.`),
+        el(
+          "p",
+          { class: "note" },
+          "The universal figure: the worst loss of these positions over the scan ranges, vol shocks, dampened " +
+            "tails and skew scenarios of the risk parameters, plus contingencies. In the wallet's figure this " +
+            "risk nets against the other venue-accounts' with the offset credits above.",
+        ),
+      );
+    }),
+  );
+  show("venue-comparison");
+}
+
 function renderSources(r) {
   const sources = r.sources ?? [];
   if (!sources.length) return;
@@ -649,6 +771,8 @@ function render(report) {
   }
   renderUnderlyings(report);
   renderVenueMargins(report);
+  renderOffsets(report);
+  renderVenueComparison(report);
   renderSources(report);
 }
 

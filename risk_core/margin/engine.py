@@ -27,10 +27,12 @@ from risk_core.schema.report import (
     LiquidationPlan,
     LiquidationStep,
     MarginReport,
+    OffsetDecomposition,
     PositionRisk,
     ScenarioGrid,
     ScenarioPoint,
     UnderlyingRisk,
+    VenueAccountRisk,
 )
 from risk_core.schema.request import MarginRequest
 from risk_core.schema.venues import VenueState
@@ -95,7 +97,7 @@ def compute_margin(
     n_venues, n_chains = len(venues), len(chains)
     venue_mm = figures.maintenance[1 : 1 + n_venues]
     chain_mm = figures.maintenance[1 + n_venues : 1 + n_venues + n_chains]
-    state_mm = figures.maintenance[1 + n_venues + n_chains :]
+    states = slice(1 + n_venues + n_chains, None)
     mm = float(figures.maintenance[0])
     im = mm * params.im_factor
     standalone = arrays.standalone_margins()
@@ -166,7 +168,37 @@ def compute_margin(
         by_venue=_breakdown(venues, venue_member, venue_mm, value, haircut),
         by_chain=_breakdown(chains, chain_member, chain_mm, value, haircut),
         liquidation_plan=plan,
-        venue_margins=compute_venue_margins(positions, market, venue_states, universal_mm=state_mm.tolist()),
+        venue_margins=compute_venue_margins(
+            positions, market, venue_states, universal_mm=figures.maintenance[states].tolist(),
+            universal_risk=figures.risk[states].tolist(), universal_contingency=figures.contingency[states].tolist(),
+        ),
+        offsets=_offsets(arrays, figures.levels[0], params),
+    )
+
+
+def _offsets(arrays: RiskArrays, levels: Array, params: RiskParams) -> OffsetDecomposition:
+    """The book's netting levels and the credit each offset earned: the terms of `combine_levels`, by name."""
+    everything, by_chain, by_account = arrays.split_levels(levels)
+    chains_siloed = sum(by_chain.values())
+    accounts_siloed = sum(risk for _, risk in by_account)
+    credit = params.offset_credit
+    cross_chain, cross_venue = chains_siloed - everything, accounts_siloed - chains_siloed
+    return OffsetDecomposition(
+        everything_usd=everything,
+        risk_by_chain_usd=by_chain,
+        chains_siloed_usd=chains_siloed,
+        risk_by_venue_account=[
+            VenueAccountRisk(venue=venue, chain=chain, account=account, risk_usd=risk)
+            for (venue, chain, account), risk in by_account
+        ],
+        venue_accounts_siloed_usd=accounts_siloed,
+        cross_chain_offset_usd=cross_chain,
+        cross_chain_credit=credit.cross_chain,
+        cross_chain_credit_usd=credit.cross_chain * cross_chain,
+        cross_venue_offset_usd=cross_venue,
+        cross_venue_credit=credit.cross_venue,
+        cross_venue_credit_usd=credit.cross_venue * cross_venue,
+        combined_risk_usd=accounts_siloed - credit.cross_chain * cross_chain - credit.cross_venue * cross_venue,
     )
 
 

@@ -20,10 +20,12 @@ Array = NDArray[np.float64]
 
 @dataclass(frozen=True)
 class MarginFigures:
-    """Per weight row: combined scenario risk, contingencies, and their sum, the maintenance margin."""
+    """Per weight row: combined scenario risk, contingencies, and their sum, the maintenance margin; and the
+    scenario risk of each netting level the combination starts from (`RiskArrays.level_names` names the columns)."""
 
     risk: Array
     contingency: Array
+    levels: Array
 
     @property
     def maintenance(self) -> Array:
@@ -62,6 +64,8 @@ class RiskArrays:
         venue_accounts = book.places.venue_accounts
         chains = sorted({chain for _, chain, _ in venue_accounts})
         self.n_chains = len(chains)
+        self.chains: list[str] = chains
+        self.venue_accounts: list[tuple[str, str, str]] = list(venue_accounts)
         groups = np.zeros((1 + len(chains) + len(venue_accounts), n))
         groups[0] = 1.0
         chain_row = {c: 1 + j for j, c in enumerate(chains)}
@@ -112,7 +116,15 @@ class RiskArrays:
             siloed_by_account=risk[:, 1 + self.n_chains :].sum(axis=1),
             offsets=self.params.offset_credit,
         )
-        return MarginFigures(risk=combined, contingency=self.contingency(w))
+        return MarginFigures(risk=combined, contingency=self.contingency(w), levels=risk)
+
+    def split_levels(self, levels: Array) -> tuple[float, dict[str, float], list[tuple[tuple[str, str, str], float]]]:
+        """One row of `MarginFigures.levels` by name: the risk of everything netted together, of each chain's
+        positions netted together, and of each venue-account's."""
+        row = levels.tolist()
+        by_chain = dict(zip(self.chains, row[1 : 1 + self.n_chains], strict=True))
+        by_account = list(zip(self.venue_accounts, row[1 + self.n_chains :], strict=True))
+        return row[0], by_chain, by_account
 
     def standalone_margins(self) -> Array:
         """Maintenance margin of each position alone, as one venue-account (no chain or venue levels): what

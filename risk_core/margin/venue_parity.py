@@ -31,6 +31,8 @@ def compute_venue_margins(
     states: Sequence[VenueState],
     *,
     universal_mm: Sequence[float] | None = None,
+    universal_risk: Sequence[float] | None = None,
+    universal_contingency: Sequence[float] | None = None,
 ) -> list[VenueMargin]:
     """Raises InputError naming `venue_states[i]...` when a state's inputs are invalid; a state missing inputs is
     shown with the venue's figure only and a note."""
@@ -47,17 +49,23 @@ def compute_venue_margins(
             # the venue reported its figure but not the inputs its method needs: show the figure, say why alone
             reproduced, note = {}, f"not reproduced: parameters lack {e.args[0]}"
         shared = sorted(set(reproduced) & set(state.reported))
+        equity_key, requirement_key = _VENUE_FIGURES[state.method]
         out.append(
             VenueMargin(
                 venue=state.venue,
                 chain=state.chain,
                 account=state.account,
                 method=state.method,
+                method_summary=METHOD_SUMMARIES[state.method],
                 reproduced=reproduced,
                 reported=dict(state.reported) or None,
                 difference={k: reproduced[k] - state.reported[k] for k in shared} or None,
                 note=note,
+                venue_equity_usd=state.reported.get(equity_key) if equity_key else None,
+                venue_maintenance_margin_usd=state.reported.get(requirement_key) if requirement_key else None,
                 universal_maintenance_margin_usd=universal_mm[i] if universal_mm is not None else None,
+                universal_risk_usd=universal_risk[i] if universal_risk is not None else None,
+                universal_contingency_usd=universal_contingency[i] if universal_contingency is not None else None,
             )
         )
     return out
@@ -168,6 +176,29 @@ def _reported_only(method: str) -> Reproducer:
 
     return reproduce
 
+
+# How each venue computes its own figure: why it differs from the universal model's for the same positions.
+METHOD_SUMMARIES: dict[str, str] = {
+    "aave-v3-health-factor": "Aave v3: health factor = collateral x liquidation threshold / debt, at today's prices; "
+    "no scenarios and no maintenance requirement in USD",
+    "hyperliquid-cross-margin": "Hyperliquid cross margin: each perp's notional / (2 x its max leverage) at the "
+    "mark, no scenarios: a fraction of a percent to a few percent of notional",
+    "derive-pm2": "Derive PM2: the worst loss over its own grid (spot up to +-18%, vol up/down, dampened tails, "
+    "skew) x 0.8, plus contingencies; reported as margin balances (value less requirement)",
+    "derive-standard": "Derive's standard manager: per-position requirements of each naked option and perp, "
+    "reported as margin balances (value less requirement)",
+    "deribit-portfolio-margin": "Deribit portfolio margin: its own scenario grid (BTC and ETH +-16%, vol shocks, "
+    "an extended tail table) computed in coin per currency, MM = 0.8 x IM; cash held in the coin carries no risk "
+    "in coin",
+}
+# The reported keys of the venue's own account value and maintenance requirement in USD (adapters fill them).
+_VENUE_FIGURES: dict[str, tuple[str | None, str | None]] = {
+    "aave-v3-health-factor": (None, None),  # it reports collateral and debt, not an account value
+    "hyperliquid-cross-margin": ("account_value_usd", "maintenance_margin_usd"),
+    "derive-pm2": ("equity_usd", "maintenance_margin_usd"),
+    "derive-standard": ("equity_usd", "maintenance_margin_usd"),
+    "deribit-portfolio-margin": ("equity_usd", "maintenance_margin_usd"),
+}
 
 _REPRODUCERS: dict[str, Reproducer] = {
     "aave-v3-health-factor": _aave,

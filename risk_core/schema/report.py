@@ -134,13 +134,58 @@ class VenueMargin(ReportModel):
     chain: str
     account: str
     method: str
+    method_summary: str = Field(default="", description="how the venue computes its own figure, in one sentence")
     reproduced: dict[str, float]
     reported: dict[str, float] | None = None
     difference: dict[str, float] | None = None
     note: str | None = None
+    venue_equity_usd: float | None = Field(
+        default=None, description="the venue's own account value in USD, as it reports it; null if it reports none"
+    )
+    venue_maintenance_margin_usd: float | None = Field(
+        default=None,
+        description="the venue's own maintenance requirement in USD (a requirement, not a margin balance); null "
+        "for a method without one (Aave's health factor)",
+    )
     universal_maintenance_margin_usd: float | None = Field(
         default=None, description="MM of this venue-account's positions alone under the universal model"
     )
+    universal_risk_usd: float | None = Field(
+        default=None, description="its scenario risk: the worst loss of this venue-account alone over the grid"
+    )
+    universal_contingency_usd: float | None = Field(
+        default=None, description="its contingencies: short-option minimums, perp/future basis, depeg"
+    )
+
+
+class VenueAccountRisk(ReportModel):
+    venue: str
+    chain: str
+    account: str
+    risk_usd: float = Field(description="scenario risk of this venue-account's positions netted together")
+
+
+class OffsetDecomposition(ReportModel):
+    """Where the combined scenario risk comes from: the risk at each netting level, the offsets between levels,
+    and the share of each offset credited. combined = venue_accounts_siloed - cross_chain_credit_usd -
+    cross_venue_credit_usd; with full credit it is `everything_usd`, with none `venue_accounts_siloed_usd`."""
+
+    everything_usd: float = Field(description="scenario risk of every position netted as one portfolio")
+    risk_by_chain_usd: dict[str, float] = Field(description="scenario risk of each chain's positions netted together")
+    chains_siloed_usd: float = Field(description="sum of risk_by_chain_usd")
+    risk_by_venue_account: list[VenueAccountRisk]
+    venue_accounts_siloed_usd: float = Field(description="sum of risk_by_venue_account's risk_usd")
+    cross_chain_offset_usd: float = Field(
+        description="chains_siloed - everything: what offsets between chains would remove, fully credited"
+    )
+    cross_chain_credit: float = Field(description="fraction of the cross-chain offset credited (params)")
+    cross_chain_credit_usd: float = Field(description="cross_chain_credit x cross_chain_offset_usd")
+    cross_venue_offset_usd: float = Field(
+        description="venue_accounts_siloed - chains_siloed: what offsets between venue-accounts on one chain remove"
+    )
+    cross_venue_credit: float = Field(description="fraction of the cross-venue offset credited (params)")
+    cross_venue_credit_usd: float = Field(description="cross_venue_credit x cross_venue_offset_usd")
+    combined_risk_usd: float = Field(description="the report's risk_usd")
 
 
 class MarginReport(ReportModel):
@@ -167,5 +212,9 @@ class MarginReport(ReportModel):
     by_chain: dict[str, Breakdown]
     liquidation_plan: LiquidationPlan | None
     venue_margins: list[VenueMargin] = Field(default_factory=list)
+    offsets: OffsetDecomposition | None = Field(
+        default=None, description="how offsets across venue-accounts and chains were credited; null in reports "
+        "stored before schema 1.3.0"
+    )
     computed_at: AwareDatetime | None = Field(default=None, description="when the service computed it; null offline")
     age_seconds: float | None = Field(default=None, description="age when served; null offline")

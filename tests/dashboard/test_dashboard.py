@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from support.explained import ETH_MAX_LEVERAGE, explained_request
 
 from aggregator.history import AccountHistory, page_of_history
 from aggregator.store.records import ReportHeadline, StoredReport
@@ -145,8 +146,14 @@ def demo_history() -> list[ReportHeadline]:
     return rows
 
 
+@cache
+def explained_report() -> MarginReport:
+    """The demo request with Hyperliquid's own view of its venue-account (support/explained.py)."""
+    return compute_margin_request(explained_request())
+
+
 ACCOUNTS = {"demo": demo_report, "under-water": liquidatable_report, "partial": incomplete_report,
-            "addressed": addressed_report}
+            "addressed": addressed_report, "explained": explained_report}
 
 
 class FakeService:
@@ -363,6 +370,46 @@ def test_the_demo_account(page: Page) -> None:
 
     SCREENSHOT.parent.mkdir(exist_ok=True)
     p.screenshot(path=str(SCREENSHOT), full_page=True)
+    assert page.errors == []
+
+
+def test_the_offsets_and_the_venues_own_margin_are_explained(page: Page) -> None:
+    report = explained_report()
+    request = explained_request()
+    page.open("explained")
+    off = report.offsets
+    assert off is not None
+    for field in ("everything_usd", "chains_siloed_usd", "venue_accounts_siloed_usd", "cross_chain_offset_usd",
+                  "cross_chain_credit_usd", "cross_venue_offset_usd", "cross_venue_credit_usd"):
+        assert page.text(f'[data-offset="{field}"]') == num(getattr(off, field), 2), field
+    assert page.text('[data-offset="cross_chain_credit"]') == "25%"
+    assert page.text('[data-offset="cross_venue_credit"]') == "50%"
+    # the combination, worked out from the levels and the shipped credits: the report's scenario risk
+    combined = (off.venue_accounts_siloed_usd - 0.25 * (off.chains_siloed_usd - off.everything_usd)
+                - 0.5 * (off.venue_accounts_siloed_usd - off.chains_siloed_usd))
+    assert page.text('[data-offset="combined_risk_usd"]') == num(combined, 2) == num(report.risk_usd, 2)
+    assert off.cross_chain_offset_usd > 0  # the demo's Aave ETH and Deribit legs offset across chains
+    uncredited = 0.75 * (off.chains_siloed_usd - off.everything_usd)
+    assert f"the rest ({usd(uncredited)} here) stays in the figure" in page.text("#offsets-hedge")
+    for chain, risk in off.risk_by_chain_usd.items():
+        assert page.text(f'#offsets tr[data-chain="{chain}"] td.num') == num(risk, 2)
+    for level in off.risk_by_venue_account:
+        row = f'#offsets tr[data-venue-account="{level.venue}|{level.chain}|{level.account}"] td.num'
+        assert page.text(row) == num(level.risk_usd, 2)
+
+    # Hyperliquid: its own MM (notional / (2 x max leverage), worked out here) beside the universal one
+    (venue,) = report.venue_margins
+    perp = next(p for p in request.positions if p.venue == "hyperliquid")
+    own = abs(perp.quantity) * 3_000.0 / (2 * ETH_MAX_LEVERAGE)  # type: ignore[union-attr]
+    block = f'#venue-comparison [data-venue-account="hyperliquid|hyperliquid|{venue.account}"]'
+    assert page.text(f'{block} [data-compare="venue"]') == num(own, 2)
+    universal = venue.universal_maintenance_margin_usd
+    assert universal is not None and venue.universal_risk_usd is not None
+    assert page.text(f'{block} [data-compare="universal"]') == num(universal, 2)
+    assert page.text(f'{block} [data-compare="risk"]') == num(venue.universal_risk_usd, 2)
+    ratio, rest = page.text(f'{block} [data-compare="ratio"]').split("\u00d7")
+    assert float(ratio) == pytest.approx(universal / own, abs=0.05 + 1e-9) and rest == " the venue's"
+    assert "notional / (2 x its max leverage)" in page.text(f'{block} [data-compare="method"]')
     assert page.errors == []
 
 
