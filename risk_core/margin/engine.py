@@ -1,4 +1,4 @@
-"""The grid margin model of MARGIN_MODEL.md: from a request to the margin report."""
+"""The grid margin model of docs/margin-model.md: from a request to the margin report."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Scenario sets per underlying: the spot x vol grid, dampened tails and skew tilts (MARGIN_MODEL.md).
+"""Scenario sets per underlying: the spot x vol grid, dampened tails and skew tilts (docs/margin-model.md).
 
 A scenario set is data only; revaluation applies it. The scenario axis is the last array axis everywhere.
 """

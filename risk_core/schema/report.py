@@ -1,4 +1,4 @@
-"""The margin report: every field of MARGIN_MODEL.md's outputs. Outside tools depend on these names."""
+"""The margin report: every field of docs/margin-model.md's outputs. Outside tools depend on these names."""
 
 from __future__ import annotations
 

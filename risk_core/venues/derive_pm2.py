@@ -1,4 +1,4 @@
-"""Derive PM2 portfolio margin, reproduced from the venue's own test-case layout (VENUE_PARITY.md).
+"""Derive PM2 portfolio margin, reproduced from the venue's own test-case layout (docs/venue-parity.md).
 
 Implemented from the method's published description, never from Derive's (BUSL) source. Where the description
 leaves a choice open, Derive's published portfolio cases settle it:

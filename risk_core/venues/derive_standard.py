@@ -1,4 +1,4 @@
-"""Derive standard manager (naked option positions), from the method's description in VENUE_PARITY.md.
+"""Derive standard manager (naked option positions), from the method's description in docs/venue-parity.md.
 
 Each option is margined in isolation; per expiry the balance is then capped by the most the expiry can lose at
 settlement. Figures are *balances* (negative: short of margin), amounts signed (short < 0):

@@ -1,4 +1,4 @@
-"""Golden margins: each expected figure is worked out independently from MARGIN_MODEL.md's default scenarios
+"""Golden margins: each expected figure is worked out independently from docs/margin-model.md's default scenarios
 (tests/support/golden.py re-states them in scalar Python), never read back from the engine."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A small market and an independent scalar re-statement of MARGIN_MODEL.md's default scenarios, so golden
+"""A small market and an independent scalar re-statement of docs/margin-model.md's default scenarios, so golden
 tests can work out expected margins without the engine's code."""
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def bs(forward: float, strike: float, years: float, vol: float, call: bool) -> f
     return strike * n(-d2) - forward * n(-d1)
 
 
-# The defaults of MARGIN_MODEL.md for a major coin, re-stated by hand.
+# The defaults of docs/margin-model.md for a major coin, re-stated by hand.
 SPOT_SHOCKS = [-0.16 + 0.32 * i / 14 for i in range(15)]
 TAILS = [-0.66, -0.33, 0.5, 1.0, 2.0, 3.0]
 COVER = 0.1386

@@ -1,4 +1,4 @@
-"""Derive standard manager: the worked examples of VENUE_PARITY.md and hand-worked expiry cases."""
+"""Derive standard manager: the worked examples of docs/venue-parity.md and hand-worked expiry cases."""
 
 from __future__ import annotations
 
