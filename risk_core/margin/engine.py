@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 from operator import attrgetter
@@ -179,16 +180,17 @@ def compute_margin(
 def _offsets(arrays: RiskArrays, levels: Array, params: RiskParams) -> OffsetDecomposition:
     """The book's netting levels and the credit each offset earned: the terms of `combine_levels`, by name."""
     everything, by_chain, by_account = arrays.split_levels(levels)
-    chains_siloed = sum(by_chain.values())
-    accounts_siloed = sum(risk for _, risk in by_account)
+    chains_siloed = math.fsum(by_chain.values())
+    accounts_siloed = math.fsum(risk for _, risk in by_account)
     credit = params.offset_credit
     cross_chain, cross_venue = chains_siloed - everything, accounts_siloed - chains_siloed
-    return OffsetDecomposition(
+    # built from the engine's own floats and strings: not validated again (see ReportModel.trusted)
+    return OffsetDecomposition.trusted(
         everything_usd=everything,
         risk_by_chain_usd=by_chain,
         chains_siloed_usd=chains_siloed,
         risk_by_venue_account=[
-            VenueAccountRisk(venue=venue, chain=chain, account=account, risk_usd=risk)
+            VenueAccountRisk.trusted(venue=venue, chain=chain, account=account, risk_usd=risk)
             for (venue, chain, account), risk in by_account
         ],
         venue_accounts_siloed_usd=accounts_siloed,
