@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from aiohttp import web
 from venue_servers import deribit, derive, hyperliquid, pyth
 from venue_servers.faults import Faults
 from venue_servers.scenario import MarketScenario, default_scenario
+from venue_servers.spec import load_specifications
 
 
 @dataclass
@@ -41,6 +43,8 @@ async def run_venue_servers(
     scenario: MarketScenario | None = None, *, validate: bool = True
 ) -> AsyncIterator[VenueServers]:
     scn = scenario or default_scenario()
+    if validate:
+        await asyncio.to_thread(load_specifications)
     faults = {name: Faults() for name in ("deribit", "derive", "hyperliquid", "pyth")}
     fx_deribit = deribit.make_fixture(scn)
     fx_derive = derive.make_fixture(scn)

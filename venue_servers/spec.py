@@ -382,6 +382,14 @@ def validate_hermes_latest(body: Any) -> None:
     _check(jsonschema.Draft202012Validator(HERMES_LATEST), body, "hermes /v2/updates/price/latest")
 
 
+def load_specifications() -> None:
+    """Parse every venue's specification now (Deribit's takes seconds): a server started with validation then
+    answers its first request within a client's timeout instead of parsing the spec inside it."""
+    deribit_spec()
+    derive_spec()
+    hyperliquid_recording()
+
+
 Validator = Callable[[Any], None]
 
 _VALIDATED: set[tuple[str, str]] = set()

@@ -75,7 +75,7 @@ async def test_deribit_options_and_futures_with_venue_margins(venues: VenueServe
     async with aiohttp.ClientSession() as s:
         r = await fetch_deribit_positions(s, venues.urls["deribit"], client_id=acct.client_id,
                                           client_secret=acct.client_secret, account="main")
-    assert r.status.status == "ok"
+    assert r.status.status == "ok", r.status.reason
     options = [p for p in r.positions if isinstance(p, OptionPosition)]
     futures = [p for p in r.positions if isinstance(p, FuturePosition)]
     assert len(options) == 3 and len(futures) == 1
