@@ -165,8 +165,21 @@ async def test_derive_subaccount_with_session_key(venues: VenueServers) -> None:
         assert pid is not None
         assert o.quantity == float(raw[pid]["amount"]) and o.settlement == "linear" and o.expiry.hour == 8
     assert perps[0].quantity == 2.5 and perps[0].entry_price == float(raw["derive:ETH-PERP"]["average_price"])
-    if r.venue_states:
-        assert r.venue_states[0].reported["maintenance_margin"] == float(sub["maintenance_margin"])
+    (state,) = r.venue_states
+    reported = state.reported
+    assert reported["maintenance_margin"] == float(sub["maintenance_margin"])
+    # Derive's margins are balances: the requirement is the subaccount's value less the balance, and positive
+    assert reported["maintenance_margin_usd"] == pytest.approx(
+        float(sub["subaccount_value"]) - float(sub["maintenance_margin"]))
+    assert 0 < reported["maintenance_margin_usd"] < reported["initial_margin_usd"] < reported["equity_usd"]
+    # the subaccount's value adds up as the universal equity does: collaterals at mark, options at mark value,
+    # a perp at its unrealised P&L (not its notional)
+    collaterals = sum(float(c["amount"]) * float(c["mark_price"]) for c in sub["collaterals"])
+    marks = sum(float(p["amount"]) * float(p["mark_price"]) for p in sub["positions"]
+                if p["instrument_type"] == "option")
+    perp = raw["derive:ETH-PERP"]
+    perp_pnl = float(perp["amount"]) * (float(perp["mark_price"]) - float(perp["average_price"]))
+    assert reported["equity_usd"] == pytest.approx(collaterals + marks + perp_pnl, abs=0.05)
 
 
 async def test_derive_rejects_a_foreign_signer_and_a_stale_timestamp(venues: VenueServers) -> None:
