@@ -115,6 +115,7 @@ class SurfaceFit:
     forwards: dict[datetime, float]
     flags: tuple[str, ...]
     venues: tuple[str, ...]
+    rmse_vol_points: float | None = None  # vega-weighted over every quote of every expiry
 
     @property
     def reason(self) -> str:
@@ -277,6 +278,7 @@ def compute_surface(
         flags.append(f"eSSVI fit stopped before convergence ({fit.message}); its constraints still hold")
     path = ESSVIPath(np.array([e[1] for e in quoted]), fit.theta, fit.up, fit.down)
     slices: list[SliceFit] = []
+    errors, vegas = [], []
     for expiry, years, efwd, sq in expiries:
         theta, up, down = (float(x[0]) for x in path.at(np.array([years])))
         params = ESSVISlice(expiry=expiry, theta=theta, rho=(up - down) / (up + down), psi=up + down)
@@ -292,7 +294,11 @@ def compute_surface(
             for i, k, m, f in zip(sq.instrument, sq.strike, sq.iv, model_iv, strict=True)
         )
         rmse = vega_weighted_rmse(model_iv, sq.iv, sq.vega)
+        errors.append(model_iv - sq.iv)
+        vegas.append(sq.vega)
         slices.append(SliceFit(status="fitted", quotes=quotes, rmse_vol_points=rmse, **common))  # type: ignore[arg-type]
     surface = ESSVISurface(essvi=[s.params for s in slices])
+    every_error, every_vega = np.concatenate(errors), np.concatenate(vegas)
     return SurfaceFit(asset=asset, as_of=as_of, status="ok", surface=surface, slices=tuple(slices),
-                      forwards=forwards, flags=tuple(flags), venues=venues)
+                      forwards=forwards, flags=tuple(flags), venues=venues,
+                      rmse_vol_points=vega_weighted_rmse(every_error, np.zeros_like(every_error), every_vega))
