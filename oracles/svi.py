@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from risk_core.pricing.vol_surface import svi_total_variance
+
 Array = NDArray[np.float64]
 
 
@@ -29,38 +31,22 @@ class SVIParams:
     m: float
     sigma: float
 
-    def total_variance(self, k: Array) -> Array:
-        x = np.asarray(k, dtype=np.float64) - self.m
-        return self.a + self.b * (self.rho * x + np.sqrt(x * x + self.sigma * self.sigma))
-
-    def butterfly_g(self, k: Array) -> Array:
-        return compute_butterfly_g(
-            np.asarray(k, dtype=np.float64)[None, :],
-            a=np.array([self.a]),
-            b=np.array([self.b]),
-            rho=np.array([self.rho]),
-            m=np.array([self.m]),
-            sigma=np.array([self.sigma]),
-        )[0]
-
     @classmethod
     def from_essvi(cls, theta: float, rho: float, psi: float) -> SVIParams:
         root = float(np.sqrt(1.0 - rho * rho))
         return cls(a=0.5 * theta * root * root, b=0.5 * psi, rho=rho, m=-rho * theta / psi, sigma=theta * root / psi)
 
-    @property
-    def min_total_variance(self) -> float:
-        return self.a + self.b * self.sigma * float(np.sqrt(1.0 - self.rho * self.rho))
+    def total_variance(self, k: Array) -> Array:
+        return svi_total_variance(np.asarray(k, dtype=np.float64), self.a, self.b, self.rho, self.m, self.sigma)
 
-
-def compute_butterfly_g(k: Array, *, a: Array, b: Array, rho: Array, m: Array, sigma: Array) -> Array:
-    """g(k) for a batch of slices: parameters of shape (N,), k of shape (N, n) or (1, n); returns (N, n)."""
-    a_, b_, rho_, m_, s_ = (np.asarray(p, dtype=np.float64)[:, None] for p in (a, b, rho, m, sigma))
-    x = k - m_
-    r = np.sqrt(x * x + s_ * s_)
-    w = a_ + b_ * (rho_ * x + r)
-    w1 = b_ * (rho_ + x / r)
-    w2 = b_ * s_ * s_ / (r * r * r)
-    safe_w = np.where(w > 0, w, np.nan)
-    g = (1.0 - k * w1 / (2.0 * safe_w)) ** 2 - 0.25 * w1 * w1 * (1.0 / safe_w + 0.25) + 0.5 * w2
-    return np.where(w > 0, g, -np.inf)
+    def butterfly_g(self, k: Array) -> Array:
+        """g(k) from the closed-form derivatives of w; -inf where w <= 0 (no arbitrage-free reading there)."""
+        k = np.asarray(k, dtype=np.float64)
+        x = k - self.m
+        r = np.sqrt(x * x + self.sigma * self.sigma)
+        w = self.total_variance(k)
+        w1 = self.b * (self.rho + x / r)
+        w2 = self.b * self.sigma * self.sigma / (r * r * r)
+        safe_w = np.where(w > 0, w, np.nan)
+        g = (1.0 - k * w1 / (2.0 * safe_w)) ** 2 - 0.25 * w1 * w1 * (1.0 / safe_w + 0.25) + 0.5 * w2
+        return np.where(w > 0, g, -np.inf)
