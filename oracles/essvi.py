@@ -186,13 +186,7 @@ def fit_essvi(slices: Sequence[SliceData]) -> ESSVIFit:
     base = base / base.sum()
     n = problem.n
     z = np.concatenate([np.ones(n), np.full(2 * n, 0.5)])
-    constraints = [{"type": "ineq", "fun": problem.constraints, "jac": problem.constraints_jacobian}] if n > 1 else []
-    if n == 1:  # one slice: only the butterfly rows apply
-        constraints = [{
-            "type": "ineq",
-            "fun": lambda z: problem.constraints(z)[-2:],
-            "jac": lambda z: problem.constraints_jacobian(z)[-2:],
-        }]
+    constraints = [{"type": "ineq", "fun": problem.constraints, "jac": problem.constraints_jacobian}]
     weight = base
     result = None
     # SLSQP's linear algebra is on matrices of a few dozen rows: BLAS threads only add their start-up and spinning
@@ -203,6 +197,8 @@ def fit_essvi(slices: Sequence[SliceData]) -> ESSVIFit:
                 problem.objective, z, args=(weight,), jac=True, method="SLSQP", bounds=problem.bounds(),
                 constraints=constraints, options={"maxiter": MAX_ITERATIONS, "ftol": FTOL},
             )
+            if not np.all(np.isfinite(result.x)):
+                break  # keep the last finite point (at worst the feasible start); `converged` says it stopped
             z = result.x
             residual = np.abs(problem.residual_vol_points(z))
             huber = np.minimum(1.0, HUBER_VOL_POINTS / np.maximum(residual, 1e-12))
@@ -210,4 +206,5 @@ def fit_essvi(slices: Sequence[SliceData]) -> ESSVIFit:
             weight = weight / weight.sum()
     assert result is not None
     theta, up, down = _feasible(*problem.split(z))
-    return ESSVIFit(theta=theta, up=up, down=down, converged=bool(result.success), message=str(result.message))
+    converged = bool(result.success) and bool(np.all(np.isfinite(result.x)))
+    return ESSVIFit(theta=theta, up=up, down=down, converged=converged, message=str(result.message))
