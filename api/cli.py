@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from api.errors import describe_validation_error
 from api.report_text import render_report
+from api.surface_cli import add_parser as add_surface_parser
 from api.venue_margin_cli import add_parser as add_venue_margin_parser
 from risk_core.errors import InputError
 from risk_core.margin.engine import compute_margin_request
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     service.add_argument("--port", type=int, default=8080)
     service.set_defaults(run=_service)
     add_venue_margin_parser(commands)
+    add_surface_parser(commands)
     return parser
 
 

@@ -36,4 +36,4 @@ def _is_branch_name(part: int | str, previous: int | str | None) -> bool:
 
 
 _POSITION_KINDS = {"spot", "lend", "borrow", "perp", "future", "option", "lp"}
-_MODEL_NAMES = {"SVISurface", "PointsSurface"}
+_MODEL_NAMES = {"SVISurface", "ESSVISurface", "PointsSurface"}

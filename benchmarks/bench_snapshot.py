@@ -1,9 +1,11 @@
 """Market snapshot benchmark: SVI surface fits of the real Deribit chains, and whole snapshots for BTC, ETH and SOL
 built from the local venue servers (Pyth Hermes, Deribit, Derive, Hyperliquid on 127.0.0.1).
 
-    .venv/bin/python benchmarks/bench_snapshot.py [--repeat 7] [--validate]
+    .venv/bin/python benchmarks/bench_snapshot.py [--repeat 7] [--validate] [--fits-only]
 
-Fits: each currency of both recorded Deribit files, timed alone (median of --repeat runs). Snapshots: the whole
+Fits: each currency of both recorded Deribit files, timed alone (median of --repeat runs), beside a floor measured
+in the same run: the forwards and implied vols of the same quotes (what any surface from these quotes computes
+first), and the fit's ratio to it. Snapshots: the whole
 `fetch_market_snapshot` (all HTTP requests concurrently, JSON parsing into strict models, aggregation, the surface
 fits of BTC and ETH in worker threads) against servers that run in the same process and event loop, so the figure
 includes the servers' own work. By default the servers do not re-validate each response against the OpenAPI
@@ -30,7 +32,13 @@ import aiohttp  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from oracles.snapshot import SnapshotBuild, SnapshotSources, fetch_market_snapshot  # noqa: E402
-from oracles.surface import OptionQuote, VenueChain, compute_surface  # noqa: E402
+from oracles.surface import (  # noqa: E402
+    OptionQuote,
+    VenueChain,
+    compute_forward,
+    compute_otm_quotes,
+    compute_surface,
+)
 from venue_servers.pyth import FEED_IDS  # noqa: E402
 from venue_servers.runner import run_venue_servers  # noqa: E402
 from venue_servers.scenario import CALM_DAY, SELL_OFF_DAY, load_deribit_file  # noqa: E402
@@ -50,23 +58,41 @@ def chain_of(file: str, currency: str) -> VenueChain:
     return VenueChain(venue="deribit", asset=currency, as_of=data.as_of, quotes=quotes, futures=futures)
 
 
+def implied_vols_only(chain: VenueChain) -> None:
+    """The floor: each expiry's forward and its quotes' implied vols, no fit."""
+    by_expiry: dict[object, list[OptionQuote]] = {}
+    for q in chain.quotes:
+        by_expiry.setdefault(q.expiry, []).append(q)
+    for expiry, quotes in by_expiry.items():
+        years = (expiry - chain.as_of).total_seconds() / (365.0 * 86400.0)
+        fwd = compute_forward(quotes, expiry=expiry, future=chain.futures.get(expiry), venue=chain.venue)
+        if fwd is not None and years > 0:
+            compute_otm_quotes(quotes, forward=fwd.forward, years=years)
+
+
 def bench_fits(repeat: int) -> None:
-    print("SVI surface fit of one currency's full Deribit chain (median of", repeat, "runs)")
-    print(f"  {'file':<12} {'ccy':<4} {'options':>7} {'expiries':>8} {'fitted':>6} {'wall ms':>8} {'cpu ms':>8}")
+    print("eSSVI surface fit of one currency's full Deribit chain (median of", repeat, "runs)")
+    print(f"  {'file':<12} {'ccy':<4} {'options':>7} {'expiries':>8} {'fitted':>6} {'wall ms':>8} {'cpu ms':>8} "
+          f"{'floor cpu':>9} {'ratio':>6}")
     for label, file in (("calm", CALM_DAY), ("sell-off", SELL_OFF_DAY)):
         for cur in ("BTC", "ETH"):
             chain = chain_of(file, cur)
-            times, cpu = [], []
+            times, cpu, floor = [], [], []
             fit = None
             for _ in range(repeat):
                 t0, c0 = time.perf_counter(), time.process_time()
                 fit = compute_surface([chain], asset=cur, as_of=chain.as_of)
                 times.append(time.perf_counter() - t0)
                 cpu.append(time.process_time() - c0)
+                c0 = time.process_time()
+                implied_vols_only(chain)
+                floor.append(time.process_time() - c0)
             assert fit is not None
             fitted = sum(1 for s in fit.slices if s.status == "fitted")
+            fit_cpu, floor_cpu = statistics.median(cpu), statistics.median(floor)
             print(f"  {label:<12} {cur:<4} {len(chain.quotes):>7} {len(fit.slices):>8} {fitted:>6} "
-                  f"{1000 * statistics.median(times):>8.1f} {1000 * statistics.median(cpu):>8.1f}")
+                  f"{1000 * statistics.median(times):>8.1f} {1000 * fit_cpu:>8.1f} {1000 * floor_cpu:>9.1f} "
+                  f"{fit_cpu / floor_cpu:>6.1f}")
 
 
 async def bench_snapshots(repeat: int, validate: bool) -> None:
@@ -105,10 +131,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--validate", action="store_true")
+    parser.add_argument("--fits-only", action="store_true", help="only the surface fits, not the whole snapshots")
     args = parser.parse_args()
     print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores")
     bench_fits(args.repeat)
-    asyncio.run(bench_snapshots(args.repeat, args.validate))
+    if not args.fits_only:
+        asyncio.run(bench_snapshots(args.repeat, args.validate))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ What lands in the snapshot:
 - `spot[asset]`: the aggregated price, only when the policy produced one (a failed price is absent, never a
   guess; a frozen price is the held previous price, its status `stale`).
 - `dispersion[asset]`: the aggregate's dispersion (widened to the unconfirmed move while frozen).
-- `forwards[asset]` and `vol[asset]`: from the fitted surface (SVI, or flagged points fallback).
+- `forwards[asset]` and `vol[asset]`: from the fitted eSSVI surface (`oracles.surface`), one slice per expiry.
 - `sources`: one status per fetch (`fetch:SOURCE`), per price (`price:ASSET/USD`, its reason naming the sources
   used, the dispersion and every flag), per observation (`SOURCE:ASSET/USD`), and per surface (`vol:ASSET`).
 """
@@ -47,12 +47,11 @@ class SnapshotBuild:
 
 
 def surface_status(fit: SurfaceFit) -> SourceStatus:
-    status = {"ok": "ok", "fallback": "stale", "failed": "failed"}[fit.status]
     fitted = sum(1 for s in fit.slices if s.status == "fitted")
-    head = f"{fit.status}: {fitted}/{len(fit.slices)} expiries fitted (SVI) from {', '.join(fit.venues)}"
+    head = f"{fit.status}: {fitted}/{len(fit.slices)} expiries fitted (eSSVI) from {', '.join(fit.venues)}"
     return SourceStatus(
         name=f"vol:{fit.asset}",
-        status=status,  # type: ignore[arg-type]
+        status=fit.status,
         reason="; ".join([head, *fit.flags]),
         as_of=fit.as_of,
     )

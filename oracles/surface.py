@@ -1,20 +1,18 @@
-"""Implied-vol surface per asset from option quotes: the snapshot's `vol` field.
+"""Implied-vol surface per asset from option quotes: the snapshot's `vol` field, an eSSVI surface.
 
 Per expiry:
 1. Forward: the mark of the dated future of that expiry when the venue lists one; otherwise put-call parity on the
    strikes nearest the money where both the call and the put have a two-sided market (median of the implied
    forwards); otherwise, flagged, the venue's own underlying price for the expiry.
-2. Quotes: out-of-the-money only (calls at K >= F, puts below), a quote without a bid is dropped, the price is the
-   mid (or the mark when there is no ask), converted to USD (inverse options: coin price x F), inverted to an
-   implied vol; prices with no recoverable vol are dropped.
-3. SVI by the quasi-explicit method inside its admissible domain, vega-weighted (`oracles.svi`); butterfly-free
-   (g(k) >= 0) on a dense grid, and calendar-free against the previous fitted expiry (total variance at every k of
-   the grid not below the previous slice's). A slice that cannot meet both is dropped and flagged.
-Across expiries risk_core interpolates total variance linearly in time at fixed k (`ResolvedSurface`).
-
-Thin data: an expiry with fewer than `min_quotes` usable quotes (or fewer than 2 on either side of the forward) is
-not fitted; when no expiry can be fitted the surface falls back, flagged, to the raw quoted points (a
-`PointsSurface`), and with no usable quote at all there is no surface and the status says why.
+2. Quotes: out-of-the-money only (calls at K >= F, puts below); the price is the mark held within the bid-ask (the
+   mid without a mark, the bid without an ask), converted to USD (inverse options: coin price x F), inverted to an
+   implied vol. A quote with no bid still counts through its mark, at a lower weight (`SurfacePolicy`); a price
+   with no recoverable vol (below intrinsic, or no price at all) cannot be used.
+3. One joint eSSVI fit of every expiry (`oracles.essvi`), arbitrage-free at every strike and maturity by the
+   constraints of its parameters: every expiry with a usable quote gets a fitted slice, an expiry whose quotes are
+   all unusable gets the slice the surface interpolates at its time (status "interpolated"), none is dropped.
+Across expiries risk_core interpolates the parameters in time and extrapolates in total variance
+(`risk_core.pricing.vol_surface`). With no usable quote at all there is no surface and the status says why.
 """
 
 from __future__ import annotations
@@ -28,11 +26,11 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from oracles.essvi import SliceData, fit_essvi
 from oracles.implied_vol import compute_implied_vol
-from oracles.svi import SVIParams, butterfly_free, calendar_free, compute_svi_fit
 from risk_core.pricing.black76 import black76_greeks
-from risk_core.pricing.vol_surface import SECONDS_PER_YEAR
-from risk_core.schema.market import PointsSurface, SVISlice, SVISurface, VolPoint, VolSurface
+from risk_core.pricing.vol_surface import SECONDS_PER_YEAR, ESSVIPath, essvi_total_variance
+from risk_core.schema.market import ESSVISlice, ESSVISurface
 
 Array = NDArray[np.float64]
 ForwardMethod = Literal["future", "parity", "venue-underlying"]
@@ -67,13 +65,9 @@ class VenueChain:
 
 @dataclass(frozen=True)
 class SurfacePolicy:
-    min_quotes: int = 6  # per expiry, for an SVI fit
-    min_side: int = 2  # quotes on each side of the forward
     min_years: float = 1.0 / (365.0 * 24.0)  # expiries closer than an hour are not fitted
     parity_strikes: int = 5
-    check_points: int = 401
-    calendar_tol: float = 1e-8  # total variance
-    calendar_pad: float = 0.25  # the calendar grid extends the quoted range by this fraction of it
+    mark_only_weight: float = 0.25  # a quote without a bid, priced at its mark, counts this much of its vega
 
 
 @dataclass(frozen=True)
@@ -85,28 +79,43 @@ class ExpiryForward:
 
 
 @dataclass(frozen=True)
+class QuoteFit:
+    """One usable quote beside the surface's implied vol at its strike (decimals)."""
+
+    instrument: str
+    strike: float
+    market_iv: float
+    model_iv: float
+
+
+@dataclass(frozen=True)
 class SliceFit:
     expiry: datetime
     years: float
     forward: float
     forward_method: ForwardMethod
     n_quotes: int
-    status: Literal["fitted", "thin", "rejected"]
-    params: SVIParams | None = None
-    rmse_vol_points: float | None = None  # vega-weighted, on the slice's own quotes
-    reason: str | None = None
+    status: Literal["fitted", "interpolated"]
+    params: ESSVISlice
+    quotes: tuple[QuoteFit, ...] = ()
+    rmse_vol_points: float | None = None  # vega-weighted, on the slice's own quotes; None without a quote
+
+    def total_variance(self, k: Array) -> Array:
+        return essvi_total_variance(np.asarray(k, dtype=np.float64), self.params.theta, self.params.rho,
+                                    self.params.psi)
 
 
 @dataclass(frozen=True)
 class SurfaceFit:
     asset: str
     as_of: datetime
-    status: Literal["ok", "fallback", "failed"]
-    surface: VolSurface | None
+    status: Literal["ok", "failed"]
+    surface: ESSVISurface | None
     slices: tuple[SliceFit, ...]
     forwards: dict[datetime, float]
     flags: tuple[str, ...]
     venues: tuple[str, ...]
+    rmse_vol_points: float | None = None  # vega-weighted over every quote of every expiry
 
     @property
     def reason(self) -> str:
@@ -120,6 +129,8 @@ class _SliceQuotes:
     vega: Array
     strike: Array
     is_call: Array
+    quality: Array  # 1 for a quote with a bid, the policy's mark-only weight without
+    instrument: tuple[str, ...]
 
 
 def _years(as_of: datetime, expiry: datetime) -> float:
@@ -164,51 +175,44 @@ def compute_forward(
     return None
 
 
-def compute_otm_quotes(quotes: Sequence[OptionQuote], *, forward: float, years: float) -> _SliceQuotes:
-    """Out-of-the-money quotes with a bid, as (log-moneyness, implied vol, vega); unusable prices dropped."""
-    rows = [q for q in quotes if q.bid is not None and q.bid > 0 and (q.is_call == (q.strike >= forward))]
+def compute_otm_quotes(
+    quotes: Sequence[OptionQuote], *, forward: float, years: float, mark_only_weight: float = 0.25
+) -> _SliceQuotes:
+    """Out-of-the-money quotes as (log-moneyness, implied vol, vega, quality); prices with no vol left out."""
     prices: list[float] = []
     kept: list[OptionQuote] = []
-    for q in rows:
-        assert q.bid is not None
-        ask = q.ask if q.ask is not None and q.ask >= q.bid else None
+    quality: list[float] = []
+    for q in quotes:
+        if q.is_call != (q.strike >= forward):
+            continue
+        bid = q.bid if q.bid is not None and q.bid > 0 else None
+        ask = q.ask if q.ask is not None and (bid is None or q.ask >= bid) else None
         if q.mark is not None:
-            price = min(max(q.mark, q.bid), ask) if ask is not None else max(q.mark, q.bid)
-        elif ask is not None:
-            price = 0.5 * (q.bid + ask)
+            price = min(max(q.mark, bid or 0.0), ask) if ask is not None else max(q.mark, bid or 0.0)
+        elif bid is not None:
+            price = 0.5 * (bid + ask) if ask is not None else bid
         else:
             continue
         prices.append(price * forward if q.inverse else price)
         kept.append(q)
-    if not kept:
-        empty = np.zeros(0)
-        return _SliceQuotes(k=empty, iv=empty, vega=empty, strike=empty, is_call=np.zeros(0, dtype=bool))
-    strike = np.array([q.strike for q in kept])
-    is_call = np.array([q.is_call for q in kept])
-    iv = compute_implied_vol(np.array(prices), forward, strike, years, is_call)
-    ok = np.isfinite(iv)
+        quality.append(1.0 if bid is not None else mark_only_weight)
+    strike = np.array([q.strike for q in kept], dtype=np.float64)
+    is_call = np.array([q.is_call for q in kept], dtype=bool)
+    iv = compute_implied_vol(np.array(prices, dtype=np.float64), forward, strike, years, is_call)
+    ok = np.isfinite(iv) & (iv > 0)
     strike, is_call, iv = strike[ok], is_call[ok], iv[ok]
     vega = black76_greeks(forward, strike, years, iv, is_call).vega
-    return _SliceQuotes(k=np.log(strike / forward), iv=iv, vega=vega, strike=strike, is_call=is_call)
+    names = tuple(q.instrument for q, usable in zip(kept, ok, strict=True) if usable)
+    return _SliceQuotes(k=np.log(strike / forward), iv=iv, vega=vega, strike=strike, is_call=is_call,
+                        quality=np.array(quality)[ok], instrument=names)
 
 
 def _merge(parts: Sequence[_SliceQuotes]) -> _SliceQuotes:
-    return _SliceQuotes(
-        *(np.concatenate([getattr(p, name) for p in parts]) for name in ("k", "iv", "vega", "strike", "is_call"))
+    k, iv, vega, strike, is_call, quality = (
+        np.concatenate([getattr(p, f) for p in parts]) for f in ("k", "iv", "vega", "strike", "is_call", "quality")
     )
-
-
-def _check_grid(k: Array, w: Array, points: int) -> Array:
-    span = float(k.max() - k.min())
-    width = max(0.5 * span, 4.0 * float(np.sqrt(np.median(w))))
-    return np.linspace(float(k.min()) - width, float(k.max()) + width, points)
-
-
-def _calendar_grid(k: Array, prev_k: Array, pol: SurfacePolicy) -> Array:
-    """Where two slices are compared: the listed log-moneyness of both, widened by a quarter of its span."""
-    lo, hi = min(float(k.min()), float(prev_k.min())), max(float(k.max()), float(prev_k.max()))
-    pad = pol.calendar_pad * (hi - lo)
-    return np.linspace(lo - pad, hi + pad, pol.check_points)
+    return _SliceQuotes(k=k, iv=iv, vega=vega, strike=strike, is_call=is_call, quality=quality,
+                        instrument=tuple(i for p in parts for i in p.instrument))
 
 
 def vega_weighted_rmse(fitted_iv: Array, quoted_iv: Array, vega: Array) -> float:
@@ -232,11 +236,8 @@ def compute_surface(
         for expiry, qs in groups.items():
             by_expiry[expiry].append((chain, qs))
 
-    slices: list[SliceFit] = []
     forwards: dict[datetime, float] = {}
-    fitted: list[tuple[SliceFit, _SliceQuotes]] = []
-    usable_points: list[VolPoint] = []
-    prev: tuple[SVIParams, Array] | None = None
+    expiries: list[tuple[datetime, float, ExpiryForward, _SliceQuotes]] = []
     for expiry in sorted(by_expiry):
         years = _years(as_of, expiry)
         if years < pol.min_years:
@@ -250,65 +251,54 @@ def compute_surface(
             )
             if fwd is None:
                 continue
-            part = compute_otm_quotes(qs, forward=fwd.forward, years=years)
+            part = compute_otm_quotes(qs, forward=fwd.forward, years=years, mark_only_weight=pol.mark_only_weight)
             parts.append(part)
             if best is None or part.k.size > best[0]:
                 best = (part.k.size, fwd)
         if best is None:
+            flags.append(f"{expiry:%Y-%m-%d}: no forward (no future, no parity pair, no underlying price)")
             continue
         efwd = best[1]
         forwards[expiry] = efwd.forward
         if efwd.method == "venue-underlying":
             flags.append(f"{expiry:%Y-%m-%d}: forward from the venue's underlying price (no future, no parity pair)")
-        sq = _merge(parts)
-        listed_k = np.log(np.array([q.strike for _, qs in by_expiry[expiry] for q in qs]) / efwd.forward)
-        for strike_k, iv in zip(sq.k, sq.iv, strict=True):
-            usable_points.append(VolPoint(expiry=expiry, strike=float(efwd.forward * np.exp(strike_k)), iv=float(iv)))
-        n = int(sq.k.size)
-        n_left, n_right = int(np.sum(sq.k < 0)), int(np.sum(sq.k >= 0))
-        common = dict(expiry=expiry, years=years, forward=efwd.forward, forward_method=efwd.method, n_quotes=n)
-        if n < pol.min_quotes or min(n_left, n_right) < pol.min_side:
-            slices.append(SliceFit(status="thin", reason=f"{n} usable quotes ({n_left} below, {n_right} above F)",
-                                   **common))  # type: ignore[arg-type]
-            continue
-        w = sq.iv * sq.iv * years
-        weight = sq.vega / (2.0 * sq.iv * years) ** 2
-        check_k = _check_grid(np.concatenate([sq.k, listed_k]), w, pol.check_points)
-        predicates = [butterfly_free(check_k)]
-        if prev is not None:
-            grid = _calendar_grid(listed_k, prev[1], pol)
-            predicates.append(calendar_free(grid, prev[0].total_variance(grid), pol.calendar_tol))
-        choice = compute_svi_fit(sq.k, w, weight, admissible=predicates)
-        if choice is None:
-            reason = "no SVI in the admissible domain is free of butterfly" + (
-                " and calendar arbitrage" if prev is not None else " arbitrage") + " on these quotes"
-            slices.append(SliceFit(status="rejected", reason=reason, **common))  # type: ignore[arg-type]
-            flags.append(f"{expiry:%Y-%m-%d}: slice rejected ({reason})")
-            continue
-        fit_iv = np.sqrt(np.maximum(choice.params.total_variance(sq.k), 0.0) / years)
-        rmse = vega_weighted_rmse(fit_iv, sq.iv, sq.vega)
-        sf = SliceFit(status="fitted", params=choice.params, rmse_vol_points=rmse, **common)  # type: ignore[arg-type]
-        slices.append(sf)
-        fitted.append((sf, sq))
-        prev = (choice.params, listed_k)
+        expiries.append((expiry, years, efwd, _merge(parts)))
 
-    thin = [s for s in slices if s.status == "thin"]
     venues = tuple(sorted({c.venue for c in chains}))
-    if fitted:
-        if thin:
-            flags.append("thin expiries not fitted: " + ", ".join(f"{s.expiry:%Y-%m-%d} ({s.reason})" for s in thin))
-        svi = [
-            SVISlice(expiry=s.expiry, a=s.params.a, b=s.params.b, rho=s.params.rho, m=s.params.m, sigma=s.params.sigma)
-            for s, _ in fitted
-            if s.params is not None
-        ]
-        return SurfaceFit(asset=asset, as_of=as_of, status="ok", surface=SVISurface(svi=svi), slices=tuple(slices),
-                          forwards=forwards, flags=tuple(flags), venues=venues)
-    if usable_points:
-        flags.append(f"fallback: no expiry had enough quotes for SVI; surface is the {len(usable_points)} quoted "
-                     "points joined linearly in total variance")
-        return SurfaceFit(asset=asset, as_of=as_of, status="fallback", surface=PointsSurface(points=usable_points),
-                          slices=tuple(slices), forwards=forwards, flags=tuple(flags), venues=venues)
-    flags.append("no usable option quote (none out of the money with a bid and a recoverable implied vol)")
-    return SurfaceFit(asset=asset, as_of=as_of, status="failed", surface=None, slices=tuple(slices),
-                      forwards=forwards, flags=tuple(flags), venues=venues)
+    quoted = [e for e in expiries if e[3].k.size]
+    if not quoted:
+        flags.append("no usable option quote (none out of the money with a recoverable implied vol)")
+        return SurfaceFit(asset=asset, as_of=as_of, status="failed", surface=None, slices=(), forwards=forwards,
+                          flags=tuple(flags), venues=venues)
+    fit = fit_essvi([
+        SliceData(years=years, k=sq.k, total_variance=sq.iv * sq.iv * years, iv=sq.iv, weight=sq.vega * sq.quality)
+        for _, years, _, sq in quoted
+    ])
+    if not fit.converged:
+        flags.append(f"eSSVI fit stopped before convergence ({fit.message}); its constraints still hold")
+    path = ESSVIPath(np.array([e[1] for e in quoted]), fit.theta, fit.up, fit.down)
+    slices: list[SliceFit] = []
+    errors, vegas = [], []
+    for expiry, years, efwd, sq in expiries:
+        theta, up, down = (float(x[0]) for x in path.at(np.array([years])))
+        params = ESSVISlice(expiry=expiry, theta=theta, rho=(up - down) / (up + down), psi=up + down)
+        common = dict(expiry=expiry, years=years, forward=efwd.forward, forward_method=efwd.method,
+                      n_quotes=int(sq.k.size), params=params)
+        if not sq.k.size:
+            flags.append(f"{expiry:%Y-%m-%d}: no usable quote; the slice is the surface's interpolation")
+            slices.append(SliceFit(status="interpolated", **common))  # type: ignore[arg-type]
+            continue
+        model_iv = np.sqrt(path.total_variance(np.full(sq.k.size, years), sq.k) / years)
+        quotes = tuple(
+            QuoteFit(instrument=i, strike=float(k), market_iv=float(m), model_iv=float(f))
+            for i, k, m, f in zip(sq.instrument, sq.strike, sq.iv, model_iv, strict=True)
+        )
+        rmse = vega_weighted_rmse(model_iv, sq.iv, sq.vega)
+        errors.append(model_iv - sq.iv)
+        vegas.append(sq.vega)
+        slices.append(SliceFit(status="fitted", quotes=quotes, rmse_vol_points=rmse, **common))  # type: ignore[arg-type]
+    surface = ESSVISurface(essvi=[s.params for s in slices])
+    every_error, every_vega = np.concatenate(errors), np.concatenate(vegas)
+    return SurfaceFit(asset=asset, as_of=as_of, status="ok", surface=surface, slices=tuple(slices),
+                      forwards=forwards, flags=tuple(flags), venues=venues,
+                      rmse_vol_points=vega_weighted_rmse(every_error, np.zeros_like(every_error), every_vega))

@@ -19,6 +19,7 @@ from api.http.settings import DEMO_API_KEY
 from risk_core.schema.positions import SCHEMA_VERSION
 from risk_core.schema.report import MarginReport
 from risk_core.schema.request import MarginRequest
+from risk_core.schema.surface_report import SurfaceReport
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 _KEYED: list[dict[str, list[str]]] = [{"apiKey": []}]
@@ -41,6 +42,7 @@ def build_openapi(*, version: str, service: RiskService | None) -> dict[str, Any
         (MarginReport, "serialization"),
         (ProblemDetails, "serialization"),
         (HealthReport, "serialization"),
+        (SurfaceReport, "serialization"),
     ]
     service_models = _service_models(service) if service is not None else {}
     models += [(m, "serialization") for m in service_models.values() if m is not None]
@@ -63,6 +65,26 @@ def build_openapi(*, version: str, service: RiskService | None) -> dict[str, Any
                 "responses": {
                     "200": _json("the margin report", ref(MarginReport)),
                     **_problems(problem, 400, 401, 413, 422, 429),
+                },
+            }
+        },
+        "/v1/surface": {
+            "post": {
+                "operationId": "fitSurface",
+                "summary": "The eSSVI vol surface of an option chain, the report `metarisk surface` prints",
+                "security": _KEYED,
+                "parameters": [
+                    {"name": "asset", "in": "query", "required": True, "schema": {"type": "string"}},
+                    {"name": "k_grid", "in": "query", "required": False,
+                     "schema": {"type": "string", "default": "-3:3:0.01"}},
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"text/csv": {"schema": {"type": "string"}}},
+                },
+                "responses": {
+                    "200": _json("the surface report", ref(SurfaceReport)),
+                    **_problems(problem, 401, 413, 422, 429),
                 },
             }
         },

@@ -13,6 +13,7 @@ from api.http.history import HISTORY_PATH, STORED_REPORT_PATH, parse_history_que
 from api.http.metrics import METRICS_CONTENT_TYPE, ApiMetrics
 from api.http.problems import FieldError, Problem, invalid_request
 from api.http.service import SERVICE_ROUTES, RiskService, ServiceRoute
+from api.http.surface import SURFACE_PATH, surface
 from api.http.what_if import MarketCache, compute_what_if, parse_json_body, with_service_market
 from risk_core.errors import InputError
 
@@ -145,9 +146,11 @@ def add_routes(app: web.Application, service: RiskService | None) -> None:
         app.router.add_get(route.path, service_handler(service, route))
     app.router.add_get(HISTORY_PATH, account_history_handler(service))
     app.router.add_get(STORED_REPORT_PATH, stored_report_handler(service))
+    app.router.add_post(SURFACE_PATH, surface)
 
 
 KEYED_ROUTES = frozenset(
-    {("POST", "/v1/margin"), ("POST", "/graphql")} | {("GET", r.path) for r in SERVICE_ROUTES if r.keyed}
+    {("POST", "/v1/margin"), ("POST", "/graphql"), ("POST", SURFACE_PATH)}
+    | {("GET", r.path) for r in SERVICE_ROUTES if r.keyed}
 )
 """(method, route template) pairs that need an API key: those that compute on demand or sign."""

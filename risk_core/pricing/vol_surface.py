@@ -3,6 +3,13 @@
 Within an expiry, total variance w = iv^2 T is a function of log-moneyness k = ln(K / F(T)): SVI, or the quoted
 points joined linearly (flat beyond the outermost strikes). Across expiries, w at fixed k is linear in T; before
 the first expiry and after the last the implied vol is held flat. A quoted point therefore comes back exactly.
+
+An eSSVI surface is read through its parameters instead (Corbetta, Cohort, Laachir & Martini 2019, section 5):
+theta, the wing slopes psi (1 + rho) / 2 and psi (1 - rho) / 2 are linear in T between expiries, which keeps the
+no-arbitrage conditions of the slices at every T in between. Before the first expiry theta falls linearly to 0 at
+T = 0 and the wing slopes as sqrt(T) (psi^2 / theta constant: the butterfly bound holds); after the last, theta
+grows at the last interval's forward variance (T1's own with one slice) and the wings stay. Every T therefore has
+an arbitrage-free slice, extrapolated in total variance rather than at flat vol.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from functools import partial
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from risk_core.schema.market import PointsSurface, SVISurface, VolSurface
+from risk_core.schema.market import ESSVISurface, PointsSurface, SVISurface, VolSurface
 
 Array = NDArray[np.float64]
 SECONDS_PER_YEAR = 365.0 * 86400.0
@@ -33,6 +40,41 @@ def svi_total_variance(
     return a + b * (rho * x + np.sqrt(x * x + sigma * sigma))
 
 
+def essvi_total_variance(k: Array, theta: float | Array, rho: float | Array, psi: float | Array) -> Array:
+    """w(k) = (theta + rho psi k + sqrt((psi k + rho theta)^2 + (1 - rho^2) theta^2)) / 2."""
+    return _essvi_wings(k, theta, psi * (1.0 + rho) / 2.0, psi * (1.0 - rho) / 2.0)
+
+
+def _essvi_wings(k: Array, theta: float | Array, up: float | Array, down: float | Array) -> Array:
+    """eSSVI in its wing slopes up = psi (1 + rho) / 2, down = psi (1 - rho) / 2 (w ~ up k as k -> +inf)."""
+    psi, rho_psi = up + down, up - down
+    return 0.5 * (theta + rho_psi * k + np.sqrt((psi * k) ** 2 + 2.0 * theta * rho_psi * k + theta * theta))
+
+
+class ESSVIPath:
+    """theta and the wing slopes of an eSSVI surface at any T > 0 (interpolated and extrapolated as above)."""
+
+    def __init__(self, times: Array, theta: Array, up: Array, down: Array) -> None:
+        self.times, self.theta, self.up, self.down = times, theta, up, down
+        self._last_slope = (
+            (theta[-1] - theta[-2]) / (times[-1] - times[-2]) if times.size > 1 else theta[0] / times[0]
+        )
+
+    def at(self, t: Array) -> tuple[Array, Array, Array]:
+        times = self.times
+        before, after = t < times[0], t > times[-1]
+        theta = np.interp(t, times, self.theta)
+        up, down = np.interp(t, times, self.up), np.interp(t, times, self.down)
+        scale = np.sqrt(np.where(before, t / times[0], 1.0))
+        theta = np.where(before, self.theta[0] * t / times[0], theta)
+        theta = np.where(after, self.theta[-1] + self._last_slope * (t - times[-1]), theta)
+        return theta, up * scale, down * scale
+
+    def total_variance(self, t: Array, k: Array) -> Array:
+        theta, up, down = self.at(t)
+        return _essvi_wings(k, theta, up, down)
+
+
 def _linear_slice(k: Array, *, strikes_k: Array, variances: Array) -> Array:
     return np.asarray(np.interp(k, strikes_k, variances), dtype=np.float64)
 
@@ -46,7 +88,15 @@ class ResolvedSurface:
         # so that all queries are evaluated in one call; quoted points: an interpolating function per slice
         self._svi: Array | None = None
         self._variance: list[Callable[[Array], Array]] = []
-        if isinstance(surface, SVISurface):
+        self._essvi: ESSVIPath | None = None
+        if isinstance(surface, ESSVISurface):
+            live = [s for s in surface.essvi if s.expiry > as_of]
+            expiries = [s.expiry for s in live]
+            if live:
+                theta, rho, psi = (np.array([getattr(s, f) for s in live]) for f in ("theta", "rho", "psi"))
+                times = np.array([year_fraction(as_of, e) for e in expiries])
+                self._essvi = ESSVIPath(times, theta, psi * (1.0 + rho) / 2.0, psi * (1.0 - rho) / 2.0)
+        elif isinstance(surface, SVISurface):
             params = {s.expiry: (s.a, s.b, s.rho, s.m, s.sigma) for s in surface.svi}
             expiries = sorted(e for e in params if e > as_of)
             self._svi = np.array([params[e] for e in expiries], dtype=np.float64).reshape(-1, 5).T
@@ -89,6 +139,8 @@ class ResolvedSurface:
             t, k = np.broadcast_arrays(t, k)
         shape = t.shape
         t, k = t.ravel(), k.ravel()
+        if self._essvi is not None:
+            return np.sqrt(np.maximum(self._essvi.total_variance(t, k), 0.0) / t).reshape(shape)
         times = self._times
         # the two slices around each T (one slice, scaled, before the first expiry and after the last)
         after = np.searchsorted(times, t)  # in 0..times.size

@@ -11,6 +11,7 @@ from risk_core.schema.params import RiskParams
 from risk_core.schema.positions import SCHEMA_VERSION, Position
 from risk_core.schema.report import MarginReport
 from risk_core.schema.request import MarginRequest
+from risk_core.schema.surface_report import SurfaceReport
 
 _MODELS: dict[str, type[BaseModel] | TypeAdapter[Any]] = {
     "position": TypeAdapter(Position),
@@ -18,6 +19,7 @@ _MODELS: dict[str, type[BaseModel] | TypeAdapter[Any]] = {
     "risk_params": RiskParams,
     "margin_request": MarginRequest,
     "margin_report": MarginReport,
+    "surface_report": SurfaceReport,
 }
 
 

@@ -38,11 +38,63 @@ class SVISurface(StrictModel):
     svi: Annotated[list[SVISlice], Field(min_length=1)]
 
 
+# Rounding slack of the no-arbitrage conditions below, relative to the figures compared.
+ESSVI_TOLERANCE = 1e-9
+
+
+class ESSVISlice(StrictModel):
+    """One expiry of an eSSVI surface (Hendriks & Martini 2019): total variance
+    w(k) = (theta + rho psi k + sqrt((psi k + rho theta)^2 + (1 - rho^2) theta^2)) / 2, k = ln(strike / forward).
+    theta is the at-the-money total variance, psi = theta phi the at-the-money skew scale.
+
+    Free of butterfly arbitrage at every k by Gatheral & Jacquier (2014), Theorem 4.2:
+    psi (1 + |rho|) <= 4 and psi^2 (1 + |rho|) <= 4 theta."""
+
+    expiry: AwareDatetime
+    theta: PositiveFloat
+    rho: Annotated[float, Field(gt=-1, lt=1, allow_inf_nan=False)]
+    psi: PositiveFloat
+
+    @model_validator(mode="after")
+    def _butterfly_free(self) -> ESSVISlice:
+        wing = 1 + abs(self.rho)
+        if self.psi * wing > 4 * (1 + ESSVI_TOLERANCE):
+            raise ValueError("psi (1 + |rho|) must be <= 4 (Roger Lee's bound on the wings)")
+        if self.psi**2 * wing > 4 * self.theta * (1 + ESSVI_TOLERANCE):
+            raise ValueError("psi^2 (1 + |rho|) must be <= 4 theta (butterfly arbitrage)")
+        return self
+
+
+class ESSVISurface(StrictModel):
+    """eSSVI slices in increasing expiry, free of calendar arbitrage between every pair and so at every k: with
+    the wing slopes psi (1 + rho) / 2 and psi (1 - rho) / 2 and theta non-decreasing and phi = psi / theta
+    non-increasing in expiry (Hendriks & Martini 2019; Mingone 2022). Parameters are interpolated linearly in time
+    between expiries and extrapolated in total variance outside them (risk_core.pricing.vol_surface)."""
+
+    essvi: Annotated[list[ESSVISlice], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _calendar_free(self) -> ESSVISurface:
+        tol = 1 + ESSVI_TOLERANCE
+        for i, (before, after) in enumerate(zip(self.essvi, self.essvi[1:], strict=False), start=1):
+            if after.expiry <= before.expiry:
+                raise ValueError(f"essvi[{i}]: expiries must be strictly increasing")
+            for name, low, high in (
+                ("theta", before.theta, after.theta),
+                ("psi (1 + rho)", before.psi * (1 + before.rho), after.psi * (1 + after.rho)),
+                ("psi (1 - rho)", before.psi * (1 - before.rho), after.psi * (1 - after.rho)),
+                ("theta / psi", before.theta / before.psi, after.theta / after.psi),
+            ):
+                if high * tol < low:
+                    raise ValueError(f"essvi[{i}]: {name} must not decrease with expiry (calendar arbitrage)")
+        return self
+
+
 class PointsSurface(StrictModel):
     points: Annotated[list[VolPoint], Field(min_length=1)]
 
 
-VolSurface = SVISurface | PointsSurface
+VolSurface = SVISurface | ESSVISurface | PointsSurface
 
 
 class SourceStatus(StrictModel):

@@ -5,6 +5,11 @@ leaves a choice open, Derive's published portfolio cases settle it:
 - option values use each option's `MarkVol`; the feed's SVI parameters are read but unused (the long 4200 call of
   the OTM call-spread case has an SVI vol of 0.907 against a mark of 0.883, and only the mark reproduces it);
 - the static discount multiplies the expiry value already discounted by disc = exp(-max(rate, 0) tau);
+- a negative rate counts as 0 everywhere, in disc and in the static discount's rate shocks (the negative-rate
+  case; Derive's contract floors the feed's rate at 0 before both);
+- every parameter takes the range Derive's contract setters accept (PMRMLib_2's `set...Params`, derivexyz/v2-core
+  @ 7736900), bottoms of 0 included; the two zeros the contract then divides by (DTE_FLOOR with an option at
+  expiry, a k* of 0) are refused, naming the parameter, where the contract reverts;
 - the last-30-minutes forward rule also moves the basis-contingency forwards (settlement case);
 - a skew scenario's dampening factor multiplies its loss (linear-skew case, dampening 2);
 - the collateral oracle contingency ignores `StableConfidence` (multi-collateral risk-cancelling case).
@@ -148,54 +153,54 @@ class StressScenario(_PascalCaseModel):
 
 
 class VolShockParameters(_UpperCaseModel):
-    vol_range_up: NonNegative = Field(alias="VOLRANGEUP")
-    vol_range_down: NonNegative = Field(alias="VOLRANGEDOWN")
-    short_term_power: float = Field(alias="SHORTTERMPOWER")
-    long_term_power: float = Field(alias="LONGTERMPOWER")
-    dte_floor_days: Positive = Field(alias="DTE_FLOOR")
-    min_vol_eval_shocked: NonNegative
+    vol_range_up: float = Field(alias="VOLRANGEUP", ge=0, le=10)
+    vol_range_down: float = Field(alias="VOLRANGEDOWN", ge=0, le=10)
+    short_term_power: float = Field(alias="SHORTTERMPOWER", le=10)
+    long_term_power: float = Field(alias="LONGTERMPOWER", le=10)
+    dte_floor_days: float = Field(alias="DTE_FLOOR", ge=0, le=400)
+    min_vol_eval_shocked: float = Field(ge=0, le=20)
 
 
 class MarginParameters(_UpperCaseModel):
-    mm_loss_factor: NonNegative
-    im_loss_factor: NonNegative
-    base_static_discount: NonNegative
-    base_static_discount_neg: NonNegative
-    long_rate_multscale: float
-    long_rate_addscale: float
-    short_rate_multscale: float
-    short_rate_addscale: float
+    mm_loss_factor: float = Field(ge=0.1, le=10)
+    im_loss_factor: float = Field(ge=0.5, le=10)
+    base_static_discount: float = Field(ge=0, le=4)
+    base_static_discount_neg: float = Field(ge=0, le=4)
+    long_rate_multscale: float = Field(ge=0, le=10)
+    long_rate_addscale: float = Field(ge=0, le=10)
+    short_rate_multscale: float = Field(ge=0, le=10)
+    short_rate_addscale: float = Field(ge=0, le=10)
 
 
 class BasisContingencyParameters(_UpperCaseModel):
-    scenario_spot_up: Positive
-    scenario_spot_down: Positive
-    basis_cont_add_factor: NonNegative
-    basis_cont_mult_factor: NonNegative
+    scenario_spot_up: float = Field(gt=1, lt=3)
+    scenario_spot_down: float = Field(ge=0, lt=1)
+    basis_cont_add_factor: float = Field(ge=0, le=20)
+    basis_cont_mult_factor: float = Field(ge=0, le=20)
 
 
 class OtherContingencyParameters(_UpperCaseModel):
-    peg_loss_threshold: NonNegative
-    peg_loss_factor: NonNegative
+    peg_loss_threshold: float = Field(ge=0, le=100)
+    peg_loss_factor: float = Field(ge=0, le=10)
     conf_threshold: Fraction
-    conf_margin: NonNegative
-    mm_perp_percent: NonNegative
-    im_perp_percent: NonNegative
-    mm_option_percent: NonNegative
-    im_option_percent: NonNegative
+    conf_margin: float = Field(ge=0, le=20)
+    mm_perp_percent: float = Field(ge=0, le=3)
+    im_perp_percent: float = Field(ge=0, le=3)
+    mm_option_percent: float = Field(ge=0, le=2)
+    im_option_percent: float = Field(ge=0, le=2)
     im_perp_percent_normal: NonNegative | None = Field(default=None, description="unused by the method")
     im_option_percent_normal: NonNegative | None = Field(default=None, description="unused by the method")
 
 
 class SkewShockParameters(_UpperCaseModel):
-    linear_scale_cap: float
-    linear_cbase: float
-    abs_scale_cap: float
-    abs_cbase: float
-    min_k_star: Positive
-    min_width_scale: float
-    vol_param_static: float
-    vol_param_scale: float
+    linear_scale_cap: float = Field(ge=0, le=10)
+    linear_cbase: float = Field(ge=-10, le=10)
+    abs_scale_cap: float = Field(ge=0, le=10)
+    abs_cbase: float = Field(ge=-10, le=10)
+    min_k_star: float = Field(ge=0, le=10)
+    min_width_scale: float = Field(ge=0, le=10)
+    vol_param_static: float = Field(ge=0, le=10)
+    vol_param_scale: float = Field(ge=-20, le=20)
 
 
 class Pm2Parameters(_PascalCaseModel):
@@ -220,6 +225,24 @@ class Pm2Case(_PascalCaseModel):
     scenario: Pm2Account
     parameters: Pm2Parameters
     expected: ExpectedMargin | None = None
+
+    @model_validator(mode="after")
+    def _no_division_by_zero(self) -> Pm2Case:
+        """Refuse, naming the parameter, the inputs on which Derive's contract divides by zero (and reverts)."""
+        expiries = np.array(sorted({o.expiry for o in self.scenario.options}), dtype=np.float64)
+        if expiries.size == 0:
+            return self
+        if self.parameters.vol_shock.dte_floor_days == 0 and expiries[0] == 0:
+            raise PydanticCustomError(
+                "division_by_zero", "Parameters.VolShock.DTE_FLOOR = 0 with an option at Expiry 0: the vol shock "
+                "divides by max(Expiry, DTE_FLOOR) = 0", {},
+            )
+        if np.any(_k_star(np.sqrt(expiries / SECONDS_PER_YEAR), self.parameters.skew_shock) <= 0):
+            raise PydanticCustomError(
+                "division_by_zero", "Parameters.SkewShock.MIN_K_STAR = 0 and an expiry whose k* is not positive: "
+                "the skew shock divides by k*", {},
+            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -300,6 +323,7 @@ class _OptionBook:
             dtype=np.float64,
         ).reshape(-1, 3).T
         tau = seconds / SECONDS_PER_YEAR
+        rate = np.maximum(rate, 0.0)
         return cls(
             strike=legs[:, 1],
             is_call=legs[:, 2] == 1,
@@ -311,7 +335,7 @@ class _OptionBook:
             rate=rate,
             confidence=confidence,
             tau=tau,
-            disc=np.exp(-np.maximum(rate, 0.0) * tau),
+            disc=np.exp(-rate * tau),
         )
 
 
@@ -341,10 +365,14 @@ def _skew_vol_factor(
     log_moneyness: FloatArray, sqrt_tau: FloatArray, scale_cap: float, cbase: float, skew: SkewShockParameters
 ) -> FloatArray:
     cap = cbase * sqrt_tau + scale_cap
-    k_star = np.maximum(
+    return np.maximum(0.0, 1.0 + np.clip(log_moneyness * cap / _k_star(sqrt_tau, skew), -cap, cap))
+
+
+def _k_star(sqrt_tau: FloatArray, skew: SkewShockParameters) -> FloatArray:
+    """Where the skew shock's multiplier reaches its cap, in log-moneyness."""
+    return np.maximum(
         skew.min_k_star, sqrt_tau * skew.min_width_scale * (skew.vol_param_static + sqrt_tau * skew.vol_param_scale)
     )
-    return np.maximum(0.0, 1.0 + np.clip(log_moneyness * cap / k_star, -cap, cap))
 
 
 def _scenario_vols(book: _OptionBook, direction_code: NDArray[np.intp], params: Pm2Parameters) -> FloatArray:

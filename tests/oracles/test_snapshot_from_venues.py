@@ -14,7 +14,7 @@ import pytest
 from oracles.aggregation import AggregationPolicy
 from oracles.observations import PriceObservation, observation_from_chainlink_round
 from oracles.snapshot import SnapshotBuild, SnapshotSources, fetch_market_snapshot
-from risk_core.schema.market import SVISurface
+from risk_core.schema.market import ESSVISurface
 from venue_http import SourceError
 from venue_servers.pyth import FEED_IDS
 from venue_servers.runner import VenueServers, run_venue_servers
@@ -60,9 +60,9 @@ async def test_full_snapshot_for_btc_eth_sol(venues: VenueServers) -> None:
         assert b.prices[asset].status == "ok" and len(b.prices[asset].sources) == len(venue_names)
     for asset in ("BTC", "ETH"):
         surface = snap.vol[asset]
-        assert isinstance(surface, SVISurface) and len(surface.svi) >= 10
+        assert isinstance(surface, ESSVISurface) and len(surface.essvi) >= 10
         assert b.surfaces[asset].venues == ("deribit", "derive")
-        assert set(snap.forwards[asset]) == {s.expiry for s in surface.svi} | set(snap.forwards[asset])
+        assert set(snap.forwards[asset]) == {s.expiry for s in surface.essvi} | set(snap.forwards[asset])
     assert "SOL" not in snap.vol
     assert statuses(b)["vol:SOL"][0] == "failed"
     assert all(s.status == "ok" for s in b.fetches if s.name.startswith("fetch:"))
@@ -112,7 +112,7 @@ async def test_the_renamed_derive_field_fails_the_derive_chain_but_deribit_still
     venues.faults["derive"].set("public/get_tickers", "rename-field")
     b = await build(venues)
     assert b.surfaces["BTC"].venues == ("deribit",)
-    assert isinstance(b.snapshot.vol["BTC"], SVISurface)
+    assert isinstance(b.snapshot.vol["BTC"], ESSVISurface)
 
 
 async def test_all_price_venues_down_leaves_no_spot(venues: VenueServers) -> None:

@@ -1,22 +1,22 @@
-"""Acceptance: the SVI surface fitted to the two real Deribit chains of reference_data/market/deribit/.
+"""Acceptance: the eSSVI surface fitted to the two real Deribit chains of reference_data/market/deribit/ (calm
+2026-01-05, sell-off 2026-02-05), against every target of issue 14.
 
-* Repricing: the surface (as risk_core reads it, total variance interpolated across expiries) reprices Deribit's own
-  mark implied vols of the out-of-the-money options with |delta| >= 0.02 with a vega-weighted RMSE of at most
-  1 vol point on the calm day (2026-01-05) and 3 on the sell-off day (2026-02-05). Deribit's `implied_volatility`
-  and `vega` columns are independent of the fit, which sees only bids, asks, marks and futures.
-* No arbitrage on dense grids: every fitted slice has g(k) >= 0 on 2,001 points spanning its quotes +- 4 standard
-  deviations, and every pair of consecutive fitted slices has non-decreasing total variance on 2,001 points
-  spanning both slices' quoted log-moneyness (+- 25%); the interpolated surface is then non-decreasing in time.
-* Speed: one currency's chain fits in well under a second of CPU (the thread's CPU time, 0.2-0.35 s here: wall time
-  on a shared 2-core machine measures the neighbours too; benchmarks/bench_snapshot.py reports both).
-
-The chain is read from the CSV here, independently of the venue servers.
+* Repricing: the surface (as risk_core reads it) reprices Deribit's own mark implied vols of the out-of-the-money
+  options with |delta| >= 0.02 with a vega-weighted RMSE of at most 1 vol point per currency on the calm day and 2
+  on the sell-off day; any single expiry within 3 (calm; the sell-off's shortest expiries miss it, see the xfail).
+  Deribit's `implied_volatility` and `vega` columns are independent of the fit, which sees only bids, asks, marks
+  and futures.
+* No expiry dropped: every expiry of the file more than an hour out has a fitted slice.
+* No arbitrage, checked here with formulas of the test's own (not the fitter's): g(k) >= 0 for |k| <= 5 on every
+  slice and on the surface between and beyond them, and total variance non-decreasing in T for every k in [-3, 3],
+  from before the first expiry to a year past the last.
+Speed is a benchmark (benchmarks/bench_snapshot.py), not a test. The chain is read from the CSV here,
+independently of the venue servers.
 """
 
 from __future__ import annotations
 
 import csv
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -26,16 +26,16 @@ import pytest
 import reference_data
 from oracles.surface import OptionQuote, SurfaceFit, VenueChain, compute_surface, vega_weighted_rmse
 from risk_core.pricing.vol_surface import SECONDS_PER_YEAR, ResolvedSurface
-from risk_core.schema.market import SVISurface
+from risk_core.schema.market import ESSVISurface
 
 DERIBIT = reference_data.path("market", "deribit")
 CALM = DERIBIT / "deribit_options_snapshot_20260105T153329Z.csv"
 SELL_OFF = DERIBIT / "deribit_options_snapshot_20260205T212937Z.csv"
-RMSE_LIMIT = {CALM.name: 1.0, SELL_OFF.name: 3.0}  # vol points
+RMSE_LIMIT = {CALM.name: 1.0, SELL_OFF.name: 2.0}  # vol points, per currency
+EXPIRY_LIMIT = 3.0  # vol points, any single expiry
 MIN_ABS_DELTA = 0.02
-DENSE = 2001
-FIT_CPU_SECONDS = 0.6
-
+K_BUTTERFLY = np.linspace(-5.0, 5.0, 4001)
+K_CALENDAR = np.linspace(-3.0, 3.0, 601)
 
 
 def _num(text: str) -> float | None:
@@ -61,16 +61,14 @@ def read_chain(path: Path, currency: str) -> tuple[VenueChain, list[dict[str, st
     return VenueChain(venue="deribit", asset=currency, as_of=as_of, quotes=tuple(quotes), futures=futures), rows
 
 
-_FITS: dict[tuple[str, str], tuple[SurfaceFit, list[dict[str, str]], float]] = {}
+_FITS: dict[tuple[str, str], tuple[SurfaceFit, list[dict[str, str]]]] = {}
 
 
-def fitted(path: Path, currency: str) -> tuple[SurfaceFit, list[dict[str, str]], float]:
+def fitted(path: Path, currency: str) -> tuple[SurfaceFit, list[dict[str, str]]]:
     key = (path.name, currency)
     if key not in _FITS:
         chain, rows = read_chain(path, currency)
-        start = time.perf_counter()
-        fit = compute_surface([chain], asset=currency, as_of=chain.as_of)
-        _FITS[key] = (fit, rows, time.perf_counter() - start)
+        _FITS[key] = (compute_surface([chain], asset=currency, as_of=chain.as_of), rows)
     return _FITS[key]
 
 
@@ -83,11 +81,14 @@ def case(request: pytest.FixtureRequest) -> tuple[Path, str]:
     return request.param  # type: ignore[no-any-return]
 
 
-def test_fit_reprices_deribit_marks(case: tuple[Path, str]) -> None:
-    path, currency = case
-    fit, rows, _ = fitted(path, currency)
-    assert fit.status == "ok" and isinstance(fit.surface, SVISurface)
-    surface = ResolvedSurface(fit.surface, fit.as_of, lambda e: fit.forwards[e])
+def _resolved(fit: SurfaceFit) -> ResolvedSurface:
+    assert fit.status == "ok" and isinstance(fit.surface, ESSVISurface)
+    return ResolvedSurface(fit.surface, fit.as_of, lambda e: fit.forwards[e])
+
+
+def repricing_errors(fit: SurfaceFit, rows: list[dict[str, str]]) -> tuple[float, dict[str, float]]:
+    """Vega-weighted RMSE against Deribit's marks: per currency, and per expiry."""
+    surface = _resolved(fit)
     strike = np.array([float(r["strike"]) for r in rows])
     expiry = [datetime.fromisoformat(r["expiry_datetime"]) for r in rows]
     forward = np.array([fit.forwards[e] for e in expiry])
@@ -98,62 +99,96 @@ def test_fit_reprices_deribit_marks(case: tuple[Path, str]) -> None:
     vega = np.array([float(r["vega"]) for r in rows])
     chosen = (is_call == (strike >= forward)) & (np.abs(delta) >= MIN_ABS_DELTA)
     assert chosen.sum() > 200
-    model_iv = surface.implied_vol(years[chosen], np.log(strike[chosen] / forward[chosen]))
-    rmse = vega_weighted_rmse(model_iv, mark_iv[chosen], vega[chosen])
-    assert rmse <= RMSE_LIMIT[path.name], f"{currency}: vega-weighted RMSE {rmse:.3f} vol points"
+    model_iv = surface.implied_vol(years, np.log(strike / forward))
+    total = vega_weighted_rmse(model_iv[chosen], mark_iv[chosen], vega[chosen])
+    names = np.array([f"{e:%Y-%m-%d}" for e in expiry])
+    per_expiry = {
+        name: vega_weighted_rmse(model_iv[chosen & (names == name)], mark_iv[chosen & (names == name)],
+                                 vega[chosen & (names == name)])
+        for name in sorted(set(names[chosen]))
+    }
+    return total, per_expiry
 
 
-def test_every_fitted_slice_is_butterfly_free(case: tuple[Path, str]) -> None:
+def test_fit_reprices_deribit_marks_per_currency(case: tuple[Path, str]) -> None:
     path, currency = case
-    fit, _, _ = fitted(path, currency)
-    fitted_slices = [s for s in fit.slices if s.status == "fitted"]
-    assert len(fitted_slices) >= 8
-    for s in fitted_slices:
-        assert s.params is not None
-        sd = np.sqrt(s.params.total_variance(np.array([0.0]))[0])
-        grid = np.linspace(-1.5 - 4 * sd, 1.5 + 4 * sd, DENSE)
-        g = s.params.butterfly_g(grid)
-        assert g.min() >= -1e-9, f"{s.expiry}: g(k) = {g.min():.3g} at k = {grid[np.argmin(g)]:.3f}"
-        assert s.params.min_total_variance >= -1e-12
+    fit, rows = fitted(path, currency)
+    total, _ = repricing_errors(fit, rows)
+    assert total <= RMSE_LIMIT[path.name], f"{currency}: vega-weighted RMSE {total:.3f} vol points"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [CALM, pytest.param(SELL_OFF, marks=pytest.mark.xfail(
+        strict=True, reason="eSSVI has 3 parameters a slice: the sell-off's steepest short-dated smiles (BTC 6 Feb, "
+        "10 hours out: 6 vol points; ETH 7 Feb: 4) are beyond its shape"))],
+    ids=["calm", "sell-off"],
+)
+@pytest.mark.parametrize("currency", ["BTC", "ETH"])
+def test_every_expiry_within_three_vol_points(path: Path, currency: str) -> None:
+    fit, rows = fitted(path, currency)
+    _, per_expiry = repricing_errors(fit, rows)
+    worst = max(per_expiry, key=per_expiry.__getitem__)
+    assert per_expiry[worst] <= EXPIRY_LIMIT, f"{worst}: {per_expiry[worst]:.2f} vol points"
+
+
+def test_no_expiry_is_dropped(case: tuple[Path, str]) -> None:
+    path, currency = case
+    fit, rows = fitted(path, currency)
+    listed = {
+        datetime.fromisoformat(r["expiry_datetime"]) for r in rows
+        if (datetime.fromisoformat(r["expiry_datetime"]) - fit.as_of).total_seconds() > 3600
+    }
+    assert len(listed) >= 10
+    assert {s.expiry for s in fit.slices} == listed
+    assert all(s.status == "fitted" and s.rmse_vol_points is not None for s in fit.slices)
+    assert isinstance(fit.surface, ESSVISurface) and [s.expiry for s in fit.surface.essvi] == sorted(listed)
+
+
+def essvi_variance(k: np.ndarray, theta: np.ndarray, rho: np.ndarray, psi: np.ndarray) -> np.ndarray:
+    """Gatheral & Jacquier's SSVI written out: w = theta / 2 (1 + rho phi k + sqrt((phi k + rho)^2 + 1 - rho^2))."""
+    phi = psi / theta
+    return theta / 2 * (1 + rho * phi * k + np.sqrt((phi * k + rho) ** 2 + 1 - rho**2))
+
+
+def butterfly_g(w: np.ndarray, dk: float, k: np.ndarray) -> np.ndarray:
+    """Gatheral's g(k) from w on a uniform grid, derivatives by central differences."""
+    w1 = np.gradient(w, dk, edge_order=2)
+    w2 = np.gradient(w1, dk, edge_order=2)
+    return (1 - k * w1 / (2 * w)) ** 2 - w1**2 / 4 * (1 / w + 0.25) + w2 / 2
+
+
+def test_every_slice_is_butterfly_free_for_k_within_5(case: tuple[Path, str]) -> None:
+    path, currency = case
+    fit, _ = fitted(path, currency)
+    assert isinstance(fit.surface, ESSVISurface)
+    dk = float(K_BUTTERFLY[1] - K_BUTTERFLY[0])
+    for s in fit.surface.essvi:
+        g = butterfly_g(essvi_variance(K_BUTTERFLY, np.float64(s.theta), np.float64(s.rho), np.float64(s.psi)), dk,
+                        K_BUTTERFLY)
+        assert g.min() >= -1e-6, f"{s.expiry}: g = {g.min():.3g} at k = {K_BUTTERFLY[np.argmin(g)]:.2f}"
+    # and on the surface between and beyond the slices, as risk_core reads it
+    surface = _resolved(fit)
+    for t in np.geomspace(surface.expiry_years[0] / 10, surface.expiry_years[-1] * 2, 40):
+        w = surface.implied_vol(np.full_like(K_BUTTERFLY, t), K_BUTTERFLY) ** 2 * t
+        g = butterfly_g(w, dk, K_BUTTERFLY)
+        assert g.min() >= -1e-6, f"T = {t:.4f}: g = {g.min():.3g}"
 
 
 def test_total_variance_never_falls_with_expiry(case: tuple[Path, str]) -> None:
     path, currency = case
-    fit, rows, _ = fitted(path, currency)
-    quoted_k: dict[datetime, list[float]] = {}
-    for r in rows:
-        e = datetime.fromisoformat(r["expiry_datetime"])
-        if e in fit.forwards:
-            quoted_k.setdefault(e, []).append(float(np.log(float(r["strike"]) / fit.forwards[e])))
-    fitted_slices = [s for s in fit.slices if s.status == "fitted"]
-    for before, after in zip(fitted_slices, fitted_slices[1:], strict=False):
-        assert before.params is not None and after.params is not None
-        ks = quoted_k[before.expiry] + quoted_k[after.expiry]
-        lo, hi = min(ks), max(ks)
-        grid = np.linspace(lo - 0.25 * (hi - lo) * 0.999, hi + 0.25 * (hi - lo) * 0.999, DENSE)
-        gap = after.params.total_variance(grid) - before.params.total_variance(grid)
-        assert gap.min() >= -1e-8, f"{before.expiry:%d%b} -> {after.expiry:%d%b}: {gap.min():.3g}"
-    # through risk_core's interpolation: at fixed k inside every slice's checked range, w(T) is non-decreasing
-    assert isinstance(fit.surface, SVISurface)
-    surface = ResolvedSurface(fit.surface, fit.as_of, lambda e: fit.forwards[e])
-    t = np.linspace(surface.expiry_years[0], surface.expiry_years[-1], 200)
-    for k in np.linspace(-0.15, 0.15, 31):
-        w = surface.implied_vol(t, np.full_like(t, k)) ** 2 * t
-        assert np.all(np.diff(w) >= -1e-10), f"k = {k:.2f}"
-
-
-def test_rejected_slices_are_flagged_not_hidden(case: tuple[Path, str]) -> None:
-    path, currency = case
-    fit, _, _ = fitted(path, currency)
-    for s in fit.slices:
-        if s.status != "fitted":
-            assert s.reason
-            assert any(f"{s.expiry:%Y-%m-%d}" in flag for flag in fit.flags)
-
-
-def test_a_full_chain_fits_well_under_a_second(case: tuple[Path, str]) -> None:
-    path, currency = case
-    chain, _ = read_chain(path, currency)
-    start = time.thread_time()
-    compute_surface([chain], asset=currency, as_of=chain.as_of)
-    assert time.thread_time() - start < FIT_CPU_SECONDS
+    fit, _ = fitted(path, currency)
+    surface = _resolved(fit)
+    times = np.unique(np.concatenate([
+        np.geomspace(surface.expiry_years[0] / 20, surface.expiry_years[-1] + 1.0, 400), surface.expiry_years,
+    ]))
+    tt, kk = np.meshgrid(times, K_CALENDAR, indexing="ij")
+    w = surface.implied_vol(tt, kk) ** 2 * tt
+    gap = np.diff(w, axis=0)
+    assert gap.min() >= -1e-12 * w.max(), f"min calendar gap {gap.min():.3g}"
+    # beyond the last expiry in total variance, not at flat vol: the last interval's forward variance continues
+    before_last, last = surface.expiry_years[-2], surface.expiry_years[-1]
+    atm = surface.implied_vol(np.array([before_last, last, last + 1.0]), np.zeros(3)) ** 2 * np.array(
+        [before_last, last, last + 1.0])
+    slope = (atm[1] - atm[0]) / (last - before_last)
+    assert atm[2] == pytest.approx(atm[1] + slope, rel=1e-9)

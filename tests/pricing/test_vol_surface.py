@@ -17,7 +17,7 @@ import pytest
 
 import reference_data
 from risk_core.pricing.vol_surface import ResolvedSurface, year_fraction
-from risk_core.schema.market import PointsSurface, SVISlice, SVISurface, VolPoint
+from risk_core.schema.market import ESSVISlice, ESSVISurface, PointsSurface, SVISlice, SVISurface, VolPoint
 
 REPO = Path(__file__).resolve().parents[2]  # tests/pricing/<this file> -> the repository root
 DATA = reference_data.path("market")
@@ -187,3 +187,31 @@ def test_real_btc_chain_points_come_back_exactly() -> None:
         got = s.implied_vol(np.full(mid.size, year_fraction(as_of, expiry)), mid)
         assert np.all(got >= np.minimum(vols[:-1], vols[1:]) * (1 - EXACT_RTOL))
         assert np.all(got <= np.maximum(vols[:-1], vols[1:]) * (1 + EXACT_RTOL))
+
+
+def _ssvi_by_hand(k: float, theta: float, up: float, down: float) -> float:
+    """w from theta and the wing slopes: psi = up + down, rho = (up - down) / psi, phi = psi / theta."""
+    psi = up + down
+    rho, phi = (up - down) / psi, psi / theta
+    return theta / 2 * (1 + rho * phi * k + math.sqrt((phi * k + rho) ** 2 + 1 - rho * rho))
+
+
+def test_essvi_surface_interpolates_its_parameters_and_extrapolates_in_total_variance() -> None:
+    # slice i: theta, up = psi (1 + rho) / 2, down = psi (1 - rho) / 2
+    theta, up, down = (0.02, 0.08), (0.06, 0.10), (0.09, 0.16)
+    slices = [
+        ESSVISlice(expiry=e, theta=th, rho=(u - d) / (u + d), psi=u + d)
+        for e, th, u, d in zip((E1, E2), theta, up, down, strict=True)
+    ]
+    s = ResolvedSurface(ESSVISurface(essvi=slices), AS_OF, forward)
+    cases = {
+        T1: (theta[0], up[0], down[0]),
+        T2: (theta[1], up[1], down[1]),
+        0.25: (0.05, 0.08, 0.125),  # halfway: every parameter halfway
+        0.025: (0.005, 0.06 * 0.5, 0.09 * 0.5),  # a quarter of T1: theta x 1/4, wings x sqrt(1/4)
+        1.0: (0.08 + 0.06 / 0.3 * 0.6, 0.10, 0.16),  # past T2: the last interval's forward variance, wings held
+    }
+    for t, (th, u, d) in cases.items():
+        for k in (-2.0, -0.3, 0.0, 0.4, 3.0):
+            expected = math.sqrt(_ssvi_by_hand(k, th, u, d) / t)
+            assert s.implied_vol(np.array([t]), np.array([k]))[0] == pytest.approx(expected, rel=HAND_RTOL), (t, k)
