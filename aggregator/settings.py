@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aggregator.attestation_signer import SignerWindow
+
 # Pyth's public price-feed ids (the same on every chain and on Hermes).
 PYTH_FEED_IDS = {
     "BTC": "e62df6c8b4a85fe1a67db44dc12de5db330f7ac66b72dc658afedf0f4a415b43",
@@ -30,6 +32,21 @@ class VenueCredentials(BaseModel):
 
     deribit: dict[str, str] = Field(default_factory=dict, description="client_id -> client_secret")
     derive: dict[str, str] = Field(default_factory=dict, description="wallet -> session key (hex)")
+
+
+class AttestationSettings(BaseModel):
+    """Where the service's margin attestations are verified, and how long they live. The key is a secret: it
+    comes from the environment (aggregator/attestation_signer.py), never from here."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    verifiers: dict[int, str] = Field(
+        default_factory=dict, description="chain id -> MetariskVerifier address on it: the chains attested for"
+    )
+    ttl_s: int = Field(default=300, gt=0, description="an attestation expires this long after it is issued")
+    rotated_signers: list[SignerWindow] = Field(
+        default_factory=list, description="keys signed with before the current one, with their validity windows"
+    )
 
 
 class ServiceSettings(BaseModel):
@@ -71,3 +88,4 @@ class ServiceSettings(BaseModel):
     account_refresh_s: float = Field(default=60.0, gt=0)
     history_retention_days: float = Field(default=30.0, gt=0)
     signer_key: str | None = Field(default=None, description="hex private key signing credit views (EIP-712)")
+    attestation: AttestationSettings = AttestationSettings()
