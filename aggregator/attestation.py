@@ -3,7 +3,9 @@
 Fixed point: every USD figure (equity, collateral, MM, IM, free collateral) is an int256 of 1e18 per USD, so
 negative equity and free collateral are representable; the margin ratio (MM / collateral) is a uint256 of 1e18
 per unit, type(uint256).max when collateral <= 0 (the ratio is unbounded). Times are unix seconds. A figure is
-converted from its shortest decimal form, so 1234.5 USD is exactly 1234500000000000000000.
+converted from its shortest decimal form, so 1234.5 USD is exactly 1234500000000000000000. In the JSON document
+these six 256-bit values are decimal strings, as eth_signTypedData_v4 takes them: a JSON number loses precision
+past 2^53 in most clients.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ def compute_input_hashes(report: MarginReport) -> InputHashes:
     """The hashes of the parameters and of the market snapshot the report was computed with, from what the report
     carries: its parameter version, and the market's time with the status of every source that fed it."""
     params = {"params_version": report.params_version}
-    market = {"as_of": report.as_of.isoformat(), "sources": [s.model_dump(mode="json") for s in report.sources]}
+    market = report.model_dump(mode="json", include={"as_of", "sources"})
     return InputHashes(params=keccak(canonical_json(params)), market=keccak(canonical_json(market)))
 
 
@@ -123,12 +125,12 @@ def compute_message(
     issued = _unix(issued_at)
     return {
         "wallet": wallet,
-        "equityUsd": to_wad(report.equity_usd, "equity_usd"),
-        "collateralUsd": to_wad(report.collateral_usd, "collateral_usd"),
-        "maintenanceMarginUsd": to_wad(report.maintenance_margin_usd, "maintenance_margin_usd"),
-        "initialMarginUsd": to_wad(report.initial_margin_usd, "initial_margin_usd"),
-        "freeCollateralUsd": to_wad(report.free_collateral_usd, "free_collateral_usd"),
-        "marginRatio": ratio,
+        "equityUsd": str(to_wad(report.equity_usd, "equity_usd")),
+        "collateralUsd": str(to_wad(report.collateral_usd, "collateral_usd")),
+        "maintenanceMarginUsd": str(to_wad(report.maintenance_margin_usd, "maintenance_margin_usd")),
+        "initialMarginUsd": str(to_wad(report.initial_margin_usd, "initial_margin_usd")),
+        "freeCollateralUsd": str(to_wad(report.free_collateral_usd, "free_collateral_usd")),
+        "marginRatio": str(ratio),
         "complete": report.complete,
         "blocks": [{"chainId": chain_id, "blockNumber": block} for chain_id, block in sorted(blocks.items())],
         "sources": sorted(sources, key=lambda s: str(s["source"])),

@@ -70,7 +70,7 @@ def test_lends_against_attested_free_collateral_and_refuses_beyond_it(
     usdc = w3.eth.contract(address=Web3.to_checksum_address(usdc_address), abi=BALANCE_OF)
     before = usdc.functions.balanceOf(wallet).call()
     signed = attest(SERVICE, wallet=wallet, chain_id=8453, verifier=chain.attestation.verifier, issued_at=_now(w3))
-    free = signed.typed_data["message"]["freeCollateralUsd"]
+    free = int(signed.typed_data["message"]["freeCollateralUsd"])
     assert free > 0 and Fraction(free, 10**18) == Fraction(repr(demo_report().free_collateral_usd))
 
     first = 40_000 * USDC

@@ -63,8 +63,9 @@ def test_a_valid_attestation_is_accepted_with_its_figures(devnet: RunningDevnet,
     m = signed.typed_data["message"]
     figures = _verify(devnet, chain, signed.typed_data, signed.signature)()
     assert tuple(figures) == (
-        m["wallet"], SERVICE.address, m["equityUsd"], m["collateralUsd"], m["maintenanceMarginUsd"],
-        m["initialMarginUsd"], m["freeCollateralUsd"], m["marginRatio"], m["issuedAt"], m["expiresAt"],
+        m["wallet"], SERVICE.address, *(int(m[f]) for f in (
+            "equityUsd", "collateralUsd", "maintenanceMarginUsd", "initialMarginUsd", "freeCollateralUsd", "marginRatio"
+        )), m["issuedAt"], m["expiresAt"],
     )
     report = demo_report()
     # fixed point 1e18: exactly the figure's decimal form
@@ -99,6 +100,8 @@ def _changed_fields(message: dict[str, Any]) -> Iterator[tuple[str, Any]]:
             yield field, not value
         elif isinstance(value, int):
             yield field, value - 1
+        elif field.endswith(("Usd", "Ratio")):
+            yield field, str(int(value) - 1)
         elif field == "wallet":
             yield field, Web3.to_checksum_address("0x" + "11" * 20)
         elif field.endswith("Hash"):

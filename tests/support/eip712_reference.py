@@ -47,6 +47,8 @@ def _encode_value(kind: str, value: Any, types: Types) -> bytes:
         return keccak(bytes.fromhex(value.removeprefix("0x")) if isinstance(value, str) else value)
     if kind.startswith("bytes") and isinstance(value, str):
         value = bytes.fromhex(value.removeprefix("0x"))
+    elif kind.startswith(("int", "uint")) and isinstance(value, str):
+        value = int(value, 0)  # JSON carries large integers as decimal (or 0x-hex) strings
     return encode([kind], [value])
 
 
