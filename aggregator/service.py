@@ -262,6 +262,10 @@ class AggregatorService:
         return Refreshed(self._aged(refreshed), refreshed.positions, refreshed.market, refreshed.computed_at,
                          refreshed.monotonic)
 
+    def forget_wallet(self, address: str) -> None:
+        """Drop the wallet's cached refresh: the next answer reads the chains again (after a transaction of its own)."""
+        self._refreshed.pop(f"wallet:{address.lower()}", None)
+
     def chain_ids(self) -> dict[str, int]:
         """chain name -> chain id of every chain the service reads."""
         return {client.config.name: client.config.chain_id for client in self.clients}

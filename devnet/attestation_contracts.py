@@ -8,9 +8,11 @@ import json
 from functools import cache
 from typing import Any
 
-from eth_abi import encode
+from eth_abi import decode, encode
+from eth_utils import keccak
 from web3 import Web3
 from web3.contract import Contract
+from web3.exceptions import ContractCustomError
 
 from devnet.deploy import DEPLOYER, ChainDeployer
 from devnet.manifest import DevnetChain
@@ -95,3 +97,26 @@ def borrow(w3: Web3, chain: DevnetChain, amount: int, typed_data: dict[str, Any]
     call = credit_line(w3, chain).functions.borrow(amount, *verify_arguments(typed_data, signature))
     call.call({"from": wallet})  # a refusal raises here with its custom error, before any transaction
     return w3.eth.wait_for_transaction_receipt(call.transact({"from": wallet}))
+
+
+@cache
+def _custom_errors() -> dict[bytes, tuple[str, tuple[str, ...]]]:
+    """selector -> (name, argument types) of every custom error of the exported contracts."""
+    found = {}
+    for name in EXPORTED:
+        for entry in exported_abi(name):
+            if entry["type"] == "error":
+                kinds = tuple(i["type"] for i in entry["inputs"])
+                found[keccak(text=f"{entry['name']}({','.join(kinds)})")[:4]] = (entry["name"], kinds)
+    return found
+
+
+def decode_refusal(error: ContractCustomError) -> tuple[str, tuple[Any, ...]]:
+    """The custom error a contract reverted with, as (name, decoded arguments).
+
+    Raises:
+        KeyError: the revert is none of the attestation contracts' errors.
+    """
+    data = bytes.fromhex(str(error.data).removeprefix("0x"))
+    name, kinds = _custom_errors()[data[:4]]
+    return name, tuple(decode(list(kinds), data[4:]))

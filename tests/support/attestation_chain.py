@@ -9,13 +9,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from eth_abi import decode
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
 from web3.exceptions import ContractCustomError
 
 from aggregator.attestation import SignedAttestation, compute_message, compute_typed_data, sign_attestation
-from devnet.attestation_contracts import EXPORTED, exported_abi
+from devnet.attestation_contracts import decode_refusal
 from risk_core.margin.engine import compute_margin_request
 from risk_core.schema.report import MarginReport
 from risk_core.schema.request import MarginRequest
@@ -50,24 +48,10 @@ def attest(
     return sign_attestation(compute_typed_data(message, chain_id=chain_id, verifying_contract=verifier), signer)
 
 
-@cache
-def _errors() -> dict[bytes, tuple[str, list[str]]]:
-    """selector -> (error name, argument types) of every custom error of the exported contracts."""
-    found = {}
-    for name in EXPORTED:
-        for entry in exported_abi(name):
-            if entry["type"] == "error":
-                kinds = [i["type"] for i in entry["inputs"]]
-                found[keccak(text=f"{entry['name']}({','.join(kinds)})")[:4]] = (entry["name"], kinds)
-    return found
-
-
 def custom_error(call: Callable[[], Any]) -> tuple[str, tuple[Any, ...]]:
     """The custom error `call` reverts with: (name, decoded arguments). Fails the test when it does not revert."""
     try:
         call()
     except ContractCustomError as e:
-        data = bytes.fromhex(str(e.data).removeprefix("0x"))
-        name, kinds = _errors()[data[:4]]
-        return name, tuple(decode(kinds, data[4:]))
+        return decode_refusal(e)
     raise AssertionError("the call did not revert")
