@@ -31,7 +31,11 @@ class Asset:
 
 
 PAGE = Asset("index.html", "text/html")
-ASSETS = (Asset("dashboard.js", "text/javascript"), Asset("dashboard.css", "text/css"))
+ASSETS = (
+    Asset("dashboard.js", "text/javascript"),
+    Asset("dashboard.css", "text/css"),
+    Asset("credit_line.js", "text/javascript"),  # the demo's credit-line panel
+)
 
 
 def _handler(asset: Asset) -> Handler:
