@@ -177,22 +177,46 @@ contract MetariskVerifier {
         return keccak256(bytes.concat(figures, inputs));
     }
 
-    function hashBlocks(ChainBlock[] calldata blocks) private pure returns (bytes32) {
-        bytes32[] memory hashes = new bytes32[](blocks.length);
-        for (uint256 i = 0; i < blocks.length; ++i) {
-            hashes[i] = keccak256(abi.encode(CHAIN_BLOCK_TYPEHASH, blocks[i].chainId, blocks[i].blockNumber));
+    // The array hashes below write each element's words in scratch memory past the free memory pointer, without
+    // moving it: hashing allocates nothing, so memory (and its quadratic cost) does not grow with the arrays.
+    function hashBlocks(ChainBlock[] calldata blocks) private pure returns (bytes32 result) {
+        bytes32 typeHash = CHAIN_BLOCK_TYPEHASH;
+        uint256 count = blocks.length;
+        assembly {
+            let hashes := mload(0x40)
+            let words := add(hashes, mul(count, 0x20))
+            for { let i := 0 } lt(i, count) { i := add(i, 1) } {
+                let item := add(blocks.offset, mul(i, 0x40)) // static struct: two words inline
+                mstore(words, typeHash)
+                mstore(add(words, 0x20), calldataload(item))
+                mstore(add(words, 0x40), and(calldataload(add(item, 0x20)), 0xffffffffffffffff))
+                mstore(add(hashes, mul(i, 0x20)), keccak256(words, 0x60))
+            }
+            result := keccak256(hashes, mul(count, 0x20))
         }
-        return keccak256(abi.encodePacked(hashes));
     }
 
-    function hashSources(SourceTime[] calldata sources) private pure returns (bytes32) {
-        bytes32[] memory hashes = new bytes32[](sources.length);
-        for (uint256 i = 0; i < sources.length; ++i) {
-            hashes[i] = keccak256(
-                abi.encode(SOURCE_TIME_TYPEHASH, keccak256(bytes(sources[i].source)), sources[i].timestamp)
-            );
+    function hashSources(SourceTime[] calldata sources) private pure returns (bytes32 result) {
+        uint256 count = sources.length;
+        bytes32[] memory hashes = new bytes32[](count);
+        for (uint256 i = 0; i < count; ++i) {
+            hashes[i] = hashSource(SOURCE_TIME_TYPEHASH, sources[i].source, sources[i].timestamp);
         }
-        return keccak256(abi.encodePacked(hashes));
+        assembly {
+            result := keccak256(add(hashes, 0x20), mul(count, 0x20))
+        }
+    }
+
+    function hashSource(bytes32 typeHash, string calldata source, uint64 stamp) private pure returns (bytes32 h) {
+        assembly {
+            let scratch := mload(0x40)
+            calldatacopy(scratch, source.offset, source.length)
+            let sourceHash := keccak256(scratch, source.length)
+            mstore(scratch, typeHash)
+            mstore(add(scratch, 0x20), sourceHash)
+            mstore(add(scratch, 0x40), stamp)
+            h := keccak256(scratch, 0x60)
+        }
     }
 
     function recover(bytes32 hash, bytes calldata signature) private pure returns (address signer) {
