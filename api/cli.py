@@ -96,12 +96,14 @@ def _service(args: argparse.Namespace) -> str:
     import yaml
     from pydantic import ValidationError as SettingsError
 
+    from aggregator.attestation_signer import load_signer
     from api.production import load_service_chains, load_service_settings, serve_service
     from chains.errors import ChainConfigError
 
     try:
         settings = load_service_settings(Path(args.config), os.environ)
         chains = load_service_chains(settings)
+        attestation_signer = load_signer(os.environ)
     except ChainConfigError as e:
         raise BadInput([f"{args.config}: {e}"]) from e
     except OSError as e:
@@ -110,10 +112,12 @@ def _service(args: argparse.Namespace) -> str:
         raise BadInput([f"{args.config}: invalid YAML: {e}"]) from e
     except SettingsError as e:
         raise BadInput([f"{args.config}: {line}" for line in describe_validation_error(e)]) from e
+    except ValueError as e:  # the attestation key's variables, named in the message
+        raise BadInput([str(e)]) from e
     if not os.environ.get("METARISK_API_KEYS", "").strip():
         # the built-in demo key must never guard a real service
         raise BadInput(["METARISK_API_KEYS: set the service's API keys (comma-separated)"])
-    asyncio.run(serve_service(settings, chains, host=args.host, port=args.port))
+    asyncio.run(serve_service(settings, chains, host=args.host, port=args.port, attestation_signer=attestation_signer))
     return ""
 
 
