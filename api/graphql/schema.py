@@ -190,6 +190,9 @@ class Wallet:
     async def positions(self, info: Info[GraphQLContext, None]) -> JSON | None:
         return _as_json(await _lookup(_service(info).wallet_positions, self.address, "address"))
 
+
+@strawberry.type
+class AttestedWallet(Wallet):
     @strawberry.field(description="the wallet's signed margin attestation for the verifier on chain `chainId`, as "
                       "GET /v1/wallets/{address}/attestation answers it; null when the wallet is unknown")
     async def attestation(self, info: Info[GraphQLContext, None], chain_id: int) -> JSON | None:
@@ -241,6 +244,10 @@ class ServiceQuery(WhatIfQuery):
 
 @strawberry.type
 class AttestedServiceQuery(ServiceQuery):
+    @strawberry.field
+    def wallet(self, address: str) -> AttestedWallet:  # type: ignore[override]
+        return AttestedWallet(address=address)
+
     @strawberry.field(description="The service's attestation signer, its chains and rotated keys, as GET "
                       "/v1/attestations/signer answers it")
     def attestation_signer(self, info: Info[GraphQLContext, None]) -> JSON:

@@ -60,7 +60,7 @@ def create_app(
         .model_dump_json()
         .encode()
     )
-    app[OPENAPI_BODY] = orjson.dumps(build_openapi(version=package_version, service=service))
+    app[OPENAPI_BODY] = orjson.dumps(build_openapi(version=package_version, service=service, attestations=attestations))
     add_routes(app, service)
     add_attestation_routes(app, attestations)
     add_dashboard_routes(app)  # the page at /: not API, so not in the OpenAPI document

@@ -20,6 +20,7 @@ SIGNER_PATH = "/v1/attestations/signer"
 ATTESTATION_PATH = "/v1/wallets/{address}/attestation"
 ATTESTATION_KEYED_ROUTES = frozenset({("GET", ATTESTATION_PATH)})
 """Signing on demand needs an API key, as the credit route does; the signer is public."""
+ATTESTATION_METHODS = ("signer_info", "wallet_attestation")
 
 
 class AttestationProvider(Protocol):

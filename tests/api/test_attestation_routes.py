@@ -116,3 +116,21 @@ async def test_graphql_answers_as_rest_does(make_client: Any, fake_service: Any)
     assert answer["data"]["attestationSigner"]["address"] == SIGNER.address
     refused = await ask(10)
     assert refused["errors"][0]["extensions"]["errors"] == [{"field": "chainId", "reason": "no verifier on chain 10"}]
+
+
+async def test_the_routes_are_documented_with_their_models(make_client: Any, fake_service: Any) -> None:
+    from openapi_spec_validator import validate
+
+    client = await _client(make_client, fake_service)
+    document = await (await client.get("/openapi.json")).json()
+    validate(document)
+    signer = document["paths"]["/v1/attestations/signer"]["get"]["responses"]["200"]
+    attestation = document["paths"]["/v1/wallets/{address}/attestation"]["get"]
+    assert signer["content"]["application/json"]["schema"]["$ref"].endswith("/SignerInfo")
+    assert attestation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/SignedAttestation"
+    )
+    assert [p["name"] for p in attestation["parameters"]] == ["address", "chain_id"]
+    assert attestation["security"] and "security" not in document["paths"]["/v1/attestations/signer"]["get"]
+    plain = await make_client(service=fake_service)
+    assert "/v1/attestations/signer" not in (await (await plain.get("/openapi.json")).json())["paths"]
