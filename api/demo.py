@@ -29,7 +29,7 @@ from aggregator.settings import ServiceSettings, VenueCredentials, VenueEndpoint
 from aggregator.store import AsyncStore, Store, WatchedAccount
 from aggregator.store.engine import data_dir
 from api.demo_attestation import demo_signer, trust_signer_on_devnet
-from api.demo_credit_line import CreditLineDemo, add_credit_line_route
+from api.demo_credit_line import CreditLineDemo, show_on_dashboard
 from api.http.app import create_app
 from api.http.settings import ApiSettings
 from chains.client import make_chain_clients
@@ -184,7 +184,7 @@ async def run_demo_service(
                 api_settings = ApiSettings.from_env({**os.environ, "METARISK_API_KEYS": keys})
                 app = create_app(service=service, settings=api_settings, attestations=attestations)
                 credit_line = CreditLineDemo(devnet=devnet, attestations=attestations)
-                add_credit_line_route(app, credit_line)
+                show_on_dashboard(app, credit_line)
                 yield Demo(devnet=devnet, venues=venues, service=service, app=app, attestations=attestations,
                            credit_line=credit_line)
             finally:

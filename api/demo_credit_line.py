@@ -1,7 +1,7 @@
 """The demo's lender story on the devnet: the demo wallet asks the service for an attestation and borrows from
 CreditLine; then it moves collateral away (its risk rises), a new attestation shows less free collateral, and a
-further loan the earlier attestation would have covered is refused. `GET /demo/credit-line` shows the latest
-attestation, its on-chain verification status now, the debt and every attempt (the dashboard's panel reads it).
+further loan the earlier attestation would have covered is refused. The dashboard's credit-line panel shows the
+latest attestation, its on-chain verification status now, the debt and every attempt.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from web3.exceptions import ContractCustomError
 
 from aggregator.attestation import SignedAttestation
 from aggregator.attestations import AttestationService
+from api.dashboard import CREDIT_LINE_STATUS
 from devnet.attestation_contracts import borrow, credit_line, decode_refusal, verifier, verify_arguments
 from devnet.deploy import DEPLOYER, TOKENS, ChainDeployer
 from devnet.manifest import DevnetChain
 from devnet.run import RunningDevnet
 
-CREDIT_LINE_PATH = "/demo/credit-line"
 LENDING_CHAIN = "base"
 COLLATERAL_CHAIN = "ethereum"  # where the wallet's risk rises: it sends its tokens there away
 FIRST_LOAN_SHARE = Fraction(1, 4)  # of what the first attestation covers
@@ -169,12 +169,6 @@ class CreditLineDemo:
         return Verification(verified=error is None, error=error, checked_at=datetime.now(UTC))
 
 
-def add_credit_line_route(app: web.Application, demo: CreditLineDemo) -> None:
-    """GET /demo/credit-line: the demo's own page data, not API (not in the OpenAPI document, no key)."""
-
-    async def answer(request: web.Request) -> web.Response:
-        status = await demo.status()
-        return web.Response(body=status.model_dump_json(), content_type="application/json")
-
-    app.router.add_get(CREDIT_LINE_PATH, answer)
-
+def show_on_dashboard(app: web.Application, demo: CreditLineDemo) -> None:
+    """The dashboard's credit-line panel reads `demo.status()` (GET /demo/credit-line: a page's data, not API)."""
+    app[CREDIT_LINE_STATUS] = demo.status

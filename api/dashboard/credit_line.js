@@ -1,5 +1,5 @@
 // The demo's credit-line panel: the latest margin attestation of the demo wallet, its on-chain verification status
-// and the loans asked of CreditLine, from GET /demo/credit-line. Outside the demo that route is absent and the
+// and the loans asked of CreditLine, from GET /demo/credit-line. Outside the demo that route answers 204 and the
 // panel stays hidden.
 const SOURCE = "/demo/credit-line";
 const REFRESH_MS = 10000;
@@ -74,7 +74,7 @@ function render(status) {
 async function refresh() {
   try {
     const response = await fetch(SOURCE);
-    if (!response.ok) return false; // not the demo: no panel
+    if (response.status === 204 || !response.ok) return false; // not the demo: no panel
     render(await response.json());
     return true;
   } catch {
