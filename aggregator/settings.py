@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, StringConstraints
 
 from aggregator.attestation_signer import SignerWindow
 
@@ -34,13 +35,16 @@ class VenueCredentials(BaseModel):
     derive: dict[str, str] = Field(default_factory=dict, description="wallet -> session key (hex)")
 
 
+EvmAddress = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{40}$")]
+
+
 class AttestationSettings(BaseModel):
     """Where the service's margin attestations are verified, and how long they live. The key is a secret: it
     comes from the environment (aggregator/attestation_signer.py), never from here."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    verifiers: dict[int, str] = Field(
+    verifiers: dict[PositiveInt, EvmAddress] = Field(
         default_factory=dict, description="chain id -> MetariskVerifier address on it: the chains attested for"
     )
     ttl_s: int = Field(default=300, gt=0, description="an attestation expires this long after it is issued")

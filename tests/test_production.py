@@ -106,3 +106,12 @@ def test_a_bad_attestation_key_exits_2_naming_the_variable(
         monkeypatch.setenv(name, value)
     assert main(["service", str(ROOT / "examples" / "service.yaml")]) == EXIT_BAD_INPUT
     assert f"{variable}: " in capsys.readouterr().err
+
+
+def test_a_verifier_that_is_not_an_address_exits_2_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("METARISK_API_KEYS", "k1")
+    (tmp_path / "service.yaml").write_text("attestation:\n  verifiers: {42161: '0xabc'}\n")
+    assert main(["service", str(tmp_path / "service.yaml")]) == EXIT_BAD_INPUT
+    assert "attestation.verifiers[42161]: " in capsys.readouterr().err
