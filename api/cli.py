@@ -84,8 +84,13 @@ def _serve(args: argparse.Namespace) -> str:
 def _demo(args: argparse.Namespace) -> str:
     import asyncio
 
+    from aggregator.attestation_signer import load_signer
     from api.demo import serve_demo  # imported here: it starts the devnet and the local venues
 
+    try:
+        load_signer(os.environ)  # an attestation key the environment names, checked before anything starts
+    except ValueError as e:
+        raise BadInput([str(e)]) from e
     asyncio.run(serve_demo(host=args.host, port=args.port, database_url=os.environ.get("DATABASE_URL")))
     return ""
 

@@ -115,3 +115,11 @@ def test_a_verifier_that_is_not_an_address_exits_2_naming_the_field(
     (tmp_path / "service.yaml").write_text("attestation:\n  verifiers: {42161: '0xabc'}\n")
     assert main(["service", str(tmp_path / "service.yaml")]) == EXIT_BAD_INPUT
     assert "attestation.verifiers[42161]: " in capsys.readouterr().err
+
+
+def test_the_demo_refuses_a_bad_attestation_key_before_starting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("METARISK_ATTESTATION_KEY", "0x12")
+    assert main(["demo"]) == EXIT_BAD_INPUT
+    assert "METARISK_ATTESTATION_KEY: " in capsys.readouterr().err
