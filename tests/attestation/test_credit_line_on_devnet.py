@@ -131,3 +131,21 @@ def test_account_status_hook_returns_the_magic_value_or_reverts(devnet: RunningD
     error = custom_error(lambda: lender.functions.checkAccountStatus(
         wallet, account_status_blob(sunk.typed_data, sunk.signature)).call())
     assert error == ("InsufficientFreeCollateral", (-1234_500_000_000_000_000_000, _required_usd(USDC, chain)))
+
+
+def test_repaying_lowers_the_debt_and_returns_the_stablecoin(devnet: RunningDevnet, chain: DevnetChain) -> None:
+    w3 = _w3(devnet)
+    wallet = devnet.manifest.demo_account
+    lender = credit_line(w3, chain)
+    usdc_address = next(t.address for t in chain.config.tokens if t.symbol == chain.attestation.stablecoin)
+    approve = [{"name": "approve", "type": "function", "stateMutability": "nonpayable",
+                "inputs": [{"name": "s", "type": "address"}, {"name": "a", "type": "uint256"}],
+                "outputs": [{"name": "", "type": "bool"}]}]
+    usdc = w3.eth.contract(address=Web3.to_checksum_address(usdc_address), abi=BALANCE_OF + approve)
+    signed = attest(SERVICE, wallet=wallet, chain_id=8453, verifier=chain.attestation.verifier, issued_at=_now(w3))
+    borrow(w3, chain, 5 * USDC, signed.typed_data, signed.signature)
+    held = usdc.functions.balanceOf(lender.address).call()
+    w3.eth.wait_for_transaction_receipt(usdc.functions.approve(lender.address, 3 * USDC).transact({"from": wallet}))
+    w3.eth.wait_for_transaction_receipt(lender.functions.repay(3 * USDC).transact({"from": wallet}))
+    assert lender.functions.debt(wallet).call() == 2 * USDC
+    assert usdc.functions.balanceOf(lender.address).call() == held + 3 * USDC
