@@ -256,6 +256,20 @@ class AggregatorService:
             sources=snap.sources, blocks=snap.blocks, positions=snap.positions,
         )
 
+    async def wallet_refresh(self, address: str) -> Refreshed:
+        """The wallet's refresh (cached while fresh) with its positions and market, its report aged as served."""
+        refreshed = await self._wallet(address)
+        return Refreshed(self._aged(refreshed), refreshed.positions, refreshed.market, refreshed.computed_at,
+                         refreshed.monotonic)
+
+    def forget_wallet(self, address: str) -> None:
+        """Drop the wallet's cached refresh: the next answer reads the chains again (after a transaction of its own)."""
+        self._refreshed.pop(f"wallet:{address.lower()}", None)
+
+    def chain_ids(self) -> dict[str, int]:
+        """chain name -> chain id of every chain the service reads."""
+        return {client.config.name: client.config.chain_id for client in self.clients}
+
     async def wallet_credit(self, address: str) -> CreditView:
         refreshed = await self._wallet(address)
         return compute_credit_view(

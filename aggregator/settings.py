@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, StringConstraints
+
+from aggregator.attestation_signer import SignerWindow
 
 # Pyth's public price-feed ids (the same on every chain and on Hermes).
 PYTH_FEED_IDS = {
@@ -30,6 +33,24 @@ class VenueCredentials(BaseModel):
 
     deribit: dict[str, str] = Field(default_factory=dict, description="client_id -> client_secret")
     derive: dict[str, str] = Field(default_factory=dict, description="wallet -> session key (hex)")
+
+
+EvmAddress = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{40}$")]
+
+
+class AttestationSettings(BaseModel):
+    """Where the service's margin attestations are verified, and how long they live. The key is a secret: it
+    comes from the environment (aggregator/attestation_signer.py), never from here."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    verifiers: dict[PositiveInt, EvmAddress] = Field(
+        default_factory=dict, description="chain id -> MetariskVerifier address on it: the chains attested for"
+    )
+    ttl_s: int = Field(default=300, gt=0, description="an attestation expires this long after it is issued")
+    rotated_signers: list[SignerWindow] = Field(
+        default_factory=list, description="keys signed with before the current one, with their validity windows"
+    )
 
 
 class ServiceSettings(BaseModel):
@@ -71,3 +92,4 @@ class ServiceSettings(BaseModel):
     account_refresh_s: float = Field(default=60.0, gt=0)
     history_retention_days: float = Field(default=30.0, gt=0)
     signer_key: str | None = Field(default=None, description="hex private key signing credit views (EIP-712)")
+    attestation: AttestationSettings = AttestationSettings()

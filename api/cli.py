@@ -85,8 +85,13 @@ def _serve(args: argparse.Namespace) -> str:
 def _demo(args: argparse.Namespace) -> str:
     import asyncio
 
+    from aggregator.attestation_signer import load_signer
     from api.demo import serve_demo  # imported here: it starts the devnet and the local venues
 
+    try:
+        load_signer(os.environ)  # an attestation key the environment names, checked before anything starts
+    except ValueError as e:
+        raise BadInput([str(e)]) from e
     asyncio.run(serve_demo(host=args.host, port=args.port, database_url=os.environ.get("DATABASE_URL")))
     return ""
 
@@ -97,12 +102,14 @@ def _service(args: argparse.Namespace) -> str:
     import yaml
     from pydantic import ValidationError as SettingsError
 
+    from aggregator.attestation_signer import load_signer
     from api.production import load_service_chains, load_service_settings, serve_service
     from chains.errors import ChainConfigError
 
     try:
         settings = load_service_settings(Path(args.config), os.environ)
         chains = load_service_chains(settings)
+        attestation_signer = load_signer(os.environ)
     except ChainConfigError as e:
         raise BadInput([f"{args.config}: {e}"]) from e
     except OSError as e:
@@ -111,10 +118,12 @@ def _service(args: argparse.Namespace) -> str:
         raise BadInput([f"{args.config}: invalid YAML: {e}"]) from e
     except SettingsError as e:
         raise BadInput([f"{args.config}: {line}" for line in describe_validation_error(e)]) from e
+    except ValueError as e:  # the attestation key's variables, named in the message
+        raise BadInput([str(e)]) from e
     if not os.environ.get("METARISK_API_KEYS", "").strip():
         # the built-in demo key must never guard a real service
         raise BadInput(["METARISK_API_KEYS: set the service's API keys (comma-separated)"])
-    asyncio.run(serve_service(settings, chains, host=args.host, port=args.port))
+    asyncio.run(serve_service(settings, chains, host=args.host, port=args.port, attestation_signer=attestation_signer))
     return ""
 
 

@@ -16,15 +16,20 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 from web3 import Web3
 
+from aggregator.attestations import AttestationService
 from aggregator.scheduler import AlertWatcher, WebhookSender, build_scheduler
 from aggregator.service import AggregatorService
 from aggregator.settings import ServiceSettings, VenueCredentials, VenueEndpoints
 from aggregator.store import AsyncStore, Store, WatchedAccount
+from aggregator.store.engine import data_dir
+from api.demo_attestation import demo_signer, trust_signer_on_devnet
+from api.demo_credit_line import CreditLineDemo, show_on_dashboard
 from api.http.app import create_app
 from api.http.settings import ApiSettings
 from chains.client import make_chain_clients
@@ -36,8 +41,6 @@ from venue_servers.runner import VenueServers, run_venue_servers
 from venue_servers.scenario import MarketScenario, default_scenario
 
 DEMO_ACCOUNT = "demo"
-# anvil's well-known second test key: public, for signing demo credit views only
-DEMO_SIGNER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 DEMO_API_KEY = "demo-key"
 log = logging.getLogger(__name__)
 # The devnet's wstETH:ETH ratio as deployed (its wstETH/USD and ETH/USD mocks' first answers): recorded data has no
@@ -119,7 +122,6 @@ def demo_settings(venues: VenueServers) -> ServiceSettings:
             deribit={"metarisk-readonly": "fixture-secret"},
             derive={derive_venue.WALLET: derive_venue.SESSION_KEY},
         ),
-        signer_key=DEMO_SIGNER_KEY,
         assets=("BTC", "ETH", "SOL", "GOLD", "HYPE", "WSTETH", "USDC"),
         hyperliquid_dexes=("xyz",),
         # GOLD: the HIP-3 dex's own oracle; HYPE: Hyperliquid's oracle; wstETH and USDC: the Chainlink feeds
@@ -138,13 +140,20 @@ class Demo:
     venues: VenueServers
     service: AggregatorService
     app: web.Application
+    attestations: AttestationService
+    credit_line: CreditLineDemo
 
 
 @contextlib.asynccontextmanager
-async def run_demo_service(*, database_url: str | None = None) -> AsyncIterator[Demo]:
-    """Everything the demo needs, started; stopped on exit."""
+async def run_demo_service(
+    *, database_url: str | None = None, data_directory: Path | None = None
+) -> AsyncIterator[Demo]:
+    """Everything the demo needs, started; stopped on exit. The attestation key is kept in `data_directory` (the
+    data directory by default)."""
     devnet = await asyncio.to_thread(start_devnet)
     try:
+        signer = await asyncio.to_thread(demo_signer, data_directory or data_dir())
+        attestation_settings = await asyncio.to_thread(trust_signer_on_devnet, devnet, signer)
         recorded = default_scenario()
         # one clock for the venues' quotes and the service: the replay stays as fresh as it was recorded
         clock = replay_clock(recorded.as_of)
@@ -155,10 +164,15 @@ async def run_demo_service(*, database_url: str | None = None) -> AsyncIterator[
             try:
                 await asyncio.to_thread(store.migrate)
                 await asyncio.to_thread(seed_demo_account, store, demo_account(devnet))
-                service = AggregatorService(
-                    settings=demo_settings(venues), session=session, clients=list(clients.values()),
-                    store=AsyncStore(store), clock=clock,
+                # the credit view and the attestations are signed by the service's own key, never a wallet's
+                settings = demo_settings(venues).model_copy(
+                    update={"signer_key": "0x" + bytes(signer.key).hex(), "attestation": attestation_settings}
                 )
+                service = AggregatorService(
+                    settings=settings, session=session, clients=list(clients.values()), store=AsyncStore(store),
+                    clock=clock,
+                )
+                attestations = AttestationService(risk=service, signer=signer, settings=attestation_settings)
                 # the first market snapshot before any request: the local venues share this event loop, and their
                 # cold start (the Deribit spec is parsed once, every answer validated) would hold the loop for
                 # seconds while the first account refresh's chain reads ran out their timeout (complete: false)
@@ -167,9 +181,12 @@ async def run_demo_service(*, database_url: str | None = None) -> AsyncIterator[
                 service.on_report.append(watcher.observe)
                 # the demo key always works beside any keys the environment names
                 keys = ",".join(filter(None, [os.environ.get("METARISK_API_KEYS", ""), DEMO_API_KEY]))
-                settings = ApiSettings.from_env({**os.environ, "METARISK_API_KEYS": keys})
-                app = create_app(service=service, settings=settings)
-                yield Demo(devnet=devnet, venues=venues, service=service, app=app)
+                api_settings = ApiSettings.from_env({**os.environ, "METARISK_API_KEYS": keys})
+                app = create_app(service=service, settings=api_settings, attestations=attestations)
+                credit_line = CreditLineDemo(devnet=devnet, attestations=attestations)
+                show_on_dashboard(app, credit_line)
+                yield Demo(devnet=devnet, venues=venues, service=service, app=app, attestations=attestations,
+                           credit_line=credit_line)
             finally:
                 for client in clients.values():
                     await client.close()
@@ -193,6 +210,8 @@ async def serve_demo(*, host: str, port: int, database_url: str | None) -> None:
         for chain in demo.devnet.chains.chains:
             print(f"  chain    {chain.name:<9} {chain.rpc_urls[0]}", flush=True)
         print(f"  wallet   {demo.devnet.manifest.demo_account}", flush=True)
+        print(f"  signer   {demo.attestations.signer.address}  {base}/v1/attestations/signer", flush=True)
+        story = asyncio.create_task(tell_credit_line_story(demo.credit_line))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -200,5 +219,20 @@ async def serve_demo(*, host: str, port: int, database_url: str | None) -> None:
         try:
             await stop.wait()
         finally:
+            story.cancel()
             scheduler.shutdown(wait=False)
             await runner.cleanup()
+
+
+async def tell_credit_line_story(credit_line: CreditLineDemo) -> None:
+    """The lender story once the demo serves (the dashboard's credit-line panel shows it); a failure is logged, the
+    demo goes on."""
+    try:
+        attempts = await credit_line.run_story()
+    except Exception:
+        log.exception("the credit-line story failed")
+        return
+    for attempt in attempts:
+        outcome = "lent" if attempt.accepted else f"refused ({attempt.refusal})"
+        print(f"  credit   borrow {attempt.amount:,.2f} against free collateral {attempt.free_collateral_usd:,.2f} "
+              f"USD: {outcome}", flush=True)

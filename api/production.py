@@ -2,6 +2,7 @@
 
 The config file is ServiceSettings in YAML (chains file, venue endpoints, assets, TTLs). Secrets come from the
 environment, never from a file in the repository: METARISK_SIGNER_KEY (hex key signing credit views),
+METARISK_ATTESTATION_KEY or METARISK_ATTESTATION_KEYSTORE with its password (the attestation signer),
 METARISK_DERIBIT_KEYS ("client_id:secret,..."), METARISK_DERIVE_SESSION_KEYS ("wallet:hexkey,..."); the
 database from DATABASE_URL (SQLite in the data directory when unset); API keys as `metarisk serve` reads them.
 """
@@ -17,7 +18,9 @@ from pathlib import Path
 import aiohttp
 import yaml
 from aiohttp import web
+from eth_account.signers.local import LocalAccount
 
+from aggregator.attestations import AttestationService
 from aggregator.scheduler import AlertWatcher, WebhookSender, build_scheduler
 from aggregator.service import AggregatorService
 from aggregator.settings import ServiceSettings, VenueCredentials
@@ -68,7 +71,16 @@ def load_service_chains(settings: ServiceSettings) -> ChainsFile | None:
     return chains
 
 
-async def serve_service(settings: ServiceSettings, chains: ChainsFile | None, *, host: str, port: int) -> None:
+async def serve_service(
+    settings: ServiceSettings,
+    chains: ChainsFile | None,
+    *,
+    host: str,
+    port: int,
+    attestation_signer: LocalAccount | None = None,
+) -> None:
+    """`attestation_signer` (METARISK_ATTESTATION_KEY or its keystore) serves the attestation routes for the
+    verifiers of the settings' `attestation` section; without it they answer 503."""
     store = Store.from_url(os.environ.get("DATABASE_URL"))
     await asyncio.to_thread(store.migrate)
     clients = await make_chain_clients(chains) if chains else {}
@@ -76,7 +88,12 @@ async def serve_service(settings: ServiceSettings, chains: ChainsFile | None, *,
         service = AggregatorService(settings=settings, session=session, clients=list(clients.values()),
                                     store=AsyncStore(store))
         service.on_report.append(AlertWatcher(WebhookSender(session)).observe)
-        app = create_app(service=service, settings=ApiSettings.from_env(os.environ))
+        attestations = (
+            AttestationService(risk=service, signer=attestation_signer, settings=settings.attestation)
+            if attestation_signer is not None
+            else None
+        )
+        app = create_app(service=service, settings=ApiSettings.from_env(os.environ), attestations=attestations)
         scheduler = build_scheduler(service)
         scheduler.start()
         runner = web.AppRunner(app, access_log=None)

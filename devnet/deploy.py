@@ -29,7 +29,7 @@ from chains.config import (
     UniswapV3Contracts,
 )
 from devnet.errors import DevnetError
-from devnet.manifest import ChainSeeds, DevnetChain, SeededAave, SeededLp, SeededPerp
+from devnet.manifest import AttestationContracts, ChainSeeds, DevnetChain, SeededAave, SeededLp, SeededPerp
 from devnet.solidity import Artifact, aave, compile_sources, load_npm_artifact
 
 INTERFACES_DIR = reference_data.path("interfaces")
@@ -49,6 +49,9 @@ PYTH_EXPO = -8
 SEQUENCER_GRACE_SECONDS = 3600
 # The sequencer came up long ago: a devnet loaded from cache must not look as if it were in its grace period.
 SEQUENCER_UP_FOR_SECONDS = 30 * 86400
+CREDIT_LINE_STABLECOIN = "USDC"
+CREDIT_LINE_SAFETY_FACTOR_WAD = 15 * 10**17  # lend only against 1.5x the debt in attested free collateral
+CREDIT_LINE_LIQUIDITY = 10_000_000  # whole stablecoins the lender holds
 
 
 @dataclass(frozen=True)
@@ -495,6 +498,25 @@ def deploy_and_seed_gmx(
     return GmxV2Contracts(reader=reader.address, data_store=data_store), perps
 
 
+def deploy_attestation(deployer: ChainDeployer, tokens: dict[str, Contract]) -> AttestationContracts:
+    """MetariskVerifier owned by the deployer (the service registers its signer at start) and CreditLine lending
+    the devnet's stablecoin, funded."""
+    artifacts = compile_sources()
+    verifier = deployer.deploy(artifacts["MetariskVerifier"], DEPLOYER)
+    stablecoin = tokens[CREDIT_LINE_STABLECOIN]
+    credit_line = deployer.deploy(
+        artifacts["CreditLine"], stablecoin.address, verifier.address, CREDIT_LINE_SAFETY_FACTOR_WAD
+    )
+    decimals = next(spec.decimals for spec in TOKENS if spec.symbol == CREDIT_LINE_STABLECOIN)
+    give_tokens(deployer, tokens, CREDIT_LINE_STABLECOIN, credit_line.address, CREDIT_LINE_LIQUIDITY * 10**decimals)
+    return AttestationContracts(
+        verifier=verifier.address,
+        credit_line=credit_line.address,
+        stablecoin=CREDIT_LINE_STABLECOIN,
+        safety_factor_wad=CREDIT_LINE_SAFETY_FACTOR_WAD,
+    )
+
+
 def set_wallet_balances(deployer: ChainDeployer, tokens: dict[str, Contract], plan: ChainPlan) -> None:
     """The demo wallet's token and native balances set exactly, after the seeding transactions moved them."""
     for symbol, token in tokens.items():
@@ -536,6 +558,7 @@ def deploy_chain(w3: Web3, plan: ChainPlan) -> DevnetChain:
     perps: list[SeededPerp] = []
     if plan.gmx_perps:
         gmx_contracts, perps = deploy_and_seed_gmx(deployer, tokens)
+    attestation = deploy_attestation(deployer, tokens)
     set_wallet_balances(deployer, tokens, plan)
 
     config = ChainConfig(
@@ -577,7 +600,7 @@ def deploy_chain(w3: Web3, plan: ChainPlan) -> DevnetChain:
         perps=perps,
         swap_router=swap_router,
     )
-    return DevnetChain(config=config, seeds=seeds)
+    return DevnetChain(config=config, seeds=seeds, attestation=attestation)
 
 
 def refresh_feeds(w3: Web3, chain: DevnetChain) -> None:

@@ -53,9 +53,19 @@ class ChainSeeds(_ManifestModel):
     swap_router: str | None = None  # Uniswap SwapRouter, used by the seeding swaps and by tests
 
 
+class AttestationContracts(_ManifestModel):
+    """The attestation verifier (owned by the deployer, no signer yet) and the example lender of the chain."""
+
+    verifier: str
+    credit_line: str
+    stablecoin: str  # symbol of the token CreditLine lends
+    safety_factor_wad: int  # CreditLine's safety factor, 1e18 = 1
+
+
 class DevnetChain(_ManifestModel):
     config: ChainConfig  # rpc_urls hold a placeholder until the chain is started
     seeds: ChainSeeds
+    attestation: AttestationContracts
 
 
 class DevnetManifest(_ManifestModel):

@@ -1,5 +1,6 @@
 """Contract artifacts for the devnet: the protocols' own npm artifacts (hardhat format, libraries linked here) and
-the few sources compiled offline with solc-js (Chainlink's MockV3Aggregator, Pyth's MockPyth, our GMX reader)."""
+the few sources compiled offline with solc-js (Chainlink's MockV3Aggregator, Pyth's MockPyth, our GMX reader, the
+attestation verifier and the example lender)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ COMPILED_SOURCES = (
     "@chainlink/contracts/src/v0.8/tests/MockV3Aggregator.sol",
     "@pythnetwork/pyth-sdk-solidity/MockPyth.sol",
     "contracts/DevnetGmxReader.sol",
+    "contracts/MetariskVerifier.sol",
+    "contracts/CreditLine.sol",
+    "contracts/AttestationGasProbe.sol",
 )
 
 

@@ -89,3 +89,37 @@ def test_a_chains_file_the_settings_cannot_use_exits_2_naming_the_field(
     assert main(["service", str(tmp_path / "service.yaml")]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert reason in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("environment", "variable"),
+    [
+        ({"METARISK_ATTESTATION_KEY": "0xnot-a-key"}, "METARISK_ATTESTATION_KEY"),
+        ({"METARISK_ATTESTATION_KEYSTORE": "/nonexistent/key.json"}, "METARISK_ATTESTATION_KEYSTORE_PASSWORD"),
+    ],
+)
+def test_a_bad_attestation_key_exits_2_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], environment: dict[str, str], variable: str
+) -> None:
+    monkeypatch.setenv("METARISK_API_KEYS", "k1")
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert main(["service", str(ROOT / "examples" / "service.yaml")]) == EXIT_BAD_INPUT
+    assert f"{variable}: " in capsys.readouterr().err
+
+
+def test_a_verifier_that_is_not_an_address_exits_2_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("METARISK_API_KEYS", "k1")
+    (tmp_path / "service.yaml").write_text("attestation:\n  verifiers: {42161: '0xabc'}\n")
+    assert main(["service", str(tmp_path / "service.yaml")]) == EXIT_BAD_INPUT
+    assert "attestation.verifiers[42161]: " in capsys.readouterr().err
+
+
+def test_the_demo_refuses_a_bad_attestation_key_before_starting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("METARISK_ATTESTATION_KEY", "0x12")
+    assert main(["demo"]) == EXIT_BAD_INPUT
+    assert "METARISK_ATTESTATION_KEY: " in capsys.readouterr().err

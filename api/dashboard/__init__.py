@@ -6,11 +6,13 @@ These routes are a page, not API: they stay out of the OpenAPI document and need
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from pydantic import BaseModel
 
 HERE = Path(__file__).resolve().parent
 ASSET_PREFIX = "/dashboard/"
@@ -31,7 +33,11 @@ class Asset:
 
 
 PAGE = Asset("index.html", "text/html")
-ASSETS = (Asset("dashboard.js", "text/javascript"), Asset("dashboard.css", "text/css"))
+ASSETS = (
+    Asset("dashboard.js", "text/javascript"),
+    Asset("dashboard.css", "text/css"),
+    Asset("credit_line.js", "text/javascript"),  # the demo's credit-line panel
+)
 
 
 def _handler(asset: Asset) -> Handler:
@@ -50,8 +56,23 @@ def _handler(asset: Asset) -> Handler:
     return serve
 
 
+CREDIT_LINE_PATH = "/demo/credit-line"
+StatusSource = Callable[[], Awaitable[BaseModel]]
+CREDIT_LINE_STATUS: web.AppKey[StatusSource] = web.AppKey("credit_line_status")
+"""Set by the demo: what the credit-line panel shows. Elsewhere the panel's route answers 204 and it stays hidden."""
+
+
+async def _credit_line(request: web.Request) -> web.Response:
+    status = request.app.get(CREDIT_LINE_STATUS)
+    if status is None:
+        return web.Response(status=204)
+    return web.Response(body=(await status()).model_dump_json(), content_type="application/json")
+
+
 def add_dashboard_routes(app: web.Application) -> None:
-    """`GET /` (the page) and `GET /dashboard/<asset>` (its script and style sheet); HEAD too."""
+    """`GET /` (the page), `GET /dashboard/<asset>` (its script and style sheet) and the demo's credit-line panel
+    data; HEAD too."""
     app.router.add_get("/", _handler(PAGE))
     for asset in ASSETS:
         app.router.add_get(ASSET_PREFIX + asset.file, _handler(asset))
+    app.router.add_get(CREDIT_LINE_PATH, _credit_line)

@@ -24,6 +24,7 @@ from strawberry.extensions import (
 from strawberry.scalars import JSON
 from strawberry.types import ExecutionContext, Info
 
+from api.http.attestation import AttestationProvider
 from api.http.history import DEFAULT_LIMIT, HistoryQuery
 from api.http.metrics import ApiMetrics
 from api.http.problems import Problem, field_errors, invalid_request
@@ -44,6 +45,7 @@ CACHED_QUERIES = 256  # distinct query texts kept parsed and validated; bounded 
 class GraphQLContext:
     metrics: ApiMetrics
     service: RiskService | None
+    attestations: AttestationProvider | None = None
 
 
 @strawberry.type
@@ -190,6 +192,14 @@ class Wallet:
 
 
 @strawberry.type
+class AttestedWallet(Wallet):
+    @strawberry.field(description="the wallet's signed margin attestation for the verifier on chain `chainId`, as "
+                      "GET /v1/wallets/{address}/attestation answers it; null when the wallet is unknown")
+    async def attestation(self, info: Info[GraphQLContext, None], chain_id: int) -> JSON | None:
+        return _as_json(await _attest(info, self.address, chain_id))
+
+
+@strawberry.type
 class ServiceQuery(WhatIfQuery):
     @strawberry.field(description="Margin report of an account; null when there is no such account")
     async def account(self, info: Info[GraphQLContext, None], id: str) -> Margin | None:
@@ -230,6 +240,40 @@ class ServiceQuery(WhatIfQuery):
     )
     async def stored_report(self, info: Info[GraphQLContext, None], account_id: str, report_id: int) -> JSON | None:
         return _as_json(await _answer(_service(info).stored_report(account_id, report_id), "accountId"))
+
+
+@strawberry.type
+class AttestedServiceQuery(ServiceQuery):
+    @strawberry.field
+    def wallet(self, address: str) -> AttestedWallet:  # type: ignore[override]
+        return AttestedWallet(address=address)
+
+    @strawberry.field(description="The service's attestation signer, its chains and rotated keys, as GET "
+                      "/v1/attestations/signer answers it")
+    def attestation_signer(self, info: Info[GraphQLContext, None]) -> JSON:
+        return JSON(_attestations(info).signer_info().model_dump(mode="json"))
+
+
+def _attestations(info: Info[GraphQLContext, None]) -> AttestationProvider:
+    attestations = info.context.attestations
+    if attestations is None:
+        raise GraphQLError("no attestation signer is configured", extensions={"code": "SERVICE_UNAVAILABLE"})
+    return attestations
+
+
+async def _attest(info: Info[GraphQLContext, None], address: str, chain_id: int) -> BaseModel | None:
+    attestations = _attestations(info)
+
+    async def attest() -> BaseModel:
+        try:
+            return await attestations.wallet_attestation(address, chain_id)
+        except InputError as e:
+            if e.field != "chain_id":
+                raise
+            errors = [{"field": "chainId", "reason": e.reason}]  # the argument's GraphQL name
+            raise GraphQLError(str(e), extensions={"code": BAD_USER_INPUT, "status": 422, "errors": errors}) from e
+
+    return await _answer(attest(), "address")
 
 
 def _service(info: Info[GraphQLContext, None]) -> RiskService:
@@ -275,7 +319,7 @@ def _is_unexpected(error: GraphQLError) -> bool:
     return error.original_error is not None and not isinstance(error.original_error, GraphQLError)
 
 
-def build_schema(*, service: RiskService | None, settings: ApiSettings) -> strawberry.Schema:
+def build_schema(*, service: RiskService | None, settings: ApiSettings, attested: bool = False) -> strawberry.Schema:
     # the limiters' rule classes are made once: the validation cache is keyed by them, so a rule class made
     # per request would never hit; extensions themselves are per-request factories (they hold request state)
     limit_rules = [
@@ -283,7 +327,7 @@ def build_schema(*, service: RiskService | None, settings: ApiSettings) -> straw
         *MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases).validation_rules,
     ]
     return LoggedSchema(
-        query=ServiceQuery if service is not None else WhatIfQuery,
+        query=(AttestedServiceQuery if attested else ServiceQuery) if service is not None else WhatIfQuery,
         extensions=[
             lambda: ParserCache(maxsize=CACHED_QUERIES),
             lambda: ValidationCache(maxsize=CACHED_QUERIES),

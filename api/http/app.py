@@ -12,6 +12,7 @@ from api.dashboard import add_dashboard_routes
 from api.graphql.schema import GraphQLContext, build_schema
 from api.graphql.view import MetariskGraphQLView
 from api.http.access import Clock, RateLimiter, access_middleware
+from api.http.attestation import ATTESTATION_KEYED_ROUTES, AttestationProvider, add_attestation_routes
 from api.http.metrics import ApiMetrics, metrics_middleware
 from api.http.openapi import build_openapi
 from api.http.problems import problem_middleware
@@ -28,9 +29,10 @@ def create_app(
     service: RiskService | None = None,
     settings: ApiSettings | None = None,
     clock: Clock = time.monotonic,
+    attestations: AttestationProvider | None = None,
 ) -> web.Application:
     """The app; `service` (the aggregator) adds the account, wallet and market routes and GraphQL fields,
-    `clock` drives the rate limiter (tests inject one)."""
+    `attestations` signs margin attestations, `clock` drives the rate limiter (tests inject one)."""
     settings = settings or ApiSettings()
     metrics = ApiMetrics()
     app = web.Application(
@@ -39,7 +41,9 @@ def create_app(
         middlewares=[
             metrics_middleware(metrics),
             problem_middleware,
-            access_middleware(KEYED_ROUTES, settings.api_keys, RateLimiter(settings.rate_limit, clock)),
+            access_middleware(
+                KEYED_ROUTES | ATTESTATION_KEYED_ROUTES, settings.api_keys, RateLimiter(settings.rate_limit, clock)
+            ),
         ],
     )
     package_version = version("metarisk")
@@ -56,11 +60,13 @@ def create_app(
         .model_dump_json()
         .encode()
     )
-    app[OPENAPI_BODY] = orjson.dumps(build_openapi(version=package_version, service=service))
+    app[OPENAPI_BODY] = orjson.dumps(build_openapi(version=package_version, service=service, attestations=attestations))
     add_routes(app, service)
+    add_attestation_routes(app, attestations)
     add_dashboard_routes(app)  # the page at /: not API, so not in the OpenAPI document
     graphql = MetariskGraphQLView(
-        build_schema(service=service, settings=settings), GraphQLContext(metrics=metrics, service=service)
+        build_schema(service=service, settings=settings, attested=attestations is not None),
+        GraphQLContext(metrics=metrics, service=service, attestations=attestations),
     )
     app.router.add_get("/graphql", graphql)
     app.router.add_post("/graphql", graphql)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from api.http.access import API_KEY_HEADER
+from api.http.attestation import ATTESTATION_METHODS, ATTESTATION_PATH, SIGNER_PATH, AttestationProvider
 from api.http.history import HISTORY_PATH, STORED_REPORT_PATH, query_parameters, report_id_schema
 from api.http.problems import PROBLEM_CONTENT_TYPE, ProblemDetails
 from api.http.routes import HealthReport
@@ -35,8 +36,11 @@ _PROBLEM_DESCRIPTIONS = {
 }
 
 
-def build_openapi(*, version: str, service: RiskService | None) -> dict[str, Any]:
-    """The document for this app: the aggregator's routes appear only when a service is injected."""
+def build_openapi(
+    *, version: str, service: RiskService | None, attestations: AttestationProvider | None = None
+) -> dict[str, Any]:
+    """The document for this app: the aggregator's routes appear only when a service is injected, the attestation
+    routes only with an attestation signer."""
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
         (MarginRequest, "validation"),
         (MarginReport, "serialization"),
@@ -46,6 +50,8 @@ def build_openapi(*, version: str, service: RiskService | None) -> dict[str, Any
     ]
     service_models = _service_models(service) if service is not None else {}
     models += [(m, "serialization") for m in service_models.values() if m is not None]
+    attestation_models = _returned_models(attestations, ATTESTATION_METHODS) if attestations is not None else {}
+    models += [(m, "serialization") for m in attestation_models.values() if m is not None]
     refs, definitions = models_json_schema(models, ref_template=REF_TEMPLATE)
 
     def ref(model: type[BaseModel], mode: JsonSchemaMode = "serialization") -> dict[str, Any]:
@@ -128,6 +134,8 @@ def build_openapi(*, version: str, service: RiskService | None) -> dict[str, Any
         paths[route.path] = {"get": operation}
     if service is not None:
         paths.update(_history_paths(service_models, ref, problem))
+    if attestations is not None:
+        paths.update(_attestation_paths(attestation_models, ref, problem))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -188,12 +196,44 @@ def _history_paths(
     return {HISTORY_PATH: {"get": history}, STORED_REPORT_PATH: {"get": report}}
 
 
+def _attestation_paths(
+    models: dict[str, type[BaseModel] | None], ref: Callable[[type[BaseModel]], dict[str, Any]], problem: dict[str, Any]
+) -> dict[str, Any]:
+    def answered(method_name: str) -> dict[str, Any]:
+        model = models[method_name]
+        return ref(model) if model is not None else {"type": "object"}
+
+    signer = {
+        "operationId": "attestationSigner",
+        "summary": "The attestation signer's address, the chains and verifiers it signs for, its rotated keys",
+        "responses": {"200": _json("the signer", answered("signer_info")), **_problems(problem, 503)},
+    }
+    attestation = {
+        "operationId": "walletAttestation",
+        "summary": "The wallet's signed EIP-712 margin attestation for the verifier on chain `chain_id`",
+        "security": _KEYED,
+        "parameters": [
+            {"name": "address", "in": "path", "required": True, "schema": {"type": "string"}},
+            {"name": "chain_id", "in": "query", "required": True, "schema": {"type": "integer", "minimum": 1}},
+        ],
+        "responses": {
+            "200": _json("typed data and signature", answered("wallet_attestation")),
+            **_problems(problem, 401, 404, 422, 429, 503),
+        },
+    }
+    return {SIGNER_PATH: {"get": signer}, ATTESTATION_PATH: {"get": attestation}}
+
+
 def _service_models(service: RiskService) -> dict[str, type[BaseModel] | None]:
     """Each method's response model, read from the service's own return annotations (None when generic); an
     optional answer (None: not found) is documented by its model."""
+    return _returned_models(service, [*(route.method_name for route in SERVICE_ROUTES), *_HISTORY_METHODS])
+
+
+def _returned_models(answerer: object, method_names: Iterable[str]) -> dict[str, type[BaseModel] | None]:
     models: dict[str, type[BaseModel] | None] = {}
-    for method_name in [*(route.method_name for route in SERVICE_ROUTES), *_HISTORY_METHODS]:
-        returned = typing.get_type_hints(getattr(type(service), method_name)).get("return")
+    for method_name in method_names:
+        returned = typing.get_type_hints(getattr(type(answerer), method_name)).get("return")
         if typing.get_origin(returned) in (typing.Union, types.UnionType):
             returned = next((a for a in typing.get_args(returned) if a is not type(None)), None)
         concrete = isinstance(returned, type) and issubclass(returned, BaseModel) and returned is not BaseModel

@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from web3 import Web3
 
 from aggregator.store import AsyncStore, Store
-from api.demo import DEMO_ACCOUNT, DEMO_API_KEY, DEMO_SIGNER_KEY, Demo, compute_feed_prices, run_demo_service
+from api.demo import DEMO_ACCOUNT, DEMO_API_KEY, Demo, compute_feed_prices, run_demo_service
 from api.http.service import SERVICE_ROUTES
 from chains.client import make_chain_client
 from devnet import run as devnet_run
@@ -67,7 +67,7 @@ async def running(devnet: RunningDevnet, tmp_path_factory: pytest.TempPathFactor
     devnet_run.build_cache = build_cache
     try:
         started = time.monotonic()
-        async with run_demo_service(database_url=f"sqlite:///{database}") as demo:
+        async with run_demo_service(database_url=f"sqlite:///{database}", data_directory=database.parent) as demo:
             started_in = time.monotonic() - started
             devnet_run.build_cache = real_build
             client: TestClient[Any, Application] = TestClient(TestServer(demo.app))
@@ -181,8 +181,8 @@ async def test_credit_is_keyed_and_signed(running: Running) -> None:
     wallet = running.demo.devnet.manifest.demo_account
     assert (await running.client.get(f"/v1/wallets/{wallet}/credit")).status == 401
     credit = await get_json(running.client, f"/v1/wallets/{wallet}/credit", headers=KEY)
-    signer = Account.from_key(DEMO_SIGNER_KEY).address
-    assert credit["signer"] == signer
+    signer = running.demo.attestations.signer.address  # the service's own key, not the wallet's
+    assert credit["signer"] == signer != wallet
     message = encode_typed_data(full_message=credit["typed_data"])
     assert Account.recover_message(message, signature=credit["signature"]) == signer
     assert credit["typed_data"]["message"]["wallet"] == wallet
