@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -26,7 +26,7 @@ from aggregator.service import AggregatorService
 from aggregator.settings import ServiceSettings, VenueCredentials, VenueEndpoints
 from aggregator.store import AsyncStore, Store, WatchedAccount
 from api.http.app import create_app
-from api.http.settings import ApiSettings
+from api.http.settings import DEMO_API_KEY, ApiSettings
 from chains.client import make_chain_clients
 from devnet.deploy import TOKENS, ChainDeployer, compile_abi
 from devnet.run import RunningDevnet, start_devnet
@@ -38,7 +38,6 @@ from venue_servers.scenario import MarketScenario, default_scenario
 DEMO_ACCOUNT = "demo"
 # anvil's well-known second test key: public, for signing demo credit views only
 DEMO_SIGNER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
-DEMO_API_KEY = "demo-key"
 log = logging.getLogger(__name__)
 # The devnet's wstETH:ETH ratio as deployed (its wstETH/USD and ETH/USD mocks' first answers): recorded data has no
 # wstETH rate, so the demo's wstETH price is the recorded ETH price times this ratio, an approximation it says so.
@@ -85,6 +84,13 @@ def replay_clock(start: datetime) -> Callable[[], datetime]:
     """The recorded market's time, moving forward with the wall clock from now."""
     origin = time.monotonic()
     return lambda: start + timedelta(seconds=time.monotonic() - origin)
+
+
+def demo_api_settings(environ: Mapping[str, str]) -> ApiSettings:
+    """The environment's API settings; the demo key (the one `metarisk serve` accepts by default, and the one the
+    OpenAPI document names) always works beside any keys the environment names."""
+    keys = ",".join(filter(None, [environ.get("METARISK_API_KEYS", ""), DEMO_API_KEY]))
+    return ApiSettings.from_env({**environ, "METARISK_API_KEYS": keys})
 
 
 def demo_account(devnet: RunningDevnet) -> WatchedAccount:
@@ -165,10 +171,7 @@ async def run_demo_service(*, database_url: str | None = None) -> AsyncIterator[
                 await service.refresh_market()
                 watcher = AlertWatcher(WebhookSender(session))
                 service.on_report.append(watcher.observe)
-                # the demo key always works beside any keys the environment names
-                keys = ",".join(filter(None, [os.environ.get("METARISK_API_KEYS", ""), DEMO_API_KEY]))
-                settings = ApiSettings.from_env({**os.environ, "METARISK_API_KEYS": keys})
-                app = create_app(service=service, settings=settings)
+                app = create_app(service=service, settings=demo_api_settings(os.environ))
                 yield Demo(devnet=devnet, venues=venues, service=service, app=app)
             finally:
                 for client in clients.values():

@@ -26,8 +26,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from web3 import Web3
 
 from aggregator.store import AsyncStore, Store
-from api.demo import DEMO_ACCOUNT, DEMO_API_KEY, DEMO_SIGNER_KEY, Demo, compute_feed_prices, run_demo_service
+from api.demo import DEMO_ACCOUNT, DEMO_SIGNER_KEY, Demo, compute_feed_prices, run_demo_service
 from api.http.service import SERVICE_ROUTES
+from api.http.settings import DEMO_API_KEY
 from chains.client import make_chain_client
 from devnet import run as devnet_run
 from devnet.deploy import compile_abi
