@@ -79,11 +79,13 @@ def bad(request: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         (lambda r: bad(r, "positions.0.underlying", "DOGE"), "positions[0].underlying: no price for DOGE"),
         (lambda r: bad(r, "positions.0.quantity", "lots"), "positions[0].quantity"),
         (lambda r: bad(r, "market.spot.BTC", 0), "market.spot.BTC: Input should be greater than 0"),
-        (lambda r: bad(r, "params", {"im_factr": 2}), "im_factr: Extra inputs are not permitted"),
-        (lambda r: bad(r, "positions", [{"kind": "spot"}] * 1_000_000), "1000000 positions exceed the limit"),
+        (lambda r: bad(r, "params", {"im_factr": 2}), "error: params.im_factr: Extra inputs are not permitted"),
+        (lambda r: bad(r, "positions", []), "error: positions: List should have at least 1 item"),
+        (lambda r: bad(r, "positions", [{"kind": "spot"}] * 1_000_000),
+         "error: positions: 1000000 positions exceed the limit"),
     ],
     ids=["nan", "negative-strike", "expired", "unknown-kind", "unpriced-underlying", "bad-quantity", "zero-spot",
-         "unknown-param", "a-million-positions"],
+         "unknown-param", "no-positions", "a-million-positions"],
 )
 def test_bad_input_exits_2_naming_the_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], mutate: Any, message: str

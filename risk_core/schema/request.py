@@ -13,7 +13,9 @@ from risk_core.schema.venues import VenueState
 
 
 class MarginRequest(StrictModel):
-    positions: list[Position]
+    positions: list[Position] = Field(
+        min_length=1, description="the book to margin: at least one position (an empty book has no margin to ask)"
+    )
     market: MarketSnapshot | None = Field(
         default=None,
         description="the market to price against; omitted, the API prices against its aggregator's current "

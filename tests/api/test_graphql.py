@@ -53,6 +53,14 @@ async def test_bad_request_is_an_error_naming_the_field(client: Any) -> None:
     assert error["extensions"]["errors"][0]["field"] == "positions[3].strike"
 
 
+async def test_an_empty_book_is_an_error_naming_positions(client: Any) -> None:
+    result = await graphql(client, MARGIN_QUERY, {"request": {**DEMO, "positions": []}})
+    assert result["data"] is None
+    (error,) = result["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert [e["field"] for e in error["extensions"]["errors"]] == ["positions"]
+
+
 async def test_without_a_service_only_the_what_if_exists(client: Any) -> None:
     result = await graphql(client, '{ account(id: "demo") { status } }')
     assert "Cannot query field 'account'" in result["errors"][0]["message"]
