@@ -81,8 +81,13 @@ def _serve(args: argparse.Namespace) -> str:
 def _demo(args: argparse.Namespace) -> str:
     import asyncio
 
-    from api.demo import serve_demo  # imported here: it starts the devnet and the local venues
+    from api.demo import check_port_free, serve_demo  # imported here: it starts the devnet and the local venues
 
+    try:
+        check_port_free(args.host, args.port)
+    except OSError as e:
+        raise BadInput([f"--port: cannot listen on {args.host}:{args.port} ({e.strerror}); is another metarisk "
+                        "demo running? Stop it or pick another --port"]) from e
     asyncio.run(serve_demo(host=args.host, port=args.port, database_url=os.environ.get("DATABASE_URL")))
     return ""
 

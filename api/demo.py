@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -84,6 +85,16 @@ def replay_clock(start: datetime) -> Callable[[], datetime]:
     """The recorded market's time, moving forward with the wall clock from now."""
     origin = time.monotonic()
     return lambda: start + timedelta(seconds=time.monotonic() - origin)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raises OSError when `host:port` cannot be listened on (another demo holds it): checked before the devnet
+    starts, which takes seconds and would be wasted. Bound as aiohttp binds (SO_REUSEADDR), so a port in
+    TIME_WAIT counts as free, as it is to the server."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+        probe.listen()
 
 
 def demo_api_settings(environ: Mapping[str, str]) -> ApiSettings:
