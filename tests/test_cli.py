@@ -80,7 +80,7 @@ def bad(request: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         (lambda r: bad(r, "positions.0.quantity", "lots"), "positions[0].quantity"),
         (lambda r: bad(r, "market.spot.BTC", 0), "market.spot.BTC: Input should be greater than 0"),
         (lambda r: bad(r, "params", {"im_factr": 2}), "error: params.im_factr: Extra inputs are not permitted"),
-        (lambda r: bad(r, "positions", []), "error: positions: List should have at least 1 item"),
+        (lambda r: bad(r, "positions", []), "error: positions: at least one position is needed"),
         (lambda r: bad(r, "positions", [{"kind": "spot"}] * 1_000_000),
          "error: positions: 1000000 positions exceed the limit"),
     ],

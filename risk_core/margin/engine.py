@@ -67,6 +67,12 @@ def _params_from(canonical_overrides: str) -> RiskParams:
     return default_params().with_overrides(json.loads(canonical_overrides))
 
 
+def _assets_held(positions: Sequence[Position]) -> set[str]:
+    """Every asset a position names: held, owed, underlying, or either token of a range."""
+    fields = ("asset", "underlying", "token0", "token1")
+    return {a for p in positions for f in fields if isinstance(a := getattr(p, f, None), str)}
+
+
 def compute_margin(
     positions: Sequence[Position],
     market: MarketSnapshot,
@@ -105,8 +111,9 @@ def compute_margin(
     )
 
     warnings = list(book.warnings)
+    held = _assets_held(positions) | set(book.underlyings)  # with the assets tracked tokens are revalued under
     for s in market.sources:
-        if s.status != "ok":
+        if s.status != "ok" and (s.asset is None or s.asset in held):
             warnings.append(f"market source {s.name} is {s.status}" + (f": {s.reason}" if s.reason else ""))
     complete = all(p.provenance is None or p.provenance.complete for p in positions) and all(
         s.status != "failed" for s in sources

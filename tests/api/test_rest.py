@@ -106,7 +106,7 @@ async def test_margin_agrees_with_the_cli_to_the_cent(
         (with_value(good_request(), "positions", [{"kind": "spot"}] * 10_001), "positions", "exceed the limit"),
         ([1, 2, 3], "(request)", "valid dictionary"),
         ({"positions": good_request()["positions"]}, "market", "required: the market snapshot"),
-        (with_value(good_request(), "positions", []), "positions", "at least 1 item"),
+        (with_value(good_request(), "positions", []), "positions", "at least one position"),
     ],
     ids=[
         "nan",
