@@ -67,6 +67,12 @@ def _params_from(canonical_overrides: str) -> RiskParams:
     return default_params().with_overrides(json.loads(canonical_overrides))
 
 
+def _source_sentence(kind: str, source: SourceStatus) -> str:
+    """`position source wallet@arbitrum failed: why`, `market source pyth is stale`."""
+    verb = "failed" if source.status == "failed" else f"is {source.status}"
+    return f"{kind} source {source.name} {verb}" + (f": {source.reason}" if source.reason else "")
+
+
 def _assets_held(positions: Sequence[Position]) -> set[str]:
     """Every asset a position names: held, owed, underlying, or either token of a range."""
     fields = ("asset", "underlying", "token0", "token1")
@@ -114,13 +120,13 @@ def compute_margin(
     held = _assets_held(positions) | set(book.underlyings)  # with the assets tracked tokens are revalued under
     for s in market.sources:
         if s.status != "ok" and (s.asset is None or s.asset in held):
-            warnings.append(f"market source {s.name} is {s.status}" + (f": {s.reason}" if s.reason else ""))
+            warnings.append(_source_sentence("market", s))
     complete = all(p.provenance is None or p.provenance.complete for p in positions) and all(
         s.status != "failed" for s in sources
     )
     for s in sources:
         if s.status != "ok":
-            warnings.append(f"position source {s.name} is {s.status}" + (f": {s.reason}" if s.reason else ""))
+            warnings.append(_source_sentence("position", s))
 
     greeks = _position_greeks(book)
     liquidation = liquidation_moves(book, collateral, mm, max_rise=_MAX_RISE_SEARCHED)

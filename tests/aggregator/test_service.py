@@ -344,7 +344,12 @@ async def test_a_killed_chain_makes_the_report_incomplete_and_keeps_the_stored_s
     assert not [p for p in after.positions if p.chain == "arbitrum"]
     kept = [p.id for p in before.positions if p.chain != "arbitrum"]
     assert [p.id for p in after.positions] == kept
-    assert any("wallet@arbitrum is failed" in w for w in after.warnings)
+    # one human sentence per failed source, the node's address once (not aiohttp's text)
+    address = arbitrum_node.url.removeprefix("http://").rstrip("/")
+    assert [w for w in after.warnings if "@arbitrum" in w] == [
+        f"position source {source}@arbitrum failed: arbitrum node: cannot connect to {address} (connection refused)"
+        for source in ("wallet", "aave-v3", "gmx-v2")
+    ]
     # the incomplete refresh is stored as such; the complete one before it is still there, whole
     assert_stored_report_is(sqlite_store, ACCOUNT, after)
     assert_stored_report_is(sqlite_store, ACCOUNT, before, complete_only=True)

@@ -203,6 +203,6 @@ async def test_a_report_carries_the_market_warnings_of_its_own_assets(venues: Ve
                 SpotPosition(kind="spot", asset="USDC", quantity=1_000, **where)]
     sol_book = [*btc_book, PerpPosition(kind="perp", underlying="SOL", quantity=-10, venue="hyperliquid",
                                         chain="hyperliquid", account="0xdemo")]
-    sol_warning = "market source vol:SOL is failed: no option quotes from any venue: no surface"
+    sol_warning = "market source vol:SOL failed: no option quotes from any venue: no surface"
     assert sol_warning not in compute_margin(btc_book, snap, default_params()).warnings
     assert sol_warning in compute_margin(sol_book, snap, default_params()).warnings
