@@ -497,3 +497,19 @@ async def test_an_account_removed_during_its_refresh_is_answered_unstored(
     assert "history not stored: the account was removed during the refresh" in refreshed.report.warnings
     assert refreshed.report.complete is True  # every position was read: only the history is missing
     assert sqlite_store.report_history(account.id) == []
+
+
+async def test_onchain_reads_are_stamped_with_the_service_clock(
+    make_service: Any, recording_store: Any, sqlite_store: Store, clock: Any
+) -> None:
+    """The demo's replayed market beside live anvil chains (whose blocks carry the host's time): the report's
+    on-chain sources and positions are on the service's clock, like everything else in it, and keep their block."""
+    service: AggregatorService = make_service(store=recording_store)
+    report = await service.account_risk(ACCOUNT)
+    assert report.computed_at == clock.now
+    onchain = [s for s in report.sources if s.name.split("@")[0] in ONCHAIN_VENUES]
+    assert {s.name.split("@")[1] for s in onchain} == {"ethereum", "arbitrum", "base"}
+    assert {s.as_of for s in onchain} == {clock.now}
+    stored = await stored_positions(sqlite_store, ACCOUNT)
+    read = [p.provenance for p in stored.positions if p.venue in ONCHAIN_VENUES]
+    assert read and all(p is not None and p.timestamp == clock.now and p.block is not None for p in read)
