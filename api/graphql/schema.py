@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import strawberry
@@ -22,6 +22,7 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.scalars import JSON
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, Info
 
 from api.http.history import DEFAULT_LIMIT, HistoryQuery
@@ -262,6 +263,19 @@ def _as_json(model: BaseModel | None) -> JSON | None:
     return JSON(model.model_dump(mode="json")) if model is not None else None
 
 
+def _utc_text(value: datetime) -> str:
+    """A time as REST writes it (pydantic): ISO 8601 in UTC with "Z", not "+00:00"."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+UTC_DATETIME = strawberry.scalar(
+    name="DateTime",
+    description="ISO 8601 date and time; answered in UTC with a Z, as REST answers it",
+    serialize=_utc_text,
+    parse_value=datetime.fromisoformat,
+)
+
+
 class LoggedSchema(strawberry.Schema):
     """Logs only unexpected errors (with their traceback); a client's bad query or input is not a server event."""
 
@@ -284,6 +298,7 @@ def build_schema(*, service: RiskService | None, settings: ApiSettings) -> straw
     ]
     return LoggedSchema(
         query=ServiceQuery if service is not None else WhatIfQuery,
+        config=StrawberryConfig(scalar_map={datetime: UTC_DATETIME}),
         extensions=[
             lambda: ParserCache(maxsize=CACHED_QUERIES),
             lambda: ValidationCache(maxsize=CACHED_QUERIES),

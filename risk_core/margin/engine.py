@@ -136,7 +136,8 @@ def compute_margin(
 
     # The position rows skip validation (`trusted_rows`): each value is built here from validated inputs with its
     # field's type (Python floats from tolist, ints, bools, str); validating 100 rows again costs ~0.3 ms.
-    delta_of, gamma_of, vega_of, theta_of = (g.tolist() for g in greeks)
+    # `+ 0.0` turns IEEE negative zeros (a perp's vega is -1 x 0.0) into 0: a report never says -0
+    delta_of, gamma_of, vega_of, theta_of = ((g + 0.0).tolist() for g in greeks)
     kinds = [p.kind for p in positions]
     return MarginReport(
         as_of=market.as_of,
@@ -165,7 +166,7 @@ def compute_margin(
             chain=chain_of,
             account=[p.account for p in positions],
             underlying=book.primary,
-            value_usd=value.tolist(),
+            value_usd=(value + 0.0).tolist(),
             delta=delta_of,
             gamma=gamma_of,
             vega=vega_of,
@@ -200,7 +201,7 @@ def _underlying_report(
     counted = arrays.pnl[rows.asset].sum(axis=0)
     raw = arrays.raw_pnl[rows.asset].sum(axis=0)
     worst = int(np.argmin(counted))
-    delta, gamma, vega, theta = (float(g.sum()) for g in rows.greeks())
+    delta, gamma, vega, theta = (float(g.sum()) + 0.0 for g in rows.greeks())  # no negative zeros
     down, up = liquidation
     n_spot, n_vol = len(sc.grid_spots), len(sc.grid_vols)
     raw_of, counted_of = raw.tolist(), counted.tolist()
@@ -224,7 +225,7 @@ def _underlying_report(
         grid=ScenarioGrid.trusted(
             spot_shocks=list(sc.grid_spots),
             vol_shocks=list(sc.grid_vols),
-            pnl=raw[: sc.grid_size].reshape(n_spot, n_vol).tolist(),
+            pnl=(raw[: sc.grid_size] + 0.0).reshape(n_spot, n_vol).tolist(),
             extreme=[
                 {"spot_shock": float(sc.spot_shock[i]), "pnl": raw_of[i], "counted": counted_of[i]}
                 for i in sc.extremes

@@ -37,6 +37,7 @@ async def test_what_if_margin_matches_rest(client: Any) -> None:
     margin = result["data"]["margin"]
     rest = await (await client.post("/v1/margin", data=json.dumps(DEMO), headers=HEADERS)).json()
     assert margin["maintenanceMarginUsd"] == rest["maintenance_margin_usd"]
+    assert margin["asOf"] == rest["as_of"] and margin["asOf"].endswith("Z")  # one way to write a time
     assert margin["status"] == rest["status"]
     assert [p["id"] for p in margin["positions"]] == [p["id"] for p in rest["positions"]]
     assert {g["asset"]: g["delta"] for g in margin["greeks"]} == {a: u["delta"] for a, u in rest["underlyings"].items()}
