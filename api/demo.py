@@ -1,7 +1,9 @@
 """Demo mode: the devnet, the local venues and the service with a seeded demo account, on one laptop, no accounts.
 
 The local venues replay a recorded market (the calm-day Deribit chain and its prices), so the service's clock is
-that recording's time moving forward from start-up: option expiries and staleness read as they did that day.
+that recording's time moving forward from start-up: option expiries and staleness read as they did that day. The
+market moves along a recorded price path as that clock runs (venue_servers.price_path), and a keeper publishes it
+on the devnet's Chainlink feeds, so margin ratios, alerts and history move.
 The on-chain side is live: three anvil chains with real Aave v3, Uniswap v3 and Multicall3 bytecode.
 """
 
@@ -33,6 +35,7 @@ from devnet.deploy import TOKENS, ChainDeployer, compile_abi
 from devnet.run import RunningDevnet, start_devnet
 from venue_servers import derive as derive_venue
 from venue_servers import hyperliquid as hyperliquid_venue
+from venue_servers.price_path import recorded_price_path
 from venue_servers.runner import VenueServers, run_venue_servers
 from venue_servers.scenario import MarketScenario, default_scenario
 
@@ -44,6 +47,8 @@ log = logging.getLogger(__name__)
 # wstETH rate, so the demo's wstETH price is the recorded ETH price times this ratio, an approximation it says so.
 _DEPLOYED_USD = {spec.asset: spec.usd_price for spec in TOKENS}
 WSTETH_PER_ETH = _DEPLOYED_USD["WSTETH"] / _DEPLOYED_USD["ETH"]
+# seconds between the keeper's rounds: 5 recorded minutes of the price path, so the feeds stay within its moves
+KEEPER_INTERVAL_S = 5.0
 CHAINLINK_CHAIN = "ethereum"  # the demo's Chainlink source: the L1 feeds (one chain, one vote in the median)
 PRICE_NOTES = {
     "WSTETH": f"approximated: the devnet's wstETH/USD feed carries the recorded ETH price x {WSTETH_PER_ETH:.6g}, "
@@ -79,6 +84,29 @@ def publish_feed_prices(devnet: RunningDevnet, prices: dict[str, float]) -> dict
             deployer.send(contract.functions.updateAnswer(answer), what=f"publish {feed.asset} on {chain.config.name}")
             answers[feed.asset] = answer
     return published
+
+
+@contextlib.asynccontextmanager
+async def feed_keeper(devnet: RunningDevnet, scenario: MarketScenario) -> AsyncIterator[None]:
+    """The devnet's Chainlink feeds at the replayed market: published once before anything reads them, then every
+    KEEPER_INTERVAL_S while the market moves along its path."""
+    await asyncio.to_thread(publish_feed_prices, devnet, compute_feed_prices(scenario))
+
+    async def keep() -> None:
+        while True:
+            await asyncio.sleep(KEEPER_INTERVAL_S)
+            try:
+                await asyncio.to_thread(publish_feed_prices, devnet, compute_feed_prices(scenario))
+            except Exception as e:  # noqa: BLE001 - a chain down is the service's to report; keep publishing
+                log.warning("the demo's feed keeper could not publish: %s", e)
+
+    task = asyncio.create_task(keep())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def replay_clock(start: datetime) -> Callable[[], datetime]:
@@ -165,8 +193,9 @@ async def run_demo_service(*, database_url: str | None = None) -> AsyncIterator[
         recorded = default_scenario()
         # one clock for the venues' quotes and the service: the replay stays as fresh as it was recorded
         clock = replay_clock(recorded.as_of)
-        async with run_venue_servers(replace(recorded, clock=clock)) as venues, aiohttp.ClientSession() as session:
-            await asyncio.to_thread(publish_feed_prices, devnet, compute_feed_prices(venues.scenario))
+        replayed = replace(recorded, clock=clock, path=recorded_price_path())
+        async with run_venue_servers(replayed) as venues, aiohttp.ClientSession() as session, \
+                feed_keeper(devnet, venues.scenario):
             clients = await make_chain_clients(devnet.chains)
             store = Store.from_url(database_url)
             try:
