@@ -17,7 +17,7 @@ import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import aiohttp
@@ -86,27 +86,38 @@ def publish_feed_prices(devnet: RunningDevnet, prices: dict[str, float]) -> dict
     return published
 
 
-@contextlib.asynccontextmanager
-async def feed_keeper(devnet: RunningDevnet, scenario: MarketScenario) -> AsyncIterator[None]:
-    """The devnet's Chainlink feeds at the replayed market: published once before anything reads them, then every
-    KEEPER_INTERVAL_S while the market moves along its path."""
-    await asyncio.to_thread(publish_feed_prices, devnet, compute_feed_prices(scenario))
+@dataclass
+class FeedKeeper:
+    """Publishes the replayed market on the devnet's Chainlink feeds, as Chainlink's keepers would: once before
+    anything reads them, then every `interval_s` while the market moves along its path (`run`)."""
 
-    async def keep() -> None:
-        while True:
-            await asyncio.sleep(KEEPER_INTERVAL_S)
-            try:
-                await asyncio.to_thread(publish_feed_prices, devnet, compute_feed_prices(scenario))
-            except Exception as e:  # noqa: BLE001 - a chain down is the service's to report; keep publishing
-                log.warning("the demo's feed keeper could not publish: %s", e)
+    devnet: RunningDevnet
+    scenario: MarketScenario
+    interval_s: float = KEEPER_INTERVAL_S
+    published: dict[str, dict[str, int]] = field(default_factory=dict)  # chain -> asset -> the last raw answer
 
-    task = asyncio.create_task(keep())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async def publish(self) -> None:
+        self.published = await asyncio.to_thread(publish_feed_prices, self.devnet, compute_feed_prices(self.scenario))
+
+    @contextlib.asynccontextmanager
+    async def run(self) -> AsyncIterator[FeedKeeper]:
+        await self.publish()
+
+        async def keep() -> None:
+            while True:
+                await asyncio.sleep(self.interval_s)
+                try:
+                    await self.publish()
+                except Exception as e:  # noqa: BLE001 - a chain down is the service's to report; keep publishing
+                    log.warning("the demo's feed keeper could not publish: %s", e)
+
+        task = asyncio.create_task(keep())
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def replay_clock(start: datetime) -> Callable[[], datetime]:
@@ -182,11 +193,14 @@ class Demo:
     devnet: RunningDevnet
     venues: VenueServers
     service: AggregatorService
+    keeper: FeedKeeper
     app: web.Application
 
 
 @contextlib.asynccontextmanager
-async def run_demo_service(*, database_url: str | None = None) -> AsyncIterator[Demo]:
+async def run_demo_service(
+    *, database_url: str | None = None, keeper_interval_s: float = KEEPER_INTERVAL_S
+) -> AsyncIterator[Demo]:
     """Everything the demo needs, started; stopped on exit."""
     devnet = await asyncio.to_thread(start_devnet)
     try:
@@ -195,7 +209,7 @@ async def run_demo_service(*, database_url: str | None = None) -> AsyncIterator[
         clock = replay_clock(recorded.as_of)
         replayed = replace(recorded, clock=clock, path=recorded_price_path())
         async with run_venue_servers(replayed) as venues, aiohttp.ClientSession() as session, \
-                feed_keeper(devnet, venues.scenario):
+                FeedKeeper(devnet, venues.scenario, keeper_interval_s).run() as keeper:
             clients = await make_chain_clients(devnet.chains)
             store = Store.from_url(database_url)
             try:
@@ -212,7 +226,7 @@ async def run_demo_service(*, database_url: str | None = None) -> AsyncIterator[
                 watcher = AlertWatcher(WebhookSender(session))
                 service.on_report.append(watcher.observe)
                 app = create_app(service=service, settings=demo_api_settings(os.environ))
-                yield Demo(devnet=devnet, venues=venues, service=service, app=app)
+                yield Demo(devnet=devnet, venues=venues, service=service, app=app, keeper=keeper)
             finally:
                 for client in clients.values():
                     await client.close()

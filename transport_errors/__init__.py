@@ -4,6 +4,7 @@ text (aiohttp's names the address twice: `Cannot connect to host H:P ssl:default
 
 from __future__ import annotations
 
+import json
 import os
 
 import aiohttp
@@ -21,6 +22,8 @@ def describe_failure(error: BaseException) -> str:
         return f"HTTP {error.status} {error.message}".rstrip()
     if isinstance(error, aiohttp.ClientPayloadError):
         return "the answer was cut off"
+    if isinstance(error, json.JSONDecodeError):  # web3's message quotes the document twice
+        return f"answered what is not JSON: {error.doc[:80]!r}"
     if isinstance(error, TimeoutError):
         return "no answer in time"
     if isinstance(error, ConnectionRefusedError):

@@ -25,6 +25,7 @@ from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, Info
 
+from api.graphql.service_types import AccountHistory, Market, StoredReport
 from api.http.history import DEFAULT_LIMIT, HistoryQuery
 from api.http.metrics import ApiMetrics
 from api.http.problems import Problem, field_errors, invalid_request
@@ -81,8 +82,12 @@ class UnderlyingGreeks:
     gamma_usd: float = strawberry.field(description="change of delta_usd for a 1% spot move")
     vega: float = strawberry.field(description="USD per vol point (0.01)")
     theta: float = strawberry.field(description="USD per calendar day")
-    liquidation_down: float | None = strawberry.field(description="relative spot fall to liquidation; null if none")
-    liquidation_up: float | None = strawberry.field(description="relative spot rise to liquidation; null if none")
+    liquidation_down: float | None = strawberry.field(
+        description="spot fall to liquidation as a signed relative move <= 0 (0: already below MM); null if none"
+    )
+    liquidation_up: float | None = strawberry.field(
+        description="spot rise to liquidation as a signed relative move >= 0 (0: already below MM); null if none"
+    )
 
 
 @strawberry.type(description="A margin report: the summary as typed fields, grids and breakdowns as JSON")
@@ -202,8 +207,9 @@ class ServiceQuery(WhatIfQuery):
         return Wallet(address=address)
 
     @strawberry.field(description="Spot, sources and vol surface of an asset; null when it has no market")
-    async def market(self, info: Info[GraphQLContext, None], asset: str) -> JSON | None:
-        return _as_json(await _lookup(_service(info).market, asset, "asset"))
+    async def market(self, info: Info[GraphQLContext, None], asset: str) -> Market | None:
+        view = await _lookup(_service(info).market, asset, "asset")
+        return None if view is None else Market.from_view(view)
 
     @strawberry.field(
         description="A page of an account's stored report headlines, newest first, with since <= computedAt < "
@@ -217,20 +223,24 @@ class ServiceQuery(WhatIfQuery):
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = DEFAULT_LIMIT,
-    ) -> JSON | None:
+    ) -> AccountHistory | None:
         try:
             query = HistoryQuery(since=since, until=until, limit=limit)
         except ValidationError as e:
             raise _graphql_error(invalid_request(field_errors(e))) from e
         asked = _service(info).account_history(account_id, since=query.since, until=query.until, limit=query.limit)
-        return _as_json(await _answer(asked, "accountId"))
+        page = await _answer(asked, "accountId")
+        return None if page is None else AccountHistory.from_page(page)
 
     @strawberry.field(
         description="One stored report of an account with its ids and computedAt, as GET "
         "/v1/accounts/{account_id}/reports/{report_id} answers it; null when the account has no such report"
     )
-    async def stored_report(self, info: Info[GraphQLContext, None], account_id: str, report_id: int) -> JSON | None:
-        return _as_json(await _answer(_service(info).stored_report(account_id, report_id), "accountId"))
+    async def stored_report(
+        self, info: Info[GraphQLContext, None], account_id: str, report_id: int
+    ) -> StoredReport | None:
+        stored = await _answer(_service(info).stored_report(account_id, report_id), "accountId")
+        return None if stored is None else StoredReport.from_stored(stored)
 
 
 def _service(info: Info[GraphQLContext, None]) -> RiskService:

@@ -72,7 +72,7 @@ async def test_service_fields(make_client: Any, fake_service: Any) -> None:
     query = """query($id: String!, $wallet: String!) {
       account(id: $id) { status maintenanceMarginUsd greeks { asset delta } scenarios }
       wallet(address: $wallet) { address positions risk { positions { id } } }
-      market(asset: "BTC")
+      market(asset: "BTC") { asset asOf spot forwards { expiry price } vol sources { name status asOf asset } }
     }"""
     result = await graphql(client, query, {"id": fake_service.account, "wallet": fake_service.wallet})
     assert "errors" not in result, result
@@ -80,8 +80,16 @@ async def test_service_fields(make_client: Any, fake_service: Any) -> None:
     assert data["account"]["status"] == "healthy"
     assert set(data["account"]["scenarios"]) == {"BTC", "ETH"}
     assert data["wallet"]["positions"]["positions"] == 8 and len(data["wallet"]["risk"]["positions"]) == 8
-    assert data["market"] == {"asset": "BTC", "spot": 93_000.0}
-    missing = await graphql(client, '{ account(id: "nobody") { status } market(asset: "DOGE") }')
+    # typed, camelCase like the report's fields, times with Z, as REST's /v1/markets/BTC answers in snake_case
+    rest = await (await client.get("/v1/markets/BTC")).json()
+    market = data["market"]
+    assert (market["asset"], market["asOf"], market["spot"]) == ("BTC", rest["as_of"], 93_000.0)
+    assert market["asOf"].endswith("Z") and rest["spot"] == 93_000.0
+    assert market["forwards"] == [{"expiry": e, "price": p} for e, p in sorted(rest["forwards"].items())]
+    assert market["vol"] == rest["vol"] and set(market["vol"]) == {"points"}  # the demo request's surface
+    assert market["sources"] == [{"name": s["name"], "status": s["status"], "asOf": s["as_of"], "asset": s["asset"]}
+                                 for s in rest["sources"]]
+    missing = await graphql(client, '{ account(id: "nobody") { status } market(asset: "DOGE") { spot } }')
     assert missing == {"data": {"account": None, "market": None}}
     malformed = await graphql(client, '{ wallet(address: "not-hex") { positions } }')
     assert malformed["errors"][0]["extensions"]["errors"] == [{"field": "address", "reason": "not a hex address"}]
@@ -89,7 +97,7 @@ async def test_service_fields(make_client: Any, fake_service: Any) -> None:
 
 async def test_unexpected_failures_are_masked(make_client: Any, broken_service: Any) -> None:
     client = await make_client(service=broken_service)
-    result = await graphql(client, '{ market(asset: "BTC") }')
+    result = await graphql(client, '{ market(asset: "BTC") { spot } }')
     assert result["errors"][0]["message"] == "internal error"
     assert "postgres" not in json.dumps(result)
 
