@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 import aiohttp
@@ -51,8 +52,23 @@ async def fetch_account_positions(
                 for venue, subs in venue_accounts.items() for sub in subs]
     wallet_refreshes = await asyncio.gather(*onchain)
     venue_results = await asyncio.gather(*offchain)
-    results = [r for refresh in wallet_refreshes for r in refresh.results] + unknown + list(venue_results)
+    read = [r for refresh in wallet_refreshes for r in refresh.results]
+    if settings.chainlink_age_at_block:  # the chains' clock is not the service's: one clock in the report
+        read = [compute_on_service_clock(r, now) for r in read]
+    results = read + unknown + list(venue_results)
     return compute_position_snapshot(results, taken_at=now)
+
+
+def compute_on_service_clock(result: AdapterResult, now: datetime) -> AdapterResult:
+    """An on-chain read stamped with the service's clock: the block it was pinned to (kept in its provenance) is
+    the chain's state at `now`, as a Chainlink round's age is taken at the block it was read at."""
+    status = result.status if result.status.as_of is None else result.status.model_copy(update={"as_of": now})
+    positions = [
+        p if p.provenance is None or p.provenance.timestamp is None
+        else p.model_copy(update={"provenance": p.provenance.model_copy(update={"timestamp": now})})
+        for p in result.positions
+    ]
+    return replace(result, status=status, positions=positions)
 
 
 def compute_position_snapshot(results: Sequence[AdapterResult], *, taken_at: datetime) -> PositionSnapshot:

@@ -281,12 +281,11 @@ class AggregatorService:
         if asset not in self.settings.assets:
             raise LookupError(f"asset {asset!r} is not in the service's market ({', '.join(self.settings.assets)})")
         snapshot = await self.market_snapshot()
-        tag = re.compile(rf"(^|[:/]){re.escape(asset)}($|[/:])")
         return MarketView(
             asset=asset, as_of=snapshot.as_of, age_seconds=max(0.0, (self.clock() - snapshot.as_of).total_seconds()),
             spot=snapshot.spot.get(asset), dispersion=snapshot.dispersion.get(asset),
             forwards=snapshot.forwards.get(asset, {}), vol=snapshot.vol.get(asset),
-            sources=[s for s in snapshot.sources if tag.search(s.name)],
+            sources=[s for s in snapshot.sources if s.asset == asset],
         )
 
     # --- the refresh ----------------------------------------------------------------------------------------

@@ -82,7 +82,8 @@ class ServiceSettings(BaseModel):
     chainlink_age_at_block: bool = Field(
         default=False,
         description="the chains' clock is not the service's (demo: a replayed market beside live devnet chains): "
-        "a round's age is taken at the block it was read at, its timestamps moved onto the service's clock",
+        "a round's age is taken at the block it was read at, its timestamps moved onto the service's clock, and "
+        "on-chain positions and sources are stamped with the service's clock at the block read",
     )
     max_cached_reports: int = Field(default=10_000, ge=1, description="accounts and wallets kept in memory")
     report_ttl_s: float = Field(default=10.0, gt=0, description="a cached report younger than this is served")

@@ -13,12 +13,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from api.errors import describe_validation_error
+from api.errors import InvalidRequest, compute_request_report, describe_validation_error, problem_lines
 from api.report_text import render_report
 from api.surface_cli import add_parser as add_surface_parser
 from api.venue_margin_cli import add_parser as add_venue_margin_parser
-from risk_core.errors import InputError
-from risk_core.margin.engine import compute_margin_request
 from risk_core.schema.json_schema import schema_documents
 from risk_core.schema.positions import SCHEMA_VERSION
 from risk_core.schema.request import MarginRequest
@@ -46,12 +44,11 @@ def read_json_file(path: str) -> object:
 def _margin(args: argparse.Namespace) -> str:
     raw = read_json_file(args.request)
     try:
-        request = MarginRequest.model_validate(raw)
-        report = compute_margin_request(request)
+        report = compute_request_report(MarginRequest.model_validate(raw))
     except ValidationError as e:
         raise BadInput(describe_validation_error(e)) from e
-    except InputError as e:
-        raise BadInput([str(e)]) from e
+    except InvalidRequest as e:
+        raise BadInput(problem_lines(e)) from e
     if args.format == "text":
         return render_report(report)
     return report.model_dump_json(indent=2) + "\n"
@@ -86,12 +83,17 @@ def _demo(args: argparse.Namespace) -> str:
     import asyncio
 
     from aggregator.attestation_signer import load_signer
-    from api.demo import serve_demo  # imported here: it starts the devnet and the local venues
+    from api.demo import check_port_free, serve_demo  # imported here: it starts the devnet and the local venues
 
     try:
         load_signer(os.environ)  # an attestation key the environment names, checked before anything starts
     except ValueError as e:
         raise BadInput([str(e)]) from e
+    try:
+        check_port_free(args.host, args.port)
+    except OSError as e:
+        raise BadInput([f"--port: cannot listen on {args.host}:{args.port} ({e.strerror}); is another metarisk "
+                        "demo running? Stop it or pick another --port"]) from e
     asyncio.run(serve_demo(host=args.host, port=args.port, database_url=os.environ.get("DATABASE_URL")))
     return ""
 

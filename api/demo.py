@@ -1,7 +1,9 @@
 """Demo mode: the devnet, the local venues and the service with a seeded demo account, on one laptop, no accounts.
 
 The local venues replay a recorded market (the calm-day Deribit chain and its prices), so the service's clock is
-that recording's time moving forward from start-up: option expiries and staleness read as they did that day.
+that recording's time moving forward from start-up: option expiries and staleness read as they did that day. The
+market moves along a recorded price path as that clock runs (venue_servers.price_path), and a keeper publishes it
+on the devnet's Chainlink feeds, so margin ratios, alerts and history move.
 The on-chain side is live: three anvil chains with real Aave v3, Uniswap v3 and Multicall3 bytecode.
 """
 
@@ -12,9 +14,10 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -31,22 +34,24 @@ from aggregator.store.engine import data_dir
 from api.demo_attestation import demo_signer, trust_signer_on_devnet
 from api.demo_credit_line import CreditLineDemo, show_on_dashboard
 from api.http.app import create_app
-from api.http.settings import ApiSettings
+from api.http.settings import DEMO_API_KEY, ApiSettings
 from chains.client import make_chain_clients
 from devnet.deploy import TOKENS, ChainDeployer, compile_abi
 from devnet.run import RunningDevnet, start_devnet
 from venue_servers import derive as derive_venue
 from venue_servers import hyperliquid as hyperliquid_venue
+from venue_servers.price_path import recorded_price_path
 from venue_servers.runner import VenueServers, run_venue_servers
 from venue_servers.scenario import MarketScenario, default_scenario
 
 DEMO_ACCOUNT = "demo"
-DEMO_API_KEY = "demo-key"
 log = logging.getLogger(__name__)
 # The devnet's wstETH:ETH ratio as deployed (its wstETH/USD and ETH/USD mocks' first answers): recorded data has no
 # wstETH rate, so the demo's wstETH price is the recorded ETH price times this ratio, an approximation it says so.
 _DEPLOYED_USD = {spec.asset: spec.usd_price for spec in TOKENS}
 WSTETH_PER_ETH = _DEPLOYED_USD["WSTETH"] / _DEPLOYED_USD["ETH"]
+# seconds between the keeper's rounds: 5 recorded minutes of the price path, so the feeds stay within its moves
+KEEPER_INTERVAL_S = 5.0
 CHAINLINK_CHAIN = "ethereum"  # the demo's Chainlink source: the L1 feeds (one chain, one vote in the median)
 PRICE_NOTES = {
     "WSTETH": f"approximated: the devnet's wstETH/USD feed carries the recorded ETH price x {WSTETH_PER_ETH:.6g}, "
@@ -84,10 +89,61 @@ def publish_feed_prices(devnet: RunningDevnet, prices: dict[str, float]) -> dict
     return published
 
 
+@dataclass
+class FeedKeeper:
+    """Publishes the replayed market on the devnet's Chainlink feeds, as Chainlink's keepers would: once before
+    anything reads them, then every `interval_s` while the market moves along its path (`run`)."""
+
+    devnet: RunningDevnet
+    scenario: MarketScenario
+    interval_s: float = KEEPER_INTERVAL_S
+    published: dict[str, dict[str, int]] = field(default_factory=dict)  # chain -> asset -> the last raw answer
+
+    async def publish(self) -> None:
+        self.published = await asyncio.to_thread(publish_feed_prices, self.devnet, compute_feed_prices(self.scenario))
+
+    @contextlib.asynccontextmanager
+    async def run(self) -> AsyncIterator[FeedKeeper]:
+        await self.publish()
+
+        async def keep() -> None:
+            while True:
+                await asyncio.sleep(self.interval_s)
+                try:
+                    await self.publish()
+                except Exception as e:  # noqa: BLE001 - a chain down is the service's to report; keep publishing
+                    log.warning("the demo's feed keeper could not publish: %s", e)
+
+        task = asyncio.create_task(keep())
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 def replay_clock(start: datetime) -> Callable[[], datetime]:
     """The recorded market's time, moving forward with the wall clock from now."""
     origin = time.monotonic()
     return lambda: start + timedelta(seconds=time.monotonic() - origin)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raises OSError when `host:port` cannot be listened on (another demo holds it): checked before the devnet
+    starts, which takes seconds and would be wasted. Bound as aiohttp binds (SO_REUSEADDR), so a port in
+    TIME_WAIT counts as free, as it is to the server."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+        probe.listen()
+
+
+def demo_api_settings(environ: Mapping[str, str]) -> ApiSettings:
+    """The environment's API settings; the demo key (the one `metarisk serve` accepts by default, and the one the
+    OpenAPI document names) always works beside any keys the environment names."""
+    keys = ",".join(filter(None, [environ.get("METARISK_API_KEYS", ""), DEMO_API_KEY]))
+    return ApiSettings.from_env({**environ, "METARISK_API_KEYS": keys})
 
 
 def demo_account(devnet: RunningDevnet) -> WatchedAccount:
@@ -139,6 +195,7 @@ class Demo:
     devnet: RunningDevnet
     venues: VenueServers
     service: AggregatorService
+    keeper: FeedKeeper
     app: web.Application
     attestations: AttestationService
     credit_line: CreditLineDemo
@@ -146,7 +203,8 @@ class Demo:
 
 @contextlib.asynccontextmanager
 async def run_demo_service(
-    *, database_url: str | None = None, data_directory: Path | None = None
+    *, database_url: str | None = None, data_directory: Path | None = None,
+    keeper_interval_s: float = KEEPER_INTERVAL_S,
 ) -> AsyncIterator[Demo]:
     """Everything the demo needs, started; stopped on exit. The attestation key is kept in `data_directory` (the
     data directory by default)."""
@@ -157,8 +215,9 @@ async def run_demo_service(
         recorded = default_scenario()
         # one clock for the venues' quotes and the service: the replay stays as fresh as it was recorded
         clock = replay_clock(recorded.as_of)
-        async with run_venue_servers(replace(recorded, clock=clock)) as venues, aiohttp.ClientSession() as session:
-            await asyncio.to_thread(publish_feed_prices, devnet, compute_feed_prices(venues.scenario))
+        replayed = replace(recorded, clock=clock, path=recorded_price_path())
+        async with run_venue_servers(replayed) as venues, aiohttp.ClientSession() as session, \
+                FeedKeeper(devnet, venues.scenario, keeper_interval_s).run() as keeper:
             clients = await make_chain_clients(devnet.chains)
             store = Store.from_url(database_url)
             try:
@@ -179,14 +238,11 @@ async def run_demo_service(
                 await service.refresh_market()
                 watcher = AlertWatcher(WebhookSender(session))
                 service.on_report.append(watcher.observe)
-                # the demo key always works beside any keys the environment names
-                keys = ",".join(filter(None, [os.environ.get("METARISK_API_KEYS", ""), DEMO_API_KEY]))
-                api_settings = ApiSettings.from_env({**os.environ, "METARISK_API_KEYS": keys})
-                app = create_app(service=service, settings=api_settings, attestations=attestations)
+                app = create_app(service=service, settings=demo_api_settings(os.environ), attestations=attestations)
                 credit_line = CreditLineDemo(devnet=devnet, attestations=attestations)
                 show_on_dashboard(app, credit_line)
-                yield Demo(devnet=devnet, venues=venues, service=service, app=app, attestations=attestations,
-                           credit_line=credit_line)
+                yield Demo(devnet=devnet, venues=venues, service=service, keeper=keeper, app=app,
+                           attestations=attestations, credit_line=credit_line)
             finally:
                 for client in clients.values():
                     await client.close()

@@ -1,8 +1,35 @@
-"""Turn bad input into one readable line per problem, naming the field (for the CLI and the API)."""
+"""Bad input as the fields at fault, named from the document's root: one rendering for the API (problem details)
+and the CLI (one line per problem)."""
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from risk_core.errors import InputError
+from risk_core.margin.engine import compute_margin_request
+from risk_core.schema.params import RiskParams
+from risk_core.schema.report import MarginReport
+from risk_core.schema.request import MarginRequest
+
+MAX_FIELD_ERRORS = 20  # a 10,000-position request could otherwise answer with 10,000 entries
+
+
+class FieldError(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    field: str = Field(description="path of the field at fault, e.g. positions[0].strike; (request) for the body")
+    reason: str
+
+
+class InvalidRequest(Exception):
+    """The fields at fault (the first MAX_FIELD_ERRORS) and how many problems there are in all."""
+
+    def __init__(self, errors: list[FieldError], total: int | None = None) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.reason}" for e in errors))
+        self.errors = errors
+        self.total = len(errors) if total is None else total
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:
@@ -15,16 +42,49 @@ def field_path(loc: tuple[int | str, ...]) -> str:
     return path
 
 
-def describe_validation_error(error: ValidationError, *, limit: int = 10) -> list[str]:
-    """`field.path: reason` per error; the union branch names pydantic adds to a location are dropped."""
-    lines = []
-    for e in error.errors()[:limit]:
+def field_errors(error: ValidationError, *, prefix: str = "") -> list[FieldError]:
+    """One entry per pydantic error (the first MAX_FIELD_ERRORS), located from the document's root: `prefix` is
+    where the validated part sits in it (`params` for the parameter overrides); union branch names dropped."""
+    out = []
+    for e in error.errors(include_url=False, include_input=False)[:MAX_FIELD_ERRORS]:
         raw = e["loc"]
         loc = tuple(part for j, part in enumerate(raw) if not _is_branch_name(part, raw[j - 1] if j else None))
-        lines.append(f"{field_path(loc) or '(request)'}: {e['msg']}")
-    if error.error_count() > limit:
-        lines.append(f"... and {error.error_count() - limit} more errors")
+        path, reason = field_path(loc), e["msg"]
+        if not path and (named := _MODEL_CHECK_NAMING_A_FIELD.match(reason)):
+            path, reason = named["field"], named["reason"]
+        if prefix:
+            path = f"{prefix}.{path}" if path else prefix
+        out.append(FieldError(field=path or "(request)", reason=reason))
+    return out
+
+
+def problem_lines(problem: InvalidRequest) -> list[str]:
+    """`field.path: reason` per problem, and how many more there are beyond those listed."""
+    lines = [f"{e.field}: {e.reason}" for e in problem.errors]
+    if problem.total > len(problem.errors):
+        lines.append(f"... and {problem.total - len(problem.errors)} more problems")
     return lines
+
+
+def describe_validation_error(error: ValidationError, *, prefix: str = "") -> list[str]:
+    return problem_lines(InvalidRequest(field_errors(error, prefix=prefix), error.error_count()))
+
+
+def compute_request_report(request: MarginRequest) -> MarginReport:
+    """The report of a validated request, its input errors as the fields at fault.
+
+    Raises:
+        InvalidRequest: a bad parameter override (named under `params`) or an unpriceable input.
+    """
+    try:
+        return compute_margin_request(request)
+    except ValidationError as e:
+        if e.title != RiskParams.__name__:
+            raise  # the engine built an invalid model: a bug for the catch-all, not the client's fault
+        # the parameter overrides, merged into the shipped parameters and validated inside the engine
+        raise InvalidRequest(field_errors(e, prefix="params"), e.error_count()) from e
+    except InputError as e:
+        raise InvalidRequest([FieldError(field=e.field, reason=e.reason)]) from e
 
 
 def _is_branch_name(part: int | str, previous: int | str | None) -> bool:
@@ -37,3 +97,5 @@ def _is_branch_name(part: int | str, previous: int | str | None) -> bool:
 
 _POSITION_KINDS = {"spot", "lend", "borrow", "perp", "future", "option", "lp"}
 _MODEL_NAMES = {"SVISurface", "ESSVISurface", "PointsSurface"}
+# a check on a whole model reports at the model's location; by convention it starts with the field it is about
+_MODEL_CHECK_NAMING_A_FIELD = re.compile(r"^Value error, (?P<field>[A-Za-z_][A-Za-z0-9_.\[\]]*): (?P<reason>.+)$", re.S)

@@ -7,12 +7,18 @@ import textwrap
 from risk_core.schema.report import MarginReport
 
 
+def _fmt(x: float, spec: str) -> str:
+    """`format(x, spec)`, except that a figure shown as zero is shown without a minus ("0.00", never "-0.00")."""
+    text = format(x, spec)
+    return format(0.0, spec) if "-" in text and not any(c in "123456789" for c in text) else text
+
+
 def _money(x: float) -> str:
-    return f"{x:,.2f}"
+    return _fmt(x, ",.2f")
 
 
 def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:+.1%}"
+    return "n/a" if x is None else _fmt(x, "+.1%")
 
 
 def render_report(report: MarginReport) -> str:
@@ -39,23 +45,23 @@ def render_report(report: MarginReport) -> str:
     for p in report.positions:
         lines.append(
             f"  {p.index:>3} {(p.id or '-')[:18]:<18} {p.kind:<7} {p.venue[:12]:<12} {p.chain[:11]:<11}"
-            f" {(p.underlying or '-'):<10} {_money(p.value_usd):>14} {p.delta:>10.4f} {p.vega:>10.2f}"
+            f" {(p.underlying or '-'):<10} {_money(p.value_usd):>14} {_fmt(p.delta, '>10.4f')} {_fmt(p.vega, '>10.2f')}"
             f" {_money(p.standalone_margin_usd):>14}"
         )
     for asset, u in report.underlyings.items():
         w = u.worst_scenario
         lines += [
             "",
-            f"  {asset}  spot {_money(u.spot)}  risk {_money(u.risk_usd)}  worst: spot {w.spot_shock:+.1%}"
-            f" vol {w.vol_shock:+.0%} ({w.name or w.kind})",
-            f"    delta {u.delta:,.4f} ({_money(u.delta_usd)} USD)  gamma {u.gamma_usd:,.2f} USD/1%"
-            f"  vega {u.vega:,.2f}  theta {u.theta:,.2f}/day"
+            f"  {asset}  spot {_money(u.spot)}  risk {_money(u.risk_usd)}  worst: spot {_pct(w.spot_shock)}"
+            f" vol {_fmt(w.vol_shock, '+.0%')} ({w.name or w.kind})",
+            f"    delta {_fmt(u.delta, ',.4f')} ({_money(u.delta_usd)} USD)  gamma {_fmt(u.gamma_usd, ',.2f')} USD/1%"
+            f"  vega {_fmt(u.vega, ',.2f')}  theta {_fmt(u.theta, ',.2f')}/day"
             f"  liquidation at {_pct(u.liquidation_move.down)} / {_pct(u.liquidation_move.up)}",
             "    P&L grid (rows: spot shock, columns: vol shock)",
             "    " + f"{'':>8}" + "".join(f"{v:>+14.0%}" for v in u.grid.vol_shocks),
         ]
         for s, row in zip(u.grid.spot_shocks, u.grid.pnl, strict=True):
-            lines.append("    " + f"{s:>+8.1%}" + "".join(f"{x:>14,.0f}" for x in row))
+            lines.append("    " + _fmt(s, ">+8.1%") + "".join(_fmt(x, ">14,.0f") for x in row))
     for title, table in (("venue", report.by_venue), ("chain", report.by_chain)):
         lines += ["", f"  by {title}", f"  {'':<14} {'equity':>16} {'collateral':>16} {'MM alone':>16}"]
         for name, b in table.items():

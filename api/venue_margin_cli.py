@@ -3,9 +3,9 @@
     venue-margin derive-pm2 CASE.json [--format json|text]
 
 `add_parser(subparsers)` registers the command on a parent CLI. The handler it sets as `run` takes the parsed
-arguments and returns the report text; on bad input (unreadable file, invalid JSON, a field with a bad value) it
-prints one line, `error: <field path>: <reason>`, to stderr and exits with code 2 (SystemExit, as argparse does on
-a usage error), whichever CLI dispatches it. `render_derive_pm2` is the same without the exit, raising
+arguments and returns the report text; on bad input (unreadable file, invalid JSON, fields with bad values) it
+prints one line per problem, `error: <field path>: <reason>`, to stderr and exits with code 2 (SystemExit, as
+argparse does on a usage error), whichever CLI dispatches it. `render_derive_pm2` is the same without the exit, raising
 `VenueInputError`.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api.errors import field_path
+from api.errors import describe_validation_error
 from risk_core.venues.derive_pm2 import Pm2Case, Pm2Result, ScenarioPnl, evaluate_pm2
 
 EXIT_BAD_INPUT = 2
@@ -28,31 +28,28 @@ BALANCE_CONVENTION = "balances: negative means short of margin"
 
 
 class VenueInputError(Exception):
-    """Bad input, as the one line shown to the user."""
+    """Bad input, as the lines shown to the user: one per problem, each naming the field from the case's root."""
 
-
-def _first_problem(error: ValidationError) -> str:
-    first = error.errors()[0]
-    line = f"{field_path(first['loc']) or '(case)'}: {first['msg']}"
-    more = error.error_count() - 1
-    return line + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
 
 
 def load_pm2_case(path: str) -> Pm2Case:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
-        raise VenueInputError(f"{path}: cannot read: {e.strerror}") from e
+        raise VenueInputError([f"{path}: cannot read: {e.strerror}"]) from e
     except UnicodeDecodeError as e:
-        raise VenueInputError(f"{path}: not UTF-8 text") from e
+        raise VenueInputError([f"{path}: not UTF-8 text"]) from e
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as e:
-        raise VenueInputError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
+        raise VenueInputError([f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"]) from e
     try:
         return Pm2Case.model_validate(raw)
     except ValidationError as e:
-        raise VenueInputError(_first_problem(e)) from e
+        raise VenueInputError(describe_validation_error(e)) from e
 
 
 def _scenario_json(outcome: ScenarioPnl) -> dict[str, Any]:
@@ -110,7 +107,8 @@ def _run_derive_pm2(args: argparse.Namespace) -> str:
     try:
         return render_derive_pm2(args)
     except VenueInputError as e:
-        print(f"error: {e}", file=sys.stderr)
+        for line in e.lines:
+            print(f"error: {line}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from None
 
 

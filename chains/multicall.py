@@ -23,6 +23,7 @@ from web3.types import BlockIdentifier
 
 from chains.client import ChainClient
 from chains.errors import RpcError
+from transport_errors import describe_failure
 
 AGGREGATE3_SELECTOR = keccak(text="aggregate3((address,bool,bytes)[])")[:4]
 
@@ -163,7 +164,7 @@ async def fetch_aggregate3(
         )
     except (Web3Exception, aiohttp.ClientError, OSError, TimeoutError, ValueError, TypeError) as e:
         # Transport failures after the session's retries, JSON-RPC errors, and answers web3 cannot parse.
-        raise RpcError(f"{client.config.name}: eth_call aggregate3 failed: {type(e).__name__}: {e}") from e
+        raise RpcError(f"{client.config.name} node: {describe_failure(e)}") from e
     try:
         results = decode_aggregate3(bytes(raw))
     except ValueError as e:

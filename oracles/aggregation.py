@@ -110,7 +110,8 @@ class AggregatedPrice:
         mapped: Literal["ok", "stale", "failed"] = (
             "ok" if self.status in ("ok", "degraded") else "stale" if self.status == "frozen" else "failed"
         )
-        out = [SourceStatus(name=f"price:{self.name}", status=mapped, reason=self.reason, as_of=self.published_at)]
+        out = [SourceStatus(name=f"price:{self.name}", status=mapped, reason=self.reason, as_of=self.published_at,
+                            asset=self.asset)]
         for v in self.sources:
             reason = v.reason if v.reason else f"used at {v.price:.8g}"
             out.append(
@@ -119,6 +120,7 @@ class AggregatedPrice:
                     status=v.status,
                     reason=reason if v.detail is None else f"{reason}; {v.detail}",
                     as_of=v.published_at,
+                    asset=self.asset,
                 )
             )
         return out

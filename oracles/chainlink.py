@@ -57,7 +57,8 @@ class FeedVerdict:
 
     def source_status(self, *, chain: str) -> SourceStatus:
         return SourceStatus(
-            name=f"chainlink:{self.asset}@{chain}", status=self.status, reason=self.reason, as_of=self.updated_at
+            name=f"chainlink:{self.asset}@{chain}", status=self.status, reason=self.reason, as_of=self.updated_at,
+            asset=self.asset,
         )
 
 

@@ -54,6 +54,7 @@ def surface_status(fit: SurfaceFit) -> SourceStatus:
         status=fit.status,
         reason="; ".join([head, *fit.flags]),
         as_of=fit.as_of,
+        asset=fit.asset,
     )
 
 
@@ -140,6 +141,7 @@ async def fetch_market_snapshot(
     """
     wanted = set(assets)
     jobs: dict[str, Callable[[], Awaitable[tuple[list[PriceObservation], list[VenueChain]]]]] = {}
+    job_asset: dict[str, str] = {}  # the one asset a per-currency fetch is about
 
     def observations_only(fetch: ExtraSource) -> Callable[[], Awaitable[tuple[list[PriceObservation],
                                                                                 list[VenueChain]]]]:
@@ -163,14 +165,17 @@ async def fetch_market_snapshot(
         if sources.deribit_url and cur in wanted:
             jobs[f"deribit:{cur}"] = _with_chain(fetch_deribit_market, session, sources.deribit_url, cur,
                                                  sources.timeout("deribit"))
+            job_asset[f"deribit:{cur}"] = cur
     for cur in sources.derive_option_currencies:
         if sources.derive_url and cur in wanted:
             jobs[f"derive:{cur}"] = _with_chain(fetch_derive_market, session, sources.derive_url, cur,
                                                 sources.timeout("derive"))
+            job_asset[f"derive:{cur}"] = cur
     for cur in sources.derive_index_currencies:
         if sources.derive_url and cur in wanted:
             jobs[f"derive:{cur}"] = observations_only(functools.partial(
                 fetch_derive_index, session, sources.derive_url, cur, timeout_s=sources.timeout("derive")))
+            job_asset[f"derive:{cur}"] = cur
     for name, fetch in (extra or {}).items():
         jobs[name] = observations_only(fetch)
 
@@ -179,19 +184,22 @@ async def fetch_market_snapshot(
 
     async def run(name: str) -> None:
         t0 = time.perf_counter()
+        asset = job_asset.get(name)
         try:
             obs, chains = await jobs[name]()
         except SourceError as e:
-            gathered.fetches.append(SourceStatus(name=f"fetch:{name}", status="failed", reason=str(e), as_of=now))
+            gathered.fetches.append(SourceStatus(name=f"fetch:{name}", status="failed", reason=str(e), as_of=now,
+                                                 asset=asset))
         except Exception as e:  # noqa: BLE001 - a source's bug must not sink the snapshot: it fails alone
             gathered.fetches.append(SourceStatus(name=f"fetch:{name}", status="failed",
-                                                 reason=f"unexpected error: {type(e).__name__}: {e}", as_of=now))
+                                                 reason=f"unexpected error: {type(e).__name__}: {e}", as_of=now,
+                                                 asset=asset))
         else:
             gathered.observations.extend(o for o in obs if o.asset in wanted)
             gathered.chains.extend(chains)
             gathered.fetches.append(SourceStatus(name=f"fetch:{name}", status="ok",
                                                  reason=f"{len(obs)} prices, {sum(len(c.quotes) for c in chains)} "
-                                                        "option quotes", as_of=now))
+                                                        "option quotes", as_of=now, asset=asset))
         gathered.timings[f"fetch:{name}"] = time.perf_counter() - t0
 
     await asyncio.gather(*(run(name) for name in sorted(jobs)))
@@ -219,7 +227,7 @@ async def fetch_market_snapshot(
     gathered.timings["surfaces"] = time.perf_counter() - t0
     for asset in assets:
         if asset not in surfaces and asset not in spot_only:
-            gathered.fetches.append(SourceStatus(name=f"vol:{asset}", status="failed", as_of=now,
+            gathered.fetches.append(SourceStatus(name=f"vol:{asset}", status="failed", as_of=now, asset=asset,
                                                  reason="no option quotes from any venue: no surface"))
     snapshot = compute_market_snapshot(as_of=now, prices=prices, surfaces=surfaces, fetches=gathered.fetches)
     return SnapshotBuild(snapshot=snapshot, prices=prices, surfaces=surfaces, fetches=tuple(gathered.fetches),

@@ -79,11 +79,13 @@ def bad(request: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         (lambda r: bad(r, "positions.0.underlying", "DOGE"), "positions[0].underlying: no price for DOGE"),
         (lambda r: bad(r, "positions.0.quantity", "lots"), "positions[0].quantity"),
         (lambda r: bad(r, "market.spot.BTC", 0), "market.spot.BTC: Input should be greater than 0"),
-        (lambda r: bad(r, "params", {"im_factr": 2}), "im_factr: Extra inputs are not permitted"),
-        (lambda r: bad(r, "positions", [{"kind": "spot"}] * 1_000_000), "1000000 positions exceed the limit"),
+        (lambda r: bad(r, "params", {"im_factr": 2}), "error: params.im_factr: Extra inputs are not permitted"),
+        (lambda r: bad(r, "positions", []), "error: positions: at least one position is needed"),
+        (lambda r: bad(r, "positions", [{"kind": "spot"}] * 1_000_000),
+         "error: positions: 1000000 positions exceed the limit"),
     ],
     ids=["nan", "negative-strike", "expired", "unknown-kind", "unpriced-underlying", "bad-quantity", "zero-spot",
-         "unknown-param", "a-million-positions"],
+         "unknown-param", "no-positions", "a-million-positions"],
 )
 def test_bad_input_exits_2_naming_the_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], mutate: Any, message: str
@@ -123,3 +125,28 @@ def test_demo_request_runs(capsys: pytest.CaptureFixture[str]) -> None:
     report = json.loads(capsys.readouterr().out)
     assert report["complete"] is True and report["portfolio_saving_usd"] > 0
     assert EXPIRY_30D  # the golden market's expiry is shared with the other tests
+
+
+def test_demo_on_a_busy_port_is_one_line_before_any_devnet(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second `metarisk demo` on the first one's port: exit 2 with one line, and no devnet started."""
+    import socket
+
+    import api.demo
+
+    def no_devnet() -> None:
+        raise AssertionError("the devnet was started although the port is taken")
+
+    monkeypatch.setattr(api.demo, "start_devnet", no_devnet)
+    with socket.socket() as first_demo:
+        first_demo.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp listens
+        first_demo.bind(("127.0.0.1", 0))
+        first_demo.listen()
+        port = first_demo.getsockname()[1]
+        assert main(["demo", "--host", "127.0.0.1", "--port", str(port)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"error: --port: cannot listen on 127.0.0.1:{port} (Address already in use); is another metarisk demo "
+        "running? Stop it or pick another --port"
+    ]

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 import aiohttp
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from transport_errors import describe_failure
+
 T = TypeVar("T", bound=BaseModel)
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -54,7 +56,7 @@ async def request_json(
     except asyncio.CancelledError:
         raise
     except aiohttp.ClientError as e:
-        raise SourceError(f"{type(e).__name__} from {url}: {e}") from e
+        raise SourceError(f"{url}: {describe_failure(e)}") from e
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

@@ -48,7 +48,8 @@ class DeribitFixture:
     tokens: set[str] = field(default_factory=set)
 
     def index(self, currency: str) -> float:
-        return self.data.for_currency(currency)[0].index
+        """The index now: the recorded chain's first index of the currency, moved along the scenario's path."""
+        return self.scenario.price("deribit-index", currency)
 
 
 def _settlement_period(expiry: datetime) -> str:
@@ -219,7 +220,7 @@ def make_app(fixture: DeribitFixture, faults: Faults | None = None, *, validate:
             validate_deribit_query(route, query)
         except SpecViolation as e:
             return error(-32602, f"invalid params: {e}")
-        data = fixture.data
+        data = fixture.scenario.deribit_data()  # the chain as the market stands now
         at_ms = _ms(fixture.scenario.now())
         if route == "/public/get_time":
             return respond(route, at_ms)

@@ -251,7 +251,8 @@ def make_app(fixture: DeriveFixture, faults: Faults | None = None, *, validate: 
             expiry = params.get("expiry_date")
             if cur is None or expiry is None:
                 return error(rid, -32602, "Invalid params", data="options need currency and expiry_date")
-            rows = by_expiry.get((cur, str(expiry)), [])
+            listed = {r.instrument for r in by_expiry.get((cur, str(expiry)), [])}
+            rows = [r for r in fixture.scenario.deribit_data().rows if r.instrument in listed]  # priced now
             return result(method, rid, {"tickers": {derive_name(r): fixture.option_ticker(r) for r in rows}})
         if kind == "perp":
             curs = [cur] if cur else list(CURRENCIES)

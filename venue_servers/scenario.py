@@ -9,14 +9,20 @@ median confidence / price of the real Pyth BTC sample (2025-02-18).
 from __future__ import annotations
 
 import csv
+import math
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
+import numpy as np
+
 import reference_data
+from risk_core.pricing.black76 import black76_price
+from risk_core.pricing.vol_surface import year_fraction
+from venue_servers.price_path import PricePath
 
 CALM_DAY = "deribit_options_snapshot_20260105T153329Z.csv"
 SELL_OFF_DAY = "deribit_options_snapshot_20260205T212937Z.csv"
@@ -103,13 +109,58 @@ class MarketScenario:
 
     # a replay (the demo) moves the venues' clock on from `as_of` with the service's; tests keep it at `as_of`
     clock: Callable[[], datetime] | None = field(default=None, compare=False)
+    # and moves the market along a recorded price path as that clock runs (None: the recorded moment, frozen)
+    path: PricePath | None = field(default=None, compare=False)
+
+    def move(self, asset: str) -> float:
+        """Price now / recorded price of `asset`: 1 at `as_of`, or without a path."""
+        if self.path is None:
+            return 1.0
+        # whole seconds of replay: every venue answering within one second quotes the same market
+        return self.path.ratio(asset, math.floor((self.now() - self.as_of).total_seconds()))
 
     def price(self, venue: str, asset: str) -> float:
-        return self.spot[asset] * (1.0 + self.offsets.get(venue, 0.0))
+        return self.spot[asset] * self.move(asset) * (1.0 + self.offsets.get(venue, 0.0))
+
+    def deribit_data(self) -> DeribitFile:
+        """The recorded option chain as it stands now: moved with its currency's price (see `moved_chain`)."""
+        recorded = load_deribit_file(self.deribit_file)
+        moves = tuple(sorted((currency, self.move(currency)) for currency in {r.currency for r in recorded.rows}))
+        return recorded if all(m == 1.0 for _, m in moves) else _moved_file(self.deribit_file, moves)
 
     def now(self) -> datetime:
         """The moment the venues stamp on their quotes: the recording's, or the replay clock's."""
         return self.as_of if self.clock is None else self.clock()
+
+
+@lru_cache(maxsize=4)
+def _moved_file(name: str, moves: tuple[tuple[str, float], ...]) -> DeribitFile:
+    return moved_chain(load_deribit_file(name), dict(moves))
+
+
+def moved_chain(recorded: DeribitFile, moves: dict[str, float]) -> DeribitFile:
+    """The chain with each currency's prices (underlying, future, index) times its move, every option keeping its
+    recorded implied vol and time to expiry: its coin mark (and bid and ask with it) scaled by the Black-76 price
+    ratio at the moved forward, divided by the move (a coin price). Exact on the recorded marks at a move of 1."""
+    rows = recorded.rows
+    m = np.array([moves.get(r.currency, 1.0) for r in rows])
+    forward = np.array([r.underlying for r in rows])
+    strike, is_call = np.array([r.strike for r in rows]), np.array([r.is_call for r in rows])
+    years = np.array([year_fraction(recorded.as_of, r.expiry) for r in rows])
+    vol = np.array([r.iv for r in rows])
+    before = black76_price(forward, strike, years, vol, is_call)
+    after = black76_price(forward * m, strike, years, vol, is_call)
+    # an option worth nothing in the model (deep out of the money) keeps its recorded coin price
+    scale = np.where(before > 0, after / np.where(before > 0, before, 1.0), 1.0) / m
+
+    def scaled(x: float | None, k: float) -> float | None:
+        return None if x is None else x * k
+
+    return DeribitFile(as_of=recorded.as_of, rows=tuple(
+        replace(r, underlying=r.underlying * mi, futures_price=r.futures_price * mi, index=r.index * mi,
+                mark=r.mark * k, bid=scaled(r.bid, k), ask=scaled(r.ask, k))
+        for r, mi, k in zip(rows, m.tolist(), scale.tolist(), strict=True)
+    ))
 
 
 def default_scenario(deribit_file: str = CALM_DAY) -> MarketScenario:

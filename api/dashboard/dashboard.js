@@ -496,13 +496,15 @@ function renderUnderlyings(r) {
   );
   show("greeks");
 
-  const move = (x, direction, spot) => {
+  // a liquidation move is the signed relative spot change (down <= 0, up >= 0; schema: LiquidationMove); 0 means
+  // collateral is already below MM
+  const move = (x, spot) => {
     if (!isNumber(x)) return [el("td", { class: "num none" }, "none"), el("td", { class: "num none" }, DASH)];
-    const price = spot * (direction < 0 ? 1 - x : 1 + x);
-    const text = x <= 0 ? "now" : `${direction < 0 ? MINUS : "+"}${pct(x)}`;
+    const distance = Math.abs(x);
+    const text = distance === 0 ? "now" : `${x < 0 ? MINUS : "+"}${pct(distance)}`;
     return [
-      el("td", { class: x < 0.1 ? "num near" : "num" }, text),
-      el("td", { class: "num" }, usd(price)),
+      el("td", { class: distance < 0.1 ? "num near" : "num" }, text),
+      el("td", { class: "num" }, usd(spot * (1 + x))),
     ];
   };
   fill(
@@ -523,8 +525,8 @@ function renderUnderlyings(r) {
           { "data-asset": asset },
           el("th", { scope: "row" }, asset),
           el("td", { class: "num" }, usd(u.spot)),
-          move(u.liquidation_move?.down, -1, u.spot),
-          move(u.liquidation_move?.up, 1, u.spot),
+          move(u.liquidation_move?.down, u.spot),
+          move(u.liquidation_move?.up, u.spot),
         ),
       ),
     }),

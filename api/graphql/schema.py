@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import strawberry
@@ -22,8 +22,11 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.scalars import JSON
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, Info
 
+from api.graphql.attestation_types import AttestationSigner
+from api.graphql.service_types import AccountHistory, Market, StoredReport
 from api.http.attestation import AttestationProvider
 from api.http.history import DEFAULT_LIMIT, HistoryQuery
 from api.http.metrics import ApiMetrics
@@ -82,8 +85,12 @@ class UnderlyingGreeks:
     gamma_usd: float = strawberry.field(description="change of delta_usd for a 1% spot move")
     vega: float = strawberry.field(description="USD per vol point (0.01)")
     theta: float = strawberry.field(description="USD per calendar day")
-    liquidation_down: float | None = strawberry.field(description="relative spot fall to liquidation; null if none")
-    liquidation_up: float | None = strawberry.field(description="relative spot rise to liquidation; null if none")
+    liquidation_down: float | None = strawberry.field(
+        description="spot fall to liquidation as a signed relative move <= 0 (0: already below MM); null if none"
+    )
+    liquidation_up: float | None = strawberry.field(
+        description="spot rise to liquidation as a signed relative move >= 0 (0: already below MM); null if none"
+    )
 
 
 @strawberry.type(description="A margin report: the summary as typed fields, grids and breakdowns as JSON")
@@ -211,8 +218,9 @@ class ServiceQuery(WhatIfQuery):
         return Wallet(address=address)
 
     @strawberry.field(description="Spot, sources and vol surface of an asset; null when it has no market")
-    async def market(self, info: Info[GraphQLContext, None], asset: str) -> JSON | None:
-        return _as_json(await _lookup(_service(info).market, asset, "asset"))
+    async def market(self, info: Info[GraphQLContext, None], asset: str) -> Market | None:
+        view = await _lookup(_service(info).market, asset, "asset")
+        return None if view is None else Market.from_view(view)
 
     @strawberry.field(
         description="A page of an account's stored report headlines, newest first, with since <= computedAt < "
@@ -226,20 +234,24 @@ class ServiceQuery(WhatIfQuery):
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = DEFAULT_LIMIT,
-    ) -> JSON | None:
+    ) -> AccountHistory | None:
         try:
             query = HistoryQuery(since=since, until=until, limit=limit)
         except ValidationError as e:
             raise _graphql_error(invalid_request(field_errors(e))) from e
         asked = _service(info).account_history(account_id, since=query.since, until=query.until, limit=query.limit)
-        return _as_json(await _answer(asked, "accountId"))
+        page = await _answer(asked, "accountId")
+        return None if page is None else AccountHistory.from_page(page)
 
     @strawberry.field(
         description="One stored report of an account with its ids and computedAt, as GET "
         "/v1/accounts/{account_id}/reports/{report_id} answers it; null when the account has no such report"
     )
-    async def stored_report(self, info: Info[GraphQLContext, None], account_id: str, report_id: int) -> JSON | None:
-        return _as_json(await _answer(_service(info).stored_report(account_id, report_id), "accountId"))
+    async def stored_report(
+        self, info: Info[GraphQLContext, None], account_id: str, report_id: int
+    ) -> StoredReport | None:
+        stored = await _answer(_service(info).stored_report(account_id, report_id), "accountId")
+        return None if stored is None else StoredReport.from_stored(stored)
 
 
 @strawberry.type
@@ -250,8 +262,8 @@ class AttestedServiceQuery(ServiceQuery):
 
     @strawberry.field(description="The service's attestation signer, its chains and rotated keys, as GET "
                       "/v1/attestations/signer answers it")
-    def attestation_signer(self, info: Info[GraphQLContext, None]) -> JSON:
-        return JSON(_attestations(info).signer_info().model_dump(mode="json"))
+    def attestation_signer(self, info: Info[GraphQLContext, None]) -> AttestationSigner:
+        return AttestationSigner.from_info(_attestations(info).signer_info())
 
 
 def _attestations(info: Info[GraphQLContext, None]) -> AttestationProvider:
@@ -306,6 +318,19 @@ def _as_json(model: BaseModel | None) -> JSON | None:
     return JSON(model.model_dump(mode="json")) if model is not None else None
 
 
+def _utc_text(value: datetime) -> str:
+    """A time as REST writes it (pydantic): ISO 8601 in UTC with "Z", not "+00:00"."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+UTC_DATETIME = strawberry.scalar(
+    name="DateTime",
+    description="ISO 8601 date and time; answered in UTC with a Z, as REST answers it",
+    serialize=_utc_text,
+    parse_value=datetime.fromisoformat,
+)
+
+
 class LoggedSchema(strawberry.Schema):
     """Logs only unexpected errors (with their traceback); a client's bad query or input is not a server event."""
 
@@ -328,6 +353,7 @@ def build_schema(*, service: RiskService | None, settings: ApiSettings, attested
     ]
     return LoggedSchema(
         query=(AttestedServiceQuery if attested else ServiceQuery) if service is not None else WhatIfQuery,
+        config=StrawberryConfig(scalar_map={datetime: UTC_DATETIME}),
         extensions=[
             lambda: ParserCache(maxsize=CACHED_QUERIES),
             lambda: ValidationCache(maxsize=CACHED_QUERIES),

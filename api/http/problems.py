@@ -9,26 +9,18 @@ configured; 500 only from the catch-all, without internals.
 from __future__ import annotations
 
 import logging
-import re
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from api.errors import _is_branch_name, field_path
+from api.errors import FieldError as FieldError
+from api.errors import field_errors as field_errors
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://metarisk.dev/problems/"
-MAX_FIELD_ERRORS = 20  # a 10,000-position request could otherwise answer with 10,000 entries
 
 log = logging.getLogger(__name__)
-
-
-class FieldError(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    field: str = Field(description="path of the field at fault, e.g. positions[0].strike; (request) for the body")
-    reason: str
 
 
 class ProblemDetails(BaseModel):
@@ -75,26 +67,8 @@ class Problem(Exception):
         )
 
 
-def field_errors(error: ValidationError, *, prefix: str = "") -> list[FieldError]:
-    """One entry per pydantic error, located as the CLI prints it (union branch names dropped)."""
-    out = []
-    for e in error.errors(include_url=False, include_input=False)[:MAX_FIELD_ERRORS]:
-        raw = e["loc"]
-        loc = tuple(part for j, part in enumerate(raw) if not _is_branch_name(part, raw[j - 1] if j else None))
-        path, reason = field_path(loc), e["msg"]
-        if not path and (named := _MODEL_CHECK_NAMING_A_FIELD.match(reason)):
-            path, reason = named["field"], named["reason"]
-        if prefix:
-            path = f"{prefix}.{path}" if path else prefix
-        out.append(FieldError(field=path or "(request)", reason=reason))
-    return out
-
-
-# a check on a whole model reports at the model's location; by convention it starts with the field it is about
-_MODEL_CHECK_NAMING_A_FIELD = re.compile(r"^Value error, (?P<field>[A-Za-z_][A-Za-z0-9_.\[\]]*): (?P<reason>.+)$", re.S)
-
-
 def invalid_request(errors: list[FieldError], total: int | None = None) -> Problem:
+    """A 422 listing the fields at fault; `total` counts the problems beyond those listed."""
     count = total if total is not None else len(errors)
     return Problem(
         422,

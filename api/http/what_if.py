@@ -10,13 +10,11 @@ import orjson
 from pydantic import ValidationError
 from pydantic_core import from_json
 
+from api.errors import InvalidRequest, compute_request_report
 from api.http.metrics import ApiMetrics
 from api.http.problems import FieldError, Problem, field_errors, invalid_request
 from api.http.service import RiskService
-from risk_core.errors import InputError
-from risk_core.margin.engine import compute_margin_request
 from risk_core.schema.market import MarketSnapshot
-from risk_core.schema.params import RiskParams
 from risk_core.schema.report import MarginReport
 from risk_core.schema.request import MarginRequest
 
@@ -119,16 +117,10 @@ def compute_what_if(
     if key is not None and known is None and markets is not None and request.market is not None:
         markets.put(key, request.market)
     try:
-        report = compute_margin_request(request)
-    except ValidationError as e:
-        if e.title != RiskParams.__name__:
-            raise  # the engine built an invalid model: a bug for the catch-all, not the client's fault
-        # the parameter overrides, merged into the shipped parameters and validated inside the engine
+        report = compute_request_report(request)
+    except InvalidRequest as e:
         metrics.margin_computations.labels("invalid").inc()
-        raise invalid_request(field_errors(e, prefix="params"), e.error_count()) from e
-    except InputError as e:
-        metrics.margin_computations.labels("invalid").inc()
-        raise invalid_request([FieldError(field=e.field, reason=e.reason)]) from e
+        raise invalid_request(e.errors, e.total) from e
     metrics.margin_duration.observe(time.perf_counter() - start)
     metrics.margin_computations.labels("ok").inc()
     return report

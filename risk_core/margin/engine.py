@@ -70,6 +70,18 @@ def _params_from(canonical_overrides: str) -> RiskParams:
     return default_params().with_overrides(json.loads(canonical_overrides))
 
 
+def _source_sentence(kind: str, source: SourceStatus) -> str:
+    """`position source wallet@arbitrum failed: why`, `market source pyth is stale`."""
+    verb = "failed" if source.status == "failed" else f"is {source.status}"
+    return f"{kind} source {source.name} {verb}" + (f": {source.reason}" if source.reason else "")
+
+
+def _assets_held(positions: Sequence[Position]) -> set[str]:
+    """Every asset a position names: held, owed, underlying, or either token of a range."""
+    fields = ("asset", "underlying", "token0", "token1")
+    return {a for p in positions for f in fields if isinstance(a := getattr(p, f, None), str)}
+
+
 def compute_margin(
     positions: Sequence[Position],
     market: MarketSnapshot,
@@ -108,15 +120,16 @@ def compute_margin(
     )
 
     warnings = list(book.warnings)
+    held = _assets_held(positions) | set(book.underlyings)  # with the assets tracked tokens are revalued under
     for s in market.sources:
-        if s.status != "ok":
-            warnings.append(f"market source {s.name} is {s.status}" + (f": {s.reason}" if s.reason else ""))
+        if s.status != "ok" and (s.asset is None or s.asset in held):
+            warnings.append(_source_sentence("market", s))
     complete = all(p.provenance is None or p.provenance.complete for p in positions) and all(
         s.status != "failed" for s in sources
     )
     for s in sources:
         if s.status != "ok":
-            warnings.append(f"position source {s.name} is {s.status}" + (f": {s.reason}" if s.reason else ""))
+            warnings.append(_source_sentence("position", s))
 
     greeks = _position_greeks(book)
     liquidation = liquidation_moves(book, collateral, mm, max_rise=_MAX_RISE_SEARCHED)
@@ -126,7 +139,8 @@ def compute_margin(
 
     # The position rows skip validation (`trusted_rows`): each value is built here from validated inputs with its
     # field's type (Python floats from tolist, ints, bools, str); validating 100 rows again costs ~0.3 ms.
-    delta_of, gamma_of, vega_of, theta_of = (g.tolist() for g in greeks)
+    # `+ 0.0` turns IEEE negative zeros (a perp's vega is -1 x 0.0) into 0: a report never says -0
+    delta_of, gamma_of, vega_of, theta_of = ((g + 0.0).tolist() for g in greeks)
     kinds = [p.kind for p in positions]
     return MarginReport(
         as_of=market.as_of,
@@ -155,7 +169,7 @@ def compute_margin(
             chain=chain_of,
             account=[p.account for p in positions],
             underlying=book.primary,
-            value_usd=value.tolist(),
+            value_usd=(value + 0.0).tolist(),
             delta=delta_of,
             gamma=gamma_of,
             vega=vega_of,
@@ -221,7 +235,7 @@ def _underlying_report(
     counted = arrays.pnl[rows.asset].sum(axis=0)
     raw = arrays.raw_pnl[rows.asset].sum(axis=0)
     worst = int(np.argmin(counted))
-    delta, gamma, vega, theta = (float(g.sum()) for g in rows.greeks())
+    delta, gamma, vega, theta = (float(g.sum()) + 0.0 for g in rows.greeks())  # no negative zeros
     down, up = liquidation
     n_spot, n_vol = len(sc.grid_spots), len(sc.grid_vols)
     raw_of, counted_of = raw.tolist(), counted.tolist()
@@ -245,7 +259,7 @@ def _underlying_report(
         grid=ScenarioGrid.trusted(
             spot_shocks=list(sc.grid_spots),
             vol_shocks=list(sc.grid_vols),
-            pnl=raw[: sc.grid_size].reshape(n_spot, n_vol).tolist(),
+            pnl=(raw[: sc.grid_size] + 0.0).reshape(n_spot, n_vol).tolist(),
             extreme=[
                 {"spot_shock": float(sc.spot_shock[i]), "pnl": raw_of[i], "counted": counted_of[i]}
                 for i in sc.extremes

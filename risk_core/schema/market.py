@@ -104,6 +104,12 @@ class SourceStatus(StrictModel):
     status: Literal["ok", "stale", "failed"]
     reason: str | None = None
     as_of: AwareDatetime | None = None
+    asset: Asset | None = Field(
+        default=None,
+        description="the one asset this source prices (a price, an observation, a surface); null when it is not "
+        "about one asset (a venue's whole fetch, a position source): a report carries a market source's warning "
+        "only when the source is about none or about an asset its positions hold",
+    )
 
 
 class MarketSnapshot(StrictModel):

@@ -138,7 +138,7 @@ class RiskParams(StrictModel):
         skew = override.skew_enabled if override.skew_enabled is not None else cls.skew_enabled
         return AssetScenarios(
             spot_shocks=spot,
-            vol_shocks=tuple(dict.fromkeys([0.0, *vol])),
+            vol_shocks=tuple(sorted({0.0, *vol})),  # ascending, like the spot shocks: the grid's columns in order
             extreme_shocks=tuple(extreme),
             skew_enabled=skew,
             min_vol_up=cls.min_vol_up,

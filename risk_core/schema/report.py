@@ -90,8 +90,17 @@ class ScenarioGrid(ReportModel):
 
 
 class LiquidationMove(ReportModel):
-    down: float | None = Field(description="relative spot fall at which collateral meets MM; null if none")
-    up: float | None = Field(description="relative spot rise at which collateral meets MM; null if none")
+    """Signed relative spot moves: the spot at liquidation is spot x (1 + move). 0 means collateral is already
+    below MM."""
+
+    down: float | None = Field(
+        description="the fall at which collateral meets MM, as a signed relative move <= 0 (-0.25: spot 25% "
+        "lower; 0: already below MM); null when no fall down to -99.9% reaches it"
+    )
+    up: float | None = Field(
+        description="the rise at which collateral meets MM, as a signed relative move >= 0 (0.25: spot 25% "
+        "higher; 0: already below MM); null when no rise up to +1000% reaches it"
+    )
 
 
 class UnderlyingRisk(ReportModel):

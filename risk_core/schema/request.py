@@ -13,7 +13,10 @@ from risk_core.schema.venues import VenueState
 
 
 class MarginRequest(StrictModel):
-    positions: list[Position]
+    positions: list[Position] = Field(
+        description="the book to margin: at least one position, unless venue_states asks for venues' own figures "
+        "alone (an empty book has no margin of its own)"
+    )
     market: MarketSnapshot | None = Field(
         default=None,
         description="the market to price against; omitted, the API prices against its aggregator's current "
@@ -26,6 +29,12 @@ class MarginRequest(StrictModel):
     venue_states: list[VenueState] = Field(
         default_factory=list, description="venues' own views of accounts: their margin is reproduced beside ours"
     )
+
+    @model_validator(mode="after")
+    def _asks_something(self) -> MarginRequest:
+        if not self.positions and not self.venue_states:
+            raise ValueError("positions: at least one position is needed (nothing to margin in an empty book)")
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -344,7 +344,12 @@ async def test_a_killed_chain_makes_the_report_incomplete_and_keeps_the_stored_s
     assert not [p for p in after.positions if p.chain == "arbitrum"]
     kept = [p.id for p in before.positions if p.chain != "arbitrum"]
     assert [p.id for p in after.positions] == kept
-    assert any("wallet@arbitrum is failed" in w for w in after.warnings)
+    # one human sentence per failed source, the node's address once (not aiohttp's text)
+    address = arbitrum_node.url.removeprefix("http://").rstrip("/")
+    assert [w for w in after.warnings if "@arbitrum" in w] == [
+        f"position source {source}@arbitrum failed: arbitrum node: cannot connect to {address} (connection refused)"
+        for source in ("wallet", "aave-v3", "gmx-v2")
+    ]
     # the incomplete refresh is stored as such; the complete one before it is still there, whole
     assert_stored_report_is(sqlite_store, ACCOUNT, after)
     assert_stored_report_is(sqlite_store, ACCOUNT, before, complete_only=True)
@@ -492,3 +497,19 @@ async def test_an_account_removed_during_its_refresh_is_answered_unstored(
     assert "history not stored: the account was removed during the refresh" in refreshed.report.warnings
     assert refreshed.report.complete is True  # every position was read: only the history is missing
     assert sqlite_store.report_history(account.id) == []
+
+
+async def test_onchain_reads_are_stamped_with_the_service_clock(
+    make_service: Any, recording_store: Any, sqlite_store: Store, clock: Any
+) -> None:
+    """The demo's replayed market beside live anvil chains (whose blocks carry the host's time): the report's
+    on-chain sources and positions are on the service's clock, like everything else in it, and keep their block."""
+    service: AggregatorService = make_service(store=recording_store)
+    report = await service.account_risk(ACCOUNT)
+    assert report.computed_at == clock.now
+    onchain = [s for s in report.sources if s.name.split("@")[0] in ONCHAIN_VENUES]
+    assert {s.name.split("@")[1] for s in onchain} == {"ethereum", "arbitrum", "base"}
+    assert {s.as_of for s in onchain} == {clock.now}
+    stored = await stored_positions(sqlite_store, ACCOUNT)
+    read = [p.provenance for p in stored.positions if p.venue in ONCHAIN_VENUES]
+    assert read and all(p is not None and p.timestamp == clock.now and p.block is not None for p in read)

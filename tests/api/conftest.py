@@ -15,11 +15,12 @@ from aiohttp.web import Application
 from pydantic import BaseModel
 
 from aggregator.history import AccountHistory, page_of_history
+from aggregator.service import MarketView
 from aggregator.store import ReportHeadline, StoredReport
 from api.http import ApiSettings, RateLimit, create_app
 from risk_core.errors import InputError
 from risk_core.margin.engine import compute_margin_request
-from risk_core.schema.market import MarketSnapshot
+from risk_core.schema.market import MarketSnapshot, SourceStatus
 from risk_core.schema.report import MarginReport
 from risk_core.schema.request import MarginRequest
 
@@ -78,11 +79,6 @@ class CreditView(BaseModel):
     address: str
     free_collateral_usd: float
     signature: str
-
-
-class MarketView(BaseModel):
-    asset: str
-    spot: float
 
 
 @cache
@@ -158,7 +154,12 @@ class FakeService:
     async def market(self, asset: str) -> MarketView:
         if asset not in demo_report().underlyings:
             raise LookupError(asset)
-        return MarketView(asset=asset, spot=demo_report().underlyings[asset].spot)
+        market = demo_market()
+        return MarketView(
+            asset=asset, as_of=market.as_of, age_seconds=0.0, spot=market.spot[asset], dispersion=None,
+            forwards=market.forwards.get(asset, {}), vol=market.vol.get(asset),
+            sources=[SourceStatus(name=f"price:{asset}/USD", status="ok", as_of=market.as_of, asset=asset)],
+        )
 
     async def market_snapshot(self) -> MarketSnapshot:
         return demo_market()

@@ -104,7 +104,10 @@ async def test_without_a_signer_the_routes_answer_503(make_client: Any, fake_ser
 async def test_graphql_answers_as_rest_does(make_client: Any, fake_service: Any) -> None:
     client = await _client(make_client, fake_service)
     rest = await (await client.get(f"/v1/wallets/{WALLET}/attestation?chain_id=42161", headers=KEY)).json()
-    query = "query($w: String!, $c: Int!) { wallet(address: $w) { attestation(chainId: $c) } attestationSigner }"
+    signer_rest = await (await client.get("/v1/attestations/signer")).json()
+    query = ("query($w: String!, $c: Int!) { wallet(address: $w) { attestation(chainId: $c) } attestationSigner { "
+             "address chains { chainId verifyingContract } history { address validFrom validUntil } name version "
+             "ttlSeconds } }")
 
     async def ask(chain_id: int) -> Any:
         body = json.dumps({"query": query, "variables": {"w": WALLET, "c": chain_id}})
@@ -113,7 +116,12 @@ async def test_graphql_answers_as_rest_does(make_client: Any, fake_service: Any)
 
     answer = await ask(42161)
     assert answer["data"]["wallet"]["attestation"] == rest
-    assert answer["data"]["attestationSigner"]["address"] == SIGNER.address
+    signer = answer["data"]["attestationSigner"]
+    assert signer["address"] == SIGNER.address == signer_rest["address"]
+    assert signer["chains"] == [{"chainId": c["chain_id"], "verifyingContract": c["verifying_contract"]}
+                                for c in signer_rest["chains"]]
+    assert (signer["name"], signer["version"], signer["ttlSeconds"]) == (
+        signer_rest["name"], signer_rest["version"], signer_rest["ttl_seconds"])
     refused = await ask(10)
     assert refused["errors"][0]["extensions"]["errors"] == [{"field": "chainId", "reason": "no verifier on chain 10"}]
 

@@ -37,6 +37,7 @@ async def test_what_if_margin_matches_rest(client: Any) -> None:
     margin = result["data"]["margin"]
     rest = await (await client.post("/v1/margin", data=json.dumps(DEMO), headers=HEADERS)).json()
     assert margin["maintenanceMarginUsd"] == rest["maintenance_margin_usd"]
+    assert margin["asOf"] == rest["as_of"] and margin["asOf"].endswith("Z")  # one way to write a time
     assert margin["status"] == rest["status"]
     assert [p["id"] for p in margin["positions"]] == [p["id"] for p in rest["positions"]]
     assert {g["asset"]: g["delta"] for g in margin["greeks"]} == {a: u["delta"] for a, u in rest["underlyings"].items()}
@@ -53,6 +54,14 @@ async def test_bad_request_is_an_error_naming_the_field(client: Any) -> None:
     assert error["extensions"]["errors"][0]["field"] == "positions[3].strike"
 
 
+async def test_an_empty_book_is_an_error_naming_positions(client: Any) -> None:
+    result = await graphql(client, MARGIN_QUERY, {"request": {**DEMO, "positions": []}})
+    assert result["data"] is None
+    (error,) = result["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert [e["field"] for e in error["extensions"]["errors"]] == ["positions"]
+
+
 async def test_without_a_service_only_the_what_if_exists(client: Any) -> None:
     result = await graphql(client, '{ account(id: "demo") { status } }')
     assert "Cannot query field 'account'" in result["errors"][0]["message"]
@@ -63,7 +72,7 @@ async def test_service_fields(make_client: Any, fake_service: Any) -> None:
     query = """query($id: String!, $wallet: String!) {
       account(id: $id) { status maintenanceMarginUsd greeks { asset delta } scenarios }
       wallet(address: $wallet) { address positions risk { positions { id } } }
-      market(asset: "BTC")
+      market(asset: "BTC") { asset asOf spot forwards { expiry price } vol sources { name status asOf asset } }
     }"""
     result = await graphql(client, query, {"id": fake_service.account, "wallet": fake_service.wallet})
     assert "errors" not in result, result
@@ -71,8 +80,16 @@ async def test_service_fields(make_client: Any, fake_service: Any) -> None:
     assert data["account"]["status"] == "healthy"
     assert set(data["account"]["scenarios"]) == {"BTC", "ETH"}
     assert data["wallet"]["positions"]["positions"] == 8 and len(data["wallet"]["risk"]["positions"]) == 8
-    assert data["market"] == {"asset": "BTC", "spot": 93_000.0}
-    missing = await graphql(client, '{ account(id: "nobody") { status } market(asset: "DOGE") }')
+    # typed, camelCase like the report's fields, times with Z, as REST's /v1/markets/BTC answers in snake_case
+    rest = await (await client.get("/v1/markets/BTC")).json()
+    market = data["market"]
+    assert (market["asset"], market["asOf"], market["spot"]) == ("BTC", rest["as_of"], 93_000.0)
+    assert market["asOf"].endswith("Z") and rest["spot"] == 93_000.0
+    assert market["forwards"] == [{"expiry": e, "price": p} for e, p in sorted(rest["forwards"].items())]
+    assert market["vol"] == rest["vol"] and set(market["vol"]) == {"points"}  # the demo request's surface
+    assert market["sources"] == [{"name": s["name"], "status": s["status"], "asOf": s["as_of"], "asset": s["asset"]}
+                                 for s in rest["sources"]]
+    missing = await graphql(client, '{ account(id: "nobody") { status } market(asset: "DOGE") { spot } }')
     assert missing == {"data": {"account": None, "market": None}}
     malformed = await graphql(client, '{ wallet(address: "not-hex") { positions } }')
     assert malformed["errors"][0]["extensions"]["errors"] == [{"field": "address", "reason": "not a hex address"}]
@@ -80,7 +97,7 @@ async def test_service_fields(make_client: Any, fake_service: Any) -> None:
 
 async def test_unexpected_failures_are_masked(make_client: Any, broken_service: Any) -> None:
     client = await make_client(service=broken_service)
-    result = await graphql(client, '{ market(asset: "BTC") }')
+    result = await graphql(client, '{ market(asset: "BTC") { spot } }')
     assert result["errors"][0]["message"] == "internal error"
     assert "postgres" not in json.dumps(result)
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -155,10 +156,25 @@ async def graphql(client: Any, query: str, variables: dict[str, Any] | None = No
     return await response.json()
 
 
-HISTORY_QUERY = """query($since: DateTime, $until: DateTime, $limit: Int!) {
-  accountHistory(accountId: "demo", since: $since, until: $until, limit: $limit)
-  storedReport(accountId: "demo", reportId: 2)
-}"""
+HEADLINE_FIELDS = ("id accountId positionSnapshotId marketSnapshotId computedAt equityUsd collateralUsd "
+                   "maintenanceMarginUsd initialMarginUsd marginRatio status complete paramsVersion")
+HISTORY_QUERY = f"""query($since: DateTime, $until: DateTime, $limit: Int!) {{
+  accountHistory(accountId: "demo", since: $since, until: $until, limit: $limit) {{
+    accountId since until limit more nextUntil reports {{ {HEADLINE_FIELDS} }}
+  }}
+  storedReport(accountId: "demo", reportId: 2) {{
+    id accountId positionSnapshotId marketSnapshotId computedAt report {{ asOf maintenanceMarginUsd reportJson }}
+  }}
+}}"""
+
+
+def camel(document: Any) -> Any:
+    """REST's snake_case keys as GraphQL names them."""
+    if isinstance(document, dict):
+        return {re.sub(r"_([a-z])", lambda m: m.group(1).upper(), k): camel(v) for k, v in document.items()}
+    if isinstance(document, list):
+        return [camel(v) for v in document]
+    return document
 
 
 async def test_graphql_answers_what_rest_does(make_client: Any, fake_service: Any) -> None:
@@ -167,10 +183,17 @@ async def test_graphql_answers_what_rest_does(make_client: Any, fake_service: An
     result = await graphql(client, HISTORY_QUERY, variables)
     assert "errors" not in result, result
     rest_page = await (await client.get(HISTORY, params={k: str(v) for k, v in variables.items()})).json()
-    assert result["data"]["accountHistory"] == rest_page
+    # the same figures, typed and named in camelCase like every other GraphQL field, times in UTC with Z
+    assert result["data"]["accountHistory"] == camel(rest_page)
     assert [r["id"] for r in rest_page["reports"]] == [2] and rest_page["more"] is True
+    assert rest_page["reports"][0]["computed_at"].endswith("Z")
     rest_report = await (await client.get("/v1/accounts/demo/reports/2")).json()
-    assert result["data"]["storedReport"] == rest_report
+    stored = result["data"]["storedReport"]
+    report = stored.pop("report")
+    assert stored == camel({k: v for k, v in rest_report.items() if k != "report"})
+    assert report["reportJson"] == rest_report["report"]
+    assert (report["asOf"], report["maintenanceMarginUsd"]) == (
+        rest_report["report"]["as_of"], rest_report["report"]["maintenance_margin_usd"])
 
 
 async def test_graphql_history_errors(make_client: Any, fake_service: Any, down_service: Any) -> None:
@@ -184,9 +207,9 @@ async def test_graphql_history_errors(make_client: Any, fake_service: Any, down_
         {"field": "limit", "reason": "Input should be less than or equal to 1000"}
     ]
     absent = await graphql(
-        client, '{ accountHistory(accountId: "nobody") storedReport(accountId: "demo", reportId: 4) }'
+        client, '{ accountHistory(accountId: "nobody") { more } storedReport(accountId: "demo", reportId: 4) { id } }'
     )
     assert absent == {"data": {"accountHistory": None, "storedReport": None}}
-    down = await graphql(await make_client(service=down_service), '{ accountHistory(accountId: "demo") }')
+    down = await graphql(await make_client(service=down_service), '{ accountHistory(accountId: "demo") { more } }')
     assert down["errors"][0]["extensions"] == {"code": "SERVICE_UNAVAILABLE", "status": 503}
     assert down["errors"][0]["message"] == "the history of account 'demo' cannot be read: database unavailable"

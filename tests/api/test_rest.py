@@ -105,7 +105,8 @@ async def test_margin_agrees_with_the_cli_to_the_cent(
         (with_value(good_request(), "params", {"im_factr": 2}), "params.im_factr", "Extra inputs"),
         (with_value(good_request(), "positions", [{"kind": "spot"}] * 10_001), "positions", "exceed the limit"),
         ([1, 2, 3], "(request)", "valid dictionary"),
-        ({"positions": []}, "market", "required: the market snapshot"),
+        ({"positions": good_request()["positions"]}, "market", "required: the market snapshot"),
+        (with_value(good_request(), "positions", []), "positions", "at least one position"),
     ],
     ids=[
         "nan",
@@ -118,6 +119,7 @@ async def test_margin_agrees_with_the_cli_to_the_cent(
         "too-many-positions",
         "not-an-object",
         "missing-market",
+        "no-positions",
     ],
 )
 async def test_bad_input_is_a_422_problem_naming_the_field(client: Client, body: Any, field: str, reason: str) -> None:

@@ -108,6 +108,21 @@ def incomplete_report() -> MarginReport:
     )
 
 
+@cache
+def near_liquidation_report() -> MarginReport:
+    """The demo wallet leveraged: a USDC loan spent on BTC and a large ETH perp short, so that a BTC fall and an
+    ETH rise each liquidate it (signed moves: down < 0, up > 0), while the account is healthy today."""
+    extra = [
+        {"id": "usdc-loan", "kind": "borrow", "venue": "aave-v3", "chain": "ethereum", "account": "0xdemo",
+         "asset": "USDC", "quantity": 100_000},
+        {"id": "btc-wallet", "kind": "spot", "venue": "wallet", "chain": "ethereum", "account": "0xdemo",
+         "asset": "BTC", "quantity": 1},
+        {"id": "eth-perp-big", "kind": "perp", "venue": "hyperliquid", "chain": "hyperliquid", "account": "0xdemo",
+         "underlying": "ETH", "quantity": -30},
+    ]  # fmt: skip
+    return compute_margin_request(_request(extra_positions=extra))
+
+
 WALLET = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 DERIVE_SUBACCOUNT = "0x8EF9c3a5b9A2a3E5F0dCc4D3bB9cC0F6A1e2D3C4/30769"
 
@@ -153,7 +168,7 @@ def explained_report() -> MarginReport:
 
 
 ACCOUNTS = {"demo": demo_report, "under-water": liquidatable_report, "partial": incomplete_report,
-            "addressed": addressed_report, "explained": explained_report}
+            "addressed": addressed_report, "explained": explained_report, "leveraged": near_liquidation_report}
 
 
 class FakeService:
@@ -432,6 +447,28 @@ def test_a_liquidatable_account_shows_its_liquidation_plan(page: Page, tmp_path:
     p.wait_for_selector("#history[data-state=ready]", timeout=10_000)
     assert page.text("#history-body") == "No stored reports yet."
     p.screenshot(path=str(tmp_path / "liquidatable.png"), full_page=True)
+    assert page.errors == []
+
+
+def test_liquidation_distance_reads_the_signed_moves(page: Page) -> None:
+    report = near_liquidation_report()
+    btc, eth = report.underlyings["BTC"], report.underlyings["ETH"]
+    down, up = btc.liquidation_move.down, eth.liquidation_move.up
+    assert report.status == "healthy" and down is not None and up is not None
+    assert down < -0.1 and up > 0.1 and btc.liquidation_move.up is None and eth.liquidation_move.down is None
+    p = page.open("leveraged")
+
+    def cells(asset: str) -> list[str]:
+        return [c.strip() for c in p.locator(f'#liquidation-body tr[data-asset="{asset}"] td').all_text_contents()]
+
+    # a fall: shown as a fall, spot after it below today's; no rise liquidates BTC
+    assert cells("BTC") == [usd(btc.spot), f"{MINUS}{abs(down) * 100:,.1f}%", usd(btc.spot * (1 + down)), "none", "—"]
+    assert btc.spot * (1 + down) < btc.spot
+    # a rise: shown as a rise, spot after it above today's; no fall liquidates ETH
+    assert cells("ETH") == [usd(eth.spot), "none", "—", f"+{up * 100:,.1f}%", usd(eth.spot * (1 + up))]
+    # healthy and both moves over 10% away: nothing flagged as near, nothing says "now"
+    assert p.locator("#liquidation-body td.near").count() == 0
+    assert "now" not in page.text("#liquidation-body")
     assert page.errors == []
 
 

@@ -14,7 +14,10 @@ import pytest
 from oracles.aggregation import AggregationPolicy
 from oracles.observations import PriceObservation, observation_from_chainlink_round
 from oracles.snapshot import SnapshotBuild, SnapshotSources, fetch_market_snapshot
+from risk_core.margin.engine import compute_margin
 from risk_core.schema.market import ESSVISurface
+from risk_core.schema.params import default_params
+from risk_core.schema.positions import PerpPosition, SpotPosition
 from venue_http import SourceError
 from venue_servers.pyth import FEED_IDS
 from venue_servers.runner import VenueServers, run_venue_servers
@@ -185,3 +188,21 @@ async def test_a_replayed_market_stays_fresh_on_the_replay_clock() -> None:
     assert prices and set(prices.values()) == {"ok"}
     assert {s.status for s in stale.sources if s.name in prices} == {"stale"}
     assert set(snapshot.spot) >= set(ASSETS)
+
+
+async def test_a_report_carries_the_market_warnings_of_its_own_assets(venues: VenueServers) -> None:
+    """The recorded market has no SOL options (vol:SOL fails): a BTC book is not warned about it, a SOL book is."""
+    snap = (await build(venues)).snapshot
+    failed = {s.name: s for s in snap.sources if s.status != "ok"}
+    assert set(failed) == {"vol:SOL"} and failed["vol:SOL"].asset == "SOL"
+    assert {s.asset for s in snap.sources if s.name.startswith(("price:", "vol:"))} == set(ASSETS)
+    assert next(s for s in snap.sources if s.name == "fetch:deribit:BTC").asset == "BTC"
+    assert next(s for s in snap.sources if s.name == "fetch:pyth").asset is None  # about every asset
+    where = {"venue": "wallet", "chain": "ethereum", "account": "0xdemo"}
+    btc_book = [SpotPosition(kind="spot", asset="BTC", quantity=1, **where),
+                SpotPosition(kind="spot", asset="USDC", quantity=1_000, **where)]
+    sol_book = [*btc_book, PerpPosition(kind="perp", underlying="SOL", quantity=-10, venue="hyperliquid",
+                                        chain="hyperliquid", account="0xdemo")]
+    sol_warning = "market source vol:SOL failed: no option quotes from any venue: no surface"
+    assert sol_warning not in compute_margin(btc_book, snap, default_params()).warnings
+    assert sol_warning in compute_margin(sol_book, snap, default_params()).warnings

@@ -1,4 +1,4 @@
-"""`venue-margin derive-pm2`: the report in both formats, and bad input as one line with exit code 2."""
+"""`venue-margin derive-pm2`: the report in both formats, and bad input as one line per problem with exit code 2."""
 
 from __future__ import annotations
 
@@ -100,3 +100,21 @@ def test_handler_exits_2_under_a_parent_cli(tmp_path: Path, capsys: pytest.Captu
         args.run(args)
     assert exited.value.code == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_every_problem_is_one_line_named_from_the_case_root(tmp_path: Path) -> None:
+    """A recorded case with eleven scenarios' shocks and a collateral amount broken: twelve lines, none summarised
+    away, each named from the document's root as the API names fields."""
+    data = json.loads(SHORT_CALL_CASE.read_text())
+    broken = range(11)
+    for i in broken:
+        data["Parameters"]["Scenarios"][i]["SpotShock"] = -1
+    data["Scenario"]["Options"][0]["MarkVol"] = "high"
+    path = tmp_path / "case.json"
+    path.write_text(json.dumps(data))
+    completed = run_cli(str(path))
+    assert completed.returncode == 2
+    assert completed.stderr.splitlines() == [
+        "error: Scenario.Options[0].MarkVol: Input should be a valid number",
+        *(f"error: Parameters.Scenarios[{i}].SpotShock: Input should be greater than 0" for i in broken),
+    ]

@@ -3,6 +3,7 @@ response): whole-output checks, and each venue failure as a failed (incomplete) 
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -206,3 +207,14 @@ async def test_derive_renamed_field_fails_loudly(venues: VenueServers) -> None:
                                          subaccount_id=derive_server.SUBACCOUNT_ID)
     assert r.status.status == "failed" and "maintenance_margin: Field required" in (r.status.reason or "")
     assert r.positions == []
+
+
+async def test_an_unreachable_venue_is_one_sentence() -> None:
+    """A venue whose port nothing listens on: the failed source says so once, not in aiohttp's words."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again before the request: nothing listens there
+    async with aiohttp.ClientSession() as s:
+        r = await fetch_hyperliquid_positions(s, f"http://127.0.0.1:{port}", USER)
+    assert r.status.status == "failed"
+    assert r.status.reason == f"http://127.0.0.1:{port}/info: cannot connect to 127.0.0.1:{port} (connection refused)"
