@@ -139,27 +139,15 @@ function renderHeader(report) {
 }
 
 function renderCompleteness(report) {
+  // Every source that is not ok and touches the book is one warning sentence; the Sources panel lists them all.
+  // The banner shows each failure once, as its sentence.
   const warnings = Array.isArray(report.warnings) ? report.warnings : [];
-  const troubled = (report.sources ?? []).filter((s) => s.status !== "ok");
   const warningList = warnings.length ? el("ul", { class: "warnings" }, warnings.map((w) => el("li", {}, w))) : null;
   if (report.complete === false) {
-    const banner = show("completeness");
-    banner.replaceChildren(
+    show("completeness").replaceChildren(
       el("strong", {}, "Incomplete report."),
       " Some positions or sources were not read in full: the figures cover only what was read.",
       warningList,
-      troubled.length
-        ? el(
-            "p",
-            { class: "failed-sources" },
-            "Sources not ok: ",
-            troubled.flatMap((s, i) => [
-              i ? ", " : "",
-              el("span", { class: "source-name" }, s.name),
-              ` (${s.status}${s.reason ? `: ${s.reason}` : ""})`,
-            ]),
-          )
-        : null,
     );
   } else if (warningList) {
     show("notices").replaceChildren(el("strong", {}, "Warnings"), warningList);
