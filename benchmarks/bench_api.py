@@ -158,7 +158,7 @@ def server_work_per_request(bodies: list[bytes], runs: int) -> dict[str, float]:
 
 def _route_step(body: bytes, metrics: ApiMetrics, markets: MarketCache) -> MarginReport:
     document, strict = parse_json_body(body)
-    return compute_what_if(document, metrics, markets, strict=strict)
+    return compute_what_if(document, markets, strict=strict)
 
 
 def _with_known_market(body: bytes, markets: MarketCache) -> Any:
