@@ -194,5 +194,8 @@ class EnginePool:
             raise cast(BaseException, value)
         return cast(Result, value)
 
+    def busy_workers(self) -> int:
+        return 0 if self._idle is None else len(self._workers) - self._idle.qsize()
+
     def worker_pids(self) -> list[int]:
         return [w.process.pid for w in self._workers if w.process.pid is not None]
