@@ -21,11 +21,12 @@ import aiohttp
 from aiohttp import web
 from web3 import Web3
 
+from aggregator.engine_pool import EnginePool
 from aggregator.scheduler import AlertWatcher, WebhookSender, build_scheduler
 from aggregator.service import AggregatorService
 from aggregator.settings import ServiceSettings, VenueCredentials, VenueEndpoints
 from aggregator.store import AsyncStore, Store, WatchedAccount
-from api.http.app import create_app
+from api.http.app import SERVICE_ENGINE_PRELOAD, SHUTDOWN_TIMEOUT_S, create_app
 from api.http.settings import ApiSettings
 from chains.client import make_chain_clients
 from devnet.deploy import TOKENS, ChainDeployer, compile_abi
@@ -155,9 +156,13 @@ async def run_demo_service(*, database_url: str | None = None) -> AsyncIterator[
             try:
                 await asyncio.to_thread(store.migrate)
                 await asyncio.to_thread(seed_demo_account, store, demo_account(devnet))
+                # the demo key always works beside any keys the environment names
+                keys = ",".join(filter(None, [os.environ.get("METARISK_API_KEYS", ""), DEMO_API_KEY]))
+                settings = ApiSettings.from_env({**os.environ, "METARISK_API_KEYS": keys})
+                engine = EnginePool(settings.engine, preload=SERVICE_ENGINE_PRELOAD)
                 service = AggregatorService(
                     settings=demo_settings(venues), session=session, clients=list(clients.values()),
-                    store=AsyncStore(store), clock=clock,
+                    store=AsyncStore(store), clock=clock, engine=engine,
                 )
                 # the first market snapshot before any request: the local venues share this event loop, and their
                 # cold start (the Deribit spec is parsed once, every answer validated) would hold the loop for
@@ -165,10 +170,8 @@ async def run_demo_service(*, database_url: str | None = None) -> AsyncIterator[
                 await service.refresh_market()
                 watcher = AlertWatcher(WebhookSender(session))
                 service.on_report.append(watcher.observe)
-                # the demo key always works beside any keys the environment names
-                keys = ",".join(filter(None, [os.environ.get("METARISK_API_KEYS", ""), DEMO_API_KEY]))
-                settings = ApiSettings.from_env({**os.environ, "METARISK_API_KEYS": keys})
-                app = create_app(service=service, settings=settings)
+                app = create_app(service=service, settings=settings, engine=engine)
+                app.on_cleanup.append(lambda _: engine.close())
                 yield Demo(devnet=devnet, venues=venues, service=service, app=app)
             finally:
                 for client in clients.values():
@@ -182,7 +185,7 @@ async def serve_demo(*, host: str, port: int, database_url: str | None) -> None:
     async with run_demo_service(database_url=database_url) as demo:
         scheduler = build_scheduler(demo.service)
         scheduler.start()
-        runner = web.AppRunner(demo.app, access_log=None)
+        runner = web.AppRunner(demo.app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()

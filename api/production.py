@@ -18,11 +18,12 @@ import aiohttp
 import yaml
 from aiohttp import web
 
+from aggregator.engine_pool import EnginePool
 from aggregator.scheduler import AlertWatcher, WebhookSender, build_scheduler
 from aggregator.service import AggregatorService
 from aggregator.settings import ServiceSettings, VenueCredentials
 from aggregator.store import AsyncStore, Store
-from api.http.app import create_app
+from api.http.app import SERVICE_ENGINE_PRELOAD, SHUTDOWN_TIMEOUT_S, create_app
 from api.http.settings import ApiSettings
 from chains.client import make_chain_clients
 from chains.config import ChainsFile, load_chains_file
@@ -73,13 +74,15 @@ async def serve_service(settings: ServiceSettings, chains: ChainsFile | None, *,
     await asyncio.to_thread(store.migrate)
     clients = await make_chain_clients(chains) if chains else {}
     async with aiohttp.ClientSession() as session:
+        api_settings = ApiSettings.from_env(os.environ)
+        engine = EnginePool(api_settings.engine, preload=SERVICE_ENGINE_PRELOAD)
         service = AggregatorService(settings=settings, session=session, clients=list(clients.values()),
-                                    store=AsyncStore(store))
+                                    store=AsyncStore(store), engine=engine)
         service.on_report.append(AlertWatcher(WebhookSender(session)).observe)
-        app = create_app(service=service, settings=ApiSettings.from_env(os.environ))
+        app = create_app(service=service, settings=api_settings, engine=engine)
         scheduler = build_scheduler(service)
         scheduler.start()
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
         print(f"metarisk service at http://{host}:{port}", flush=True)
@@ -91,6 +94,7 @@ async def serve_service(settings: ServiceSettings, chains: ChainsFile | None, *,
         finally:
             scheduler.shutdown(wait=False)
             await runner.cleanup()
+            await engine.close()
             for client in clients.values():
                 await client.close()
             store.close()

@@ -24,6 +24,9 @@ from api.http.what_if import ENGINE_PRELOAD
 from risk_core.schema.params import default_params
 from risk_core.schema.positions import SCHEMA_VERSION
 
+SERVICE_ENGINE_PRELOAD = (*ENGINE_PRELOAD, "aggregator.service")  # what-ifs and the aggregator's refreshes
+SHUTDOWN_TIMEOUT_S = 3.0  # on SIGTERM, requests in flight get this long: the process stops within seconds
+
 
 def create_app(
     *,

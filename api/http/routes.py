@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -26,11 +26,23 @@ Answer = TypeVar("Answer")
 
 
 class HealthReport(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"]
     version: str
     schema_version: str
     params_version: str
     aggregator: bool = Field(description="whether an aggregator service answers the account and wallet routes")
+    issues: list[str] = Field(
+        default_factory=list,
+        description="what makes it degraded, one line each: the market or a watched account older than its "
+        "freshness limit, a chain down",
+    )
+
+
+@runtime_checkable
+class HealthSource(Protocol):
+    def health_issues(self) -> list[str]:
+        """What is wrong now, from memory only (never awaits): empty when all is well."""
+        ...
 
 
 def what_if_handler(service: RiskService | None) -> Handler:
@@ -47,8 +59,19 @@ def what_if_handler(service: RiskService | None) -> Handler:
     return margin
 
 
-async def health(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[HEALTH_BODY], content_type=JSON_CONTENT_TYPE)
+def health_handler(service: RiskService | None) -> Handler:
+    """GET /health: the start-up body while all is well, else `degraded` with the service's issues."""
+    source = service if isinstance(service, HealthSource) else None
+
+    async def health(request: web.Request) -> web.Response:
+        issues: list[str] = source.health_issues() if source is not None else []
+        if not issues:
+            return web.Response(body=request.app[HEALTH_BODY], content_type=JSON_CONTENT_TYPE)
+        report = HealthReport.model_validate_json(request.app[HEALTH_BODY])
+        degraded = report.model_copy(update={"status": "degraded", "issues": issues})
+        return web.Response(body=degraded.model_dump_json(), content_type=JSON_CONTENT_TYPE)
+
+    return health
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -136,7 +159,7 @@ async def _answer_of(asked: Awaitable[Answer], parameter: str, identifier: str) 
 
 def add_routes(app: web.Application, service: RiskService | None) -> None:
     app.router.add_post("/v1/margin", what_if_handler(service))
-    app.router.add_get("/health", health)
+    app.router.add_get("/health", health_handler(service))
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
     for route in SERVICE_ROUTES:
