@@ -1,0 +1,138 @@
+"""Chaos through the HTTP service: an anvil node killed from outside, a venue made unreachable after it was fresh.
+Through both: no 500, the answer says `complete: false` and names the sources at fault, /health says degraded
+naming the chain, and the killed node is reaped (no zombie)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.web import Application
+from support.devnet_fixtures import TEST_POLICY
+
+from aggregator.service import AggregatorService
+from aggregator.settings import VenueEndpoints
+from api.http.app import create_app
+from chains.client import ChainClient, make_chain_clients
+from chains.config import ChainsFile
+from devnet.deploy import refresh_feeds
+from devnet.node import AnvilNode, start_anvil
+from devnet.run import RunningDevnet, compute_cache_key, default_cache_root
+from venue_servers.runner import VenueServers
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+ACCOUNT = "demo"
+UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens
+
+
+@pytest.fixture
+def arbitrum_node(devnet: RunningDevnet) -> Any:
+    """A node of its own for arbitrum (the session devnet's cached state), so that killing it spares the others."""
+    from web3 import Web3  # noqa: PLC0415 - only this fixture needs it
+
+    chain = devnet.manifest.chain("arbitrum")
+    node = start_anvil(chain_id=chain.config.chain_id,
+                       state_file=default_cache_root() / compute_cache_key() / "arbitrum.state.json")
+    refresh_feeds(Web3(Web3.HTTPProvider(node.url)), chain)
+    yield node
+    node.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def served(make_service: Any, account: Any) -> AsyncIterator[Any]:
+    async def serve(service: AggregatorService) -> TestClient[Any, Application]:
+        service.watch(account)
+        service.watching([ACCOUNT])
+        client: TestClient[Any, Application] = TestClient(TestServer(create_app(service=service)))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    clients: list[TestClient[Any, Application]] = []
+    yield serve
+    for client in clients:
+        await client.close()
+
+
+def failed_sources(report: dict[str, Any]) -> set[str]:
+    return {s["name"] for s in report["sources"] if s["status"] == "failed"}
+
+
+async def test_an_anvil_node_killed_from_outside_is_reaped_and_named(
+    devnet: RunningDevnet, chain_clients: dict[str, ChainClient], arbitrum_node: AnvilNode, make_service: Any,
+    served: Any, clock: Any,
+) -> None:
+    config = devnet.chains.chain("arbitrum")
+    own = ChainsFile(chains=[config.model_copy(update={"rpc_urls": [arbitrum_node.url]})])
+    arbitrum = (await make_chain_clients(own, policy=TEST_POLICY))["arbitrum"]
+    try:
+        service = make_service(clients=[chain_clients["ethereum"], arbitrum, chain_clients["base"]])
+        client = await served(service)
+        before = await client.get(f"/v1/accounts/{ACCOUNT}/risk")
+        assert before.status == 200 and (await before.json())["complete"] is True
+
+        os.kill(arbitrum_node.pid, signal.SIGKILL)  # from outside: nobody calls wait() for it
+        while os.path.exists(f"/proc/{arbitrum_node.pid}"):  # reaped by its watcher, not left a zombie
+            await asyncio.sleep(0.01)
+        service.settings = service.settings.model_copy(update={"report_ttl_s": 1e-9})
+        clock.advance(30)
+        after = await client.get(f"/v1/accounts/{ACCOUNT}/risk")
+        report = await after.json()
+        health = await (await client.get("/health")).json()
+    finally:
+        await arbitrum.close()
+    assert after.status == 200
+    assert report["complete"] is False
+    assert {"wallet@arbitrum", "aave-v3@arbitrum", "gmx-v2@arbitrum"} <= failed_sources(report)
+    assert health["status"] == "degraded"
+    assert any(i.startswith("chain down: account demo's source wallet@arbitrum failed") for i in health["issues"])
+
+
+async def test_a_venue_unreachable_after_it_was_fresh_goes_stale_and_is_named(
+    venues: VenueServers, make_service: Any, served: Any, clock: Any,
+) -> None:
+    service = make_service()
+    client = await served(service)
+    fresh = await client.get("/v1/markets/ETH")
+    assert fresh.status == 200
+    assert "fetch:hyperliquid" not in failed_sources(await fresh.json())
+
+    # the venue goes away: every read of it now fails to connect
+    endpoints = service.settings.venues.model_copy(update={"hyperliquid": UNREACHABLE})
+    service.settings = service.settings.model_copy(update={"venues": endpoints, "report_ttl_s": 1e-9,
+                                                           "market_ttl_s": 1e-9})
+    clock.advance(30)
+    market = await client.get("/v1/markets/ETH")
+    assert market.status == 200
+    view = await market.json()
+    assert "fetch:hyperliquid" in failed_sources(view)  # shown in the asset's view, not hidden
+    account = await client.get(f"/v1/accounts/{ACCOUNT}/risk")
+    assert account.status == 200
+    report = await account.json()
+    assert report["complete"] is False
+    assert any(name.startswith("hyperliquid") for name in failed_sources(report)), failed_sources(report)
+
+
+async def test_a_what_if_without_a_market_when_every_venue_is_down_is_a_503(
+    make_service: Any, served: Any, clock: Any,
+) -> None:
+    service = make_service(clients=[])
+    service.settings = service.settings.model_copy(update={
+        "venues": VenueEndpoints(**dict.fromkeys(("deribit", "derive", "hyperliquid", "pyth"), UNREACHABLE)),
+        "market_ttl_s": 1e-9,
+    })
+    client = await served(service)
+    clock.advance(30)
+    book = {"positions": [{"kind": "perp", "venue": "hyperliquid", "chain": "hyperliquid", "account": "0xa",
+                           "underlying": "SOL", "quantity": 1.0}]}
+    response = await client.post("/v1/margin", json=book, headers={"X-API-Key": "metarisk-demo-key"})
+    problem = await response.json(content_type=None)
+    assert response.status == 503, problem
+    assert "the service's market cannot price this request" in problem["detail"]
+    assert problem["errors"][0]["field"].startswith("positions[0]")
