@@ -170,8 +170,7 @@ class EnginePool:
             self._waiting -= 1
         healthy = False
         try:
-            await asyncio.to_thread(worker.conn.send, (call, args))
-            status, value = await asyncio.wait_for(asyncio.to_thread(worker.conn.recv), self.budget.time_s)
+            status, value = await asyncio.wait_for(self._exchange(worker, (call, args)), self.budget.time_s)
             if status == "memory":
                 raise BudgetExceeded(
                     "memory", f"the engine's memory budget of {self.budget.memory_bytes / 2**20:.0f} MiB per call "
@@ -193,6 +192,31 @@ class EnginePool:
         if status == "error":
             raise cast(BaseException, value)
         return cast(Result, value)
+
+    @staticmethod
+    async def _exchange(worker: _Worker, message: object) -> tuple[str, Any]:
+        """Send a call and await its answer on the event loop itself (no thread hop each way): the answer is read
+        once the pipe turns readable, and a worker writes its whole answer at once, so the read never waits on it.
+        (A multi-MB body or report still takes the loop a few ms to copy.)"""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[str, Any]] = loop.create_future()
+        fd = worker.conn.fileno()
+
+        def readable() -> None:
+            loop.remove_reader(fd)
+            if answer.done():
+                return
+            try:
+                answer.set_result(worker.conn.recv())
+            except (EOFError, OSError) as e:
+                answer.set_exception(e)
+
+        worker.conn.send(message)
+        loop.add_reader(fd, readable)
+        try:
+            return await answer
+        finally:
+            loop.remove_reader(fd)
 
     def busy_workers(self) -> int:
         return 0 if self._idle is None else len(self._workers) - self._idle.qsize()
