@@ -61,6 +61,11 @@ def create_app(
     package_version = version("metarisk")
     app[METRICS] = metrics
     app[ENGINE] = engine
+
+    async def start_engine(_: web.Application) -> None:
+        await engine.start()  # its workers ready before the first request, not inside its budget
+
+    app.on_startup.append(start_engine)
     app.on_cleanup.extend(app_cleanup)
     track_event_loop_lag(app, metrics)
     app[HEALTH_BODY] = (
