@@ -298,6 +298,12 @@ def serve_without_engine(port: int, positions: int) -> None:
 
     report = compute_margin_request(MarginRequest.model_validate(what_if_request(positions)))
     what_if.compute_margin_request = lambda request: report  # type: ignore[assignment]
+
+    async def in_this_process(pool: Any, request: Any, snapshot: Any) -> Any:
+        # the engine pool's workers would import the module unpatched: the stubbed call runs here instead
+        return what_if.what_if_in_worker(request, snapshot)
+
+    what_if._run = in_this_process  # type: ignore[assignment]  # noqa: SLF001
     serve(host="127.0.0.1", port=port)
 
 
