@@ -136,3 +136,73 @@ async def test_a_what_if_without_a_market_when_every_venue_is_down_is_a_503(
     assert response.status == 503, problem
     assert "the service's market cannot price this request" in problem["detail"]
     assert problem["errors"][0]["field"].startswith("positions[0]")
+
+
+async def test_postgresql_connections_killed_in_a_loop_leave_nothing_half_written(
+    make_service: Any, served: Any, account: Any, clock: Any,
+) -> None:
+    from sqlalchemy import create_engine, text  # noqa: PLC0415 - only this test talks to PostgreSQL itself
+    from store.helpers import pg_base_url, pg_unreachable_reason, row_counts, scratch_schema  # noqa: PLC0415
+
+    from aggregator.store import AsyncStore, Store  # noqa: PLC0415
+
+    if reason := pg_unreachable_reason():
+        pytest.skip(f"PostgreSQL unreachable: {reason}")
+    admin = create_engine(pg_base_url(), isolation_level="AUTOCOMMIT")
+    try:
+        with scratch_schema(admin, "chaos") as url:
+            store = Store.from_url(url, timeout_s=5)
+            await asyncio.to_thread(store.migrate)
+            await asyncio.to_thread(store.add_account, account)
+            name = store.engine.url.query["application_name"]
+
+            def terminate() -> int:
+                with admin.connect() as connection:
+                    return len(connection.execute(
+                        text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :n"),
+                        {"n": name},
+                    ).all())
+
+            service = make_service(store=AsyncStore(store))
+            service.settings = service.settings.model_copy(update={"report_ttl_s": 1e-9})
+            client = await served(service)
+            storm, parked, stop = asyncio.Event(), asyncio.Event(), asyncio.Event()
+            killed = 0
+
+            async def kill_in_a_loop() -> None:
+                """Kills the store's connections over and over while `storm` is set; parks (and says so) otherwise."""
+                nonlocal killed
+                while not stop.is_set():
+                    if not storm.is_set():
+                        parked.set()
+                        await storm.wait()
+                        parked.clear()
+                        continue
+                    killed += await asyncio.to_thread(terminate)
+
+            killer = asyncio.ensure_future(kill_in_a_loop())
+            answers = []
+            try:
+                for i in range(8):  # refreshes in turn under the storm and in calm (the killer parked)
+                    if i % 2:
+                        storm.set()
+                    else:
+                        storm.clear()
+                        await parked.wait()
+                    clock.advance(11)
+                    response = await client.get(f"/v1/accounts/{ACCOUNT}/risk")
+                    assert response.status == 200, await response.text()  # never a 500 (nor a 503: the copy read)
+                    answers.append(await response.json())
+            finally:
+                stop.set()
+                storm.set()
+                await killer
+            unstored = [a for a in answers if any(w.startswith("history not stored") for w in a["warnings"])]
+            assert killed > 0 and unstored and len(unstored) < len(answers)
+            assert all(a["complete"] is False for a in unstored)  # named, and incomplete
+            counts = await asyncio.to_thread(row_counts, store)
+            # each stored refresh whole: its position snapshot and its report, nothing of the others
+            assert counts["margin_reports"] == counts["position_snapshots"] == len(answers) - len(unstored)
+            store.close()
+    finally:
+        admin.dispose()
