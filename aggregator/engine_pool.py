@@ -121,16 +121,10 @@ class EnginePool:
         self.replaced = 0  # workers replaced after a budget or a crash (metrics, tests)
 
     def _spawn(self) -> _Worker:
-        saved = {name: os.environ.get(name) for name in _SINGLE_THREADED}
-        os.environ.update(_SINGLE_THREADED)  # the forkserver, started by the first spawn, inherits them
-        try:
-            worker = _Worker(self._context, self.budget.memory_bytes)
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+        for name, value in _SINGLE_THREADED.items():
+            # inherited by the forkserver, started by the first spawn (this process's own BLAS is loaded already)
+            os.environ.setdefault(name, value)
+        worker = _Worker(self._context, self.budget.memory_bytes)
         self._workers.append(worker)
         return worker
 
