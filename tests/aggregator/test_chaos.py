@@ -21,27 +21,13 @@ from aggregator.settings import VenueEndpoints
 from api.http.app import create_app
 from chains.client import ChainClient, make_chain_clients
 from chains.config import ChainsFile
-from devnet.deploy import refresh_feeds
-from devnet.node import AnvilNode, start_anvil
-from devnet.run import RunningDevnet, compute_cache_key, default_cache_root
+from devnet.node import AnvilNode
+from devnet.run import RunningDevnet
 from venue_servers.runner import VenueServers
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 ACCOUNT = "demo"
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens
-
-
-@pytest.fixture
-def arbitrum_node(devnet: RunningDevnet) -> Any:
-    """A node of its own for arbitrum (the session devnet's cached state), so that killing it spares the others."""
-    from web3 import Web3  # noqa: PLC0415 - only this fixture needs it
-
-    chain = devnet.manifest.chain("arbitrum")
-    node = start_anvil(chain_id=chain.config.chain_id,
-                       state_file=default_cache_root() / compute_cache_key() / "arbitrum.state.json")
-    refresh_feeds(Web3(Web3.HTTPProvider(node.url)), chain)
-    yield node
-    node.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
