@@ -113,7 +113,8 @@ class AlertWatcher:
 
 
 async def refresh_watched_accounts(service: AggregatorService) -> int:
-    """Refresh every watched account; returns how many were refreshed."""
+    """Refresh every watched account; returns how many were refreshed. Each refresh is bounded (the service's
+    `refresh_timeout_s`) and one that fails leaves the others to run: /health names the accounts left stale."""
     if service.store is None:
         return 0
     try:
@@ -121,9 +122,24 @@ async def refresh_watched_accounts(service: AggregatorService) -> int:
     except StoreUnavailable as e:
         log.warning("watched accounts not refreshed: %s", e)
         return 0
+    service.watching([account.id for account in accounts])
+    refreshed = 0
     for account in accounts:
-        await service.refresh_account(account)
-    return len(accounts)
+        try:
+            await service.refresh_account(account)
+            refreshed += 1
+        except ConnectionError as e:
+            log.warning("account %s not refreshed: %s", account.id, e)
+    return refreshed
+
+
+async def refresh_market(service: AggregatorService) -> None:
+    """The scheduled market refresh, shared with the requests that need one; past its time it is abandoned (and
+    the next run starts anew), so the job never outlives its interval for long."""
+    try:
+        await service.refresh_market_shared()
+    except TimeoutError:
+        log.warning("market refresh abandoned after %g s", service.settings.refresh_timeout_s)
 
 
 async def prune_history(service: AggregatorService) -> None:
@@ -140,7 +156,7 @@ def build_scheduler(service: AggregatorService, *, market_every_s: float | None 
     settings = service.settings
     scheduler = AsyncIOScheduler()
     common = {"max_instances": 1, "coalesce": True}
-    scheduler.add_job(service.refresh_market, "interval", seconds=market_every_s or settings.market_ttl_s,
+    scheduler.add_job(refresh_market, "interval", args=[service], seconds=market_every_s or settings.market_ttl_s,
                       id="market", **common)
     scheduler.add_job(refresh_watched_accounts, "interval", args=[service], seconds=settings.account_refresh_s,
                       id="accounts", **common)

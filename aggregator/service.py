@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.onchain import DiscoveryCache
 from aggregator.credit import CreditView, compute_credit_view
+from aggregator.engine_pool import BudgetExceeded, EnginePool, WorkerFailed
 from aggregator.history import AccountHistory, page_of_history
 from aggregator.refresh import fetch_account_positions
 from aggregator.settings import ServiceSettings
@@ -44,6 +45,7 @@ from risk_core.schema.market import MarketSnapshot, SourceStatus, VolSurface
 from risk_core.schema.params import RiskParams, default_params
 from risk_core.schema.positions import Position
 from risk_core.schema.report import MarginReport
+from venue_http import SourceError
 
 Clock = Callable[[], datetime]
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -109,8 +111,12 @@ class AggregatorService:
         store: AsyncStore | None = None,
         clock: Clock = utc_now,
         params: RiskParams | None = None,
+        engine: EnginePool | None = None,
     ) -> None:
+        """`engine` computes the reports off the event loop (else a thread does, as the engine releases no lock
+        the loop needs but would hold it for the whole computation)."""
         self.settings = settings
+        self.engine = engine
         self.session = session
         self.clients = list(clients)
         self.store = store
@@ -123,11 +129,22 @@ class AggregatorService:
         self._accounts: dict[str, WatchedAccount] = {}
         self._market: SnapshotBuild | None = None
         self._market_monotonic = 0.0
-        self._market_lock = asyncio.Lock()
+        self._market_task: asyncio.Task[SnapshotBuild] | None = None
+        self._started = time.monotonic()
+        self._watched: tuple[str, ...] = ()  # the accounts the scheduler refreshes: /health watches their age
 
     # --- market ---------------------------------------------------------------------------------------------
 
     async def refresh_market(self) -> SnapshotBuild:
+        """A new snapshot, within `refresh_timeout_s` as a whole (each source has its own timeout within it).
+
+        Raises:
+            TimeoutError: the refresh ran out its time; the previous snapshot stays.
+        """
+        async with asyncio.timeout(self.settings.refresh_timeout_s):
+            return await self._refresh_market()
+
+    async def _refresh_market(self) -> SnapshotBuild:
         urls = self.settings.venues
         sources = SnapshotSources(
             pyth_url=urls.pyth, deribit_url=urls.deribit, derive_url=urls.derive, hyperliquid_url=urls.hyperliquid,
@@ -159,21 +176,82 @@ class AggregatorService:
         batch pinned to one block, handed to the aggregation policy beside the venues' prices."""
         onto = now if self.settings.chainlink_age_at_block else None
 
+        timeout = self.settings.source_timeout_s
+
         def source(client: ChainClient) -> ExtraSource:
             async def fetch() -> list[PriceObservation]:
-                return await fetch_chainlink_observations(client, age_at_block_onto=onto)
+                try:
+                    async with asyncio.timeout(timeout):
+                        return await fetch_chainlink_observations(client, age_at_block_onto=onto)
+                except TimeoutError as e:
+                    raise SourceError(f"chain {client.config.name} did not answer within {timeout:g} s") from e
             return fetch
 
         wanted = self.settings.chainlink_chains
         return {f"chainlink@{c.config.name}": source(c) for c in self.clients if c.config.name in wanted}
 
+    async def refresh_market_shared(self) -> SnapshotBuild:
+        """The market refresh under way, or a new one: callers and the scheduler share one, and none holds a lock
+        while it runs. A refresh past its time is abandoned (it raises TimeoutError) and the next call starts anew."""
+        task = self._market_task
+        if task is None or task.done():
+            task = self._market_task = asyncio.get_running_loop().create_task(self.refresh_market())
+        return await asyncio.shield(task)  # a caller that gives up does not cancel the others' refresh
+
     async def market_snapshot(self) -> MarketSnapshot:
-        async with self._market_lock:
-            stale = time.monotonic() - self._market_monotonic > self.settings.market_ttl_s
-            if self._market is None or stale:
-                await self.refresh_market()
-            assert self._market is not None
-            return self._market.snapshot
+        """The current snapshot, refreshed when older than `market_ttl_s`. When a refresh fails or runs out its
+        time, the previous snapshot is served (its age and sources say how stale it is; /health says degraded).
+
+        Raises:
+            ConnectionError: there is no snapshot at all.
+        """
+        stale = time.monotonic() - self._market_monotonic > self.settings.market_ttl_s
+        if self._market is None or stale:
+            try:
+                await self.refresh_market_shared()
+            except TimeoutError as e:
+                if self._market is None:
+                    raise ConnectionError(
+                        f"the market refresh did not finish within {self.settings.refresh_timeout_s:g} s"
+                    ) from e
+        assert self._market is not None
+        return self._market.snapshot
+
+    # --- health ---------------------------------------------------------------------------------------------
+
+    def watching(self, account_ids: Collection[str]) -> None:
+        """The accounts the scheduler refreshes, whose age /health watches."""
+        self._watched = tuple(account_ids)
+
+    def health_issues(self) -> list[str]:
+        """What is wrong now, one line each, naming it: the market or a watched account older than its freshness
+        limit, and every chain read that failed (`SOURCE@CHAIN`: the market's Chainlink feeds, a watched account's
+        on-chain positions) in the latest refreshes. A venue's failure alone is not one: the market and reports say
+        so, and their age tells when it matters. Read from memory only: /health never waits on anything."""
+        now, settings = time.monotonic(), self.settings
+        issues: list[str] = []
+        if self._market is None:
+            if now - self._started > settings.market_stale_after_s:
+                issues.append(f"market: no snapshot in {now - self._started:.0f} s")
+        else:
+            age = now - self._market_monotonic
+            if age > settings.market_stale_after_s:
+                issues.append(f"market: snapshot {age:.0f} s old (limit {settings.market_stale_after_s:g} s)")
+            issues += [f"chain down: {s.name.removeprefix('fetch:')} failed: {s.reason}"
+                       for s in self._market.fetches if s.status == "failed" and "@" in s.name]
+        for account_id in self._watched:
+            refreshed = self._refreshed.get(f"account:{account_id}")
+            if refreshed is None:
+                if now - self._started > settings.account_stale_after_s:
+                    issues.append(f"account {account_id}: no report in {now - self._started:.0f} s")
+                continue
+            age = now - refreshed.monotonic
+            if age > settings.account_stale_after_s:
+                issues.append(f"account {account_id}: report {age:.0f} s old "
+                              f"(limit {settings.account_stale_after_s:g} s)")
+            issues += [f"chain down: account {account_id}'s source {s.name} failed: {s.reason}"
+                       for s in refreshed.positions.sources if s.status == "failed" and "@" in s.name]
+        return issues
 
     # --- accounts -------------------------------------------------------------------------------------------
 
@@ -285,7 +363,9 @@ class AggregatorService:
             asset=asset, as_of=snapshot.as_of, age_seconds=max(0.0, (self.clock() - snapshot.as_of).total_seconds()),
             spot=snapshot.spot.get(asset), dispersion=snapshot.dispersion.get(asset),
             forwards=snapshot.forwards.get(asset, {}), vol=snapshot.vol.get(asset),
-            sources=[s for s in snapshot.sources if s.asset == asset],
+            # a fetch about no one asset (pyth, hyperliquid, chainlink@CHAIN) feeds every asset: its failure concerns
+            # this one too
+            sources=[s for s in snapshot.sources if s.asset in (asset, None)],
         )
 
     # --- the refresh ----------------------------------------------------------------------------------------
@@ -320,20 +400,36 @@ class AggregatorService:
             cached = self._fresh(key)
             if cached is not None:
                 return cached
-            market, positions = await asyncio.gather(
-                self.market_snapshot(),
-                fetch_account_positions(
-                    evm_addresses=addresses, venue_accounts=venue_accounts, clients=self.clients,
-                    session=self.session, settings=self.settings, discovery=self.discovery, now=self.clock(),
-                ),
-            )
-            report = self._compute(positions, market)
-            refreshed = Refreshed(report=report, positions=positions, market=market, computed_at=self.clock(),
-                                  monotonic=time.monotonic())
-            if finish is not None:
-                refreshed = await finish(refreshed)
+            try:
+                # bounded: the lock is never held longer, and a stalled refresh is abandoned for the next caller
+                async with asyncio.timeout(self.settings.refresh_timeout_s):
+                    refreshed = await self._refresh_now(addresses, venue_accounts, finish)
+            except TimeoutError as e:
+                raise ConnectionError(
+                    f"the refresh of {key} did not finish within {self.settings.refresh_timeout_s:g} s"
+                ) from e
             self._remember(key, refreshed)
             return refreshed
+
+    async def _refresh_now(
+        self,
+        addresses: Mapping[str, Collection[str] | None],
+        venue_accounts: dict[str, list[str]],
+        finish: Callable[[Refreshed], Awaitable[Refreshed]] | None,
+    ) -> Refreshed:
+        market, positions = await asyncio.gather(
+            self.market_snapshot(),
+            fetch_account_positions(
+                evm_addresses=addresses, venue_accounts=venue_accounts, clients=self.clients,
+                session=self.session, settings=self.settings, discovery=self.discovery, now=self.clock(),
+            ),
+        )
+        report = await self._compute_off_loop(positions, market)
+        refreshed = Refreshed(report=report, positions=positions, market=market, computed_at=self.clock(),
+                              monotonic=time.monotonic())
+        if finish is not None:
+            refreshed = await finish(refreshed)
+        return refreshed
 
     def wallet_cache_size(self) -> int:
         return len(self._refreshed)
@@ -348,26 +444,18 @@ class AggregatorService:
             if lock is not None and not lock.locked():
                 del self._locks[evicted]
 
-    def _compute(self, snapshot: PositionSnapshot, market: MarketSnapshot) -> MarginReport:
-        """The report; a position the market cannot price (no price, no surface, expired) is left out with a
-        warning and makes the report incomplete, rather than sinking the whole account."""
-        positions = list(snapshot.positions)
-        left_out: list[str] = []
-        while True:
-            try:
-                report = compute_margin(
-                    positions, market, self.params, sources=snapshot.sources, venue_states=snapshot.venue_states
-                )
-                break
-            except InputError as e:
-                match = _POSITION_FIELD.match(e.field)
-                if match is None:
-                    raise
-                dropped = positions.pop(int(match.group(1)))
-                left_out.append(f"left out {dropped.kind} {dropped.id or ''} on {dropped.venue}: {e.reason}")
-        if not left_out:
-            return report
-        return report.model_copy(update={"complete": False, "warnings": [*report.warnings, *left_out]})
+    async def _compute_off_loop(self, snapshot: PositionSnapshot, market: MarketSnapshot) -> MarginReport:
+        """The report, computed in the engine pool (or a thread without one): never on the event loop.
+
+        Raises:
+            ConnectionError: the engine could not compute it within its budget (the route answers 503).
+        """
+        if self.engine is None:
+            return await asyncio.to_thread(compute_refresh_report, snapshot, market, self.params)
+        try:
+            return await self.engine.run(compute_refresh_report, snapshot, market, self.params)
+        except (BudgetExceeded, WorkerFailed) as e:
+            raise ConnectionError(f"the margin engine could not compute the report: {e}") from e
 
     async def _store_refresh(self, account: WatchedAccount, refreshed: Refreshed) -> Refreshed:
         if self.store is None:
@@ -398,3 +486,26 @@ class AggregatorService:
         return refreshed.report.model_copy(
             update={"computed_at": refreshed.computed_at, "age_seconds": self._age(refreshed)}
         )
+
+
+def compute_refresh_report(snapshot: PositionSnapshot, market: MarketSnapshot, params: RiskParams) -> MarginReport:
+    """The report of a refresh (run in an engine worker); a position the market cannot price (no price, no
+    surface, expired) is left out with a warning and makes the report incomplete, rather than sinking the whole
+    account."""
+    positions = list(snapshot.positions)
+    left_out: list[str] = []
+    while True:
+        try:
+            report = compute_margin(
+                positions, market, params, sources=snapshot.sources, venue_states=snapshot.venue_states
+            )
+            break
+        except InputError as e:
+            match = _POSITION_FIELD.match(e.field)
+            if match is None:
+                raise
+            dropped = positions.pop(int(match.group(1)))
+            left_out.append(f"left out {dropped.kind} {dropped.id or ''} on {dropped.venue}: {e.reason}")
+    if not left_out:
+        return report
+    return report.model_copy(update={"complete": False, "warnings": [*report.warnings, *left_out]})

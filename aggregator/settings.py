@@ -90,6 +90,13 @@ class ServiceSettings(BaseModel):
     market_ttl_s: float = Field(default=15.0, gt=0, description="a market snapshot younger than this is reused")
     source_timeout_s: float = Field(default=4.0, gt=0, description="per chain and per venue, for one refresh")
     market_timeout_s: float = Field(default=20.0, gt=0, description="per venue for a market snapshot (whole chains)")
+    refresh_timeout_s: float = Field(
+        default=30.0, gt=0, description="a market or account refresh as a whole: past it, abandoned and retried"
+    )
+    market_stale_after_s: float = Field(default=60.0, gt=0, description="/health is degraded past this market age")
+    account_stale_after_s: float = Field(
+        default=180.0, gt=0, description="/health is degraded when a watched account's report is older"
+    )
     account_refresh_s: float = Field(default=60.0, gt=0)
     history_retention_days: float = Field(default=30.0, gt=0)
     signer_key: str | None = Field(default=None, description="hex private key signing credit views (EIP-712)")

@@ -26,6 +26,7 @@ from aiohttp import web
 from web3 import Web3
 
 from aggregator.attestations import AttestationService
+from aggregator.engine_pool import EnginePool
 from aggregator.scheduler import AlertWatcher, WebhookSender, build_scheduler
 from aggregator.service import AggregatorService
 from aggregator.settings import ServiceSettings, VenueCredentials, VenueEndpoints
@@ -33,7 +34,7 @@ from aggregator.store import AsyncStore, Store, WatchedAccount
 from aggregator.store.engine import data_dir
 from api.demo_attestation import demo_signer, trust_signer_on_devnet
 from api.demo_credit_line import CreditLineDemo, show_on_dashboard
-from api.http.app import create_app
+from api.http.app import SERVICE_ENGINE_PRELOAD, SHUTDOWN_TIMEOUT_S, create_app
 from api.http.settings import DEMO_API_KEY, ApiSettings
 from chains.client import make_chain_clients
 from devnet.deploy import TOKENS, ChainDeployer, compile_abi
@@ -223,13 +224,15 @@ async def run_demo_service(
             try:
                 await asyncio.to_thread(store.migrate)
                 await asyncio.to_thread(seed_demo_account, store, demo_account(devnet))
+                api_settings = demo_api_settings(os.environ)
+                engine = EnginePool(api_settings.engine, preload=SERVICE_ENGINE_PRELOAD)
                 # the credit view and the attestations are signed by the service's own key, never a wallet's
                 settings = demo_settings(venues).model_copy(
                     update={"signer_key": "0x" + bytes(signer.key).hex(), "attestation": attestation_settings}
                 )
                 service = AggregatorService(
                     settings=settings, session=session, clients=list(clients.values()), store=AsyncStore(store),
-                    clock=clock,
+                    clock=clock, engine=engine,
                 )
                 attestations = AttestationService(risk=service, signer=signer, settings=attestation_settings)
                 # the first market snapshot before any request: the local venues share this event loop, and their
@@ -238,7 +241,8 @@ async def run_demo_service(
                 await service.refresh_market()
                 watcher = AlertWatcher(WebhookSender(session))
                 service.on_report.append(watcher.observe)
-                app = create_app(service=service, settings=demo_api_settings(os.environ), attestations=attestations)
+                app = create_app(service=service, settings=api_settings, attestations=attestations, engine=engine)
+                app.on_cleanup.append(lambda _: engine.close())
                 credit_line = CreditLineDemo(devnet=devnet, attestations=attestations)
                 show_on_dashboard(app, credit_line)
                 yield Demo(devnet=devnet, venues=venues, service=service, keeper=keeper, app=app,
@@ -255,7 +259,7 @@ async def serve_demo(*, host: str, port: int, database_url: str | None) -> None:
     async with run_demo_service(database_url=database_url) as demo:
         scheduler = build_scheduler(demo.service)
         scheduler.start()
-        runner = web.AppRunner(demo.app, access_log=None)
+        runner = web.AppRunner(demo.app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()

@@ -21,11 +21,12 @@ from aiohttp import web
 from eth_account.signers.local import LocalAccount
 
 from aggregator.attestations import AttestationService
+from aggregator.engine_pool import EnginePool
 from aggregator.scheduler import AlertWatcher, WebhookSender, build_scheduler
 from aggregator.service import AggregatorService
 from aggregator.settings import ServiceSettings, VenueCredentials
 from aggregator.store import AsyncStore, Store
-from api.http.app import create_app
+from api.http.app import SERVICE_ENGINE_PRELOAD, SHUTDOWN_TIMEOUT_S, create_app
 from api.http.settings import ApiSettings
 from chains.client import make_chain_clients
 from chains.config import ChainsFile, load_chains_file
@@ -85,18 +86,20 @@ async def serve_service(
     await asyncio.to_thread(store.migrate)
     clients = await make_chain_clients(chains) if chains else {}
     async with aiohttp.ClientSession() as session:
+        api_settings = ApiSettings.from_env(os.environ)
+        engine = EnginePool(api_settings.engine, preload=SERVICE_ENGINE_PRELOAD)
         service = AggregatorService(settings=settings, session=session, clients=list(clients.values()),
-                                    store=AsyncStore(store))
+                                    store=AsyncStore(store), engine=engine)
         service.on_report.append(AlertWatcher(WebhookSender(session)).observe)
         attestations = (
             AttestationService(risk=service, signer=attestation_signer, settings=settings.attestation)
             if attestation_signer is not None
             else None
         )
-        app = create_app(service=service, settings=ApiSettings.from_env(os.environ), attestations=attestations)
+        app = create_app(service=service, settings=api_settings, attestations=attestations, engine=engine)
         scheduler = build_scheduler(service)
         scheduler.start()
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
         print(f"metarisk service at http://{host}:{port}", flush=True)
@@ -108,6 +111,7 @@ async def serve_service(
         finally:
             scheduler.shutdown(wait=False)
             await runner.cleanup()
+            await engine.close()
             for client in clients.values():
                 await client.close()
             store.close()

@@ -158,7 +158,7 @@ def server_work_per_request(bodies: list[bytes], runs: int) -> dict[str, float]:
 
 def _route_step(body: bytes, metrics: ApiMetrics, markets: MarketCache) -> MarginReport:
     document, strict = parse_json_body(body)
-    return compute_what_if(document, metrics, markets, strict=strict)
+    return compute_what_if(document, markets, strict=strict)
 
 
 def _with_known_market(body: bytes, markets: MarketCache) -> Any:
@@ -298,6 +298,12 @@ def serve_without_engine(port: int, positions: int) -> None:
 
     report = compute_margin_request(MarginRequest.model_validate(what_if_request(positions)))
     what_if.compute_margin_request = lambda request: report  # type: ignore[assignment]
+
+    async def in_this_process(pool: Any, request: Any, snapshot: Any) -> Any:
+        # the engine pool's workers would import the module unpatched: the stubbed call runs here instead
+        return what_if.what_if_in_worker(request, snapshot)
+
+    what_if._run = in_this_process  # type: ignore[assignment]  # noqa: SLF001
     serve(host="127.0.0.1", port=port)
 
 

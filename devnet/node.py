@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -117,6 +118,8 @@ def start_anvil(*, chain_id: int, state_file: Path | None = None) -> AnvilNode:
     process = subprocess.Popen(
         [*_DIE_WITH_PARENT, *command], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
+    # reaped as soon as it exits, however it exits (killed from outside, crashed): never left a zombie
+    threading.Thread(target=process.wait, name=f"reap-anvil-{chain_id}", daemon=True).start()
     node = AnvilNode(chain_id=chain_id, port=port, process=process)
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:

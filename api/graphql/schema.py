@@ -25,6 +25,7 @@ from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, Info
 
+from aggregator.engine_pool import EnginePool
 from api.graphql.attestation_types import AttestationSigner
 from api.graphql.service_types import AccountHistory, Market, StoredReport
 from api.http.attestation import AttestationProvider
@@ -33,7 +34,7 @@ from api.http.metrics import ApiMetrics
 from api.http.problems import Problem, field_errors, invalid_request
 from api.http.service import RiskService
 from api.http.settings import ApiSettings
-from api.http.what_if import compute_what_if, with_service_market
+from api.http.what_if import compute_what_if_in_pool
 from risk_core.errors import InputError
 from risk_core.schema.report import MarginReport
 from risk_core.schema.report import PositionRisk as PositionRiskModel
@@ -48,6 +49,7 @@ CACHED_QUERIES = 256  # distinct query texts kept parsed and validated; bounded 
 class GraphQLContext:
     metrics: ApiMetrics
     service: RiskService | None
+    engine: EnginePool
     attestations: AttestationProvider | None = None
 
 
@@ -178,8 +180,9 @@ class WhatIfQuery:
                       "market, it is priced against the service's current snapshot)")
     async def margin(self, info: Info[GraphQLContext, None], request: JSON) -> Margin:
         try:
-            document = await with_service_market(request, info.context.service)
-            return Margin.from_report(compute_what_if(document, info.context.metrics))
+            context = info.context
+            outcome = await compute_what_if_in_pool(request, context.service, context.engine, context.metrics)
+            return Margin.from_report(MarginReport.model_validate_json(outcome.report_json or b""))
         except Problem as problem:
             raise _graphql_error(problem) from problem
 

@@ -8,20 +8,25 @@ from importlib.metadata import version
 import orjson
 from aiohttp import web
 
+from aggregator.engine_pool import EnginePool
 from api.dashboard import add_dashboard_routes
 from api.graphql.schema import GraphQLContext, build_schema
 from api.graphql.view import MetariskGraphQLView
 from api.http.access import Clock, RateLimiter, access_middleware
 from api.http.attestation import ATTESTATION_KEYED_ROUTES, AttestationProvider, add_attestation_routes
+from api.http.loop_lag import track_event_loop_lag
 from api.http.metrics import ApiMetrics, metrics_middleware
 from api.http.openapi import build_openapi
 from api.http.problems import problem_middleware
-from api.http.routes import HEALTH_BODY, KEYED_ROUTES, MARKETS, METRICS, OPENAPI_BODY, HealthReport, add_routes
+from api.http.routes import ENGINE, HEALTH_BODY, KEYED_ROUTES, METRICS, OPENAPI_BODY, HealthReport, add_routes
 from api.http.service import RiskService
 from api.http.settings import ApiSettings
-from api.http.what_if import MarketCache
+from api.http.what_if import ENGINE_PRELOAD
 from risk_core.schema.params import default_params
 from risk_core.schema.positions import SCHEMA_VERSION
+
+SERVICE_ENGINE_PRELOAD = (*ENGINE_PRELOAD, "aggregator.service")  # what-ifs and the aggregator's refreshes
+SHUTDOWN_TIMEOUT_S = 3.0  # on SIGTERM, requests in flight get this long: the process stops within seconds
 
 
 def create_app(
@@ -30,10 +35,21 @@ def create_app(
     settings: ApiSettings | None = None,
     clock: Clock = time.monotonic,
     attestations: AttestationProvider | None = None,
+    engine: EnginePool | None = None,
 ) -> web.Application:
     """The app; `service` (the aggregator) adds the account, wallet and market routes and GraphQL fields,
-    `attestations` signs margin attestations, `clock` drives the rate limiter (tests inject one)."""
+    `attestations` signs margin attestations, `clock` drives the rate limiter (tests inject one). What-ifs run in
+    `engine` (shared with the aggregator's refreshes), else in a pool of the app's own, closed with it."""
     settings = settings or ApiSettings()
+    if engine is None:
+        engine = EnginePool(settings.engine, preload=ENGINE_PRELOAD)
+
+        async def close_engine(_: web.Application) -> None:
+            await engine.close()
+
+        app_cleanup = [close_engine]
+    else:
+        app_cleanup = []
     metrics = ApiMetrics()
     app = web.Application(
         client_max_size=settings.client_max_size,
@@ -48,7 +64,14 @@ def create_app(
     )
     package_version = version("metarisk")
     app[METRICS] = metrics
-    app[MARKETS] = MarketCache()
+    app[ENGINE] = engine
+
+    async def start_engine(_: web.Application) -> None:
+        await engine.start()  # its workers ready before the first request, not inside its budget
+
+    app.on_startup.append(start_engine)
+    app.on_cleanup.extend(app_cleanup)
+    track_event_loop_lag(app, metrics)
     app[HEALTH_BODY] = (
         HealthReport(
             status="ok",
@@ -66,7 +89,7 @@ def create_app(
     add_dashboard_routes(app)  # the page at /: not API, so not in the OpenAPI document
     graphql = MetariskGraphQLView(
         build_schema(service=service, settings=settings, attested=attestations is not None),
-        GraphQLContext(metrics=metrics, service=service, attestations=attestations),
+        GraphQLContext(metrics=metrics, service=service, attestations=attestations, engine=engine),
     )
     app.router.add_get("/graphql", graphql)
     app.router.add_post("/graphql", graphql)

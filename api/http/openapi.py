@@ -29,9 +29,11 @@ _PROBLEM_DESCRIPTIONS = {
     400: "the body is not JSON",
     401: "no or unknown API key",
     404: "no such resource",
-    503: "the aggregator is not configured, or a dependency it needs (the database) is down",
+    503: "the aggregator is not configured, a dependency it needs (the database, its market) is down, or the "
+    "engine is saturated or past its time budget",
     413: "the body exceeds the size limit",
-    422: "the request breaks the schema or cannot be priced; `errors` names each field",
+    422: "the request breaks the schema, cannot be priced, would overflow, or exceeds the engine's memory budget; "
+    "`errors` names each field",
     429: "the key's rate limit is exceeded; see Retry-After",
 }
 
@@ -70,7 +72,7 @@ def build_openapi(
                 },
                 "responses": {
                     "200": _json("the margin report", ref(MarginReport)),
-                    **_problems(problem, 400, 401, 413, 422, 429),
+                    **_problems(problem, 400, 401, 413, 422, 429, 503),
                 },
             }
         },

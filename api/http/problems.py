@@ -56,6 +56,10 @@ class Problem(Exception):
         self.errors = errors or []
         self.headers = headers or {}
 
+    def __reduce__(self) -> tuple[type[Problem], tuple[object, ...]]:
+        # answered by an engine worker process: pickled whole, with its fields
+        return Problem, (self.status, self.slug, self.title, self.detail, self.errors, self.headers)
+
     def details(self, instance: str | None) -> ProblemDetails:
         return ProblemDetails(
             type=PROBLEM_TYPE_BASE + self.slug,

@@ -3,34 +3,47 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, Field
 
+from aggregator.engine_pool import EnginePool
 from api.http.history import HISTORY_PATH, STORED_REPORT_PATH, parse_history_query, parse_report_id
 from api.http.metrics import METRICS_CONTENT_TYPE, ApiMetrics
 from api.http.problems import FieldError, Problem, invalid_request
 from api.http.service import SERVICE_ROUTES, RiskService, ServiceRoute
 from api.http.surface import SURFACE_PATH, surface
-from api.http.what_if import MarketCache, compute_what_if, parse_json_body, with_service_market
+from api.http.what_if import compute_what_if_in_pool
 from risk_core.errors import InputError
 
 JSON_CONTENT_TYPE = "application/json"
 METRICS = web.AppKey("metrics", ApiMetrics)
 HEALTH_BODY = web.AppKey("health_body", bytes)
 OPENAPI_BODY = web.AppKey("openapi_body", bytes)
-MARKETS = web.AppKey("markets", MarketCache)
+ENGINE = web.AppKey("engine", EnginePool)
 Answer = TypeVar("Answer")
 
 
 class HealthReport(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"]
     version: str
     schema_version: str
     params_version: str
     aggregator: bool = Field(description="whether an aggregator service answers the account and wallet routes")
+    issues: list[str] = Field(
+        default_factory=list,
+        description="what makes it degraded, one line each: the market or a watched account older than its "
+        "freshness limit, a chain down",
+    )
+
+
+@runtime_checkable
+class HealthSource(Protocol):
+    def health_issues(self) -> list[str]:
+        """What is wrong now, from memory only (never awaits): empty when all is well."""
+        ...
 
 
 def what_if_handler(service: RiskService | None) -> Handler:
@@ -41,17 +54,25 @@ def what_if_handler(service: RiskService | None) -> Handler:
         if request.transport is None or request.transport.is_closing():
             # the client gave up while this request queued behind others: computing it would only delay the next
             raise Problem(499, "client-closed-request", "Client closed request", "the client closed the connection")
-        document, strict = parse_json_body(body)
-        document = await with_service_market(document, service)
-        report = compute_what_if(document, request.app[METRICS], request.app[MARKETS], strict=strict)
-        # pydantic's own serializer measured faster here than orjson over model_dump (0.15 vs 0.21 ms per report)
-        return web.Response(body=report.model_dump_json(), content_type=JSON_CONTENT_TYPE)
+        outcome = await compute_what_if_in_pool(body, service, request.app[ENGINE], request.app[METRICS])
+        return web.Response(body=outcome.report_json, content_type=JSON_CONTENT_TYPE)
 
     return margin
 
 
-async def health(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[HEALTH_BODY], content_type=JSON_CONTENT_TYPE)
+def health_handler(service: RiskService | None) -> Handler:
+    """GET /health: the start-up body while all is well, else `degraded` with the service's issues."""
+    source = service if isinstance(service, HealthSource) else None
+
+    async def health(request: web.Request) -> web.Response:
+        issues: list[str] = source.health_issues() if source is not None else []
+        if not issues:
+            return web.Response(body=request.app[HEALTH_BODY], content_type=JSON_CONTENT_TYPE)
+        report = HealthReport.model_validate_json(request.app[HEALTH_BODY])
+        degraded = report.model_copy(update={"status": "degraded", "issues": issues})
+        return web.Response(body=degraded.model_dump_json(), content_type=JSON_CONTENT_TYPE)
+
+    return health
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -139,7 +160,7 @@ async def _answer_of(asked: Awaitable[Answer], parameter: str, identifier: str) 
 
 def add_routes(app: web.Application, service: RiskService | None) -> None:
     app.router.add_post("/v1/margin", what_if_handler(service))
-    app.router.add_get("/health", health)
+    app.router.add_get("/health", health_handler(service))
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
     for route in SERVICE_ROUTES:

@@ -14,7 +14,7 @@ from types import FrameType
 
 from aiohttp import web
 
-from api.http.app import create_app
+from api.http.app import SHUTDOWN_TIMEOUT_S, create_app
 from api.http.metrics import MULTIPROCESS_DIR
 from api.http.service import RiskService
 from api.http.settings import ApiSettings
@@ -31,7 +31,7 @@ def _run(*, host: str, port: int, service: RiskService | None, sock: socket.sock
     app = create_app(service=service, settings=ApiSettings.from_env(os.environ))
     app.on_startup.append(_freeze_startup_objects)
     web.run_app(app, host=None if sock else host, port=None if sock else port, sock=sock, access_log=None,
-                print=lambda line: logging.info(line.strip()), loop=_event_loop())
+                print=lambda line: logging.info(line.strip()), loop=_event_loop(), shutdown_timeout=SHUTDOWN_TIMEOUT_S)
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:

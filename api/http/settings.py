@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from aggregator.engine_pool import EngineBudget
+
 DEMO_API_KEY = "metarisk-demo-key"
 """The one key accepted when METARISK_API_KEYS is unset, so the local demo works without set-up."""
 
@@ -26,6 +28,7 @@ class ApiSettings:
     graphql_max_depth: int = 8
     graphql_max_tokens: int = 2_000
     graphql_max_aliases: int = 15
+    engine: EngineBudget = EngineBudget()  # what-ifs and refresh margining: worker processes, time and memory
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ApiSettings:
@@ -50,4 +53,23 @@ class ApiSettings:
             api_keys=api_keys,
             rate_limit=rate,
             client_max_size=int(environ.get("METARISK_MAX_BODY_BYTES", defaults.client_max_size)),
+            engine=engine_budget_from_env(environ),
         )
+
+
+def engine_budget_from_env(environ: Mapping[str, str]) -> EngineBudget:
+    """METARISK_ENGINE_WORKERS, METARISK_ENGINE_TIME_S (per call) and METARISK_ENGINE_MEMORY_MB (per call, above
+    a worker's own footprint); anything unset keeps its default.
+
+    Raises:
+        ValueError: a variable is not a number, or not positive.
+    """
+    default = EngineBudget()
+    budget = EngineBudget(
+        workers=int(environ.get("METARISK_ENGINE_WORKERS", default.workers)),
+        time_s=float(environ.get("METARISK_ENGINE_TIME_S", default.time_s)),
+        memory_bytes=int(float(environ.get("METARISK_ENGINE_MEMORY_MB", default.memory_bytes / 2**20)) * 2**20),
+    )
+    if budget.workers < 1 or budget.time_s <= 0 or budget.memory_bytes <= 0:
+        raise ValueError("METARISK_ENGINE_WORKERS, METARISK_ENGINE_TIME_S and METARISK_ENGINE_MEMORY_MB must be > 0")
+    return budget

@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 
 from risk_core.errors import InputError
 from risk_core.margin.book import ResolvedBook, UnderlyingRows
+from risk_core.margin.finite import require_finite
 from risk_core.margin.instruments import resolve_book_cached
 from risk_core.margin.liquidation import liquidation_moves, liquidation_plan
 from risk_core.margin.risk_arrays import RiskArrays
@@ -135,14 +136,17 @@ def compute_margin(
     liquidation = liquidation_moves(book, collateral, mm, max_rise=_MAX_RISE_SEARCHED)
     plan = None
     if status == "liquidatable":
-        plan = _plan(book, arrays, collateral, params, value, haircut)
+        plan, bounded = _plan(book, arrays, collateral, params, value, haircut)
+        if bounded:
+            warnings.append("liquidation plan: the book is too large for a full greedy search; the plan was cut "
+                            "short by its budget of trials (see risk_core.margin.liquidation)")
 
     # The position rows skip validation (`trusted_rows`): each value is built here from validated inputs with its
     # field's type (Python floats from tolist, ints, bools, str); validating 100 rows again costs ~0.3 ms.
     # `+ 0.0` turns IEEE negative zeros (a perp's vega is -1 x 0.0) into 0: a report never says -0
     delta_of, gamma_of, vega_of, theta_of = ((g + 0.0).tolist() for g in greeks)
     kinds = [p.kind for p in positions]
-    return MarginReport(
+    report = MarginReport(
         as_of=market.as_of,
         params_version=params.version,
         schema_version=SCHEMA_VERSION,
@@ -189,6 +193,7 @@ def compute_margin(
         ),
         offsets=_offsets(arrays, figures.levels[0], params),
     )
+    return require_finite(report, positions, market)
 
 
 def _offsets(arrays: RiskArrays, levels: Array, params: RiskParams) -> OffsetDecomposition:
@@ -252,7 +257,7 @@ def _underlying_report(
         delta=delta,
         delta_usd=delta * rows.spot,
         gamma=gamma,
-        gamma_usd=gamma * rows.spot**2 * 0.01,
+        gamma_usd=gamma * rows.spot * rows.spot * 0.01,  # a product overflows to inf (checked), ** raises
         vega=vega,
         theta=theta,
         liquidation_move=LiquidationMove.trusted(down=down, up=up),
@@ -294,14 +299,15 @@ def _breakdown(names: list[str], member: Array, mm: Array, value: Array, haircut
 
 def _plan(
     book: ResolvedBook, arrays: RiskArrays, collateral: float, params: RiskParams, value: Array, haircut: Array
-) -> LiquidationPlan:
+) -> tuple[LiquidationPlan, bool]:
+    """The plan, and whether its search was cut short by its budget."""
     positions = book.positions
     closable = np.array(
         [book.primary[i] is not None and not isinstance(p, BorrowPosition) for i, p in enumerate(positions)],
         dtype=bool,
     )
     cost = np.array([params.liquidation.cost_for(p.venue) for p in positions]) * book.notional
-    fractions, restored = liquidation_plan(
+    fractions, restored, bounded = liquidation_plan(
         arrays, collateral=collateral, im_factor=params.im_factor, closable=closable, release=haircut, cost=cost
     )
     steps = [
@@ -311,8 +317,9 @@ def _plan(
         )
         for i in map(int, np.flatnonzero(fractions > 0))
     ]
-    return LiquidationPlan(
+    plan = LiquidationPlan(
         steps=steps, total_cost_usd=float(sum(s.cost_usd for s in steps)), restores_initial_margin=restored
     )
+    return plan, bounded
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import sparse
 
 from risk_core.margin.book import ResolvedBook
 from risk_core.schema.params import OffsetCredit, RiskParams
@@ -157,7 +158,12 @@ class RiskArrays:
         keys = self.book.contingency
         if not self.params.contingencies_enabled or keys.rate.size == 0:
             return np.zeros(weights.shape[0])
-        net = weights @ keys.quantity.T
+        # keys x positions is sparse (one entry per charged position): dense, a 10,000-option book's would be 800 MB
+        # and each liquidation trial would cost keys x positions
+        quantity = sparse.csr_array(
+            (keys.entry_quantity, (keys.key, keys.position)), shape=(keys.rate.size, keys.n_positions)
+        )
+        net = (quantity @ weights.T).T
         return contingency_charge(net, keys.side[None, :]) @ keys.rate
 
 

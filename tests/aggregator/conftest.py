@@ -9,7 +9,7 @@ every query against its OpenAPI file), and what is under test here is the positi
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,13 +18,16 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from support.devnet_fixtures import TEST_POLICY
+from web3 import Web3
 
 from aggregator.service import AggregatorService
 from aggregator.settings import ServiceSettings
 from aggregator.store import AsyncStore, Store, StoreUnavailable, WatchedAccount
 from api.demo import demo_account, demo_settings
 from chains.client import ChainClient, make_chain_clients
-from devnet.run import RunningDevnet
+from devnet.deploy import refresh_feeds
+from devnet.node import AnvilNode, start_anvil
+from devnet.run import RunningDevnet, compute_cache_key, default_cache_root
 from oracles.snapshot import SnapshotBuild
 from venue_servers.runner import VenueServers, run_venue_servers
 
@@ -89,6 +92,17 @@ async def market(venues: VenueServers, session: aiohttp.ClientSession) -> Snapsh
         settings=demo_settings(venues), session=session, clients=[], clock=ManualClock(venues.scenario.as_of)
     )
     return await service.refresh_market()
+
+
+@pytest.fixture
+def arbitrum_node(devnet: RunningDevnet) -> Iterator[AnvilNode]:
+    """A node of its own for arbitrum (the session devnet's cached state), so that killing it spares the others."""
+    chain = devnet.manifest.chain("arbitrum")
+    state = default_cache_root() / compute_cache_key() / "arbitrum.state.json"
+    node = start_anvil(chain_id=chain.config.chain_id, state_file=state)
+    refresh_feeds(Web3(Web3.HTTPProvider(node.url)), chain)
+    yield node
+    node.stop()
 
 
 @pytest.fixture

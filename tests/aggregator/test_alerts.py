@@ -288,7 +288,7 @@ def fake_service(store: FakeStore | None) -> Any:
 
     now = datetime(2026, 1, 5, tzinfo=UTC)
     return SimpleNamespace(store=store, refreshed=refreshed, refresh_account=refresh_account,
-                           refresh_market=refresh_market, clock=lambda: now,
+                           refresh_market=refresh_market, clock=lambda: now, watching=lambda ids: None,
                            settings=ServiceSettings(history_retention_days=7, account_refresh_s=45, market_ttl_s=12))
 
 

@@ -29,9 +29,8 @@ from api.demo import demo_settings
 from api.http.app import create_app
 from chains.client import ChainClient, make_chain_clients
 from chains.config import ChainsFile
-from devnet.deploy import refresh_feeds
-from devnet.node import AnvilNode, start_anvil
-from devnet.run import RunningDevnet, compute_cache_key, default_cache_root
+from devnet.node import AnvilNode
+from devnet.run import RunningDevnet
 from risk_core.schema.positions import Position
 from risk_core.schema.report import MarginReport
 from venue_servers import derive as derive_venue
@@ -303,17 +302,6 @@ async def test_concurrent_wallet_requests_share_one_refresh(
 
 
 # --- degraded refreshes --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def arbitrum_node(devnet: RunningDevnet) -> Any:
-    """A node of its own for arbitrum (the session devnet's cached state), so that killing it spares the others."""
-    chain = devnet.manifest.chain("arbitrum")
-    state = default_cache_root() / compute_cache_key() / "arbitrum.state.json"
-    node = start_anvil(chain_id=chain.config.chain_id, state_file=state)
-    refresh_feeds(Web3(Web3.HTTPProvider(node.url)), chain)
-    yield node
-    node.stop()
 
 
 async def test_a_killed_chain_makes_the_report_incomplete_and_keeps_the_stored_snapshot(

@@ -1,5 +1,6 @@
-"""POST /v1/margin with markets cached by content (api.http.what_if.MarketCache): a hit answers what the engine
-computes on the request itself, a changed market is a miss, and only standard JSON is ever keyed."""
+"""POST /v1/margin bodies, as an engine worker computes them (api.http.what_if.what_if_in_worker), with markets
+cached by content in the worker (api.http.what_if.MarketCache): a hit answers what the engine computes on the
+request itself, a changed market is a miss, and only standard JSON is ever keyed."""
 
 from __future__ import annotations
 
@@ -8,21 +9,25 @@ import math
 from typing import Any
 from unittest import mock
 
-from aiohttp.test_utils import TestClient
-from aiohttp.web import Application
+import pytest
 from support.golden import EXPIRY_30D, market, option, position
 
-from api.http.routes import MARKETS
-from api.http.settings import DEMO_API_KEY
-from api.http.what_if import MarketCache
+from api.http import what_if
+from api.http.problems import PROBLEM_CONTENT_TYPE
+from api.http.what_if import MarketCache, what_if_in_worker
 from risk_core.margin.engine import compute_margin_request
 from risk_core.margin.instruments import priced_instruments
 from risk_core.schema.params import default_params
 from risk_core.schema.request import MarginRequest
 
-KEY = {"X-API-Key": DEMO_API_KEY, "Content-Type": "application/json"}
-Client = TestClient[Any, Application]
 MAX_RISE = 10.0
+
+
+@pytest.fixture
+def cache() -> MarketCache:
+    """This process's worker cache, emptied for the test."""
+    what_if.WORKER_MARKETS = MarketCache()
+    return what_if.WORKER_MARKETS
 
 
 def full_market(**extra: Any) -> dict[str, Any]:
@@ -74,30 +79,27 @@ def engine_report(document: dict[str, Any]) -> Any:
     return json.loads(compute_margin_request(MarginRequest.model_validate(document)).model_dump_json())
 
 
-async def post(client: Client, body: str | bytes) -> tuple[int, str, Any]:
-    response = await client.post("/v1/margin", data=body, headers=KEY)
-    return response.status, response.content_type, json.loads(await response.read())
-
-
-def cache_of(client: Client) -> MarketCache:
-    assert client.app is not None
-    return client.app[MARKETS]
+def post(body: str | bytes) -> tuple[int, str, Any]:
+    outcome = what_if_in_worker(body.encode() if isinstance(body, str) else body, None)
+    if outcome.problem is not None:
+        return outcome.problem.status, PROBLEM_CONTENT_TYPE, json.loads(outcome.problem.details(None).model_dump_json())
+    assert outcome.report_json is not None
+    return 200, "application/json", json.loads(outcome.report_json)
 
 
 def entries(cache: MarketCache) -> int:
     return len(cache._entries)
 
 
-async def test_two_books_on_one_market_share_its_cache_entry_and_its_instruments(client: Client) -> None:
+def test_two_books_on_one_market_share_its_cache_entry_and_its_instruments(cache: MarketCache) -> None:
     m = full_market()
     first = {"positions": BOOK_A, "market": m}
     second = {"positions": BOOK_B, "market": reordered(m)}
     assert list(second["market"]) != list(m)  # the second document really is written differently
-    cache = cache_of(client)
     assert entries(cache) == 0
 
-    status_a, _, answer_a = await post(client, json.dumps(first))
-    status_b, _, answer_b = await post(client, json.dumps(second))
+    status_a, _, answer_a = post(json.dumps(first))
+    status_b, _, answer_b = post(json.dumps(second))
     assert (status_a, status_b) == (200, 200)
     assert_same_to_the_cent(answer_a, engine_report(first))
     assert_same_to_the_cent(answer_b, engine_report(second))
@@ -112,21 +114,20 @@ async def test_two_books_on_one_market_share_its_cache_entry_and_its_instruments
     assert priced_instruments(snapshot, default_params(), MAX_RISE).size == 5
 
     # the same request again is a hit answering the same report
-    status_c, _, answer_c = await post(client, json.dumps(first))
+    status_c, _, answer_c = post(json.dumps(first))
     assert status_c == 200 and answer_c == answer_a
     assert entries(cache) == 1
 
 
-async def test_a_changed_spot_is_a_miss_priced_at_the_new_spot(client: Client) -> None:
-    cache = cache_of(client)
+def test_a_changed_spot_is_a_miss_priced_at_the_new_spot(cache: MarketCache) -> None:
     before = {"positions": BOOK_B, "market": full_market()}
     moved = full_market()
     moved["spot"] = {**moved["spot"], "BTC": 101_000.0}
     after = {"positions": BOOK_B, "market": moved}
 
-    status, _, old = await post(client, json.dumps(before))
+    status, _, old = post(json.dumps(before))
     assert status == 200
-    status, _, new = await post(client, json.dumps(after))
+    status, _, new = post(json.dumps(after))
     assert status == 200
     assert entries(cache) == 2
     assert old["positions"][3]["value_usd"] == 1.5 * 100_000.0
@@ -136,10 +137,9 @@ async def test_a_changed_spot_is_a_miss_priced_at_the_new_spot(client: Client) -
     assert_same_to_the_cent(new, engine_report(after))
 
 
-async def test_nan_body_is_a_field_error_even_when_the_null_market_is_cached(client: Client) -> None:
-    cache = cache_of(client)
+def test_nan_body_is_a_field_error_even_when_the_null_market_is_cached(cache: MarketCache) -> None:
     valid = {"positions": BOOK_A, "market": full_market()}  # sources[0].reason is null
-    status, _, answer = await post(client, json.dumps(valid))
+    status, _, answer = post(json.dumps(valid))
     assert status == 200 and answer["warnings"] == ["market source pyth is stale"]
     assert entries(cache) == 1
 
@@ -154,7 +154,7 @@ async def test_nan_body_is_a_field_error_even_when_the_null_market_is_cached(cli
         mock.patch.object(cache, "get", wraps=cache.get) as get,
         mock.patch.object(cache, "put", wraps=cache.put) as put,
     ):
-        status, content_type, problem = await post(client, body)
+        status, content_type, problem = post(body)
     assert status == 422
     assert content_type == "application/problem+json"
     assert problem["status"] == 422
@@ -163,26 +163,25 @@ async def test_nan_body_is_a_field_error_even_when_the_null_market_is_cached(cli
     assert entries(cache) == 1
 
 
-async def test_an_invalid_market_names_the_market_field(client: Client) -> None:
-    cache = cache_of(client)
+def test_an_invalid_market_names_the_market_field(cache: MarketCache) -> None:
     good = {"positions": BOOK_A, "market": full_market()}
-    assert (await post(client, json.dumps(good)))[0] == 200
+    assert (post(json.dumps(good)))[0] == 200
 
     negative = full_market()
     negative["spot"]["BTC"] = -5
     bad_spot = {"positions": BOOK_A, "market": negative}
-    status, content_type, problem = await post(client, json.dumps(bad_spot))
+    status, content_type, problem = post(json.dumps(bad_spot))
     assert (status, content_type) == (422, "application/problem+json")
     assert [e["field"] for e in problem["errors"]] == ["market.spot.BTC"]
 
     unknown = {"positions": BOOK_A, "market": full_market(oracle="pyth")}
-    status, _, problem = await post(client, json.dumps(unknown))
+    status, _, problem = post(json.dumps(unknown))
     assert status == 422
     assert [e["field"] for e in problem["errors"]] == ["market.oracle"]
 
     # a cached market does not hide a fault elsewhere in the request
     bad_position = {"positions": [{**BOOK_A[0], "strike": -1}], "market": full_market()}
-    status, _, problem = await post(client, json.dumps(bad_position))
+    status, _, problem = post(json.dumps(bad_position))
     assert status == 422
     assert [e["field"] for e in problem["errors"]] == ["positions[0].strike"]
     assert entries(cache) == 1  # invalid markets are never kept

@@ -197,7 +197,10 @@ async def test_market(running: Running) -> None:
     market = await get_json(running.client, "/v1/markets/ETH")
     assert market["asset"] == "ETH"
     assert market["spot"] > 0 and market["vol"] is not None and market["forwards"]
-    assert market["sources"] and all("ETH" in s["name"] for s in market["sources"])
+    # the asset's own statuses, and the fetches that feed every asset (pyth, hyperliquid, chainlink@CHAIN)
+    shared = {s["name"] for s in market["sources"] if "ETH" not in s["name"]}
+    assert market["sources"] and "fetch:chainlink@ethereum" in shared
+    assert all(name.startswith("fetch:") and not any(a in name for a in ("BTC", "SOL")) for name in shared)
     assert (await running.client.get("/v1/markets/DOGE")).status == 404
 
 
