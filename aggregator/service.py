@@ -39,6 +39,7 @@ from oracles.chainlink import fetch_chainlink_observations
 from oracles.observations import PriceObservation
 from oracles.snapshot import ExtraSource, SnapshotBuild, SnapshotSources, fetch_market_snapshot
 from risk_core.errors import InputError
+from risk_core.margin.context import PricingContext, pricing_context
 from risk_core.margin.engine import compute_margin
 from risk_core.schema.market import MarketSnapshot, SourceStatus, VolSurface
 from risk_core.schema.params import RiskParams, default_params
@@ -47,7 +48,6 @@ from risk_core.schema.report import MarginReport
 
 Clock = Callable[[], datetime]
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_POSITION_FIELD = re.compile(r"^positions\[(\d+)\]")
 
 
 def utc_now() -> datetime:
@@ -116,6 +116,7 @@ class AggregatorService:
         self.store = store
         self.clock = clock
         self.params = params or default_params()
+        self._context: PricingContext | None = None  # of the latest market snapshot margined
         self.discovery = DiscoveryCache()
         self.on_report: list[Callable[[WatchedAccount, MarginReport], object]] = []
         self._refreshed: OrderedDict[str, Refreshed] = OrderedDict()  # least recently refreshed first
@@ -336,25 +337,16 @@ class AggregatorService:
                 del self._locks[evicted]
 
     def _compute(self, snapshot: PositionSnapshot, market: MarketSnapshot) -> MarginReport:
-        """The report; a position the market cannot price (no price, no surface, expired) is left out with a
-        warning and makes the report incomplete, rather than sinking the whole account."""
-        positions = list(snapshot.positions)
-        left_out: list[str] = []
-        while True:
-            try:
-                report = compute_margin(
-                    positions, market, self.params, sources=snapshot.sources, venue_states=snapshot.venue_states
-                )
-                break
-            except InputError as e:
-                match = _POSITION_FIELD.match(e.field)
-                if match is None:
-                    raise
-                dropped = positions.pop(int(match.group(1)))
-                left_out.append(f"left out {dropped.kind} {dropped.id or ''} on {dropped.venue}: {e.reason}")
-        if not left_out:
-            return report
-        return report.model_copy(update={"complete": False, "warnings": [*report.warnings, *left_out]})
+        """The report, priced in the current snapshot's context (kept while the snapshot is current: every account
+        shares the instruments valued on it). A position the market cannot price (no price, no surface, expired)
+        is left out by the engine, named in the report's issues, and makes the report incomplete."""
+        context = self._context
+        if context is None or context.market is not market or context.params is not self.params:
+            context = self._context = pricing_context(market, self.params)
+        return compute_margin(
+            snapshot.positions, market, self.params, sources=snapshot.sources, venue_states=snapshot.venue_states,
+            context=context,
+        )
 
     async def _store_refresh(self, account: WatchedAccount, refreshed: Refreshed) -> Refreshed:
         if self.store is None:

@@ -51,6 +51,9 @@ def _margin(args: argparse.Namespace) -> str:
         raise BadInput(describe_validation_error(e)) from e
     except InputError as e:
         raise BadInput([str(e)]) from e
+    refused = [f"{issue.field}: {issue.message}" for issue in report.issues if issue.severity == "error"]
+    if refused:  # a what-if book is the user's own input: a position it cannot price is bad input
+        raise BadInput(refused)
     if args.format == "text":
         return render_report(report)
     return report.model_dump_json(indent=2) + "\n"

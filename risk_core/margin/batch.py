@@ -17,7 +17,6 @@ keeping it would make every perp position an instrument of its own.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import attrgetter
@@ -30,6 +29,7 @@ from numpy.typing import ArrayLike, NDArray
 from risk_core.errors import InputError
 from risk_core.margin.book import ResolvedBook, resolve_book
 from risk_core.margin.instruments import INSTRUMENT_FIELDS, INSTRUMENT_READERS, instrument_key, unit_instrument
+from risk_core.margin.issues import PricingIssue
 from risk_core.margin.risk_arrays import (
     RiskArrays,
     combine_levels,
@@ -435,7 +435,7 @@ def compute_holdings_margin(holdings: Holdings, market: MarketSnapshot, params: 
         n_positions=h.n_positions,
         position_scenarios=position_scenarios,
         instrument_scenarios=instrument_scenarios,
-        warnings=_name_holders(book.warnings, h),
+        warnings=[f"{_held_at(h, i)}: {i.message}" for i in book.issues],
     )
 
 
@@ -469,20 +469,17 @@ def _contingency(h: Holdings, book: ResolvedBook, params: RiskParams, account_wa
     return _sum_by(account_wallet[account], charge, n_w)
 
 
-_POSITION_REF = re.compile(r"positions\[(\d+)\]")
-
-
-def _held_at(h: Holdings, match: re.Match[str]) -> str:
-    w, j = h.holders[int(match.group(1))]
-    return f"wallets[{w}][{j}]"
-
-
-def _name_holders(messages: list[str], h: Holdings) -> list[str]:
-    return [_POSITION_REF.sub(lambda m: _held_at(h, m), message) for message in messages]
+def _held_at(h: Holdings, issue: PricingIssue) -> str:
+    """The issue's field, named by the first position holding its instrument (`wallets[w][j].field`)."""
+    if issue.index is None:
+        return issue.field
+    w, j = h.holders[issue.index]
+    return f"wallets[{w}][{j}].{issue.field}"
 
 
 def _resolve_instruments(h: Holdings, market: MarketSnapshot, params: RiskParams) -> ResolvedBook:
-    try:
-        return resolve_book(h.instruments, market, params)
-    except InputError as e:
-        raise InputError(_POSITION_REF.sub(lambda m: _held_at(h, m), e.field, count=1), e.reason) from e
+    book = resolve_book(h.instruments, market, params)
+    for issue in book.issues:
+        if issue.severity == "error":
+            raise InputError(_held_at(h, issue), issue.message)
+    return book

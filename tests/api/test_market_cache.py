@@ -1,5 +1,6 @@
-"""POST /v1/margin with markets cached by content (api.http.what_if.MarketCache): a hit answers what the engine
-computes on the request itself, a changed market is a miss, and only standard JSON is ever keyed."""
+"""POST /v1/margin with markets cached by content (api.http.what_if.MarketCache) with their pricing contexts: a
+hit answers what the engine computes on the request itself, a changed market is a miss, parameter overrides get a
+context of their own, and only standard JSON is ever keyed."""
 
 from __future__ import annotations
 
@@ -16,13 +17,10 @@ from api.http.routes import MARKETS
 from api.http.settings import DEMO_API_KEY
 from api.http.what_if import MarketCache
 from risk_core.margin.engine import compute_margin_request
-from risk_core.margin.instruments import priced_instruments
-from risk_core.schema.params import default_params
 from risk_core.schema.request import MarginRequest
 
 KEY = {"X-API-Key": DEMO_API_KEY, "Content-Type": "application/json"}
 Client = TestClient[Any, Application]
-MAX_RISE = 10.0
 
 
 def full_market(**extra: Any) -> dict[str, Any]:
@@ -109,7 +107,18 @@ async def test_two_books_on_one_market_share_its_cache_entry_and_its_instruments
     snapshot = cache.get(key)
     assert snapshot is not None and snapshot.spot["BTC"] == 100_000.0
     # both books were gathered from one set of instruments: call, BTC spot, ETH perp, then put and USDC
-    assert priced_instruments(snapshot, default_params(), MAX_RISE).size == 5
+    assert cache.context(key, snapshot, None).instruments.size == 5
+
+    # parameter overrides are priced in a context of their own, and the report names them by hash
+    overridden = {**first, "params": {"im_factor": 1.5}}
+    status_d, _, answer_d = await post(client, json.dumps(overridden))
+    assert status_d == 200
+    assert_same_to_the_cent(answer_d, engine_report(overridden))
+    assert answer_d["params_version"] == answer_a["params_version"]
+    assert answer_d["params_hash"] != answer_a["params_hash"]
+    assert answer_d["market_hash"] == answer_a["market_hash"]
+    assert cache.context(key, snapshot, {"im_factor": 1.5}).instruments.size == 3
+    assert cache.context(key, snapshot, None).instruments.size == 5
 
     # the same request again is a hit answering the same report
     status_c, _, answer_c = await post(client, json.dumps(first))
