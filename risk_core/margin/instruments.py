@@ -289,6 +289,46 @@ class PricedInstruments:
         return self._gather(positions, held, np.array(sizes, dtype=np.float64).reshape(n), entries,
                             Places(list(places), np.array(place_of, dtype=np.intp).reshape(n)))
 
+    def ids(self, instruments: Sequence[Position]) -> IntArray:
+        """The table's id of each instrument (any position holding it), resolving and valuing new ones whatever
+        the bound: a batch's table holds its input's instruments."""
+        keys = [instrument_key(p) for p in instruments]
+        new = {key: p for key, p in zip(keys, instruments, strict=True) if key not in self._index}
+        if new:
+            self._add(new)
+        return np.array([self._index[key] for key in keys], dtype=np.intp).reshape(len(keys))
+
+    # The table as arrays, for margining holdings of many wallets at once (risk_core.margin.batch).
+
+    @property
+    def assets(self) -> list[str]:
+        return list(self._tables)
+
+    def asset_rows(self, asset: str) -> tuple[IntArray, Array, Array, ScenarioSet]:
+        """One underlying's rows: each instrument's row (-1 for none), rows' scenario P&L (undampened) and delta
+        at size 1, and the scenario set."""
+        table = self._tables[asset]
+        return table.row_of, table.pnl, table.greeks[:, 0], table.scenarios
+
+    def unit_figures(self) -> tuple[Array, Array, Array, Array, Array, NDArray[np.bool_]]:
+        """Per instrument at size 1: value, haircut, mark (what an entry price is measured against), contingency
+        rate (NaN for none) and side, and whether it is priced."""
+        value, haircut = self._fixed_value.copy(), self._fixed_haircut.copy()
+        for asset, table in self._tables.items():
+            own = np.flatnonzero(table.row_of >= 0)
+            own = own[self._primary[own] == self._assets.index(asset)]
+            value[own] = table.base_value[table.row_of[own]]
+            haircut[own] = table.base_haircut[table.row_of[own]]
+        return value, haircut, self._mark, self._rate, self._side, self._priced
+
+    def issues_of(self, instrument: int) -> list[PricingIssue]:
+        """The instrument's issues, as of a book holding it alone (a position's own at index 0)."""
+        return self._issues.get(instrument, [])
+
+    @property
+    def has_issues(self) -> NDArray[np.bool_]:
+        return self._has_issues
+
     # ------------------------------------------------------------------------------------------ gathering
 
     def _gather(
