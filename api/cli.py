@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from api.batch_cli import add_parser as add_batch_parser
 from api.errors import describe_validation_error
 from api.report_text import render_report
 from api.venue_margin_cli import add_parser as add_venue_margin_parser
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     service.add_argument("--port", type=int, default=8080)
     service.set_defaults(run=_service)
     add_venue_margin_parser(commands)
+    add_batch_parser(commands)
     return parser
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
-from support.batch_books import EXPIRIES, batch_market, random_wallet
+from support.batch_books import EXPIRIES, batch_market, random_wallet, rows_of
 
 from risk_core.errors import InputError
 from risk_core.margin import batch as batch_module
@@ -23,17 +23,6 @@ REL, ABS = 1e-9, 1e-6
 MARKET = batch_market()
 WALLETS: list[list[Position]] = [random_wallet(np.random.default_rng(300 + w), w) for w in range(12)]
 LABELS = [f"0x{w:04x}" for w in range(len(WALLETS))]  # ascending
-
-
-def rows_of(wallets: list[list[Position]], labels: list[str]) -> list[dict[str, Any]]:
-    """One row per position, the instrument's fields from the position's own dump (not the library's reader)."""
-    out = []
-    for label, wallet in zip(labels, wallets, strict=True):
-        for p in wallet:
-            fields = p.model_dump(exclude={"id", "provenance"})
-            size = fields.pop("liquidity" if p.kind == "lp" else "quantity")
-            out.append({name: None for name in HOLDINGS_ARROW_SCHEMA.names} | fields | {"wallet": label, "size": size})
-    return out
 
 
 def table_of(rows: list[dict[str, Any]]) -> pa.Table:
