@@ -6,9 +6,8 @@ from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import ndtr
 
-from risk_core.margin.book import ResolvedBook, RowParams
+from risk_core.margin.book import ResolvedBook
 from risk_core.margin.risk_arrays import RiskArrays
 
 Array = NDArray[np.float64]
@@ -66,70 +65,6 @@ def _first_crossings(
     return found
 
 
-class _NetValueLadder:
-    """A book's net value (value less haircut) per underlying as a function of its spot move alone, vols held at
-    the snapshot's: what the liquidation search evaluates stage after stage. What does not depend on the move is
-    computed once: linear rows reduce to a level and a slope per underlying, options to Black-76 on log-moneyness
-    (puts by parity), LP ranges to their token amounts' coefficients, each valued net of its haircut."""
-
-    def __init__(self, rows: RowParams, bounds: list[tuple[slice, slice, slice]]) -> None:
-        n_under = len(bounds)
-        self.n_under = n_under
-        lin_owner, opt_owner, lp_owner = (
-            np.repeat(np.arange(n_under), [b[block].stop - b[block].start for b in bounds]) for block in range(3)
-        )
-        cut = rows.lin_haircut  # a linear row's haircut grows with its value: haircut x (1 + move)
-        self.lin_level = np.bincount(lin_owner, rows.lin_base - cut, minlength=n_under)
-        self.lin_slope = np.bincount(lin_owner, rows.lin_slope - cut, minlength=n_under)
-        self.opt_owner = opt_owner
-        self.opt_own = (np.arange(n_under)[:, None] == opt_owner[None, :]).astype(np.float64)
-        total_vol = np.maximum(rows.opt_sigma * np.sqrt(rows.opt_years), 1e-300)
-        self.opt_log_fk = np.log(rows.opt_forward / rows.opt_strike)[:, None]
-        self.opt_inv_vol = (1.0 / total_vol)[:, None]
-        self.opt_half_vol = (0.5 * total_vol)[:, None]
-        self.opt_vol = total_vol[:, None]
-        qd = rows.opt_quantity * rows.opt_discount
-        self.opt_qdf = (qd * rows.opt_forward)[:, None]
-        self.opt_qdk = (qd * rows.opt_strike)[:, None]
-        put = ~rows.opt_call
-        # a put is the call less the forward contract: linear in the move, summed per underlying once
-        self.put_level = np.bincount(opt_owner, np.where(put, qd * rows.opt_strike, 0.0), minlength=n_under)
-        self.put_slope = np.bincount(opt_owner, np.where(put, qd * rows.opt_forward, 0.0), minlength=n_under)
-        self.lp_owner = lp_owner
-        self.lp_own = (np.arange(n_under)[:, None] == lp_owner[None, :]).astype(np.float64)
-        held = (rows.lp_liquidity > 0).astype(np.float64)  # only a long range holds tokens to haircut
-        self.lp_on0 = rows.lp_on_token0[:, None]
-        self.lp_sqrt_price = np.sqrt(rows.lp_price)[:, None]
-        self.lp_sqrt_lower = np.sqrt(rows.lp_lower)[:, None]
-        self.lp_sqrt_upper = np.sqrt(rows.lp_upper)[:, None]
-        self.lp_inv_sqrt_upper = 1.0 / self.lp_sqrt_upper
-        self.lp_coef0 = (rows.lp_liquidity * rows.lp_price0 * (1.0 - held * rows.lp_haircut0))[:, None]
-        self.lp_coef1 = (rows.lp_liquidity * rows.lp_price1 * (1.0 - held * rows.lp_haircut1))[:, None]
-
-    def net(self, moves: Array) -> Array:
-        """Net value per underlying (rows) at each column of `moves` (underlyings x columns, relative moves)."""
-        growth = 1.0 + moves
-        out = self.lin_level[:, None] + self.lin_slope[:, None] * moves
-        if self.opt_owner.size:
-            d1 = (self.opt_log_fk + np.log(growth)[self.opt_owner]) * self.opt_inv_vol + self.opt_half_vol
-            calls = self.opt_qdf * ndtr(d1) * growth[self.opt_owner] - self.opt_qdk * ndtr(d1 - self.opt_vol)
-            out += self.opt_own @ calls - self.put_slope[:, None] * growth + self.put_level[:, None]
-        if self.lp_owner.size:
-            root = np.sqrt(growth)[self.lp_owner]
-            g = growth[self.lp_owner]
-            on0 = self.lp_on0
-            sqrt_p = np.minimum(
-                np.maximum(np.where(on0, self.lp_sqrt_price * root, self.lp_sqrt_price / root), self.lp_sqrt_lower),
-                self.lp_sqrt_upper,
-            )
-            amount0 = 1.0 / sqrt_p - self.lp_inv_sqrt_upper  # per unit of liquidity
-            amount1 = sqrt_p - self.lp_sqrt_lower
-            value = np.where(on0, amount0 * self.lp_coef0 * g + amount1 * self.lp_coef1,
-                             amount0 * self.lp_coef0 + amount1 * self.lp_coef1 * g)
-            out += self.lp_own @ value
-        return out
-
-
 def liquidation_moves(
     book: ResolvedBook, collateral: float, maintenance: float, *, max_rise: float
 ) -> dict[str, tuple[float | None, float | None]]:
@@ -141,16 +76,23 @@ def liquidation_moves(
         return {}
     change = book.valuation.coarse_change(max_rise)  # underlyings x (falls, rises), when known
     known = None if change is None else change.reshape(2 * len(underlyings), -1) + (collateral - maintenance)
-    ladder: _NetValueLadder | None = None  # built on the first stage that revalues
-    base_net = np.zeros((len(underlyings), 1))
+    valuation = book.valuation
+
+    def net(moves: Array) -> Array:
+        """Value less haircut per underlying (rows) at each column of `moves`, vols held: the pricers of the
+        scenario revaluation (risk_core.margin.book.RowParams.revalue_blocks)."""
+        sigma = valuation.option_sigma[:, None]
+        revalued = valuation.revalue(moves, np.broadcast_to(sigma, (sigma.size, moves.shape[1])))
+        return np.array([(values - haircuts).sum(axis=0) for values, haircuts in revalued])
+
+    base_net: Array | None = None  # revalued on the first stage that needs it
 
     def surplus(moves: Array) -> Array:
-        nonlocal ladder, base_net
-        if ladder is None:
-            ladder = _NetValueLadder(book.valuation.stacked, book.valuation.block_bounds())
-            base_net = ladder.net(base_net)
+        nonlocal base_net
+        if base_net is None:
+            base_net = net(np.zeros((len(underlyings), 1)))
         per_underlying = moves.reshape(len(underlyings), -1)  # its down moves, then its up moves
-        return (ladder.net(per_underlying) - base_net + (collateral - maintenance)).reshape(moves.shape)
+        return (net(per_underlying) - base_net + (collateral - maintenance)).reshape(moves.shape)
 
     found = _first_crossings(surplus, np.tile([_DEEPEST_FALL, max_rise], len(underlyings)), known)
     return {rows.asset: (found[2 * u], found[2 * u + 1]) for u, rows in enumerate(underlyings)}
