@@ -11,6 +11,7 @@ from risk_core.margin.book import ResolvedBook
 from risk_core.margin.risk_arrays import RiskArrays
 
 Array = NDArray[np.float64]
+IntArray = NDArray[np.intp]
 _COARSE_STEPS = 40
 _FINE_STEPS = 8
 # Each refinement narrows the bracket 8-fold: to 1/40/64 of the range (0.04% of spot down, 0.4% up), where
@@ -111,25 +112,26 @@ def liquidation_plan(
     covers IM again.
 
     Closing a fraction f of position i changes collateral by f x (release_i - cost_i) (haircut released when
-    a holding is sold into stablecoin, less the close-out cost) and the margin by full revaluation.
+    a holding is sold into stablecoin, less the close-out cost) and the margin by full revaluation. Each step
+    tries every open position, updating only the tried position's groups (RiskArrays.margin_changes).
     Returns (fractions closed per position, whether IM is restored).
     """
     n = closable.size
     weights = np.ones(n)
+    proceeds = release - cost
 
-    def surplus(candidates: Array) -> Array:
-        mm = arrays.margin(candidates).maintenance
-        closed = 1.0 - candidates
-        return collateral + closed @ (release - cost) - im_factor * mm
+    def surplus(position: IntArray, new_weight: Array) -> Array:
+        """Surplus with position[c] at new_weight[c], every other position as it stands."""
+        mm = arrays.margin_changes(weights, position, new_weight).maintenance
+        closed = float((1.0 - weights) @ proceeds) + (weights[position] - new_weight) * proceeds[position]
+        return collateral + closed - im_factor * mm
 
-    current = float(surplus(weights[None, :])[0])
+    current = float(collateral - im_factor * arrays.margin(weights[None, :]).maintenance[0])
     while current < 0:
         open_positions = np.flatnonzero(closable & (weights > 0))
         if open_positions.size == 0:
             return 1.0 - weights, False
-        trials = np.repeat(weights[None, :], open_positions.size, axis=0)
-        trials[np.arange(open_positions.size), open_positions] = 0.0
-        gains = surplus(trials) - current
+        gains = surplus(open_positions, np.zeros(open_positions.size)) - current
         spend = np.maximum(cost[open_positions] * weights[open_positions], 1e-12)
         ratio = np.where(gains > 0, gains / spend, -np.inf)
         # ties (alike positions, or a perp and a future with the same delta per dollar of cost) go to the first
@@ -146,14 +148,12 @@ def liquidation_plan(
     return 1.0 - weights, True
 
 
-def _smallest_weight_cut(surplus: Callable[[Array], Array], weights: Array, i: int) -> float:
+def _smallest_weight_cut(surplus: Callable[[IntArray, Array], Array], weights: Array, i: int) -> float:
     """The largest remaining weight of position i that still restores a non-negative surplus."""
     keep_lo, keep_hi = 0.0, float(weights[i])  # surplus(keep_lo) >= 0 > surplus(keep_hi)
     for _ in range(3):
         grid = np.linspace(keep_lo, keep_hi, 33)
-        trials = np.repeat(weights[None, :], grid.size, axis=0)
-        trials[:, i] = grid
-        ok = surplus(trials) >= 0
+        ok = surplus(np.full(grid.size, i, dtype=np.intp), grid) >= 0
         last_ok = int(np.flatnonzero(ok)[-1])
         keep_lo, keep_hi = grid[last_ok], grid[min(last_ok + 1, grid.size - 1)]
     return float(keep_lo)
