@@ -43,12 +43,12 @@ BLOCK_POSITIONS = 200_000  # positions per block when a caller hands many wallet
 
 @dataclass(frozen=True)
 class Holdings:
-    """Wallets' positions on an instrument table, sorted by group: wallet, then chain, then venue-account."""
+    """Wallets' positions on an instrument table, with their groups numbered wallet by wallet, chain by chain."""
 
     instrument: IntArray  # per position: its id in the table
     size: Array  # signed quantity (liquidity for LP ranges)
     entry_price: Array  # a perp's or future's entry price, NaN where none
-    account: IntArray  # per position: its (wallet, venue-account) group, non-decreasing
+    account: IntArray  # per position: its (wallet, venue-account) group
     account_chain: IntArray  # per account group: its (wallet, chain) group, non-decreasing
     chain_wallet: IntArray  # per chain group: its wallet, non-decreasing
     n_wallets: int
@@ -70,29 +70,50 @@ def group_holdings(
 ) -> Holdings:
     """Holdings from columns, one row per position: the table id of its instrument, size, entry price (NaN for
     none), wallet 0..n_wallets-1 (a wallet's rows together, wallets ascending), and integer codes of its chain and
-    venue-account (labels only: positions of a wallet with equal codes share the group)."""
+    venue-account (labels only: positions of a wallet with equal codes share the group). Groups are numbered by
+    (wallet, chain, venue-account) without sorting the rows: a wallet holds few places, so a group's number is
+    its rank among the (wallet, place) pairs present."""
     wallet_ = np.asarray(wallet, dtype=np.intp)
-    chain_, account_ = np.asarray(chain, dtype=np.intp), np.asarray(venue_account, dtype=np.intp)
-    order = np.lexsort((account_, chain_, wallet_))  # stable: a wallet's positions keep their order per group
-    w, c, a = wallet_[order], chain_[order], account_[order]
-    n = w.size
-    new_chain = np.ones(n, dtype=bool)
-    new_chain[1:] = (w[1:] != w[:-1]) | (c[1:] != c[:-1])
-    new_account = new_chain.copy()
-    new_account[1:] |= a[1:] != a[:-1]
-    account_group = np.cumsum(new_account) - 1
-    chain_group = np.cumsum(new_chain) - 1
-    starts = np.searchsorted(wallet_, np.arange(n_wallets))  # sorted by wallet: each wallet's first row
+    chain_, n_chains = _dense(np.asarray(chain, dtype=np.intp))
+    account_, n_accounts = _dense(np.asarray(venue_account, dtype=np.intp))
+    chain_key = wallet_ * n_chains + chain_
+    account_key = chain_key * n_accounts + account_
+    account_group, n_account_groups = _rank(account_key, n_wallets * n_chains * n_accounts)
+    chain_group, n_chain_groups = _rank(chain_key, n_wallets * n_chains)
+    account_chain = np.zeros(n_account_groups, dtype=np.intp)
+    account_chain[account_group] = chain_group
+    chain_wallet = np.zeros(n_chain_groups, dtype=np.intp)
+    chain_wallet[chain_group] = wallet_
+    starts = np.searchsorted(wallet_, np.arange(n_wallets))  # each wallet's first row
     return Holdings(
-        instrument=np.asarray(instrument, dtype=np.intp)[order],
-        size=np.asarray(size, dtype=np.float64)[order],
-        entry_price=np.asarray(entry_price, dtype=np.float64)[order],
+        instrument=np.asarray(instrument, dtype=np.intp),
+        size=np.asarray(size, dtype=np.float64),
+        entry_price=np.asarray(entry_price, dtype=np.float64),
         account=account_group,
-        account_chain=chain_group[new_account],
-        chain_wallet=w[new_chain],
+        account_chain=account_chain,
+        chain_wallet=chain_wallet,
         n_wallets=n_wallets,
-        origin=order - starts[w],
+        origin=np.arange(wallet_.size) - starts[wallet_],
     )
+
+
+def _dense(codes: IntArray) -> tuple[IntArray, int]:
+    """Codes renumbered 0..k-1 (in their order), and k: by their offset from the least when they span little
+    more than their count (the usual small codes), else by sorting."""
+    if codes.size == 0:
+        return codes, 1
+    low, high = int(codes.min()), int(codes.max())
+    if high - low <= 4 * codes.size:
+        return codes - low, high - low + 1
+    distinct, dense = np.unique(codes, return_inverse=True)
+    return dense.reshape(codes.size).astype(np.intp), max(int(distinct.size), 1)
+
+
+def _rank(key: IntArray, n_keys: int) -> tuple[IntArray, int]:
+    """Each key's rank among the keys present (0..n-1, in key order), and n."""
+    present = np.bincount(key, minlength=n_keys) > 0
+    rank = np.cumsum(present) - 1
+    return rank[key].astype(np.intp), int(present.sum())
 
 
 def holdings_of(table: PricedInstruments, wallets: Sequence[Sequence[Position]]) -> Holdings:

@@ -83,6 +83,8 @@ class RiskArrays:
         for u, span in enumerate(self._spans):
             row_groups[u, :, span] = groups[:, self._members[span]]
         self._row_groups = row_groups.reshape(len(self._spans) * n_groups, self._members.size)
+        order = np.argsort(self._members, kind="stable")
+        self._rows_by_position = (order, self._members[order])  # rows sorted by position, and their positions
         # per row: its (underlying, group) slots, the book, its chain and its venue-account
         self._row_slots = np.sort(np.nonzero(self._row_groups.T)[1].reshape(self._members.size, 3), axis=1)
 
@@ -128,9 +130,9 @@ class RiskArrays:
         delta = np.repeat(delta_now[None, :], k, axis=0)
         change = new_weight - weights[position]
         # every (trial, row) pair whose row is the trial's position, and the row's three (underlying, group) slots
-        order = np.argsort(self._members, kind="stable")
-        first = np.searchsorted(self._members[order], position)
-        count = np.searchsorted(self._members[order], position, side="right") - first
+        order, members = self._rows_by_position
+        first = np.searchsorted(members, position)
+        count = np.searchsorted(members, position, side="right") - first
         trial = np.repeat(np.arange(k), count)
         row = order[np.repeat(first - np.cumsum(count) + count, count) + np.arange(int(count.sum()))]
         slots = self._row_slots[row]  # pairs x 3
