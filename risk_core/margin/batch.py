@@ -110,7 +110,11 @@ def _dense(codes: IntArray) -> tuple[IntArray, int]:
 
 
 def _rank(key: IntArray, n_keys: int) -> tuple[IntArray, int]:
-    """Each key's rank among the keys present (0..n-1, in key order), and n."""
+    """Each key's rank among the keys present (0..n-1, in key order), and n: counted over the key space when it
+    is small beside the keys (no sort), else by sorting."""
+    if n_keys > 8 * key.size + 1024:
+        distinct, rank_of = np.unique(key, return_inverse=True)
+        return rank_of.reshape(key.size).astype(np.intp), int(distinct.size)
     present = np.bincount(key, minlength=n_keys) > 0
     rank = np.cumsum(present) - 1
     return rank[key].astype(np.intp), int(present.sum())

@@ -120,11 +120,7 @@ def parse_holdings(table: pa.Table, *, first_row: int = 0) -> ParsedHoldings:
                          " together")
     wallet_code = _codes(wallet_label)
     new_wallet = np.r_[True, wallet_code[1:] != wallet_code[:-1]][:n]  # ascending labels: one run per wallet
-    # a row's instrument: its instrument columns as one key
-    key = pc.binary_join_element_wise(
-        *[pc.fill_null(table.column(name).cast(pa.string()), "") for name in INSTRUMENT_COLUMNS], "\x1f"
-    )
-    instrument = _codes(key)
+    instrument = _row_codes(table, INSTRUMENT_COLUMNS)  # a row's instrument: its instrument columns together
     distinct, first = np.unique(instrument, return_index=True)
     rows = table.select(INSTRUMENT_COLUMNS).take(pa.array(first)).to_pylist()
     instruments = []
@@ -147,7 +143,6 @@ def parse_holdings(table: pa.Table, *, first_row: int = 0) -> ParsedHoldings:
     has_entry = ~np.isnan(entry)
     _check(has_entry & ~np.isin(kinds, ("perp", "future")), first_row, "entry_price", "perps and futures only")
     _check(has_entry & ~(np.isfinite(entry) & (entry > 0)), first_row, "entry_price", "must be > 0 and finite")
-    place = pc.binary_join_element_wise(table.column("venue"), table.column("chain"), table.column("account"), "\x1f")
     return ParsedHoldings(
         instruments=instruments,
         instrument=np.searchsorted(distinct, instrument).astype(np.intp),
@@ -156,7 +151,7 @@ def parse_holdings(table: pa.Table, *, first_row: int = 0) -> ParsedHoldings:
         wallet=(np.cumsum(new_wallet) - 1).astype(np.intp),
         wallets=wallet_label.take(pa.array(np.flatnonzero(new_wallet))).to_pylist(),
         chain=_codes(table.column("chain")),
-        venue_account=_codes(place),
+        venue_account=_row_codes(table, ("venue", "chain", "account")),
     )
 
 
@@ -164,6 +159,19 @@ def wallet_runs(wallet: pa.ChunkedArray | pa.Array) -> NDArray[np.intp]:
     """The first row of each wallet's run of rows."""
     code = _codes(wallet)
     return np.flatnonzero(np.r_[True, code[1:] != code[:-1]][: code.size])
+
+
+def _row_codes(table: pa.Table, columns: Sequence[str]) -> NDArray[np.intp]:
+    """An integer code per row: rows equal in every one of `columns` (nulls included), equal codes. Column codes
+    combined one column at a time, renumbered densely after each, so the key never overflows."""
+    key = np.zeros(table.num_rows, dtype=np.int64)
+    for name in columns if table.num_rows else ():
+        encoded = pc.dictionary_encode(table.column(name), null_encoding="encode")
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
+        key = key * (len(encoded.dictionary) + 1) + np.asarray(encoded.indices, dtype=np.int64)
+        key = np.unique(key, return_inverse=True)[1].reshape(table.num_rows)
+    return key.astype(np.intp)
 
 
 def _codes(column: pa.ChunkedArray | pa.Array) -> NDArray[np.intp]:
