@@ -158,10 +158,6 @@ class UnderlyingRows:
     def n_rows(self) -> int:
         return int(self.members.size)
 
-    def scenario_values(self) -> Array:
-        """Values of every row under every scenario of the set (undampened). Do not modify."""
-        return self.book_valuation.scenario_values(self.asset)
-
     def scenario_pnl(self) -> Array:
         """Scenario values less base values, rows x scenarios (undampened). Do not modify."""
         return self.book_valuation.scenario_pnl(self.asset)
@@ -198,10 +194,6 @@ class BookValuation(ABC):
     @abstractmethod
     def base(self, asset: str) -> tuple[Array, Array]:
         """(values, haircuts) of the underlying's rows at the snapshot, rows x 1."""
-
-    @abstractmethod
-    def scenario_values(self, asset: str) -> Array:
-        """Values of the underlying's rows under its scenarios, rows x scenarios (undampened)."""
 
     @abstractmethod
     def scenario_pnl(self, asset: str) -> Array:
@@ -271,9 +263,6 @@ class RevaluedBook(BookValuation):
     def base(self, asset: str) -> tuple[Array, Array]:
         base_value, base_haircut, _ = self.valued[asset]
         return base_value, base_haircut
-
-    def scenario_values(self, asset: str) -> Array:
-        return self.valued[asset][2]
 
     def scenario_pnl(self, asset: str) -> Array:
         base_value, _, values = self.valued[asset]

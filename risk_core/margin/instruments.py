@@ -200,9 +200,6 @@ class CachedValuation(BookValuation):
     def scenario_pnl(self, asset: str) -> Array:
         return self._pnl[asset]
 
-    def scenario_values(self, asset: str) -> Array:
-        return self._base[asset][0] + self._pnl[asset]
-
     @cached_property
     def greeks(self) -> dict[str, tuple[Array, Array, Array, Array]]:
         out = {}
