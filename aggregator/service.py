@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
@@ -40,6 +41,7 @@ from oracles.chainlink import fetch_chainlink_observations
 from oracles.observations import PriceObservation
 from oracles.snapshot import ExtraSource, SnapshotBuild, SnapshotSources, fetch_market_snapshot
 from risk_core.errors import InputError
+from risk_core.margin.context import PricingContext, content_hash, pricing_context
 from risk_core.margin.engine import compute_margin
 from risk_core.schema.market import MarketSnapshot, SourceStatus, VolSurface
 from risk_core.schema.params import RiskParams, default_params
@@ -49,7 +51,6 @@ from venue_http import SourceError
 
 Clock = Callable[[], datetime]
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_POSITION_FIELD = re.compile(r"^positions\[(\d+)\]")
 
 
 def utc_now() -> datetime:
@@ -489,23 +490,30 @@ class AggregatorService:
 
 
 def compute_refresh_report(snapshot: PositionSnapshot, market: MarketSnapshot, params: RiskParams) -> MarginReport:
-    """The report of a refresh (run in an engine worker); a position the market cannot price (no price, no
-    surface, expired) is left out with a warning and makes the report incomplete, rather than sinking the whole
-    account."""
-    positions = list(snapshot.positions)
-    left_out: list[str] = []
-    while True:
-        try:
-            report = compute_margin(
-                positions, market, params, sources=snapshot.sources, venue_states=snapshot.venue_states
-            )
-            break
-        except InputError as e:
-            match = _POSITION_FIELD.match(e.field)
-            if match is None:
-                raise
-            dropped = positions.pop(int(match.group(1)))
-            left_out.append(f"left out {dropped.kind} {dropped.id or ''} on {dropped.venue}: {e.reason}")
-    if not left_out:
-        return report
-    return report.model_copy(update={"complete": False, "warnings": [*report.warnings, *left_out]})
+    """The report of a refresh (run in an engine worker), priced in this worker's context of the snapshot: the
+    accounts margined on one snapshot share the instruments valued on it. A position the market cannot price (no
+    price, no surface, expired) is left out by the engine, named in the report's issues, and makes the report
+    incomplete."""
+    context = _worker_context(market, params)
+    return compute_margin(
+        snapshot.positions, context.market, context.params, sources=snapshot.sources,
+        venue_states=snapshot.venue_states, context=context,
+    )
+
+
+_WORKER_CONTEXTS: OrderedDict[tuple[str, str], PricingContext] = OrderedDict()
+_WORKER_CONTEXTS_KEPT = 2  # the current snapshot and the one before it (accounts refreshed across a new one)
+_WORKER_CONTEXTS_LOCK = threading.Lock()
+
+
+def _worker_context(market: MarketSnapshot, params: RiskParams) -> PricingContext:
+    """This process's pricing context of (market, params), by content: each call receives a fresh copy of the
+    snapshot, so identity cannot tell it is the same one."""
+    key = (content_hash(market), content_hash(params))
+    with _WORKER_CONTEXTS_LOCK:  # without an engine pool, refreshes compute in threads
+        context = _WORKER_CONTEXTS.get(key)
+        if context is None:
+            context = _WORKER_CONTEXTS[key] = pricing_context(market, params)
+            while len(_WORKER_CONTEXTS) > _WORKER_CONTEXTS_KEPT:
+                _WORKER_CONTEXTS.popitem(last=False)
+    return context

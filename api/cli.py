@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from api.batch_cli import add_parser as add_batch_parser
 from api.errors import InvalidRequest, compute_request_report, describe_validation_error, problem_lines
 from api.report_text import render_report
 from api.surface_cli import add_parser as add_surface_parser
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     service.set_defaults(run=_service)
     add_venue_margin_parser(commands)
     add_surface_parser(commands)
+    add_batch_parser(commands)
     return parser
 
 

@@ -8,6 +8,7 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from risk_core.errors import InputError
+from risk_core.margin.context import PricingContext
 from risk_core.margin.engine import compute_margin_request
 from risk_core.schema.params import RiskParams
 from risk_core.schema.report import MarginReport
@@ -70,14 +71,16 @@ def describe_validation_error(error: ValidationError, *, prefix: str = "") -> li
     return problem_lines(InvalidRequest(field_errors(error, prefix=prefix), error.error_count()))
 
 
-def compute_request_report(request: MarginRequest) -> MarginReport:
-    """The report of a validated request, its input errors as the fields at fault.
+def compute_request_report(request: MarginRequest, context: PricingContext | None = None) -> MarginReport:
+    """The report of a validated request (priced in `context` when the caller keeps one), its input errors as the
+    fields at fault. A what-if book is the user's own input: a position the engine cannot price (an issue of
+    severity `error`) is bad input here, while the service's reports leave such positions out and say so.
 
     Raises:
         InvalidRequest: a bad parameter override (named under `params`) or an unpriceable input.
     """
     try:
-        return compute_margin_request(request)
+        report = compute_margin_request(request, context)
     except ValidationError as e:
         if e.title != RiskParams.__name__:
             raise  # the engine built an invalid model: a bug for the catch-all, not the client's fault
@@ -85,6 +88,11 @@ def compute_request_report(request: MarginRequest) -> MarginReport:
         raise InvalidRequest(field_errors(e, prefix="params"), e.error_count()) from e
     except InputError as e:
         raise InvalidRequest([FieldError(field=e.field, reason=e.reason)]) from e
+    refused = [FieldError(field=issue.field, reason=issue.message) for issue in report.issues
+               if issue.severity == "error"]
+    if refused:
+        raise InvalidRequest(refused)
+    return report
 
 
 def _is_branch_name(part: int | str, previous: int | str | None) -> bool:

@@ -1,6 +1,9 @@
-"""Margin engine benchmark: one wallet, a batch of wallets, and QuantLib's per-option pricing as the peer.
+"""The benchmark market and wallets, and QuantLib's per-option pricing as the peer of numpy's Black-76.
 
-    .venv/bin/python benchmarks/bench_margin.py [--wallets 10000] [--seed 7]
+    .venv/bin/python benchmarks/bench_margin.py [--wallets 2000] [--seed 7]
+
+The engine's own figures (one wallet steady and cold, the liquidation plan, millions of wallets) are
+benchmarks/bench_engine.py's, which builds its books with this module's generators.
 
 Everything is generated from a seed: a market snapshot on BTC, ETH and SOL (forwards and SVI surfaces on a
 Deribit-like expiry calendar), a universe of instruments (a few thousand options on realistic strike grids,
@@ -34,11 +37,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from risk_core.margin.batch import collect_holdings, compute_holdings_margin  # noqa: E402
 from risk_core.margin.book import RevaluedBook, resolve_book  # noqa: E402
-from risk_core.margin.engine import compute_margin  # noqa: E402
-from risk_core.margin.instruments import UNIT_PLACE  # noqa: E402
-from risk_core.margin.risk_arrays import RiskArrays  # noqa: E402
 from risk_core.pricing.black76 import black76_price  # noqa: E402
 from risk_core.pricing.vol_surface import year_fraction  # noqa: E402
 from risk_core.schema.market import MarketSnapshot, SVISlice, SVISurface  # noqa: E402
@@ -286,198 +285,13 @@ class Row:
     note: str = ""
 
 
-def bench_single(wallets: Sequence[Sequence[Position]], market: MarketSnapshot, params: RiskParams) -> list[Row]:
-    """One wallet at a time, cycling through `wallets` (different books, as a service sees them).
-
-    The steady state of a service: the snapshot's instruments are already valued (risk_core.margin.instruments;
-    after the warm-up every listed instrument the 200 wallets hold is), so a book is gathered from them. The
-    stages of compute_margin are timed one after the other; then the whole report, and the cold path (every
-    instrument resolved and revalued with the book, as on the first request after a new snapshot). Wall time
-    and this thread's CPU time: on a shared machine the wall p99 is mostly time spent descheduled."""
-    from risk_core.margin.instruments import priced_instruments, resolve_book_cached
-    from risk_core.margin.liquidation import liquidation_moves
-
-    names = ("gather", "arrays", "figure", "standalone", "liquidation")
-    wall: dict[str, list[float]] = {k: [] for k in (*names, "margin figure", "full", "cold figure", "cold full")}
-    cpu: dict[str, list[float]] = {k: [] for k in wall}
-    clocks = (time.perf_counter, time.thread_time)
-    for wallet in wallets:  # warm-up: every instrument of these wallets valued on the snapshot
-        compute_margin(wallet, market, params)
-
-    def cold_report(wallet: Sequence[Position]) -> None:
-        # the engine on a fresh copy of the snapshot: nothing valued on it yet (the copy's cache dies with it)
-        compute_margin(wallet, market.model_copy(), params)
-
-    def cold_figure(wallet: Sequence[Position]) -> None:
-        book = resolve_book(wallet, market, params)
-        arrays = RiskArrays(book, params)
-        arrays.position_values()
-        arrays.margin(np.ones((1, len(wallet))))
-
-    # each regime timed in its own loop, so that one regime's allocations do not cool the caches of another's
-    spent, i = 0.0, 0
-    while i < 2000 and (spent < 5.0 or i < 50):
-        wallet = wallets[i % len(wallets)]
-        marks = [tuple(c() for c in clocks)]
-        book = resolve_book_cached(wallet, market, params, max_rise=10.0)
-        marks.append(tuple(c() for c in clocks))
-        arrays = RiskArrays(book, params)
-        marks.append(tuple(c() for c in clocks))
-        arrays.position_values()
-        mm = float(arrays.margin(np.ones((1, len(wallet)))).maintenance[0])
-        marks.append(tuple(c() for c in clocks))
-        arrays.standalone_margins()
-        marks.append(tuple(c() for c in clocks))
-        liquidation_moves(book, 2.0 * mm, mm, max_rise=10.0)
-        marks.append(tuple(c() for c in clocks))
-        for name, k in zip(names, range(5), strict=True):
-            wall[name].append(marks[k + 1][0] - marks[k][0])
-            cpu[name].append(marks[k + 1][1] - marks[k][1])
-        wall["margin figure"].append(marks[3][0] - marks[0][0])
-        cpu["margin figure"].append(marks[3][1] - marks[0][1])
-        spent += marks[-1][0] - marks[0][0]
-        i += 1
-    for name, step, budget in (("full", lambda w: compute_margin(w, market, params), 5.0),
-                               ("cold figure", cold_figure, 3.0), ("cold full", cold_report, 3.0)):
-        spent, j = 0.0, 0
-        while j < 2000 and (spent < budget or j < 50):
-            start = tuple(c() for c in clocks)
-            step(wallets[j % len(wallets)])
-            end = tuple(c() for c in clocks)
-            wall[name].append(end[0] - start[0])
-            cpu[name].append(end[1] - start[1])
-            spent += end[0] - start[0]
-            j += 1
-
-    def fmt(name: str) -> str:
-        med, p99 = _median_p99(wall[name])
-        return (f"{med * 1e3:.3f} ms median, {p99 * 1e3:.3f} ms p99, {min(wall[name]) * 1e3:.3f} ms min "
-                f"(CPU median {statistics.median(cpu[name]) * 1e3:.3f} ms)")
-
-    book = resolve_book(wallets[0], market, params)
-    n_scen = sorted({r.scenarios.size for r in book.underlyings.values()})
-    valued = priced_instruments(market, params, 10.0).size
-    return [
-        Row("single wallet", f"{len(wallets[0])} positions, {len(book.underlyings)} underlyings, "
-            f"{'/'.join(map(str, n_scen))} scenarios each", f"{i} staged calls over {len(wallets)} wallets"),
-        Row("  1. gather the book (instruments valued once)", fmt("gather"),
-            f"{valued:,} instruments valued on the snapshot"),
-        Row("  2. RiskArrays (P&L, deltas, groups)", fmt("arrays"), "the risk-array part"),
-        Row("  3. margin(W=1) + position values", fmt("figure"), ""),
-        Row("margin figure (1 + 2 + 3)", fmt("margin figure"), "what the batch path gives per wallet"),
-        Row("  standalone margins", fmt("standalone"), "report only"),
-        Row("  liquidation distances (all underlyings)", fmt("liquidation"), "report only"),
-        Row("compute_margin: full MarginReport", fmt("full"),
-            "adds greeks, grids, standalone, breakdowns, liquidation distances"),
-        Row("cold: margin figure, book resolved and revalued", fmt("cold figure"),
-            "resolve_book + RiskArrays + margin: a snapshot's first look at these instruments"),
-        Row("cold: full MarginReport on a new snapshot", fmt("cold full"), "values the book's instruments first"),
-    ]
-
-
-def bench_batch(
-    wallets: Sequence[Sequence[Position]], market: MarketSnapshot, params: RiskParams, *, runs: int
-) -> tuple[list[Row], dict[str, Any]]:
-    collect, core, total = [], [], []
-    result = None
-    holdings = None
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        holdings = collect_holdings(wallets)
-        t1 = time.perf_counter()
-        result = compute_holdings_margin(holdings, market, params)
-        t2 = time.perf_counter()
-        collect.append(t1 - t0)
-        core.append(t2 - t1)
-        total.append(t2 - t0)
-    assert result is not None and holdings is not None
-    for w in sorted({0, len(wallets) // 2, len(wallets) - 1}):  # the batch agrees with compute_margin
-        report = compute_margin(wallets[w], market, params)
-        for got, want in ((result.maintenance_margin_usd[w], report.maintenance_margin_usd),
-                          (result.collateral_usd[w], report.collateral_usd)):
-            assert abs(float(got) - want) <= 1e-9 * abs(want), (w, float(got), want)
-    med_collect, med_core, med_total = (statistics.median(x) for x in (collect, core, total))
-    rate_total = result.position_scenarios / med_total
-    rate_core = result.position_scenarios / med_core
-    n_options = sum(1 for p in holdings.instruments if p.kind == "option")
-
-    # the same wallets as a researcher's table (Parquet, a database): one row per position, an instrument table,
-    # places and chains as integer codes. Converted once, untimed, by a plain Python pass.
-    from risk_core.margin.batch import holdings_from_columns
-
-    not_instrument = {"venue", "chain", "account", "id", "provenance", "quantity", "liquidity", "entry_price"}
-    instrument_index: dict[tuple[Any, ...], int] = {}
-    table_instruments: list[Position] = []
-    place_code: dict[tuple[str, str, str], int] = {}
-    chain_code: dict[str, int] = {}
-    table: dict[str, list[Any]] = {name: [] for name in ("wallet", "instrument", "size", "entry_price",
-                                                         "venue_account", "chain")}
-    for w, book in enumerate(wallets):
-        for p in book:
-            fields = p.__dict__
-            key = tuple(v for k, v in fields.items() if k not in not_instrument)
-            i = instrument_index.setdefault(key, len(table_instruments))
-            if i == len(table_instruments):  # an instrument table holds unit instruments
-                unit: dict[str, Any] = {"venue": UNIT_PLACE, "chain": UNIT_PLACE, "account": UNIT_PLACE,
-                                        "liquidity" if "liquidity" in fields else "quantity": 1.0}
-                if "entry_price" in fields:
-                    unit["entry_price"] = None
-                table_instruments.append(p.model_copy(update=unit))
-            entry = fields.get("entry_price")
-            table["wallet"].append(w)
-            table["instrument"].append(i)
-            table["size"].append(fields["liquidity"] if "liquidity" in fields else fields["quantity"])
-            table["entry_price"].append(math.nan if entry is None else entry)
-            table["venue_account"].append(place_code.setdefault((p.venue, p.chain, p.account), len(place_code)))
-            table["chain"].append(chain_code.setdefault(p.chain, len(chain_code)))
-    columns: dict[str, Any] = {
-        name: np.array(values, dtype=np.float64 if name in ("size", "entry_price") else np.int64)
-        for name, values in table.items()
-    }
-    del table
-    ingest_cols, core_cols, total_cols = [], [], []
-    result_cols = None
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        holdings_cols = holdings_from_columns(table_instruments, **columns, n_wallets=len(wallets))
-        t1 = time.perf_counter()
-        result_cols = compute_holdings_margin(holdings_cols, market, params)
-        t2 = time.perf_counter()
-        ingest_cols.append(t1 - t0)
-        core_cols.append(t2 - t1)
-        total_cols.append(t2 - t0)
-    assert result_cols is not None and result_cols.n_instruments == result.n_instruments
-    for name in ("equity_usd", "collateral_usd", "risk_usd", "contingency_usd", "maintenance_margin_usd"):
-        got, want = getattr(result_cols, name), getattr(result, name)  # the columnar path agrees, wallet by wallet
-        assert np.allclose(got, want, rtol=1e-9, atol=1e-6), (name, float(np.max(np.abs(got - want))))
-    med_ingest_cols, med_core_cols, med_total_cols = (statistics.median(x) for x in (ingest_cols, core_cols,
-                                                                                   total_cols))
-    rows = [
-        Row(f"batch of {len(wallets):,} wallets", f"{result.n_positions:,} positions, {result.n_instruments:,} "
-            f"distinct instruments ({n_options:,} options), {result.position_scenarios:,} position-scenarios", ""),
-        Row("  ingest: collect_holdings (dedupe, groups)", f"{med_collect:.3f} s median, {min(collect):.3f} s min",
-            "one Python pass over the Position objects"),
-        Row("  margin: compute_holdings_margin", f"{med_core:.3f} s median, {min(core):.3f} s min",
-            f"resolve + price {result.instrument_scenarios:,} instrument-scenarios + sparse aggregation"),
-        Row("  total: compute_batch_margin", f"{med_total:.3f} s median, {min(total):.3f} s min", f"{runs} runs"),
-        Row("  position-scenario revaluations / s", f"{rate_total / 1e6:.1f} M/s end to end, "
-            f"{rate_core / 1e6:.1f} M/s margin step", ""),
-        Row("  ingest: holdings_from_columns (columnar table)",
-            f"{med_ingest_cols:.3f} s median, {min(ingest_cols):.3f} s min",
-            f"numpy only: {len(table_instruments):,} unit instruments + 6 columns; same figures to 1e-9"),
-        Row("  margin: compute_holdings_margin (from columns)",
-            f"{med_core_cols:.3f} s median, {min(core_cols):.3f} s min", ""),
-        Row("  total from a columnar table", f"{med_total_cols:.3f} s median, {min(total_cols):.3f} s min",
-            f"{runs} runs; {result.position_scenarios / med_total_cols / 1e6:.1f} M position-scenarios/s"),
-    ]
-    return rows, {"holdings": holdings, "result": result}
-
-
-def bench_quantlib(holdings: Any, market: MarketSnapshot, params: RiskParams) -> list[Row]:
-    """QuantLib one option at a time vs numpy Black-76 vectorized, on the batch's distinct options."""
+def bench_quantlib(wallets: Sequence[Sequence[Position]], market: MarketSnapshot, params: RiskParams) -> list[Row]:
+    """QuantLib one option at a time vs numpy Black-76 vectorized, on the wallets' distinct options."""
     import QuantLib as ql  # noqa: N813
 
-    options = [p for p in holdings.instruments if isinstance(p, OptionPosition)]
+    distinct = {(p.underlying, p.option_type, p.strike, p.expiry, p.settlement): p
+                for w in wallets for p in w if isinstance(p, OptionPosition)}
+    options: list[Position] = list(distinct.values())
     book = resolve_book(options, market, params)
     stacked, valuation = book.valuation.stacked, book.valuation
     assert isinstance(valuation, RevaluedBook)
@@ -552,9 +366,8 @@ def bench_quantlib(holdings: Any, market: MarketSnapshot, params: RiskParams) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--wallets", type=int, default=10_000)
+    parser.add_argument("--wallets", type=int, default=2_000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--batch-runs", type=int, default=3)
     args = parser.parse_args(argv)
     started = time.perf_counter()
     params = default_params()
@@ -577,10 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         Row("universe", f"{len(options):,} listed options on BTC/ETH/SOL over {len(expiries)} expiries, "
             "perps, futures, spot, lend/borrow, LP ranges", f"generated {args.wallets:,} wallets in {generated:.1f} s"),
     ]
-    rows += bench_single(wallets[:200], market, params)
-    batch_rows, batch = bench_batch(wallets, market, params, runs=args.batch_runs)
-    rows += batch_rows
-    rows += bench_quantlib(batch["holdings"], market, params)
+    rows += bench_quantlib(wallets, market, params)
     width = max(len(r.what) for r in rows)
     print(f"| {'what':<{width}} | figure | note |")
     print(f"|{'-' * (width + 2)}|---|---|")

@@ -6,6 +6,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from threading import Lock
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -16,17 +17,19 @@ from api.errors import InvalidRequest, compute_request_report
 from api.http.metrics import ApiMetrics
 from api.http.problems import FieldError, Problem, field_errors, invalid_request
 from api.http.service import RiskService
+from risk_core.margin.context import PricingContext, effective_params, pricing_context
 from risk_core.schema.market import MarketSnapshot
+from risk_core.schema.params import RiskParams
 from risk_core.schema.report import MarginReport
 from risk_core.schema.request import MarginRequest
 
 
 class MarketCache:
-    """Validated market snapshots by their content, the few most recent.
+    """Validated market snapshots by their content, the few most recent, each with its pricing contexts.
 
-    Clients of a what-if service send one snapshot (the service's own, or their desk's) with many books. Handing
-    the engine the same snapshot object again skips validating it and lets the engine reuse every instrument it
-    has already valued on that snapshot (risk_core.margin.instruments). The key is the market document itself,
+    Clients of a what-if service send one snapshot (the service's own, or their desk's) with many books. Keeping
+    the snapshot skips validating it again, and keeping its pricing context per parameter overrides
+    (risk_core.margin.context) reuses every instrument already valued on it. The key is the market document itself,
     serialized with sorted keys: two documents share an entry only if they are the same JSON. Only documents
     parsed as standard JSON are keyed (`strict`): orjson writes NaN as null, which would confuse the two.
     """
@@ -34,6 +37,7 @@ class MarketCache:
     def __init__(self, size: int = 4) -> None:  # each snapshot holds its instruments (up to ~40 MB)
         self._size = size
         self._entries: OrderedDict[bytes, MarketSnapshot] = OrderedDict()
+        self._contexts: dict[bytes, dict[bytes, PricingContext]] = {}  # per entry: per canonical overrides
         self._lock = Lock()  # GraphQL resolvers may run in threads
 
     @staticmethod
@@ -54,7 +58,31 @@ class MarketCache:
             self._entries[key] = market
             self._entries.move_to_end(key)
             while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
+                evicted, _ = self._entries.popitem(last=False)
+                self._contexts.pop(evicted, None)
+
+    def context(self, key: bytes, market: MarketSnapshot, overrides: dict[str, Any] | None) -> PricingContext | None:
+        """The pricing context of the cached `market` with these parameter overrides, made on first use; None when
+        the overrides cannot be written as a key (nested past orjson's depth: they are refused as parameters).
+
+        Raises:
+            ValidationError: the overrides do not make valid parameters.
+        """
+        try:
+            canonical = orjson.dumps(overrides or {}, option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            return None
+        with self._lock:
+            found = self._contexts.get(key, {}).get(canonical)
+        if found is None or found.market is not market:
+            found = pricing_context(market, effective_params(overrides))
+            with self._lock:
+                if key in self._entries:
+                    per_params = self._contexts.setdefault(key, {})
+                    per_params[canonical] = found
+                    while len(per_params) > self._size:
+                        del per_params[next(iter(per_params))]
+        return found
 
 
 def parse_json_body(body: bytes) -> tuple[object, bool]:
@@ -216,6 +244,14 @@ def compute_what_if(document: object, markets: MarketCache | None = None, *, str
     if key is not None and known is None and markets is not None and request.market is not None:
         markets.put(key, request.market)
     try:
-        return compute_request_report(request)
+        context = None
+        if key is not None and markets is not None and request.market is not None:
+            context = markets.context(key, request.market, request.params)
+        return compute_request_report(request, context)
+    except ValidationError as e:
+        if e.title != RiskParams.__name__:
+            raise  # the engine built an invalid model: a bug for the catch-all, not the client's fault
+        # the parameter overrides, merged into the shipped parameters and validated with the context
+        raise invalid_request(field_errors(e, prefix="params"), e.error_count()) from e
     except InvalidRequest as e:
         raise invalid_request(e.errors, e.total) from e

@@ -8,18 +8,18 @@ of two volatile tokens) has a row in each underlying's array, revalued there wit
 from __future__ import annotations
 
 import math
-import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from operator import attrgetter
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from risk_core.errors import InputError
+from risk_core.margin.issues import PricingIssue, Severity, asset_issue, position_issue
 from risk_core.margin.scenarios import ScenarioSet, build_scenarios, shocked_vols
 from risk_core.pricing.black76 import black76_greeks, black76_price
 from risk_core.pricing.lp import lp_amounts
@@ -158,10 +158,6 @@ class UnderlyingRows:
     def n_rows(self) -> int:
         return int(self.members.size)
 
-    def scenario_values(self) -> Array:
-        """Values of every row under every scenario of the set (undampened). Do not modify."""
-        return self.book_valuation.scenario_values(self.asset)
-
     def scenario_pnl(self) -> Array:
         """Scenario values less base values, rows x scenarios (undampened). Do not modify."""
         return self.book_valuation.scenario_pnl(self.asset)
@@ -198,10 +194,6 @@ class BookValuation(ABC):
     @abstractmethod
     def base(self, asset: str) -> tuple[Array, Array]:
         """(values, haircuts) of the underlying's rows at the snapshot, rows x 1."""
-
-    @abstractmethod
-    def scenario_values(self, asset: str) -> Array:
-        """Values of the underlying's rows under its scenarios, rows x scenarios (undampened)."""
 
     @abstractmethod
     def scenario_pnl(self, asset: str) -> Array:
@@ -271,9 +263,6 @@ class RevaluedBook(BookValuation):
     def base(self, asset: str) -> tuple[Array, Array]:
         base_value, base_haircut, _ = self.valued[asset]
         return base_value, base_haircut
-
-    def scenario_values(self, asset: str) -> Array:
-        return self.valued[asset][2]
 
     def scenario_pnl(self, asset: str) -> Array:
         base_value, _, values = self.valued[asset]
@@ -385,7 +374,8 @@ class ResolvedBook:
     priced: NDArray[np.bool_]
     contingency: ContingencyKeys
     notional: Array  # USD traded to close each position (liquidation cost base)
-    warnings: list[str]
+    issues: list[PricingIssue]  # in the order met; asset-level ones once
+    raised_by: list[tuple[int, ...]]  # per issue: the positions it concerns
     valuation: BookValuation  # the underlyings' values and greeks, computed together on first use
     places: Places
 
@@ -401,13 +391,25 @@ class _Resolver:
     def __init__(self, market: MarketSnapshot, params: RiskParams) -> None:
         self.market = market
         self.params = params
-        self.warnings: list[str] = []
-        self._warned: set[str] = set()
+        self.issues: list[PricingIssue] = []
+        self.raised_by: list[list[int]] = []
+        self._said: dict[tuple[str, str], int] = {}
+        self.at = -1  # the position being resolved
 
-    def warn(self, message: str) -> None:
-        if message not in self._warned:
-            self._warned.add(message)
-            self.warnings.append(message)
+    def note(self, issue: PricingIssue, positions: Sequence[int] | None = None) -> None:
+        """An issue about an asset or the market: said once, remembered as raised by each position it concerns
+        (the one being resolved, unless named)."""
+        j = self._said.get(issue.subject)
+        if j is None:
+            j = self._said[issue.subject] = len(self.issues)
+            self.issues.append(issue)
+            self.raised_by.append([])
+        self.raised_by[j].extend([self.at] if positions is None else positions)
+
+    def refuse(self, index: int, field: str, code: str, severity: Severity = "error", **details: Any) -> None:
+        """An issue about the position at `index`; an error leaves the position out."""
+        self.issues.append(position_issue(index, field, code, severity, **details))
+        self.raised_by.append([index])
 
     def is_stable(self, asset: str) -> bool:
         return self.params.asset_class(asset) == STABLE_CLASS
@@ -417,14 +419,15 @@ class _Resolver:
             return self.market.spot[asset]
         cls = self.params.class_params(asset)
         if self.is_stable(asset) and cls.peg is not None:
-            self.warn(f"{asset}: no price in market.spot; valued at its peg {cls.peg}")
+            self.note(asset_issue(f"market.spot.{asset}", "valued_at_peg", asset=asset, peg=cls.peg))
             return cls.peg
         return None
 
-    def required_price(self, asset: str, field_path: str) -> float:
+    def required_price(self, asset: str, index: int, field: str) -> float | None:
+        """The asset's price, or None with the position refused."""
         price = self.price(asset)
         if price is None:
-            raise InputError(field_path, f"no price for {asset} in market.spot")
+            self.refuse(index, field, "no_price", asset=asset)
         return price
 
     def moves_with(self, asset: str) -> str:
@@ -434,14 +437,14 @@ class _Resolver:
         if tracked is None:
             return asset
         if self.price(tracked.underlying) is None:
-            self.warn(f"{asset}: tracks {tracked.underlying}, which has no price in market.spot; {asset} is margined"
-                      " on its own scenarios")
+            self.note(asset_issue(f"params.tracking.{asset}", "tracked_asset_unpriced", asset=asset,
+                                  tracked=tracked.underlying))
             return asset
         return tracked.underlying
 
     def haircut(self, asset: str) -> float:
         if not self.params.is_known(asset):
-            self.warn(f"{asset}: unknown asset class; it gets no collateral credit (haircut 100%)")
+            self.note(asset_issue(f"params.assets.{asset}", "unknown_asset_class", asset=asset))
         return self.params.class_params(asset).haircut
 
     def forward(self, asset: str, expiry: datetime, spot: float) -> float:
@@ -463,15 +466,13 @@ class _Resolver:
             return spot * math.exp(carries[-1] / times[-1] * t)
         return spot * math.exp(float(np.interp(t, [0.0, *times], [0.0, *carries])))
 
-    def years_to(self, expiry: datetime, field_path: str) -> float:
-        years = year_fraction(self.market.as_of, expiry)
-        if years <= 0:
-            raise InputError(field_path, f"expiry {expiry.isoformat()} is not after market.as_of")
-        return years
 
 
-def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: RiskParams) -> ResolvedBook:
-    """Resolve positions into revaluation rows. Raises InputError naming the field that cannot be priced."""
+def resolve_book(
+    positions: Sequence[Position], market: MarketSnapshot, params: RiskParams, sets: ScenarioSets | None = None
+) -> ResolvedBook:
+    """Resolve positions into revaluation rows, with `sets` the scenario sets of `params` when the caller keeps
+    them. A position the market cannot price is left out (not priced) with an `error` issue naming its field."""
     r = _Resolver(market, params)
     n = len(positions)
     builders: dict[str, _RowsBuilder] = {}
@@ -489,7 +490,7 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
     spot_of = market.spot
     lp_marks: list[tuple[int, float, float, float, float, float, float, float, float, bool]] = []
     rate_perp, rate_option = params.contingencies.perp_future, params.contingencies.short_option_minimum
-    # per (underlying, expiry): years, forward, discount, tenor scale of the vol shock; checked and computed once
+    # per (underlying, expiry): years, forward, discount, tenor scale of the vol shock; computed once
     dated: dict[tuple[str, datetime], tuple[float, float, float, float]] = {}
 
     def add_key(key: tuple[object, ...], index: int, quantity: float, rate: float, side: float) -> None:
@@ -506,10 +507,16 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
             b = builders[asset] = _RowsBuilder()
         return b
 
-    def expiry_terms(i: int, underlying: str, expiry: datetime, spot: float) -> tuple[float, float, float, float]:
+    def expiry_terms(
+        i: int, underlying: str, expiry: datetime, spot: float
+    ) -> tuple[float, float, float, float] | None:
+        """The dated terms, or None with the position refused when the expiry has passed."""
         terms = dated.get((underlying, expiry))
         if terms is None:
-            years = r.years_to(expiry, f"positions[{i}].expiry")
+            years = year_fraction(market.as_of, expiry)
+            if years <= 0:
+                r.refuse(i, "expiry", "expired", expiry=expiry.isoformat())
+                return None
             fwd = r.forward(underlying, expiry, spot)
             discount = math.exp(-market.rates.get(underlying, 0.0) * years)
             tenor = (vs.reference_days / max(years * 365.0, vs.dte_floor_days)) ** vs.power
@@ -517,12 +524,22 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
         return terms
 
     for i, p in enumerate(positions):
+        r.at = i
         if isinstance(p, OptionPosition):  # first: most positions of a book are options
             underlying, expiry, quantity = p.underlying, p.expiry, p.quantity
-            spot = spot_of.get(underlying) or r.required_price(underlying, f"positions[{i}].underlying")
+            spot = spot_of.get(underlying) or r.required_price(underlying, i, "underlying")
+            if spot is None:
+                priced[i] = False
+                continue
             if underlying not in market.vol:
-                raise InputError(f"positions[{i}].underlying", f"no vol surface for {underlying} in market.vol")
-            years, fwd, discount, tenor = dated.get((underlying, expiry)) or expiry_terms(i, underlying, expiry, spot)
+                r.refuse(i, "underlying", "no_vol_surface", asset=underlying)
+                priced[i] = False
+                continue
+            terms = dated.get((underlying, expiry)) or expiry_terms(i, underlying, expiry, spot)
+            if terms is None:
+                priced[i] = False
+                continue
+            years, fwd, discount, tenor = terms
             b = builders.get(underlying) or builder(underlying)
             b.opt_pos.append(i)
             inverse = spot / fwd if p.settlement == "inverse" else 1.0
@@ -536,11 +553,10 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
         elif isinstance(p, (SpotPosition, LendPosition, BorrowPosition)):
             price = r.price(p.asset)
             if price is None:
-                where = f"positions[{i}]"
                 if isinstance(p, BorrowPosition):
-                    reason = f"no price for {p.asset} in market.spot: a debt cannot be valued"
-                    raise InputError(f"{where}.asset", reason)
-                r.warn(f"{p.asset}: no price in market.spot; position {where} counts 0 value and 0 collateral")
+                    r.refuse(i, "asset", "unpriced_debt", asset=p.asset)
+                else:
+                    r.refuse(i, "asset", "unpriced_token", severity="warning", asset=p.asset)
                 priced[i] = False
                 continue
             signed = -p.quantity if isinstance(p, BorrowPosition) else p.quantity
@@ -561,9 +577,16 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
                 depeg = params.tracking[p.asset].depeg
                 add_key((p.venue, p.chain, p.account, p.kind, p.asset), i, p.quantity, price * depeg, _NET_LONG)
         elif isinstance(p, (PerpPosition, FuturePosition)):
-            spot = spot_of.get(p.underlying) or r.required_price(p.underlying, f"positions[{i}].underlying")
+            spot = spot_of.get(p.underlying) or r.required_price(p.underlying, i, "underlying")
+            if spot is None:
+                priced[i] = False
+                continue
             if isinstance(p, FuturePosition):
-                mark = expiry_terms(i, p.underlying, p.expiry, spot)[1]
+                terms = expiry_terms(i, p.underlying, p.expiry, spot)
+                if terms is None:
+                    priced[i] = False
+                    continue
+                mark = terms[1]
                 key: tuple[object, ...] = (p.venue, p.chain, p.account, "future", p.underlying, p.expiry)
             else:
                 mark = spot
@@ -577,9 +600,11 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
             notional[i] = abs(p.quantity) * mark
             add_key(key, i, p.quantity, mark * rate_perp, _NET_EITHER)
         elif isinstance(p, LPPosition):
-            where = f"positions[{i}]"
-            price0 = r.required_price(p.token0, f"{where}.token0")
-            price1 = r.required_price(p.token1, f"{where}.token1")
+            price0 = r.required_price(p.token0, i, "token0")
+            price1 = r.required_price(p.token1, i, "token1")
+            if price0 is None or price1 is None:
+                priced[i] = False
+                continue
             h0, h1 = r.haircut(p.token0), r.haircut(p.token1)
             pool_price = price0 / price1
             risky = [t for t in (p.token0, p.token1) if not r.is_stable(t)]
@@ -590,7 +615,7 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
             if not risky:
                 continue
             if len(risky) == 2:
-                r.warn(f"{where}: LP of two risky assets; each is shocked with the other held")
+                r.refuse(i, "token1", "lp_two_risky_assets", severity="warning")
             for token in risky:
                 b = builder(token)
                 b.lp_pos.append(i)
@@ -608,7 +633,8 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
         held0, held1 = np.maximum(amount0, 0.0) * price0, np.maximum(amount1, 0.0) * price1
         fixed_value[at[fixed]] = value[fixed]
         fixed_haircut[at[fixed]] = (h0 * held0 + h1 * held1)[fixed]
-    frozen = [_freeze(asset, b, r, params) for asset, b in sorted(builders.items())]
+    sets = sets or ScenarioSets(params)
+    frozen = [_freeze(asset, b, r, params, sets) for asset, b in sorted(builders.items())]
     valuation = RevaluedBook(frozen)
     underlyings = {
         f.asset: UnderlyingRows(f.asset, f.spot, f.scenarios, f.members, f.blocks, valuation) for f in frozen
@@ -630,36 +656,34 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
             side=np.array(key_side, dtype=np.float64),
         ),
         notional=notional_usd,
-        warnings=r.warnings,
+        issues=r.issues,
+        raised_by=[tuple(at) for at in r.raised_by],
         valuation=valuation,
         places=Places.of(positions),
     )
 
 
-# Scenario sets depend on the parameters and the asset's price dispersion only: built once per (params, asset,
-# dispersion) and shared by every book resolved with those parameters (RiskParams is frozen); an entry goes when
-# its parameters object does.
-_SCENARIO_SETS: dict[int, dict[tuple[str, float], tuple[AssetScenarios, ScenarioSet, float, float | None]]] = {}
+class ScenarioSets:
+    """The scenario sets of one parameters object, built on first use per (asset, price dispersion): they depend
+    on nothing else, so a caller keeping them (a pricing context) shares them across books."""
 
+    def __init__(self, params: RiskParams) -> None:
+        self.params = params
+        self._sets: dict[tuple[str, float], tuple[AssetScenarios, ScenarioSet, float, float | None]] = {}
 
-def _scenario_set(
-    params: RiskParams, asset: str, dispersion: float
-) -> tuple[AssetScenarios, ScenarioSet, float, float | None]:
-    """(spec, scenario set, spot range before widening, widening factor or None when not widened)."""
-    cache = _SCENARIO_SETS.get(id(params))
-    if cache is None:
-        cache = _SCENARIO_SETS[id(params)] = {}
-        weakref.finalize(params, _SCENARIO_SETS.pop, id(params), None)
-    found = cache.get((asset, dispersion))
-    if found is None:
-        spec = params.scenarios_for(asset)
-        widen = None
-        spot_range = max((abs(s) for s in spec.spot_shocks), default=0.0)
-        if dispersion > params.contingencies.dispersion_threshold and spot_range > 0:
-            widen = (spot_range + dispersion) / spot_range
-        scenarios = build_scenarios(spec, tail_cover=params.tails.cover, widen=1.0 if widen is None else widen)
-        found = cache[(asset, dispersion)] = (spec, scenarios, spot_range, widen)
-    return found
+    def get(self, asset: str, dispersion: float) -> tuple[AssetScenarios, ScenarioSet, float, float | None]:
+        """(spec, scenario set, spot range before widening, widening factor or None when not widened)."""
+        found = self._sets.get((asset, dispersion))
+        if found is None:
+            params = self.params
+            spec = params.scenarios_for(asset)
+            widen = None
+            spot_range = max((abs(s) for s in spec.spot_shocks), default=0.0)
+            if dispersion > params.contingencies.dispersion_threshold and spot_range > 0:
+                widen = (spot_range + dispersion) / spot_range
+            scenarios = build_scenarios(spec, tail_cover=params.tails.cover, widen=1.0 if widen is None else widen)
+            found = self._sets[(asset, dispersion)] = (spec, scenarios, spot_range, widen)
+        return found
 
 
 @dataclass(frozen=True)
@@ -675,12 +699,14 @@ class _Frozen:
     scenario_vols: Array  # options x scenarios
 
 
-def _freeze(asset: str, b: _RowsBuilder, r: _Resolver, params: RiskParams) -> _Frozen:
-    spot = r.required_price(asset, f"market.spot.{asset}")
+def _freeze(asset: str, b: _RowsBuilder, r: _Resolver, params: RiskParams, sets: ScenarioSets) -> _Frozen:
+    # every row's underlying is priced (quoted, or a stablecoin at its peg), or it would have no row
+    spot = r.market.spot.get(asset) or r.params.class_params(asset).peg or 0.0
     dispersion = r.market.dispersion.get(asset, 0.0)
-    spec, scenarios, spot_range, widen = _scenario_set(params, asset, dispersion)
+    spec, scenarios, spot_range, widen = sets.get(asset, dispersion)
     if widen is not None:
-        r.warn(f"{asset}: price sources disagree by {dispersion:.2%}; scan range widened to {spot_range * widen:.2%}")
+        r.note(asset_issue(f"market.dispersion.{asset}", "scan_range_widened", asset=asset, dispersion=dispersion,
+                           widened=spot_range * widen), b.lin_pos + b.opt_pos + b.lp_pos)
     opt = np.array(b.opt, dtype=np.float64).reshape(-1, 8)
     sigma = np.zeros(len(b.opt))
     if b.opt:

@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from functools import lru_cache
 from operator import attrgetter
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 from risk_core.errors import InputError
 from risk_core.margin.book import ResolvedBook, UnderlyingRows
+from risk_core.margin.context import MAX_RISE_SEARCHED, PricingContext, effective_params, pricing_context
 from risk_core.margin.finite import require_finite
-from risk_core.margin.instruments import resolve_book_cached
 from risk_core.margin.liquidation import liquidation_moves, liquidation_plan
 from risk_core.margin.risk_arrays import RiskArrays
 from risk_core.margin.scenarios import SKEW_NAMES
 from risk_core.margin.venue_parity import compute_venue_margins
 from risk_core.schema.market import MarketSnapshot, SourceStatus
-from risk_core.schema.params import RiskParams, default_params
+from risk_core.schema.params import RiskParams
 from risk_core.schema.positions import CATEGORY_BY_KIND, SCHEMA_VERSION, BorrowPosition, Position
 from risk_core.schema.report import (
     Breakdown,
+    Issue,
     LiquidationMove,
     LiquidationPlan,
     LiquidationStep,
@@ -41,34 +40,19 @@ from risk_core.schema.venues import VenueState
 
 Array = NDArray[np.float64]
 _VENUE, _CHAIN = attrgetter("venue"), attrgetter("chain")
-_MAX_RISE_SEARCHED = 10.0  # liquidation distance upward is searched to +1000%
 
 
-def compute_margin_request(request: MarginRequest) -> MarginReport:
-    """The report of a request. Raises InputError when it names no market (only the API can fill one in)."""
-    if request.market is None:
-        raise InputError("market", "required: the market snapshot to price against")
+def compute_margin_request(request: MarginRequest, context: PricingContext | None = None) -> MarginReport:
+    """The report of a request, priced in `context` when the caller keeps one for the request's market and
+    parameters. Raises InputError when it names no market (only the API can fill one in)."""
+    if context is None:
+        if request.market is None:
+            raise InputError("market", "required: the market snapshot to price against")
+        context = pricing_context(request.market, effective_params(request.params))
     return compute_margin(
-        request.positions, request.market, _params(request.params), sources=request.sources,
-        venue_states=request.venue_states,
+        request.positions, context.market, context.params, sources=request.sources,
+        venue_states=request.venue_states, context=context,
     )
-
-
-def _params(overrides: dict[str, Any] | None) -> RiskParams:
-    """The shipped parameters with `overrides`: the same object for the same overrides, so that requests
-    overriding alike share the instruments valued with them (risk_core.margin.instruments)."""
-    if not overrides:
-        return default_params()
-    try:
-        canonical = json.dumps(overrides, sort_keys=True)
-    except (TypeError, ValueError):  # not plain JSON values (a Python caller's objects): merged as they are
-        return default_params().with_overrides(overrides)
-    return _params_from(canonical)
-
-
-@lru_cache(maxsize=64)
-def _params_from(canonical_overrides: str) -> RiskParams:
-    return default_params().with_overrides(json.loads(canonical_overrides))
 
 
 def _source_sentence(kind: str, source: SourceStatus) -> str:
@@ -90,9 +74,15 @@ def compute_margin(
     *,
     sources: Sequence[SourceStatus] = (),
     venue_states: Sequence[VenueState] = (),
+    context: PricingContext | None = None,
 ) -> MarginReport:
-    """The margin report of a book. Raises risk_core.errors.InputError on a position that cannot be priced."""
-    book = resolve_book_cached(positions, market, params, max_rise=_MAX_RISE_SEARCHED)
+    """The margin report of a book, priced in `context` (built from market and params when not given). A position
+    the market cannot price is left out and named in `issues`; the report is then incomplete."""
+    if context is None:
+        context = pricing_context(market, params)
+    elif context.market is not market or context.params is not params:
+        raise ValueError("the pricing context was built on another market snapshot or parameters")
+    book = context.instruments.book(positions)
     arrays = RiskArrays(book, params)
     n = len(positions)
     value, haircut = arrays.position_values()
@@ -120,20 +110,24 @@ def compute_margin(
         "liquidatable" if collateral < mm else "margin_call" if collateral < im else "healthy"
     )
 
-    warnings = list(book.warnings)
+    issues = [Issue.trusted(index=i.index, field=i.path, code=i.code, severity=i.severity, message=i.message)
+              for i in book.issues]
+    warnings = [f"{i.field}: {i.message}" for i in issues]
     held = _assets_held(positions) | set(book.underlyings)  # with the assets tracked tokens are revalued under
     for s in market.sources:
         if s.status != "ok" and (s.asset is None or s.asset in held):
             warnings.append(_source_sentence("market", s))
-    complete = all(p.provenance is None or p.provenance.complete for p in positions) and all(
-        s.status != "failed" for s in sources
+    complete = (
+        bool(book.priced.all())
+        and all(p.provenance is None or p.provenance.complete for p in positions)
+        and all(s.status != "failed" for s in sources)
     )
     for s in sources:
         if s.status != "ok":
             warnings.append(_source_sentence("position", s))
 
     greeks = _position_greeks(book)
-    liquidation = liquidation_moves(book, collateral, mm, max_rise=_MAX_RISE_SEARCHED)
+    liquidation = liquidation_moves(book, collateral, mm, max_rise=MAX_RISE_SEARCHED)
     plan = None
     if status == "liquidatable":
         plan, bounded = _plan(book, arrays, collateral, params, value, haircut)
@@ -192,6 +186,9 @@ def compute_margin(
             universal_risk=figures.risk[states].tolist(), universal_contingency=figures.contingency[states].tolist(),
         ),
         offsets=_offsets(arrays, figures.levels[0], params),
+        issues=issues,
+        params_hash=context.params_hash,
+        market_hash=context.market_hash,
     )
     return require_finite(report, positions, market)
 

@@ -7,18 +7,16 @@ under every scenario, and on the liquidation search's coarse grid, once, as a po
 scenario P&L and greeks are linear in size, only a long holding earns a haircut, and a perp's or future's entry
 price shifts its mark value, never its P&L. The figures are those of resolving the book directly, to rounding.
 
-An instrument that cannot be priced on its own (unpriced asset, expired option ...), or draws a warning about an
-asset or the market (unknown asset class, price sources in disagreement), is not kept: a book holding one is
-resolved directly, so that its messages come once, in its own order, naming its own positions. A warning about
-the position itself (an LP range of two risky assets) is kept with the instrument and names the book's index.
-Each cache is bounded (_MAX_INSTRUMENTS) and lives as long as its snapshot and parameters objects.
+An instrument the market cannot price (unpriced asset, expired option ...) is kept too, as unpriced, with its
+issues: a book holding it leaves the position out and names it. Issues about an asset or the market (unknown
+asset class, price sources in disagreement) are kept with each instrument that raised them and said once per
+book. The table belongs to its caller's pricing context (risk_core.margin.context) and is bounded
+(_MAX_INSTRUMENTS): past the bound a book's new instruments are valued in a table of the book's own, not kept.
+A table grows on its caller's thread: a caller sharing a context between threads serializes its books.
 """
 
 from __future__ import annotations
 
-import re
-import threading
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -28,7 +26,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from risk_core.errors import InputError
 from risk_core.margin.book import (
     ROW_FIELDS,
     BookValuation,
@@ -36,9 +33,11 @@ from risk_core.margin.book import (
     Places,
     ResolvedBook,
     RowParams,
+    ScenarioSets,
     UnderlyingRows,
     resolve_book,
 )
+from risk_core.margin.issues import PricingIssue
 from risk_core.margin.liquidation import coarse_grid
 from risk_core.margin.scenarios import ScenarioSet
 from risk_core.schema.market import MarketSnapshot
@@ -201,9 +200,6 @@ class CachedValuation(BookValuation):
     def scenario_pnl(self, asset: str) -> Array:
         return self._pnl[asset]
 
-    def scenario_values(self, asset: str) -> Array:
-        return self._base[asset][0] + self._pnl[asset]
-
     @cached_property
     def greeks(self) -> dict[str, tuple[Array, Array, Array, Array]]:
         out = {}
@@ -228,12 +224,12 @@ class CachedValuation(BookValuation):
 class PricedInstruments:
     """The instruments met so far on one (market snapshot, parameters), resolved and valued at size 1."""
 
-    def __init__(self, market: MarketSnapshot, params: RiskParams, max_rise: float) -> None:
-        # weakly: the cache of a snapshot must not keep it alive (its entry goes when the snapshot does)
-        self._market, self._params, self.max_rise = weakref.ref(market), weakref.ref(params), max_rise
+    def __init__(
+        self, market: MarketSnapshot, params: RiskParams, max_rise: float, sets: ScenarioSets, *, bounded: bool = True
+    ) -> None:
+        self.market, self.params, self.max_rise, self._sets, self._bounded = market, params, max_rise, sets, bounded
         self._grid = coarse_grid(max_rise).reshape(-1)  # down moves, then up moves
-        self._lock = threading.Lock()
-        self._index: dict[tuple[Any, ...], int] = {}  # instrument key -> id; -1: resolved with its book only
+        self._index: dict[tuple[Any, ...], int] = {}  # instrument key -> id
         self._count = 0
         self._primary = np.zeros(0, dtype=np.intp)  # per instrument: index into _assets, -1 for none
         self._fixed_value = np.zeros(0)
@@ -242,8 +238,9 @@ class PricedInstruments:
         self._mark = np.zeros(0)  # a perp's or future's mark: what its entry price is measured against
         self._rate = np.zeros(0)  # contingency USD per unit, NaN where none
         self._side = np.zeros(0)
-        self._warns = np.zeros(0, dtype=bool)  # per instrument: whether a book holding it warns about it
-        self._warnings: dict[int, list[str]] = {}  # those warnings, naming the instrument `positions[0]`
+        self._priced = np.zeros(0, dtype=bool)
+        self._has_issues = np.zeros(0, dtype=bool)
+        self._issues: dict[int, list[PricingIssue]] = {}  # per instrument with any: its issues, as of a book of it
         self._assets: list[str] = []
         self._tables: dict[str, _AssetTable] = {}
         # unit rows' revaluation inputs by block, every underlying's rows together (RowParams' fields as columns)
@@ -254,9 +251,8 @@ class PricedInstruments:
     def size(self) -> int:
         return self._count
 
-    def book(self, positions: Sequence[Position]) -> ResolvedBook | None:
-        """The book of `positions` gathered from its instruments (resolving new ones), or None when one of
-        them is not kept (the caller resolves the book directly)."""
+    def book(self, positions: Sequence[Position]) -> ResolvedBook:
+        """The book of `positions` gathered from its instruments, resolving and valuing new ones."""
         index_of = self._index.get
         ids: list[int] = []
         sizes: list[float] = []
@@ -278,16 +274,57 @@ class PricedInstruments:
                 entries.append((i, entry))
             place_of.append(places.setdefault(_PLACE(p), len(places)))
         if missing:
+            if self._bounded and self._count + len(missing) > _MAX_INSTRUMENTS:
+                unkept = PricedInstruments(self.market, self.params, self.max_rise, self._sets, bounded=False)
+                return unkept.book(positions)
             self._add({key: positions[at[0]] for key, at in missing.items()})
             for key, at in missing.items():
                 for i in at:
                     ids[i] = self._index[key]
         held = np.array(ids, dtype=np.intp).reshape(len(ids))
-        if held.size and held.min() < 0:
-            return None
         n = held.size
         return self._gather(positions, held, np.array(sizes, dtype=np.float64).reshape(n), entries,
                             Places(list(places), np.array(place_of, dtype=np.intp).reshape(n)))
+
+    def ids(self, instruments: Sequence[Position]) -> IntArray:
+        """The table's id of each instrument (any position holding it), resolving and valuing new ones whatever
+        the bound: a batch's table holds its input's instruments."""
+        keys = [instrument_key(p) for p in instruments]
+        new = {key: p for key, p in zip(keys, instruments, strict=True) if key not in self._index}
+        if new:
+            self._add(new)
+        return np.array([self._index[key] for key in keys], dtype=np.intp).reshape(len(keys))
+
+    # The table as arrays, for margining holdings of many wallets at once (risk_core.margin.batch).
+
+    @property
+    def assets(self) -> list[str]:
+        return list(self._tables)
+
+    def asset_rows(self, asset: str) -> tuple[IntArray, Array, Array, ScenarioSet]:
+        """One underlying's rows: each instrument's row (-1 for none), rows' scenario P&L (undampened) and delta
+        at size 1, and the scenario set."""
+        table = self._tables[asset]
+        return table.row_of, table.pnl, table.greeks[:, 0], table.scenarios
+
+    def unit_figures(self) -> tuple[Array, Array, Array, Array, Array, NDArray[np.bool_]]:
+        """Per instrument at size 1: value, haircut, mark (what an entry price is measured against), contingency
+        rate (NaN for none) and side, and whether it is priced."""
+        value, haircut = self._fixed_value.copy(), self._fixed_haircut.copy()
+        for asset, table in self._tables.items():
+            own = np.flatnonzero(table.row_of >= 0)
+            own = own[self._primary[own] == self._assets.index(asset)]
+            value[own] = table.base_value[table.row_of[own]]
+            haircut[own] = table.base_haircut[table.row_of[own]]
+        return value, haircut, self._mark, self._rate, self._side, self._priced
+
+    def issues_of(self, instrument: int) -> list[PricingIssue]:
+        """The instrument's issues, as of a book holding it alone (a position's own at index 0)."""
+        return self._issues.get(instrument, [])
+
+    @property
+    def has_issues(self) -> NDArray[np.bool_]:
+        return self._has_issues
 
     # ------------------------------------------------------------------------------------------ gathering
 
@@ -334,6 +371,7 @@ class PricedInstruments:
             for asset, table, mine, blocks in frozen
         }
 
+        issues, raised_by = self._book_issues(ids)
         rate = self._rate[ids]
         charged = np.flatnonzero(~np.isnan(rate))
         # a contingency nets within a venue-account and instrument
@@ -344,7 +382,7 @@ class PricedInstruments:
             primary=[assets[c] if c >= 0 else None for c in primary_code.tolist()],
             fixed_value=size * self._fixed_value[ids],
             fixed_haircut=long * self._fixed_haircut[ids],
-            priced=np.ones(size.size, dtype=bool),
+            priced=self._priced[ids],
             contingency=ContingencyKeys(
                 key=key,
                 position=charged,
@@ -354,54 +392,54 @@ class PricedInstruments:
                 side=self._side[key_instrument],
             ),
             notional=np.abs(size) * self._notional[ids],
-            warnings=[
-                message.replace("positions[0]", f"positions[{i}]", 1)
-                for i in np.flatnonzero(self._warns[ids]).tolist()
-                for message in self._warnings[int(ids[i])]
-            ],
+            issues=issues,
+            raised_by=raised_by,
             valuation=valuation,
             places=places,
         )
 
+    def _book_issues(self, ids: IntArray) -> tuple[list[PricingIssue], list[tuple[int, ...]]]:
+        """The issues of a book holding `ids`: each position's own, naming it, and each about an asset or the market
+        once, in the order the positions raise them."""
+        issues: list[PricingIssue] = []
+        raised_by: list[list[int]] = []
+        said: dict[tuple[str, str], int] = {}
+        for i in np.flatnonzero(self._has_issues[ids]).tolist():
+            for issue in self._issues[int(ids[i])]:
+                if issue.index is not None:
+                    issues.append(issue.at(i))
+                    raised_by.append([i])
+                    continue
+                j = said.get(issue.subject)
+                if j is None:
+                    j = said[issue.subject] = len(issues)
+                    issues.append(issue)
+                    raised_by.append([])
+                raised_by[j].append(i)
+        return issues, [tuple(at) for at in raised_by]
+
     # ------------------------------------------------------------------------------------------- adding
 
     def _add(self, new: dict[tuple[Any, ...], Position]) -> None:
-        with self._lock:
-            new = {key: p for key, p in new.items() if key not in self._index}
-            if not new:
-                return
-            if self._count + len(new) > _MAX_INSTRUMENTS:
-                for key in new:
-                    self._index.setdefault(key, -1)
-                return
-            units = {key: unit_instrument(p) for key, p in new.items()}
-            market, params = self._live()
-            resolved = _kept(list(units.values()), market, params)
-            if resolved is None:  # some unit cannot be kept: find which, one by one (rare)
-                kept = {key: u for key, u in units.items() if _kept([u], market, params) is not None}
-                for key in units.keys() - kept.keys():
-                    self._index[key] = -1
-                units = kept
-                resolved = _kept(list(units.values()), market, params) if units else None
-            if resolved is not None:
-                self._append(list(units), *resolved)
+        keys = list(new)
+        units = [unit_instrument(p) for p in new.values()]
+        book = resolve_book(units, self.market, self.params, self._sets)
+        of_unit: dict[int, list[PricingIssue]] = {}
+        for issue, raised in zip(book.issues, book.raised_by, strict=True):
+            for unit in raised:
+                of_unit.setdefault(unit, []).append(issue)
+        self._append(keys, book, of_unit)
 
-    def _live(self) -> tuple[MarketSnapshot, RiskParams]:
-        market, params = self._market(), self._params()
-        if market is None or params is None:  # cannot happen: `book` is called with both in hand
-            raise RuntimeError("instruments resolved after their snapshot or parameters were released")
-        return market, params
-
-    def serves(self, market: MarketSnapshot, params: RiskParams, max_rise: float) -> bool:
-        return self._market() is market and self._params() is params and self.max_rise == max_rise
-
-    def _append(self, keys: list[tuple[Any, ...]], book: ResolvedBook, about: dict[int, list[str]]) -> None:
+    def _append(
+        self, keys: list[tuple[Any, ...]], book: ResolvedBook, issues: dict[int, list[PricingIssue]]
+    ) -> None:
         first, n_new = self._count, len(keys)
-        for unit, messages in about.items():
-            self._warnings[first + unit] = messages
-        warns = np.zeros(n_new, dtype=bool)
-        warns[list(about)] = True
-        self._warns = np.concatenate([self._warns, warns])
+        for unit, found in issues.items():
+            self._issues[first + unit] = found
+        has_issues = np.zeros(n_new, dtype=bool)
+        has_issues[list(issues)] = True
+        self._has_issues = np.concatenate([self._has_issues, has_issues])
+        self._priced = np.concatenate([self._priced, book.priced])
         total = first + n_new
         for asset in book.underlyings:
             if asset not in self._assets:
@@ -468,30 +506,6 @@ class PricedInstruments:
         self._count = total
 
 
-_POSITION_REF = re.compile(r"positions\[(\d+)\]")
-
-
-def _kept(
-    units: list[Position], market: MarketSnapshot, params: RiskParams
-) -> tuple[ResolvedBook, dict[int, list[str]]] | None:
-    """The book of `units` and, per unit, the warnings about it alone (naming it `positions[0]`), when every
-    unit can be kept: it resolves and is priced, and each warning is about one unit (an LP range of two risky
-    assets) rather than about an asset or the market, which a book must say once in its own order."""
-    try:
-        book = resolve_book(units, market, params)
-    except InputError:
-        return None
-    if not book.priced.all():
-        return None
-    about: dict[int, list[str]] = {}
-    for message in book.warnings:
-        named = _POSITION_REF.findall(message)
-        if len(named) != 1 or not message.startswith(f"positions[{named[0]}]"):
-            return None
-        about.setdefault(int(named[0]), []).append(message.replace(f"positions[{named[0]}]", "positions[0]", 1))
-    return book, about
-
-
 def _net_keys(place: IntArray, instrument: IntArray) -> tuple[IntArray, IntArray]:
     """Number the distinct (place, instrument) pairs: (each entry's key, each key's instrument). A sort and a
     difference rather than np.unique, whose own overhead is most of the time at a hundred entries."""
@@ -524,51 +538,3 @@ def _merged(old: _AssetTable | None, added: _AssetTable, instrument: IntArray, t
             if name not in ("spot", "scenarios", "row_of")
         },
     )
-
-
-# One PricedInstruments per live (market, parameters) pair, by the objects' ids: per market, per parameters. Each
-# object gets one finalizer, however many pairs it is in: a market's entries go with it, and a parameters object's
-# entries go from every market with it (a long-lived snapshot margined with many parameter sets, or the shipped
-# parameters over many snapshots, must not gather finalizers).
-_PRICED: dict[int, dict[int, PricedInstruments]] = {}
-_WATCHED: set[int] = set()  # ids of the parameters objects with a finalizer
-# reentrant: a finalizer (`_forget_params`) can run inside the locked block of the same thread, when an allocation
-# there sets off a garbage collection
-_PRICED_LOCK = threading.RLock()
-
-
-def resolve_book_cached(
-    positions: Sequence[Position], market: MarketSnapshot, params: RiskParams, *, max_rise: float
-) -> ResolvedBook:
-    """`resolve_book`, gathered from the instruments already valued on this snapshot when all of them are kept.
-    `max_rise` is the liquidation search's upward range (its coarse grid is valued with the instruments).
-
-    Raises:
-        InputError: a position cannot be priced (raised by `resolve_book` on the book itself).
-    """
-    book = priced_instruments(market, params, max_rise).book(positions)
-    return resolve_book(positions, market, params) if book is None else book
-
-
-def priced_instruments(market: MarketSnapshot, params: RiskParams, max_rise: float) -> PricedInstruments:
-    """The instruments valued so far on (market, params), kept while both objects live."""
-    per_market = _PRICED.get(id(market))
-    found = None if per_market is None else per_market.get(id(params))
-    if found is not None and found.serves(market, params, max_rise):
-        return found
-    with _PRICED_LOCK:
-        if per_market is None:
-            per_market = _PRICED[id(market)] = {}
-            weakref.finalize(market, _PRICED.pop, id(market), None)
-        if id(params) not in _WATCHED:
-            _WATCHED.add(id(params))
-            weakref.finalize(params, _forget_params, id(params))
-        found = per_market[id(params)] = PricedInstruments(market, params, max_rise)
-    return found
-
-
-def _forget_params(params_id: int) -> None:
-    with _PRICED_LOCK:
-        _WATCHED.discard(params_id)
-        for per_market in list(_PRICED.values()):  # a market's finalizer may drop an entry meanwhile
-            per_market.pop(params_id, None)

@@ -7,12 +7,12 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import ndtr
 
-from risk_core.margin.book import ResolvedBook, RowParams
+from risk_core.margin.book import ResolvedBook
 from risk_core.margin.risk_arrays import RiskArrays
 
 Array = NDArray[np.float64]
+IntArray = NDArray[np.intp]
 _COARSE_STEPS = 40
 _FINE_STEPS = 8
 # Each refinement narrows the bracket 8-fold: to 1/40/64 of the range (0.04% of spot down, 0.4% up), where
@@ -23,9 +23,10 @@ _FINE_AT = np.linspace(0.0, 1.0, _FINE_STEPS + 1)[1:-1]  # fractions of the brac
 _DEEPEST_FALL = -0.999  # a fall is searched to -99.9%
 # The liquidation plan's work, in weights x margin groups revalued (one trial of n positions over G groups
 # costs n x G): 25-40 ns each on a loaded 2-vCPU Xeon, so a plan stops within ~2 s whatever the book.
-_PLAN_CELLS = 50_000_000
-_STEP_CELLS = 10_000_000
-_CHUNK_CELLS = 2_000_000  # revalued per margin call: bounds the plan's memory (~16 MB per product)
+# The plan's budget in trials (one position's weight changed, its groups re-margined): a 40-option book's whole
+# greedy search is about 1,600 trials; a 2,000-option book's would be millions.
+_PLAN_TRIALS = 200_000
+_STEP_TRIALS = 2_000
 _TIE = 1e-9  # relative: liquidation candidates this close in surplus per dollar are equally good
 
 
@@ -72,70 +73,6 @@ def _first_crossings(
     return found
 
 
-class _NetValueLadder:
-    """A book's net value (value less haircut) per underlying as a function of its spot move alone, vols held at
-    the snapshot's: what the liquidation search evaluates stage after stage. What does not depend on the move is
-    computed once: linear rows reduce to a level and a slope per underlying, options to Black-76 on log-moneyness
-    (puts by parity), LP ranges to their token amounts' coefficients, each valued net of its haircut."""
-
-    def __init__(self, rows: RowParams, bounds: list[tuple[slice, slice, slice]]) -> None:
-        n_under = len(bounds)
-        self.n_under = n_under
-        lin_owner, opt_owner, lp_owner = (
-            np.repeat(np.arange(n_under), [b[block].stop - b[block].start for b in bounds]) for block in range(3)
-        )
-        cut = rows.lin_haircut  # a linear row's haircut grows with its value: haircut x (1 + move)
-        self.lin_level = np.bincount(lin_owner, rows.lin_base - cut, minlength=n_under)
-        self.lin_slope = np.bincount(lin_owner, rows.lin_slope - cut, minlength=n_under)
-        self.opt_owner = opt_owner
-        self.opt_own = (np.arange(n_under)[:, None] == opt_owner[None, :]).astype(np.float64)
-        total_vol = np.maximum(rows.opt_sigma * np.sqrt(rows.opt_years), 1e-300)
-        self.opt_log_fk = np.log(rows.opt_forward / rows.opt_strike)[:, None]
-        self.opt_inv_vol = (1.0 / total_vol)[:, None]
-        self.opt_half_vol = (0.5 * total_vol)[:, None]
-        self.opt_vol = total_vol[:, None]
-        qd = rows.opt_quantity * rows.opt_discount
-        self.opt_qdf = (qd * rows.opt_forward)[:, None]
-        self.opt_qdk = (qd * rows.opt_strike)[:, None]
-        put = ~rows.opt_call
-        # a put is the call less the forward contract: linear in the move, summed per underlying once
-        self.put_level = np.bincount(opt_owner, np.where(put, qd * rows.opt_strike, 0.0), minlength=n_under)
-        self.put_slope = np.bincount(opt_owner, np.where(put, qd * rows.opt_forward, 0.0), minlength=n_under)
-        self.lp_owner = lp_owner
-        self.lp_own = (np.arange(n_under)[:, None] == lp_owner[None, :]).astype(np.float64)
-        held = (rows.lp_liquidity > 0).astype(np.float64)  # only a long range holds tokens to haircut
-        self.lp_on0 = rows.lp_on_token0[:, None]
-        self.lp_sqrt_price = np.sqrt(rows.lp_price)[:, None]
-        self.lp_sqrt_lower = np.sqrt(rows.lp_lower)[:, None]
-        self.lp_sqrt_upper = np.sqrt(rows.lp_upper)[:, None]
-        self.lp_inv_sqrt_upper = 1.0 / self.lp_sqrt_upper
-        self.lp_coef0 = (rows.lp_liquidity * rows.lp_price0 * (1.0 - held * rows.lp_haircut0))[:, None]
-        self.lp_coef1 = (rows.lp_liquidity * rows.lp_price1 * (1.0 - held * rows.lp_haircut1))[:, None]
-
-    def net(self, moves: Array) -> Array:
-        """Net value per underlying (rows) at each column of `moves` (underlyings x columns, relative moves)."""
-        growth = 1.0 + moves
-        out = self.lin_level[:, None] + self.lin_slope[:, None] * moves
-        if self.opt_owner.size:
-            d1 = (self.opt_log_fk + np.log(growth)[self.opt_owner]) * self.opt_inv_vol + self.opt_half_vol
-            calls = self.opt_qdf * ndtr(d1) * growth[self.opt_owner] - self.opt_qdk * ndtr(d1 - self.opt_vol)
-            out += self.opt_own @ calls - self.put_slope[:, None] * growth + self.put_level[:, None]
-        if self.lp_owner.size:
-            root = np.sqrt(growth)[self.lp_owner]
-            g = growth[self.lp_owner]
-            on0 = self.lp_on0
-            sqrt_p = np.minimum(
-                np.maximum(np.where(on0, self.lp_sqrt_price * root, self.lp_sqrt_price / root), self.lp_sqrt_lower),
-                self.lp_sqrt_upper,
-            )
-            amount0 = 1.0 / sqrt_p - self.lp_inv_sqrt_upper  # per unit of liquidity
-            amount1 = sqrt_p - self.lp_sqrt_lower
-            value = np.where(on0, amount0 * self.lp_coef0 * g + amount1 * self.lp_coef1,
-                             amount0 * self.lp_coef0 + amount1 * self.lp_coef1 * g)
-            out += self.lp_own @ value
-        return out
-
-
 def liquidation_moves(
     book: ResolvedBook, collateral: float, maintenance: float, *, max_rise: float
 ) -> dict[str, tuple[float | None, float | None]]:
@@ -147,16 +84,23 @@ def liquidation_moves(
         return {}
     change = book.valuation.coarse_change(max_rise)  # underlyings x (falls, rises), when known
     known = None if change is None else change.reshape(2 * len(underlyings), -1) + (collateral - maintenance)
-    ladder: _NetValueLadder | None = None  # built on the first stage that revalues
-    base_net = np.zeros((len(underlyings), 1))
+    valuation = book.valuation
+
+    def net(moves: Array) -> Array:
+        """Value less haircut per underlying (rows) at each column of `moves`, vols held: the pricers of the
+        scenario revaluation (risk_core.margin.book.RowParams.revalue_blocks)."""
+        sigma = valuation.option_sigma[:, None]
+        revalued = valuation.revalue(moves, np.broadcast_to(sigma, (sigma.size, moves.shape[1])))
+        return np.array([(values - haircuts).sum(axis=0) for values, haircuts in revalued])
+
+    base_net: Array | None = None  # revalued on the first stage that needs it
 
     def surplus(moves: Array) -> Array:
-        nonlocal ladder, base_net
-        if ladder is None:
-            ladder = _NetValueLadder(book.valuation.stacked, book.valuation.block_bounds())
-            base_net = ladder.net(base_net)
+        nonlocal base_net
+        if base_net is None:
+            base_net = net(np.zeros((len(underlyings), 1)))
         per_underlying = moves.reshape(len(underlyings), -1)  # its down moves, then its up moves
-        return (ladder.net(per_underlying) - base_net + (collateral - maintenance)).reshape(moves.shape)
+        return (net(per_underlying) - base_net + (collateral - maintenance)).reshape(moves.shape)
 
     found = _first_crossings(surplus, np.tile([_DEEPEST_FALL, max_rise], len(underlyings)), known)
     return {rows.asset: (found[2 * u], found[2 * u + 1]) for u, rows in enumerate(underlyings)}
@@ -181,43 +125,40 @@ def liquidation_plan(
     covers IM again.
 
     Closing a fraction f of position i changes collateral by f x (release_i - cost_i) (haircut released when
-    a holding is sold into stablecoin, less the close-out cost) and the margin by full revaluation.
+    a holding is sold into stablecoin, less the close-out cost) and the margin by full revaluation. Each step
+    tries every open position, updating only the tried position's groups (RiskArrays.margin_changes).
 
-    Each greedy step revalues the book once per open position (n trials of n weights), so a full plan costs
-    n^3: its work is bounded. A step tries at most _STEP_CELLS worth of candidates (above that, those with the
-    most standalone margin per dollar of cost), and the whole search at most _PLAN_CELLS; past it the plan stops
-    where it is, `bounded`, and IM is not restored.
+    The search's work is bounded: a step tries at most _STEP_TRIALS candidates (above that, those with the most
+    standalone margin per dollar of cost) and the whole search at most _PLAN_TRIALS; past it the plan stops where
+    it is, `bounded`, and IM is not restored.
     """
     n = closable.size
     weights = np.ones(n)
-    cells_per_trial = max(1, len(arrays.assets) * arrays.groups.shape[0] * len(arrays.book.positions))
-    chunk = max(1, _CHUNK_CELLS // cells_per_trial)
+    proceeds = release - cost
     spent = 0
     priority: Array | None = None  # standalone margin per dollar of cost, when candidates must be capped
 
-    def surplus(candidates: Array) -> Array:
+    def surplus(position: IntArray, new_weight: Array) -> Array:
+        """Surplus with position[c] at new_weight[c], every other position as it stands."""
         nonlocal spent
-        spent += candidates.shape[0] * cells_per_trial
-        mm = np.concatenate([arrays.margin(candidates[i : i + chunk]).maintenance
-                             for i in range(0, candidates.shape[0], chunk)])
-        closed = 1.0 - candidates
-        return collateral + closed @ (release - cost) - im_factor * mm
+        spent += position.size
+        mm = arrays.margin_changes(weights, position, new_weight).maintenance
+        closed = float((1.0 - weights) @ proceeds) + (weights[position] - new_weight) * proceeds[position]
+        return collateral + closed - im_factor * mm
 
-    current = float(surplus(weights[None, :])[0])
+    current = float(collateral - im_factor * arrays.margin(weights[None, :]).maintenance[0])
     while current < 0:
         open_positions = np.flatnonzero(closable & (weights > 0))
         if open_positions.size == 0:
             return PlanSearch(1.0 - weights, False, False)
-        if spent >= _PLAN_CELLS:
+        if spent >= _PLAN_TRIALS:
             return PlanSearch(1.0 - weights, False, True)
-        capped = max(1, min(_STEP_CELLS, _PLAN_CELLS - spent) // cells_per_trial)
+        capped = max(1, min(_STEP_TRIALS, _PLAN_TRIALS - spent))
         if open_positions.size > capped:
             if priority is None:
                 priority = arrays.standalone_margins() / np.maximum(cost, 1e-12)
             open_positions = np.sort(open_positions[np.argsort(-priority[open_positions], kind="stable")[:capped]])
-        trials = np.repeat(weights[None, :], open_positions.size, axis=0)
-        trials[np.arange(open_positions.size), open_positions] = 0.0
-        gains = surplus(trials) - current
+        gains = surplus(open_positions, np.zeros(open_positions.size)) - current
         spend = np.maximum(cost[open_positions] * weights[open_positions], 1e-12)
         ratio = np.where(gains > 0, gains / spend, -np.inf)
         # ties (alike positions, or a perp and a future with the same delta per dollar of cost) go to the first
@@ -234,14 +175,14 @@ def liquidation_plan(
     return PlanSearch(1.0 - weights, True, priority is not None)
 
 
-def _smallest_weight_cut(surplus: Callable[[Array], Array], weights: Array, i: int) -> float:
+def _smallest_weight_cut(surplus: Callable[[IntArray, Array], Array], weights: Array, i: int) -> float:
     """The largest remaining weight of position i that still restores a non-negative surplus."""
     keep_lo, keep_hi = 0.0, float(weights[i])  # surplus(keep_lo) >= 0 > surplus(keep_hi)
     for _ in range(3):
         grid = np.linspace(keep_lo, keep_hi, 33)
-        trials = np.repeat(weights[None, :], grid.size, axis=0)
-        trials[:, i] = grid
-        ok = surplus(trials) >= 0
-        last_ok = int(np.flatnonzero(ok)[-1])
+        ok = np.flatnonzero(surplus(np.full(grid.size, i, dtype=np.intp), grid) >= 0)
+        if ok.size == 0:  # rounding at extreme magnitudes can lose even keep_lo: close down to it
+            break
+        last_ok = int(ok[-1])
         keep_lo, keep_hi = grid[last_ok], grid[min(last_ok + 1, grid.size - 1)]
     return float(keep_lo)

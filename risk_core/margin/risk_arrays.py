@@ -17,6 +17,7 @@ from risk_core.margin.book import ResolvedBook
 from risk_core.schema.params import OffsetCredit, RiskParams
 
 Array = NDArray[np.float64]
+IntArray = NDArray[np.intp]
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,10 @@ class RiskArrays:
         for u, span in enumerate(self._spans):
             row_groups[u, :, span] = groups[:, self._members[span]]
         self._row_groups = row_groups.reshape(len(self._spans) * n_groups, self._members.size)
+        order = np.argsort(self._members, kind="stable")
+        self._rows_by_position = (order, self._members[order])  # rows sorted by position, and their positions
+        # per row: its (underlying, group) slots, the book, its chain and its venue-account
+        self._row_slots = np.sort(np.nonzero(self._row_groups.T)[1].reshape(self._members.size, 3), axis=1)
 
     def position_values(self) -> tuple[Array, Array]:
         """Mark value and collateral haircut per position, taken from its primary underlying's rows."""
@@ -126,6 +131,59 @@ class RiskArrays:
         by_chain = dict(zip(self.chains, row[1 : 1 + self.n_chains], strict=True))
         by_account = list(zip(self.venue_accounts, row[1 + self.n_chains :], strict=True))
         return row[0], by_chain, by_account
+
+    def margin_changes(self, weights: Array, position: IntArray, new_weight: Array) -> MarginFigures:
+        """What `margin` gives for the rows of `weights` with one position changed per row: position[c] at
+        new_weight[c]. Only the changed position's groups and contingency key are recomputed (the liquidation
+        plan's trials: a step costs trials x scenarios, not trials x positions x scenarios)."""
+        k, n_groups, n_under = position.size, self.groups.shape[0], len(self.assets)
+        mix = weights[self._members] * self._row_groups  # (underlying, group) x rows
+        pnl_now, delta_now = mix @ self._pnl, mix @ self._delta
+        loss = np.repeat(scenario_loss(pnl_now)[None, :], k, axis=0)  # trials x (underlying, group)
+        delta = np.repeat(delta_now[None, :], k, axis=0)
+        change = new_weight - weights[position]
+        # every (trial, row) pair whose row is the trial's position, and the row's three (underlying, group) slots
+        order, members = self._rows_by_position
+        first = np.searchsorted(members, position)
+        count = np.searchsorted(members, position, side="right") - first
+        trial = np.repeat(np.arange(k), count)
+        row = order[np.repeat(first - np.cumsum(count) + count, count) + np.arange(int(count.sum()))]
+        slots = self._row_slots[row]  # pairs x 3
+        moved = pnl_now[slots] + (change[trial][:, None, None] * self._pnl[row][:, None, :])
+        loss[trial[:, None], slots] = scenario_loss(moved)
+        delta[trial[:, None], slots] = delta_now[slots] + change[trial][:, None] * self._delta[row][:, None]
+        loss_, delta_ = loss.reshape(k, n_under, n_groups), delta.reshape(k, n_under, n_groups)
+        losses = {asset: loss_[:, u, :] for u, asset in enumerate(self.assets)}
+        deltas = {asset: delta_[:, u, :] for u, asset in enumerate(self.assets) if asset in self.row_delta}
+        risk = combine_underlyings(losses, deltas, self.pairs, shape=(k, n_groups))
+        combined = combine_levels(
+            everything=risk[:, 0],
+            siloed_by_chain=risk[:, 1 : 1 + self.n_chains].sum(axis=1),
+            siloed_by_account=risk[:, 1 + self.n_chains :].sum(axis=1),
+            offsets=self.params.offset_credit,
+        )
+        contingency = self._contingency_changes(weights, position, change)
+        return MarginFigures(risk=combined, contingency=contingency, levels=risk)
+
+    def _contingency_changes(self, weights: Array, position: IntArray, change: Array) -> Array:
+        keys = self.book.contingency
+        if not self.params.contingencies_enabled or keys.rate.size == 0:
+            return np.zeros(position.size)
+        net = np.asarray(
+            np.bincount(keys.key, weights[keys.position] * keys.entry_quantity, minlength=keys.rate.size), np.float64
+        )
+        charge = contingency_charge(net, keys.side) * keys.rate
+        key_of = np.full(keys.n_positions, -1, dtype=np.intp)
+        key_of[keys.position] = keys.key  # a position has one entry at most
+        quantity_of = np.zeros(keys.n_positions)
+        quantity_of[keys.position] = keys.entry_quantity
+        key = key_of[position]
+        held = key >= 0
+        k = key[held]
+        out = np.full(position.size, float(charge.sum()))
+        moved_net = net[k] + change[held] * quantity_of[position[held]]
+        out[held] += contingency_charge(moved_net, keys.side[k]) * keys.rate[k] - charge[k]
+        return out
 
     def standalone_margins(self) -> Array:
         """Maintenance margin of each position alone, as one venue-account (no chain or venue levels): what

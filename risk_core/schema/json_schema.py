@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
+from risk_core.schema.holdings import HoldingsRow
 from risk_core.schema.market import MarketSnapshot
 from risk_core.schema.params import RiskParams
 from risk_core.schema.positions import SCHEMA_VERSION, Position
@@ -20,6 +21,7 @@ _MODELS: dict[str, type[BaseModel] | TypeAdapter[Any]] = {
     "margin_request": MarginRequest,
     "margin_report": MarginReport,
     "surface_report": SurfaceReport,
+    "holdings_row": HoldingsRow,
 }
 
 

@@ -197,6 +197,17 @@ class OffsetDecomposition(ReportModel):
     combined_risk_usd: float = Field(description="the report's risk_usd")
 
 
+class Issue(ReportModel):
+    """What pricing could not do: an `error` leaves the position out (the report is then incomplete), a
+    `warning` counts the position with a caveat."""
+
+    index: int | None = Field(description="the position's index in the request; null for an asset or the market")
+    field: str = Field(description="the field at fault, from the request's root")
+    code: str = Field(description="what happened, e.g. no_price, no_vol_surface, expired, unknown_asset_class")
+    severity: Literal["error", "warning"]
+    message: str
+
+
 class MarginReport(ReportModel):
     as_of: AwareDatetime
     params_version: str
@@ -225,5 +236,8 @@ class MarginReport(ReportModel):
         default=None, description="how offsets across venue-accounts and chains were credited; null in reports "
         "stored before schema 1.3.0"
     )
+    issues: list[Issue] = Field(default_factory=list, description="per position or asset, what could not be priced")
+    params_hash: str | None = Field(default=None, description="SHA-256 of the effective parameters, overrides included")
+    market_hash: str | None = Field(default=None, description="SHA-256 of the market snapshot priced against")
     computed_at: AwareDatetime | None = Field(default=None, description="when the service computed it; null offline")
     age_seconds: float | None = Field(default=None, description="age when served; null offline")

@@ -8,6 +8,7 @@ every query against its OpenAPI file), and what is under test here is the positi
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -23,7 +24,7 @@ from web3 import Web3
 from aggregator.service import AggregatorService
 from aggregator.settings import ServiceSettings
 from aggregator.store import AsyncStore, Store, StoreUnavailable, WatchedAccount
-from api.demo import demo_account, demo_settings
+from api.demo import WSTETH_PER_ETH, demo_account, demo_settings
 from chains.client import ChainClient, make_chain_clients
 from devnet.deploy import refresh_feeds
 from devnet.node import AnvilNode, start_anvil
@@ -91,7 +92,12 @@ async def market(venues: VenueServers, session: aiohttp.ClientSession) -> Snapsh
     service = AggregatorService(
         settings=demo_settings(venues), session=session, clients=[], clock=ManualClock(venues.scenario.as_of)
     )
-    return await service.refresh_market()
+    build = await service.refresh_market()
+    # wstETH is priced by the devnet's Chainlink feed, which a snapshot without chain clients does not read: the
+    # price the demo's keeper publishes there, so that the seeded wstETH is valued (an unpriced token would make
+    # every report incomplete)
+    spot = {**build.snapshot.spot, "WSTETH": build.snapshot.spot["ETH"] * WSTETH_PER_ETH}
+    return dataclasses.replace(build, snapshot=build.snapshot.model_copy(update={"spot": spot}))
 
 
 @pytest.fixture

@@ -16,8 +16,6 @@ from api.http import what_if
 from api.http.problems import PROBLEM_CONTENT_TYPE
 from api.http.what_if import MarketCache, what_if_in_worker
 from risk_core.margin.engine import compute_margin_request
-from risk_core.margin.instruments import priced_instruments
-from risk_core.schema.params import default_params
 from risk_core.schema.request import MarginRequest
 
 MAX_RISE = 10.0
@@ -111,7 +109,7 @@ def test_two_books_on_one_market_share_its_cache_entry_and_its_instruments(cache
     snapshot = cache.get(key)
     assert snapshot is not None and snapshot.spot["BTC"] == 100_000.0
     # both books were gathered from one set of instruments: call, BTC spot, ETH perp, then put and USDC
-    assert priced_instruments(snapshot, default_params(), MAX_RISE).size == 5
+    assert cache.context(key, snapshot, None).instruments.size == 5
 
     # the same request again is a hit answering the same report
     status_c, _, answer_c = post(json.dumps(first))

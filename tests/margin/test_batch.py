@@ -1,25 +1,27 @@
-"""The batch path gives, for every wallet, the figures compute_margin gives for that wallet alone."""
+"""The batch path gives, for every wallet, the figures compute_margin gives for that wallet alone: on one
+instrument table, in blocks, with unpriceable positions left out and named per wallet."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from support.batch_books import batch_market, random_wallet
 
-from risk_core.errors import InputError
-from risk_core.margin.batch import BatchMarginResult, collect_holdings, compute_batch_margin
+from risk_core.margin import batch as batch_module
+from risk_core.margin.batch import BatchMarginResult, compute_batch_margin
+from risk_core.margin.context import pricing_context
 from risk_core.margin.engine import compute_margin
 from risk_core.schema.params import RiskParams, default_params
 from risk_core.schema.positions import Position, PositionAdapter
 
 REL = 1e-9  # relative agreement asked of the batch path
 ABS = 1e-6  # USD: where a figure is zero in one path, the other may carry rounding of that size
+FIGURES = ("equity_usd", "collateral_usd", "risk_usd", "contingency_usd", "maintenance_margin_usd",
+           "initial_margin_usd")
 
 MARKET = batch_market()
-
-
-
-
 WALLETS = [random_wallet(np.random.default_rng(1000 + w), w) for w in range(20)]
 
 PARAM_SETS = {
@@ -37,26 +39,22 @@ PARAM_SETS = {
 
 def _assert_matches(batch: BatchMarginResult, w: int, wallet: list[Position], params: RiskParams) -> None:
     report = compute_margin(wallet, MARKET, params)
-    expected = {
-        "equity_usd": report.equity_usd,
-        "collateral_usd": report.collateral_usd,
-        "risk_usd": report.risk_usd,
-        "contingency_usd": report.contingency_usd,
-        "maintenance_margin_usd": report.maintenance_margin_usd,
-        "initial_margin_usd": report.initial_margin_usd,
-    }
-    for name, value in expected.items():
+    for name in FIGURES:
         got = float(getattr(batch, name)[w])
-        assert got == pytest.approx(value, rel=REL, abs=ABS), f"wallet {w} {name}"
+        assert got == pytest.approx(getattr(report, name), rel=REL, abs=ABS), f"wallet {w} {name}"
+    assert bool(batch.complete[w]) == report.complete
+    assert int(batch.left_out[w]) == sum(not p.priced for p in report.positions)
+    own = [issue for at, issue in batch.issues if at == w]
+    assert [(i.path, i.code, i.severity) for i in own] == [(i.field, i.code, i.severity) for i in report.issues]
 
 
 @pytest.mark.parametrize("params_name", list(PARAM_SETS))
 def test_batch_matches_compute_margin_wallet_by_wallet(params_name: str) -> None:
     params = PARAM_SETS[params_name]
-    batch = compute_batch_margin(WALLETS, MARKET, params)
+    context = pricing_context(MARKET, params)
+    batch = compute_batch_margin(WALLETS, MARKET, params, context=context)
     assert batch.maintenance_margin_usd.shape == (len(WALLETS),)
-    assert batch.n_positions == sum(len(w) for w in WALLETS)
-    assert batch.n_instruments < batch.n_positions  # duplicates were merged
+    assert context.instruments.size < sum(len(w) for w in WALLETS)  # duplicates were merged
     for w, wallet in enumerate(WALLETS):
         _assert_matches(batch, w, wallet, params)
 
@@ -73,13 +71,36 @@ def test_random_wallets_cover_the_cases_they_claim() -> None:
     assert all(compute_margin(w, MARKET, PARAM_SETS["default"]).contingency_usd > 0 for w in WALLETS[:5])
 
 
-def test_wallet_order_and_company_do_not_change_a_wallet() -> None:
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.sampled_from(list(PARAM_SETS)))
+def test_single_cached_and_batch_paths_agree_on_random_books(seed: int, n_wallets: int, params_name: str) -> None:
+    """compute_margin on a fresh context (single), on one context kept across the books (cached), and the batch
+    path over all of them: the same figures to 1e-9."""
+    params = PARAM_SETS[params_name]
+    rng = np.random.default_rng(seed)
+    wallets = [random_wallet(rng, w) for w in range(n_wallets)]
+    kept = pricing_context(MARKET, params)
+    batch = compute_batch_margin(wallets, MARKET, params)
+    for w, wallet in enumerate(wallets):
+        single = compute_margin(wallet, MARKET, params)
+        cached = compute_margin(wallet, MARKET, params, context=kept)
+        for name in FIGURES:
+            want = getattr(single, name)
+            assert getattr(cached, name) == pytest.approx(want, rel=REL, abs=ABS), name
+            assert float(getattr(batch, name)[w]) == pytest.approx(want, rel=REL, abs=ABS), name
+
+
+def test_wallet_order_company_and_blocks_do_not_change_a_wallet(monkeypatch: pytest.MonkeyPatch) -> None:
     params = default_params()
     alone = compute_batch_margin([WALLETS[3]], MARKET, params)
     together = compute_batch_margin([[], *WALLETS[::-1]], MARKET, params)
+    monkeypatch.setattr(batch_module, "BLOCK_POSITIONS", 40)  # a block every few wallets
+    in_blocks = compute_batch_margin([[], *WALLETS[::-1]], MARKET, params)
     w = len(WALLETS) - 3
-    for name in ("equity_usd", "collateral_usd", "maintenance_margin_usd"):
+    for name in FIGURES:
         assert float(getattr(together, name)[w]) == pytest.approx(float(getattr(alone, name)[0]), rel=REL)
+        assert np.allclose(getattr(in_blocks, name), getattr(together, name), rtol=REL, atol=ABS)
+    assert in_blocks.issues == together.issues
     assert float(together.maintenance_margin_usd[0]) == 0.0 and float(together.equity_usd[0]) == 0.0
 
 
@@ -90,26 +111,27 @@ def test_instruments_are_shared_and_entry_price_is_not_part_of_one() -> None:
         [PositionAdapter.validate_python({**base, "account": "b", "quantity": -1.0, "entry_price": 3100.0}),
          PositionAdapter.validate_python({**base, "account": "b", "quantity": 3.0})],
     ]
-    holdings = collect_holdings(wallets)
-    assert len(holdings.instruments) == 1
-    assert holdings.instruments[0].quantity == 1.0  # type: ignore[union-attr]
-    batch = compute_batch_margin(wallets, MARKET, default_params())
+    context = pricing_context(MARKET, default_params())
+    batch = compute_batch_margin(wallets, MARKET, default_params(), context=context)
+    assert context.instruments.size == 1
     for w, wallet in enumerate(wallets):
         _assert_matches(batch, w, wallet, default_params())
+    assert float(batch.equity_usd[1]) == pytest.approx(-1.0 * (3_000.0 - 3_100.0), rel=1e-12)
 
 
-def test_an_unpriceable_position_is_named_by_wallet_and_index() -> None:
+def test_an_unpriceable_position_is_left_out_and_named_by_wallet_and_index() -> None:
     bad = PositionAdapter.validate_python({"kind": "perp", "venue": "gmx", "chain": "arbitrum", "account": "x",
                                            "underlying": "DOGE", "quantity": 1.0})
-    with pytest.raises(InputError) as caught:
-        compute_batch_margin([WALLETS[0], [*WALLETS[1][:3], bad]], MARKET, default_params())
-    assert caught.value.field == "wallets[1][3].underlying"
-
-
-def test_warnings_name_a_holding_position() -> None:
-    batch = compute_batch_margin(WALLETS, MARKET, default_params())
-    assert any("PEPE" in message for message in batch.warnings)
-    assert not any("positions[" in message for message in batch.warnings)
+    wallets = [WALLETS[0], [*WALLETS[1][:3], bad]]
+    batch = compute_batch_margin(wallets, MARKET, default_params())
+    errors = [(w, i.path, i.code) for w, i in batch.issues if i.severity == "error"]
+    assert errors == [(1, "positions[3].underlying", "no_price")]
+    assert int(batch.left_out[1]) == 1 and not batch.complete[1]
+    for w, wallet in enumerate(wallets):
+        _assert_matches(batch, w, wallet, default_params())
+    # the wallet's figures are those of its other positions
+    rest = compute_batch_margin([WALLETS[1][:3]], MARKET, default_params())
+    assert float(batch.maintenance_margin_usd[1]) == pytest.approx(float(rest.maintenance_margin_usd[0]), rel=REL)
 
 
 def test_ten_thousand_wallets_run() -> None:
@@ -117,9 +139,10 @@ def test_ten_thousand_wallets_run() -> None:
     pool = [p for wallet in WALLETS for p in wallet]
     wallets = [[pool[int(i)] for i in rng.choice(len(pool), size=int(rng.integers(5, 30)))] for _ in range(10_000)]
     params = default_params()
-    batch = compute_batch_margin(wallets, MARKET, params)
+    context = pricing_context(MARKET, params)
+    batch = compute_batch_margin(wallets, MARKET, params, context=context)
     assert batch.maintenance_margin_usd.shape == (10_000,)
     assert np.all(np.isfinite(batch.maintenance_margin_usd)) and np.all(batch.maintenance_margin_usd >= 0)
-    assert batch.n_instruments <= len(pool)
+    assert context.instruments.size <= len(pool)
     for w in (0, 4_321, 9_999):
         _assert_matches(batch, w, wallets[w], params)

@@ -1,12 +1,10 @@
-"""Instruments valued once per (market snapshot, parameters) and shared by books (risk_core.margin.instruments):
-the cached path must give the reports of resolving each book directly, name each book's own positions in its
-warnings and errors, keep one cache per snapshot object, and let go of it with the snapshot."""
+"""Instruments valued once per pricing context and shared by its books (risk_core.margin.instruments): the
+cached path must give the reports of resolving each book directly, name each book's own positions in its
+issues, and belong to the caller's context only (the engine keeps nothing between calls)."""
 
 from __future__ import annotations
 
-import gc
 import math
-import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 from unittest import mock
@@ -16,19 +14,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.golden import EXPIRY_30D, market, option, position
 
-import risk_core.margin.engine as engine
-from risk_core.errors import InputError
 from risk_core.margin import instruments
 from risk_core.margin.book import resolve_book
+from risk_core.margin.context import PricingContext, effective_params, pricing_context
 from risk_core.margin.engine import compute_margin
-from risk_core.margin.instruments import priced_instruments
+from risk_core.margin.instruments import PricedInstruments
 from risk_core.schema.market import MarketSnapshot
 from risk_core.schema.params import RiskParams, default_params
 from risk_core.schema.positions import Position
 from risk_core.schema.report import MarginReport
 from risk_core.schema.request import MarginRequest
 
-MAX_RISE = 10.0  # the engine's liquidation search range: the key its instruments are cached under
 EXPIRY_60D = "2027-01-24T00:00:00Z"
 EXPIRED = "2026-11-24T00:00:00Z"  # a day before AS_OF
 LP_TWO_RISKY = "LP of two risky assets; each is shocked with the other held"
@@ -51,11 +47,17 @@ def books(*docs: Sequence[dict[str, Any]]) -> list[list[Position]]:
 
 
 def direct_margin(positions: Sequence[Position], m: MarketSnapshot, params: RiskParams) -> MarginReport:
-    """The report with every book resolved directly (no instrument cache)."""
+    """The report with the book resolved directly, positions with their sizes and places (no instrument table)."""
     with mock.patch.object(
-        engine, "resolve_book_cached", lambda positions, market, params, **_: resolve_book(positions, market, params)
+        PricedInstruments, "book", lambda table, positions: resolve_book(positions, table.market, table.params)
     ):
         return compute_margin(positions, m, params)
+
+
+def kept(m: MarketSnapshot, params: RiskParams) -> tuple[PricingContext, Any]:
+    """A context, and a function margining a book in it."""
+    context = pricing_context(m, params)
+    return context, lambda book: compute_margin(book, m, params, context=context)
 
 
 def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
@@ -110,6 +112,7 @@ def assert_same_report(cached: MarginReport, direct: MarginReport, positions: Se
         else:
             assert x == y, (path, x, y)
     assert cached.warnings == direct.warnings
+    assert cached.issues == direct.issues
     assert cached.status == direct.status
     assert [p.underlying for p in cached.positions] == [p.underlying for p in direct.positions]
     assert [p.priced for p in cached.positions] == [p.priced for p in direct.positions]
@@ -194,8 +197,9 @@ def test_cached_reports_equal_the_direct_path(
     m = MarketSnapshot.model_validate(market_doc)
     params = default_params()
     parsed = [MarginRequest.model_validate({"positions": d, "market": market_doc}).positions for d in book_docs]
-    cached = [compute_margin(b, m, params) for b in parsed]  # later books reuse the earlier ones' instruments
-    cached_again = [compute_margin(b, m, params) for b in parsed]  # every instrument now found
+    _, margin = kept(m, params)
+    cached = [margin(b) for b in parsed]  # later books reuse the earlier ones' instruments
+    cached_again = [margin(b) for b in parsed]  # every instrument now found
     for b, first, again in zip(parsed, cached, cached_again, strict=True):
         direct = direct_margin(b, m, params)
         assert_same_report(first, direct, b)
@@ -220,19 +224,24 @@ def test_lp_of_two_risky_assets_is_named_by_each_books_own_index() -> None:
          position("spot", asset="USDC", quantity=500), lp_eth_btc(3.0, account="acct-2")],
         [lp_eth_btc(1.0), position("spot", asset="ETH", quantity=1), lp_eth_btc(-1.0, venue="uniswap-v3")],
     )
-    reports = [compute_margin(b, m, params) for b in (first, second, twice)]
-    assert reports[0].warnings == [f"positions[1]: {LP_TWO_RISKY}"]
+    _, margin = kept(m, params)
+    reports = [margin(b) for b in (first, second, twice)]
+    assert reports[0].warnings == [f"positions[1].token1: {LP_TWO_RISKY}"]
     # the same instrument, first valued with the first book at index 1, is index 3 here
-    assert reports[1].warnings == [f"positions[3]: {LP_TWO_RISKY}"]
-    assert reports[2].warnings == [f"positions[0]: {LP_TWO_RISKY}", f"positions[2]: {LP_TWO_RISKY}"]
+    assert reports[1].warnings == [f"positions[3].token1: {LP_TWO_RISKY}"]
+    assert reports[2].warnings == [f"positions[0].token1: {LP_TWO_RISKY}", f"positions[2].token1: {LP_TWO_RISKY}"]
+    assert [(i.index, i.code, i.severity) for i in reports[2].issues] == [
+        (0, "lp_two_risky_assets", "warning"), (2, "lp_two_risky_assets", "warning")
+    ]
     for b, report in zip((first, second, twice), reports, strict=True):
+        assert report.complete  # a warning counts the position
         assert_same_report(report, direct_margin(b, m, params))
     lp_row = reports[1].positions[3]
     assert lp_row.underlying == "ETH" and lp_row.priced
     assert set(reports[1].underlyings) == {"BTC", "ETH"}
 
 
-def test_unpriced_spot_asset_warns_and_is_unpriced_in_both_paths() -> None:
+def test_unpriced_spot_asset_is_left_out_and_makes_the_report_incomplete_in_both_paths() -> None:
     m, params = snapshot(), default_params()
     warm, unpriced, again = books(
         [position("perp", underlying="BTC", quantity=1), option(-1, "call", 110_000)],
@@ -240,21 +249,29 @@ def test_unpriced_spot_asset_warns_and_is_unpriced_in_both_paths() -> None:
         [option(1, "call", 110_000), position("spot", asset="ETH", quantity=1), position("perp", underlying="ETH",
          quantity=1), position("spot", asset="DOGE", quantity=5)],
     )
-    compute_margin(warm, m, params)
-    assert priced_instruments(m, params, MAX_RISE).size == 2
+    context, margin = kept(m, params)
+    margin(warm)
+    assert context.instruments.size == 2
     for b, at in ((unpriced, 1), (again, 3)):
-        report = compute_margin(b, m, params)
+        report = margin(b)
         assert report.warnings == [
-            f"DOGE: no price in market.spot; position positions[{at}] counts 0 value and 0 collateral"
+            f"positions[{at}].asset: no price for DOGE in market.spot; the position counts 0 value and 0 collateral"
         ]
+        assert [(i.index, i.field, i.code, i.severity) for i in report.issues] == [
+            (at, f"positions[{at}].asset", "unpriced_token", "warning")
+        ]
+        assert report.complete is False
         assert [p.priced for p in report.positions] == [i != at for i in range(len(b))]
         assert report.positions[at].value_usd == 0.0
         assert report.positions[at].underlying is None
         assert_same_report(report, direct_margin(b, m, params))
+    # with the DOGE position out, the figures are those of the book without it
+    without = compute_margin([p for i, p in enumerate(again) if i != 3], m, params)
+    assert margin(again).maintenance_margin_usd == pytest.approx(without.maintenance_margin_usd, rel=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["option", "future"])
-def test_expired_instrument_names_the_books_own_expiry_field(kind: str) -> None:
+def test_expired_instrument_is_left_out_naming_the_books_own_expiry_field(kind: str) -> None:
     m, params = snapshot(), default_params()
     expired = ({**option(1, "call", 100_000), "expiry": EXPIRED} if kind == "option"
                else position("future", underlying="BTC", quantity=1, expiry=EXPIRED))
@@ -263,29 +280,31 @@ def test_expired_instrument_names_the_books_own_expiry_field(kind: str) -> None:
         [position("perp", underlying="ETH", quantity=2), option(-1, "call", 110_000), expired],
         [expired, position("spot", asset="BTC", quantity=2)],
     )
-    compute_margin(warm, m, params)
-    before = priced_instruments(m, params, MAX_RISE).size
+    context, margin = kept(m, params)
+    margin(warm)
+    before = context.instruments.size
     assert before == 2
     for b, at in ((first, 2), (second, 0)):
-        with pytest.raises(InputError) as cached_error:
-            compute_margin(b, m, params)
-        with pytest.raises(InputError) as direct_error:
-            direct_margin(b, m, params)
-        assert cached_error.value.field == f"positions[{at}].expiry"
-        assert (cached_error.value.field, cached_error.value.reason) == (
-            direct_error.value.field, direct_error.value.reason
-        )
-        assert cached_error.value.reason == "expiry 2026-11-24T00:00:00+00:00 is not after market.as_of"
-    # the first book's priceable new instrument (the ETH perp) is kept; the expired one never is
-    assert priced_instruments(m, params, MAX_RISE).size == before + 1
-    # and the snapshot still margins good books from its cache, as the direct path does
-    assert_same_report(compute_margin(warm, m, params), direct_margin(warm, m, params))
+        report, direct = margin(b), direct_margin(b, m, params)
+        assert [(i.index, i.field, i.code, i.severity, i.message) for i in report.issues] == [
+            (at, f"positions[{at}].expiry", "expired", "error",
+             "expiry 2026-11-24T00:00:00+00:00 is not after market.as_of")
+        ]
+        assert report.complete is False and not report.positions[at].priced
+        assert report.positions[at].value_usd == 0.0 and report.positions[at].standalone_margin_usd == 0.0
+        assert_same_report(report, direct, b)
+        # the figures are those of the book without the expired position
+        rest = compute_margin([p for i, p in enumerate(b) if i != at], m, params)
+        assert report.maintenance_margin_usd == pytest.approx(rest.maintenance_margin_usd, rel=1e-12)
+    # the ETH perp and the expired instrument (as unpriced) are kept: a later book finds both
+    assert context.instruments.size == before + 2
+    assert_same_report(margin(warm), direct_margin(warm, m, params))
 
 
 # ---------------------------------------------------------------------------------------------- sharing
 
 
-def test_books_on_one_snapshot_share_instruments_and_a_new_snapshot_gets_its_own() -> None:
+def test_books_in_one_context_share_instruments_and_a_new_context_has_its_own() -> None:
     params = default_params()
     m = snapshot()
     a, b = books(
@@ -296,29 +315,39 @@ def test_books_on_one_snapshot_share_instruments_and_a_new_snapshot_gets_its_own
          position("future", underlying="BTC", quantity=1, expiry=EXPIRY_30D), position("spot", asset="BTC",
          quantity=-0.5)],
     )
-    compute_margin(a, m, params)
-    cache = priced_instruments(m, params, MAX_RISE)
-    assert cache.size == 3
-    compute_margin(b, m, params)
-    assert priced_instruments(m, params, MAX_RISE) is cache
-    assert cache.size == 5  # only the put and the future are new
-    compute_margin(a, m, params)
-    assert cache.size == 5
+    context, margin = kept(m, params)
+    margin(a)
+    assert context.instruments.size == 3
+    margin(b)
+    assert context.instruments.size == 5  # only the put and the future are new
+    margin(a)
+    assert context.instruments.size == 5
 
-    twin = snapshot()  # equal content, another object
-    assert twin == m and twin is not m
-    assert priced_instruments(twin, params, MAX_RISE) is not cache
-    assert priced_instruments(twin, params, MAX_RISE).size == 0
-    compute_margin(b, twin, params)
-    assert priced_instruments(twin, params, MAX_RISE).size == 5
-    assert cache.size == 5
+    twin = snapshot()  # equal content, another object: another context, the same hashes
+    other, margin_twin = kept(twin, params)
+    assert other.instruments.size == 0
+    assert_same_report(margin_twin(b), margin(b), b)
+    assert other.instruments.size == 5 and context.instruments.size == 5
+    assert (other.market_hash, other.params_hash) == (context.market_hash, context.params_hash)
+    with pytest.raises(ValueError):  # a context serves its own snapshot only
+        compute_margin(a, twin, params, context=context)
 
-    key = id(m)
-    assert instruments._PRICED[key][id(params)] is cache
-    del m
-    gc.collect()
-    assert key not in instruments._PRICED
-    assert id(params) in instruments._PRICED[id(twin)]
+
+def test_a_report_names_the_effective_parameters_and_the_snapshot_by_hash() -> None:
+    m = snapshot()
+    (book,) = books([option(-1, "call", 110_000), position("spot", asset="BTC", quantity=1)])
+    shipped = compute_margin(book, m, default_params())
+    overridden = compute_margin(book, m, effective_params({"im_factor": 1.5, "contingencies_enabled": False}))
+    alike = compute_margin(book, snapshot(), effective_params({"contingencies_enabled": False, "im_factor": 1.5}))
+    # the version names the file overridden; the hash tells the parameters apart
+    assert shipped.params_version == overridden.params_version == default_params().version
+    assert overridden.params_hash != shipped.params_hash
+    assert alike.params_hash == overridden.params_hash  # other key order, same overrides
+    assert alike.market_hash == overridden.market_hash == shipped.market_hash
+    moved = compute_margin(book, snapshot(spot={"BTC": 100_001.0, "ETH": 3_000.0, "USDC": 1.0}), default_params())
+    assert moved.market_hash != shipped.market_hash
+    assert overridden.initial_margin_usd == pytest.approx(1.5 * overridden.maintenance_margin_usd, rel=1e-12)
+    assert effective_params(None) is default_params() and effective_params({}) is default_params()
 
 
 # -------------------------------------------------------------------------------------------- entry prices
@@ -337,14 +366,14 @@ def test_entry_prices_give_each_position_its_own_value_on_a_shared_instrument() 
         [position("perp", underlying="ETH", quantity=5, entry_price=3_050.0),
          position("future", underlying="ETH", quantity=4, expiry=EXPIRY_30D, entry_price=2_950.0)],
     )
-    first = compute_margin(one, m, params)
-    cache = priced_instruments(m, params, MAX_RISE)
-    assert cache.size == 2  # one perp, one future
+    context, margin = kept(m, params)
+    first = margin(one)
+    assert context.instruments.size == 2  # one perp, one future
     assert [p.value_usd for p in first.positions] == pytest.approx(
         [2 * (3_000 - 2_900), -3 * (3_000 - 3_100), 0.0, 2 * (fwd - 3_000), -1 * (fwd - 3_100)], rel=1e-12, abs=1e-9
     )
-    second = compute_margin(other, m, params)
-    assert cache.size == 2
+    second = margin(other)
+    assert context.instruments.size == 2
     assert [p.value_usd for p in second.positions] == pytest.approx(
         [5 * (3_000 - 3_050), 4 * (fwd - 2_950)], rel=1e-12, abs=1e-9
     )
@@ -355,62 +384,7 @@ def test_entry_prices_give_each_position_its_own_value_on_a_shared_instrument() 
         assert_same_report(report, direct_margin(b, m, params))
 
 
-def finalizers_on(obj: object) -> int:
-    """weakref.finalize callbacks still waiting for `obj` to go."""
-    return sum(
-        1 for f in gc.get_objects()
-        if isinstance(f, weakref.finalize) and (waiting := f.peek()) is not None and waiting[0] is obj
-    )
-
-
-def test_fresh_parameters_on_a_live_snapshot_leave_no_finalizer_behind() -> None:
-    m = snapshot()
-    (book,) = books([option(-1, "call", 110_000), position("spot", asset="BTC", quantity=1)])
-    compute_margin(book, m, default_params())
-    gc.collect()
-    before = finalizers_on(m)
-    for _ in range(50):
-        params = default_params().with_overrides({"im_factor": 1.5})
-        report = compute_margin(book, m, params)
-        assert report.initial_margin_usd == pytest.approx(1.5 * report.maintenance_margin_usd, rel=1e-12)
-        del params
-    gc.collect()
-    # the overridden parameters' caches are gone with them...
-    assert list(instruments._PRICED[id(m)]) == [id(default_params())]
-    # ...and so should be whatever waited on the snapshot for them
-    assert finalizers_on(m) <= before + 1
-
-
-def test_the_shipped_parameters_over_many_snapshots_gather_no_finalizers() -> None:
-    params = default_params()
-    (book,) = books([option(-1, "call", 110_000), position("spot", asset="BTC", quantity=1)])
-    compute_margin(book, snapshot(), params)
-    gc.collect()
-    before = finalizers_on(params)
-    live = len(instruments._PRICED)
-    for _ in range(30):  # a service's snapshots, one after another, all margined with the shipped parameters
-        report = compute_margin(book, snapshot(), params)
-        assert report.maintenance_margin_usd > 0
-    gc.collect()
-    assert finalizers_on(params) == before
-    assert len(instruments._PRICED) <= live  # every dead snapshot's entry is gone
-
-
-def test_requests_overriding_alike_share_parameters_and_instruments() -> None:
-
-
-    first = engine._params({"im_factor": 1.5, "contingencies_enabled": False})
-    again = engine._params({"contingencies_enabled": False, "im_factor": 1.5})  # other key order, same overrides
-    assert again is first and first.im_factor == 1.5 and not first.contingencies_enabled
-    assert engine._params({"im_factor": 1.6}) is not first
-    assert engine._params(None) is default_params() and engine._params({}) is default_params()
-    m = snapshot()
-    (book,) = books([option(-1, "call", 110_000), position("spot", asset="BTC", quantity=1)])
-    compute_margin(book, m, first)
-    assert priced_instruments(m, again, MAX_RISE).size == 2  # the second request finds the first's instruments
-
-
-def test_a_full_cache_keeps_no_new_instrument_and_the_book_is_resolved_directly(
+def test_a_full_table_keeps_no_new_instrument_and_the_book_is_still_margined(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(instruments, "_MAX_INSTRUMENTS", 2)
@@ -419,10 +393,9 @@ def test_a_full_cache_keeps_no_new_instrument_and_the_book_is_resolved_directly(
         [option(-1, "call", 110_000), position("spot", asset="BTC", quantity=1)],
         [option(-1, "call", 110_000), option(2, "put", 90_000), position("perp", underlying="BTC", quantity=-1)],
     )
-    compute_margin(first, m, default_params())
-    cache = priced_instruments(m, default_params(), MAX_RISE)
-    assert cache.size == 2
-    report = compute_margin(second, m, default_params())
-    assert cache.size == 2  # the put and the perp were not kept ...
-    assert cache.book(second) is None
+    context, margin = kept(m, default_params())
+    margin(first)
+    assert context.instruments.size == 2
+    report = margin(second)
+    assert context.instruments.size == 2  # the put and the perp were not kept ...
     assert_same_report(report, direct_margin(second, m, default_params()), second)  # ... yet the book is margined

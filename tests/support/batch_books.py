@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from risk_core.schema.holdings import HOLDINGS_ARROW_SCHEMA
 from risk_core.schema.market import MarketSnapshot
 from risk_core.schema.positions import Position, PositionAdapter
 
@@ -122,3 +123,14 @@ def random_wallet(rng: np.random.Generator, w: int) -> list[Position]:
         raw.append(again)
     rng.shuffle(raw)  # type: ignore[arg-type]
     return [PositionAdapter.validate_python(p) for p in raw]
+
+
+def rows_of(wallets: list[list[Position]], labels: list[str]) -> list[dict[str, Any]]:
+    """One row per position, the instrument's fields from the position's own dump (not the library's reader)."""
+    out = []
+    for label, wallet in zip(labels, wallets, strict=True):
+        for p in wallet:
+            fields = p.model_dump(exclude={"id", "provenance"})
+            size = fields.pop("liquidity" if p.kind == "lp" else "quantity")
+            out.append({name: None for name in HOLDINGS_ARROW_SCHEMA.names} | fields | {"wallet": label, "size": size})
+    return out
