@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from risk_core.errors import InputError
+from risk_core.margin.fhs import historical_scenario_sets
 from risk_core.margin.scenarios import ScenarioSet, build_scenarios, shocked_vols
 from risk_core.pricing.black76 import black76_greeks, black76_price
 from risk_core.pricing.lp import lp_amounts
@@ -608,7 +609,8 @@ def resolve_book(positions: Sequence[Position], market: MarketSnapshot, params: 
         held0, held1 = np.maximum(amount0, 0.0) * price0, np.maximum(amount1, 0.0) * price1
         fixed_value[at[fixed]] = value[fixed]
         fixed_haircut[at[fixed]] = (h0 * held0 + h1 * held1)[fixed]
-    frozen = [_freeze(asset, b, r, params) for asset, b in sorted(builders.items())]
+    historical = historical_scenario_sets(market, sorted(builders), params) if params.model == "fhs" else None
+    frozen = [_freeze(asset, b, r, params, historical) for asset, b in sorted(builders.items())]
     valuation = RevaluedBook(frozen)
     underlyings = {
         f.asset: UnderlyingRows(f.asset, f.spot, f.scenarios, f.members, f.blocks, valuation) for f in frozen
@@ -675,12 +677,20 @@ class _Frozen:
     scenario_vols: Array  # options x scenarios
 
 
-def _freeze(asset: str, b: _RowsBuilder, r: _Resolver, params: RiskParams) -> _Frozen:
+def _freeze(
+    asset: str, b: _RowsBuilder, r: _Resolver, params: RiskParams, historical: dict[str, ScenarioSet] | None
+) -> _Frozen:
+    """`historical`: the fhs model's scenario sets, which replace the grid's (None under the grid)."""
     spot = r.required_price(asset, f"market.spot.{asset}")
-    dispersion = r.market.dispersion.get(asset, 0.0)
-    spec, scenarios, spot_range, widen = _scenario_set(params, asset, dispersion)
-    if widen is not None:
-        r.warn(f"{asset}: price sources disagree by {dispersion:.2%}; scan range widened to {spot_range * widen:.2%}")
+    if historical is not None:
+        spec, scenarios = params.scenarios_for(asset), historical[asset]
+    else:
+        dispersion = r.market.dispersion.get(asset, 0.0)
+        spec, scenarios, spot_range, widen = _scenario_set(params, asset, dispersion)
+        if widen is not None:
+            r.warn(
+                f"{asset}: price sources disagree by {dispersion:.2%}; scan range widened to {spot_range * widen:.2%}"
+            )
     opt = np.array(b.opt, dtype=np.float64).reshape(-1, 8)
     sigma = np.zeros(len(b.opt))
     if b.opt:

@@ -13,6 +13,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from risk_core.margin.book import ResolvedBook
+from risk_core.margin.fhs import HistoricalLayout, historical_loss
+from risk_core.margin.liquidity import liquidity_addon
 from risk_core.schema.params import OffsetCredit, RiskParams
 
 Array = NDArray[np.float64]
@@ -20,14 +22,16 @@ Array = NDArray[np.float64]
 
 @dataclass(frozen=True)
 class MarginFigures:
-    """Per weight row: combined scenario risk, contingencies, and their sum, the maintenance margin."""
+    """Per weight row: combined scenario risk, contingencies, the liquidity add-on, and their sum, the maintenance
+    margin."""
 
     risk: Array
     contingency: Array
+    liquidity: Array
 
     @property
     def maintenance(self) -> Array:
-        return self.risk + self.contingency
+        return self.risk + self.contingency + self.liquidity
 
 
 class RiskArrays:
@@ -82,6 +86,20 @@ class RiskArrays:
         for u, span in enumerate(self._spans):
             row_groups[u, :, span] = groups[:, self._members[span]]
         self._row_groups = row_groups.reshape(len(self._spans) * n_groups, self._members.size)
+        # the fhs model's scenarios are joint across underlyings (one layout for all): losses are taken on their sum
+        self.layout: HistoricalLayout | None = next(
+            (rows.scenarios.history for rows in book.underlyings.values() if rows.scenarios.history is not None), None
+        )
+        # underlyings with a depth curve: (stacked rows, USD per unit of the underlying's delta, curve)
+        liquidity = params.liquidity
+        self._liquid = [
+            (span, rows.spot, liquidity.depth[asset])
+            for (asset, rows), span in zip(book.underlyings.items(), self._spans, strict=True)
+            if liquidity.enabled and asset in liquidity.depth
+        ]
+        self._row_delta_all = (
+            np.concatenate([rows.deltas() for rows in book.underlyings.values()]) if self._liquid else np.zeros(0)
+        )
 
     def position_values(self) -> tuple[Array, Array]:
         """Mark value and collateral haircut per position, taken from its primary underlying's rows."""
@@ -99,20 +117,34 @@ class RiskArrays:
         w = np.atleast_2d(weights)
         k, g, n_under = w.shape[0], self.groups.shape[0], len(self.assets)
         mix = w[:, None, self._members] * self._row_groups[None, :, :]  # k x (underlying, group) x rows
+        if self.layout is not None:
+            joint = (mix @ self._pnl).reshape(k, n_under, g, -1).sum(axis=1)
+            return self._figures(historical_loss(joint, self.layout), w)
         loss = scenario_loss(mix @ self._pnl).reshape(k, n_under, g)
         losses = {asset: loss[:, u, :] for u, asset in enumerate(self.assets)}
         deltas: dict[str, Array] = {}
         if self.row_delta:
             delta = (mix @ self._delta).reshape(k, n_under, g)
             deltas = {asset: delta[:, u, :] for u, asset in enumerate(self.assets) if asset in self.row_delta}
-        risk = combine_underlyings(losses, deltas, self.pairs, shape=(k, g))
+        return self._figures(combine_underlyings(losses, deltas, self.pairs, shape=(k, g)), w)
+
+    def _figures(self, risk: Array, weights: Array) -> MarginFigures:
+        """The figures of weight rows from their risk per group (weight rows x groups: book, chains, accounts)."""
         combined = combine_levels(
             everything=risk[:, 0],
             siloed_by_chain=risk[:, 1 : 1 + self.n_chains].sum(axis=1),
             siloed_by_account=risk[:, 1 + self.n_chains :].sum(axis=1),
             offsets=self.params.offset_credit,
         )
-        return MarginFigures(risk=combined, contingency=self.contingency(w))
+        return MarginFigures(risk=combined, contingency=self.contingency(weights), liquidity=self.liquidity(weights))
+
+    def liquidity(self, weights: Array) -> Array:
+        """The liquidity add-on of each weight row: per underlying, on its net delta in USD."""
+        addon = np.zeros(weights.shape[0])
+        for span, spot, curve in self._liquid:
+            net = weights[:, self._members[span]] @ self._row_delta_all[span] * spot
+            addon += liquidity_addon(net, curve)
+        return addon
 
     def standalone_margins(self) -> Array:
         """Maintenance margin of each position alone, as one venue-account (no chain or venue levels): what
@@ -120,6 +152,10 @@ class RiskArrays:
         row picks out the position's own P&L row exactly (every other term is a product with 0), so its loss in
         an underlying is its row's loss, 0 where it has no row; likewise its delta."""
         n = len(self.book.positions)
+        if self.layout is not None:  # a position's rows in several underlyings (an LP range) move jointly
+            own = np.zeros((n, self._pnl.shape[1]))
+            np.add.at(own, self._members, self._pnl)
+            return historical_loss(own, self.layout) + self._standalone_contingency(n) + self._standalone_liquidity(n)
         row_loss = scenario_loss(self._pnl)
         losses: dict[str, Array] = {}
         deltas: dict[str, Array] = {}
@@ -130,7 +166,16 @@ class RiskArrays:
                 deltas[asset] = np.zeros((n, 1))
                 deltas[asset][self._members[span], 0] = self.row_delta[asset]
         risk = combine_underlyings(losses, deltas, self.pairs, shape=(n, 1))[:, 0]
-        return risk + self._standalone_contingency(n)
+        return risk + self._standalone_contingency(n) + self._standalone_liquidity(n)
+
+    def _standalone_liquidity(self, n: int) -> Array:
+        """`liquidity(identity)`: each position's add-on on its own net delta."""
+        addon = np.zeros(n)
+        for span, spot, curve in self._liquid:
+            net = np.zeros(n)
+            np.add.at(net, self._members[span], self._row_delta_all[span] * spot)
+            addon += liquidity_addon(net, curve)
+        return addon
 
     def _standalone_contingency(self, n: int) -> Array:
         """`contingency(identity)`: each position alone nets nothing, so it pays its own entry's charge."""
