@@ -113,7 +113,11 @@ def historical_scenario_sets(
     returns = {a: np.diff(np.log(history.close_array[a][:known])) for a in assets}
     kept = min(n_windows, fhs.lookback_days)
     filtered_first = fhs.seed_days + n_windows - kept  # first return of the first kept filtered window
-    stress_first, stress_count = _stressed_window(returns, m, fhs.stress_window_days)
+    lookback_first = max(0, n_returns - fhs.lookback_days)
+    stress_first, stress_count = _stressed_window(
+        {a: r[lookback_first:] for a, r in returns.items()}, m, fhs.stress_window_days
+    )
+    stress_first += lookback_first
     # per scenario: the index (in returns) of its window's first return
     starts = np.concatenate([np.arange(filtered_first, filtered_first + kept), stress_first + np.arange(stress_count)])
     ends = starts + m  # index in dates of the window's last close
@@ -173,7 +177,8 @@ def _window_sums(values: Array, days: int) -> Array:
 
 def _stressed_window(returns: dict[str, Array], days: int, length: int) -> tuple[int, int]:
     """(first window start, number of `days`-day windows) of the stretch of `length` returns with the largest
-    realised variance summed over the underlyings: the stressed period, fixed by the market, not the book."""
+    realised variance summed over the underlyings: the stressed period, fixed by the market, not the book. The
+    caller passes the lookback's returns: a market's early, illiquid years do not set today's floor forever."""
     squared = sum(r**2 for r in returns.values())
     n = next(iter(returns.values())).size
     span = min(length, n)

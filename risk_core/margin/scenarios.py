@@ -51,11 +51,15 @@ class ScenarioSet:
     @cached_property
     def extremes(self) -> list[int]:
         """Indices of the extreme (tail) scenarios."""
+        if self.history is not None:
+            return []
         return [i for i in range(self.grid_size, self.size) if self.kind(i) == "extreme"]
 
     @cached_property
     def tilts(self) -> list[tuple[int, str]]:
         """Indices and names of the skew scenarios."""
+        if self.history is not None:
+            return []
         return [(i, SKEW_NAMES[int(self.skew[i])]) for i in range(self.grid_size, self.size) if self.kind(i) == "skew"]
 
 
