@@ -137,11 +137,14 @@ def run_book(
     mm: list[float] = []
     pnl: list[float] = []
     liquidity: list[float] = []
+    optioned = {leg.asset for leg in book.legs if leg.kind == "option"} | {
+        p.underlying for p in book.positions if isinstance(p, OptionPosition)
+    }
     for day in range(start, stop + 1):
         market = tape.snapshot(day, assets, history)
         later = tape.snapshot(day + horizon_days, assets, None)
-        if market is None or later is None:
-            continue
+        if market is None or later is None or not optioned <= market.vol.keys():
+            continue  # before every asset has a price, and every optioned one a vol: the book starts later
         if held is None or book.rebalance == "daily":
             try:
                 built = [leg.position(market.as_of, market.spot[leg.asset], _atm(market, leg.asset))
