@@ -131,7 +131,7 @@ def run_book(
     history = None
     if params.model == "fhs" and stop >= start:
         history = daily_history(tape.prices, tape.vols, underlyings, stop)
-    valuation = params.model_copy(update={"model": "grid"})  # a value needs no scenarios' model
+    valuation = valuation_params(params, assets)
     held: list[Position] | None = None
     dates: list[date] = []
     mm: list[float] = []
@@ -198,6 +198,15 @@ def margin_and_value(
         return 0.0, value, 0.0
     figures = arrays.margin(np.ones((1, len(positions))))
     return float(figures.maintenance[0]), value, float(figures.liquidity[0])
+
+
+def valuation_params(params: RiskParams, assets: Sequence[str]) -> RiskParams:
+    """`params` reduced to what a value needs: the grid with one unshocked scenario per asset, no add-on (the
+    valuation revalues every scenario and computes the add-on's deltas; a value needs neither)."""
+    still = {"spot_shocks": [0.0], "vol_shocks": [0.0], "extreme_shocks": [], "skew_enabled": False}
+    return params.with_overrides(
+        {"model": "grid", "liquidity": {"enabled": False}, "scenarios": {asset: still for asset in assets}}
+    )
 
 
 def _stable(params: RiskParams) -> set[str]:
