@@ -359,8 +359,11 @@ def compute_holdings_margin(holdings: Holdings, market: MarketSnapshot, params: 
     """Margin figures per wallet of `holdings` (see `compute_batch_margin`).
 
     Raises:
-        InputError: an instrument cannot be priced; named by the first position holding it.
+        InputError: an instrument cannot be priced; named by the first position holding it; or params.model is
+            not the grid (the batch path sums per-underlying worst losses; the liquidity add-on is not applied).
     """
+    if params.model != "grid":
+        raise InputError("params.model", f"the batch path margins with the grid only, not {params.model}")
     h = holdings
     book = _resolve_instruments(h, market, params)
     arrays = RiskArrays(book, params)
