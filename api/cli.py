@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from api.backtest_cli import add_parser as add_backtest_parser
 from api.errors import describe_validation_error
+from api.fhs_history import with_recorded_history
 from api.report_text import render_report
 from api.venue_margin_cli import add_parser as add_venue_margin_parser
 from risk_core.errors import InputError
@@ -47,7 +48,7 @@ def _margin(args: argparse.Namespace) -> str:
     raw = read_json_file(args.request)
     try:
         request = MarginRequest.model_validate(raw)
-        report = compute_margin_request(request)
+        report = compute_margin_request(with_recorded_history(request))
     except ValidationError as e:
         raise BadInput(describe_validation_error(e)) from e
     except InputError as e:

@@ -10,6 +10,7 @@ import orjson
 from pydantic import ValidationError
 from pydantic_core import from_json
 
+from api.fhs_history import with_recorded_history
 from api.http.metrics import ApiMetrics
 from api.http.problems import FieldError, Problem, field_errors, invalid_request
 from api.http.service import RiskService
@@ -119,7 +120,7 @@ def compute_what_if(
     if key is not None and known is None and markets is not None and request.market is not None:
         markets.put(key, request.market)
     try:
-        report = compute_margin_request(request)
+        report = compute_margin_request(with_recorded_history(request))
     except ValidationError as e:
         if e.title != RiskParams.__name__:
             raise  # the engine built an invalid model: a bug for the catch-all, not the client's fault
