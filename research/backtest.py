@@ -106,9 +106,9 @@ class MarketTape:
                 iv = float(self.vols.at(asset, t)[0])
                 if np.isfinite(iv):
                     vol[asset] = {"points": [{"expiry": pillar, "strike": spot[asset], "iv": iv}]}
-        return MarketSnapshot.model_validate(
-            {"as_of": as_of, "spot": {**spot, "USDC": 1.0}, "vol": vol, "history": history}
-        )
+        snapshot = MarketSnapshot.model_validate({"as_of": as_of, "spot": {**spot, "USDC": 1.0}, "vol": vol})
+        # the history was validated once, when built: placed without validating its thousands of dates again
+        return snapshot if history is None else snapshot.model_copy(update={"history": history})
 
 
 def run_book(
