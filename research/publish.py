@@ -4,12 +4,14 @@
 
 Plots go to DOCS_DIR/backtests/ (one per book and model). The recommendation is drawn from the figures: the model
 whose every standard book meets the targets (coverage >= 99% and Kupiec p > 0.05) over 2017-2025; of two that do,
-the one needing less margin.
+the one needing less margin. When no model meets both on every book, the one covering 99% on more books (ties:
+the one needing less margin).
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import sys
 import time
 from datetime import date
@@ -55,16 +57,24 @@ def _run_one(task: tuple[str, int]) -> tuple[BookBacktest, float]:
 
 
 def main(argv: list[str]) -> int:
+    """argv: [DOCS_DIR [RESULTS.pickle]]: with a results file, its backtests are reused when it exists (to render
+    again without rerunning), else written there."""
     docs = Path(argv[0]) if argv else Path("docs")
+    saved = Path(argv[1]) if len(argv) > 1 else None
     plots = docs / "backtests"
-    tasks = [(model, j) for model in MODELS for j in range(len(standard_books().books))]
-    with Pool(WORKERS) as pool:  # the books are independent: one process per core
-        done = pool.map(_run_one, tasks, chunksize=1)
-    results: dict[str, list[BookBacktest]] = {m: [] for m in MODELS}
-    seconds = dict.fromkeys(MODELS, 0.0)
-    for (model, _), (result, took) in zip(tasks, done, strict=True):
-        results[model].append(result)
-        seconds[model] += took
+    if saved is not None and saved.exists():
+        results, seconds = pickle.loads(saved.read_bytes())
+    else:
+        tasks = [(model, j) for model in MODELS for j in range(len(standard_books().books))]
+        with Pool(WORKERS) as pool:  # the books are independent: one process per core
+            done = pool.map(_run_one, tasks, chunksize=1)
+        results = {m: [] for m in MODELS}
+        seconds = dict.fromkeys(MODELS, 0.0)
+        for (model, _), (result, took) in zip(tasks, done, strict=True):
+            results[model].append(result)
+            seconds[model] += took
+        if saved is not None:
+            saved.write_bytes(pickle.dumps((results, seconds)))
     plots.mkdir(parents=True, exist_ok=True)
     for model in MODELS:
         for r in results[model]:
@@ -113,18 +123,27 @@ def render(results: dict[str, list[BookBacktest]], seconds: dict[str, float], pr
             gi = np.isin(np.array(g.dates, dtype="datetime64[D]"), np.array(common, dtype="datetime64[D]"))
             fi = np.isin(np.array(f.dates, dtype="datetime64[D]"), np.array(common, dtype="datetime64[D]"))
             ratios.append((g.name, float(f.mm_usd[fi].mean() / g.mm_usd[gi].mean()), len(common)))
-    all_pass = {m: all(p) for m, p in passing.items()}
-    if all_pass["grid"] and all_pass["fhs"]:
-        cheaper = float(np.mean([ratio for _, ratio, _ in ratios])) < 1.0
-        recommended = "fhs" if cheaper else "grid"
-        why = "both models meet the targets on every standard book; this one needs less margin on average"
-    elif all_pass["fhs"] or all_pass["grid"]:
-        recommended = "fhs" if all_pass["fhs"] else "grid"
-        why = "it is the only model meeting the targets on every standard book"
+    covered = {m: [r.days > 0 and 1.0 - int(r.exceptions.sum()) / r.days >= BACKTEST_COVERAGE for r in rs]
+               for m, rs in recent.items()}
+    over = {m: sum(1 for r in rs if r.days and int(r.exceptions.sum()) < (1.0 - BACKTEST_COVERAGE) * r.days
+                   and r.tests().kupiec_pof_p <= KUPIEC_MIN_P) for m, rs in recent.items()}
+    mean_ratio = float(np.mean([ratio for _, ratio, _ in ratios])) if ratios else float("nan")
+    cheaper_fhs = sum(1 for _, ratio, _ in ratios if ratio < 1.0)
+    if all(covered["grid"]) and all(covered["fhs"]):
+        recommended = "fhs" if mean_ratio < 1.0 else "grid"
+        why = (f"both models cover at least {BACKTEST_COVERAGE:.0%} of days on every standard book over 2017-2025; "
+               f"the {recommended} model does it with less margin (FHS / grid mean margin {mean_ratio:.2f} on "
+               f"average over the books, FHS lower on {cheaper_fhs} of {len(ratios)})")
     else:
-        recommended = max(MODELS, key=lambda m: sum(passing[m]))
-        why = (f"neither model meets the targets on every book; this one meets them on more "
-               f"({sum(passing[recommended])} of {len(passing[recommended])})")
+        recommended = max(MODELS, key=lambda m: (sum(covered[m]), -mean_ratio if m == "fhs" else -1.0))
+        why = (f"it covers at least {BACKTEST_COVERAGE:.0%} of days on more standard books over 2017-2025 "
+               f"({sum(covered[recommended])} of {len(covered[recommended])})")
+    kupiec_note = "" if not over["grid"] + over["fhs"] else (
+        f"Kupiec's test rejects {over['grid']} grid and {over['fhs']} fhs books of 10 with p <= {KUPIEC_MIN_P} for "
+        "too *few* exceptions: on those books the model over-covers a one-day horizon (the fhs margin is sized for "
+        "a 2-day margin period of risk; the grid's fixed range is wide for one day in most regimes), so there the "
+        "margin is conservative rather than short, and the target 'Kupiec p > 0.05' is not met."
+    )
     params = default_params()
     out = [
         "# Margin backtests",
@@ -146,19 +165,21 @@ def render(results: dict[str, list[BookBacktest]], seconds: dict[str, float], pr
         "",
         f"## Recommendation: **{recommended}**",
         "",
-        f"{why}. The parameter file's default is `model = \"{params.model}\"`"
+        f"Because {why}. The parameter file's default is `model = \"{params.model}\"`"
         + (" and stays so." if recommended == params.model else f"; the evidence favours `{recommended}`."),
         "",
-        "Targets met over 2017-2025 (coverage >= 99%, Kupiec p > 0.05):",
+        kupiec_note,
         "",
-        "| book | grid | fhs | FHS / grid mean margin (common dates) |",
+        "Over 2017-2025: coverage >= 99%, and both targets (coverage >= 99% and Kupiec p > 0.05) met:",
+        "",
+        "| book | grid: coverage / both | fhs: coverage / both | FHS / grid mean margin (common dates) |",
         "|---|---|---|---|",
     ]
     ratio_of = {name: (ratio, n) for name, ratio, n in ratios}
     for j, r in enumerate(recent["grid"]):
         ratio, n = ratio_of.get(r.name, (float("nan"), 0))
-        out.append(f"| {r.name} | {'yes' if passing['grid'][j] else 'no'} | {'yes' if passing['fhs'][j] else 'no'} "
-                   f"| {ratio:.2f} ({n} days) |")
+        cells = [f"{'yes' if covered[m][j] else 'no'} / {'yes' if passing[m][j] else 'no'}" for m in MODELS]
+        out.append(f"| {r.name} | {cells[0]} | {cells[1]} | {ratio:.2f} ({n} days) |")
     for label, chosen in (("2017-2025", recent), ("whole history", results)):
         for model in MODELS:
             out += ["", f"## {model}, {label}", "", _HEADER]
