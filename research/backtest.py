@@ -149,8 +149,8 @@ def run_book(
             try:
                 built = [leg.position(market.as_of, market.spot[leg.asset], _atm(market, leg.asset))
                          for leg in book.legs]
-            except ValueError:
-                continue  # a delta-struck leg before its asset has a vol: the book starts later
+            except ValueError as e:  # a leg whose terms give no valid position at this date
+                raise BacktestInputError(f"{where} on {_EPOCH + timedelta(days=day)}", str(e)) from e
             positions = [*book.positions, *built]
             if book.rebalance == "static":
                 held = positions
