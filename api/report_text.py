@@ -16,13 +16,16 @@ def _pct(x: float | None) -> str:
 def render_report(report: MarginReport) -> str:
     lines = [
         f"metarisk margin report  as of {report.as_of.isoformat()}  params {report.params_version}"
+        f"  model {report.model}"
         + ("" if report.complete else "  [INCOMPLETE: some positions are missing]"),
         "",
         f"  status                {report.status.upper()}",
         f"  equity                {_money(report.equity_usd):>18} USD",
         f"  collateral (haircut)  {_money(report.collateral_usd):>18} USD",
         f"  maintenance margin    {_money(report.maintenance_margin_usd):>18} USD"
-        f"   (risk {_money(report.risk_usd)} + contingencies {_money(report.contingency_usd)})",
+        f"   (risk {_money(report.risk_usd)} + contingencies {_money(report.contingency_usd)}"
+        f" + liquidity {_money(report.liquidity_addon_usd)})",
+        f"  liquidity add-on      {_money(report.liquidity_addon_usd):>18} USD",
         f"  initial margin        {_money(report.initial_margin_usd):>18} USD",
         f"  free collateral       {_money(report.free_collateral_usd):>18} USD",
         "  margin ratio          "
@@ -45,7 +48,7 @@ def render_report(report: MarginReport) -> str:
         lines += [
             "",
             f"  {asset}  spot {_money(u.spot)}  risk {_money(u.risk_usd)}  worst: spot {w.spot_shock:+.1%}"
-            f" vol {w.vol_shock:+.0%} ({w.name or w.kind})",
+            f" vol {w.vol_shock:+.0%} ({w.name or w.kind}{'' if w.date is None else ' ' + w.date.isoformat()})",
             f"    delta {u.delta:,.4f} ({_money(u.delta_usd)} USD)  gamma {u.gamma_usd:,.2f} USD/1%"
             f"  vega {u.vega:,.2f}  theta {u.theta:,.2f}/day"
             f"  liquidation at {_pct(u.liquidation_move.down)} / {_pct(u.liquidation_move.up)}",
@@ -54,6 +57,12 @@ def render_report(report: MarginReport) -> str:
         ]
         for s, row in zip(u.grid.spot_shocks, u.grid.pnl, strict=True):
             lines.append("    " + f"{s:>+8.1%}" + "".join(f"{x:>14,.0f}" for x in row))
+    if report.worst_scenarios:
+        lines += ["", "  worst historical scenarios (fhs)"]
+        lines += [
+            f"    {w.date.isoformat()}  {_money(w.pnl_usd):>16} USD" + ("  (stressed window)" if w.stressed else "")
+            for w in report.worst_scenarios
+        ]
     for title, table in (("venue", report.by_venue), ("chain", report.by_chain)):
         lines += ["", f"  by {title}", f"  {'':<14} {'equity':>16} {'collateral':>16} {'MM alone':>16}"]
         for name, b in table.items():
