@@ -13,8 +13,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from api.backtest_cli import add_parser as add_backtest_parser
 from api.batch_cli import add_parser as add_batch_parser
 from api.errors import InvalidRequest, compute_request_report, describe_validation_error, problem_lines
+from api.fhs_history import with_recorded_history
 from api.report_text import render_report
 from api.surface_cli import add_parser as add_surface_parser
 from api.venue_margin_cli import add_parser as add_venue_margin_parser
@@ -45,7 +47,7 @@ def read_json_file(path: str) -> object:
 def _margin(args: argparse.Namespace) -> str:
     raw = read_json_file(args.request)
     try:
-        report = compute_request_report(MarginRequest.model_validate(raw))
+        report = compute_request_report(with_recorded_history(MarginRequest.model_validate(raw)))
     except ValidationError as e:
         raise BadInput(describe_validation_error(e)) from e
     except InvalidRequest as e:
@@ -157,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_venue_margin_parser(commands)
     add_surface_parser(commands)
     add_batch_parser(commands)
+    add_backtest_parser(commands, BadInput)
     return parser
 
 

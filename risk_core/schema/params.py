@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from functools import cache
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -73,6 +73,32 @@ class LiquidationParams(StrictModel):
         return self.venue_cost.get(venue, self.default_cost)
 
 
+class FHSParams(StrictModel):
+    """Filtered historical simulation (risk_core.margin.fhs)."""
+
+    ewma_lambda: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
+    margin_period_days: Annotated[int, Field(ge=1, le=30)]
+    confidence: Annotated[float, Field(gt=0.5, lt=1, allow_inf_nan=False)]
+    lookback_days: Annotated[int, Field(ge=10)]
+    seed_days: Annotated[int, Field(ge=2)]
+    min_scenarios: Annotated[int, Field(ge=10)]
+    stress_window_days: Annotated[int, Field(ge=10)]
+    stress_weight: Fraction
+
+
+class DepthCurve(StrictModel):
+    """Price impact of closing Q USD: impact_at_depth x (Q / depth_usd)^exponent (risk_core.margin.liquidity)."""
+
+    depth_usd: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    impact_at_depth: Fraction
+    exponent: Annotated[float, Field(gt=0, le=2, allow_inf_nan=False)]
+
+
+class LiquidityParams(StrictModel):
+    enabled: bool
+    depth: dict[str, DepthCurve] = Field(default_factory=dict)
+
+
 class TrackedAsset(StrictModel):
     """A token that tracks another asset (a liquid-staking ETH tracks ETH): its holdings move with the tracked
     asset's scenarios, and a depeg is charged on them as a contingency."""
@@ -98,6 +124,11 @@ class RiskParams(StrictModel):
     im_factor: Annotated[float, Field(ge=1, le=10, allow_inf_nan=False)]
     contingencies_enabled: bool
     max_positions: Annotated[int, Field(ge=1)]
+    model: Literal["grid", "fhs"] = Field(
+        default="grid", description="grid: the scenario grid; fhs: filtered historical simulation (market.history)"
+    )
+    fhs: FHSParams
+    liquidity: LiquidityParams
     offset_credit: OffsetCredit
     tails: TailParams
     vol_shock: VolShockParams
