@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from api.cascade_cli import add_parsers as add_cascade_parsers
 from api.errors import describe_validation_error
 from api.report_text import render_report
 from api.venue_margin_cli import add_parser as add_venue_margin_parser
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     service.add_argument("--port", type=int, default=8080)
     service.set_defaults(run=_service)
     add_venue_margin_parser(commands)
+    add_cascade_parsers(commands)
     return parser
 
 

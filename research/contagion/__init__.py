@@ -33,11 +33,12 @@ def simulate(
     in this process; otherwise on Dask (a LocalCluster of `workers` processes, or the scheduler's cluster)."""
     params = params or load_cascade_params()
     assets = AssetIndex(tuple(sorted(prices)))
-    options = {"max_rounds": max_rounds, "price_impact": price_impact, "on_round": on_round}
     if workers == 0 and scheduler is None:
-        return run_cascade(InProcessRunner.from_file(population, assets), assets, prices, shock, params, **options)
+        return run_cascade(InProcessRunner.from_file(population, assets), assets, prices, shock, params,
+                           max_rounds=max_rounds, price_impact=price_impact, on_round=on_round)
     from research.contagion.dask_runner import DaskRunner, connect  # Dask only when asked for
 
     with connect(scheduler, workers) as client:
         runner = DaskRunner.from_file(client, population, assets)
-        return run_cascade(runner, assets, prices, shock, params, **options)
+        return run_cascade(runner, assets, prices, shock, params, max_rounds=max_rounds, price_impact=price_impact,
+                           on_round=on_round)

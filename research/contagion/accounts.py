@@ -98,7 +98,7 @@ class Partition:
         account_of_row = np.cumsum(starts) - 1
         amount = table.column("amount").to_numpy()
         is_cash = kind == KINDS.index("cash")
-        cash = np.bincount(account_of_row[is_cash], weights=amount[is_cash], minlength=int(starts.sum()))
+        cash = np.asarray(np.bincount(account_of_row[is_cash], amount[is_cash], int(starts.sum())), np.float64)
         keep = ~is_cash
         entry = table.column("entry_price").to_numpy(zero_copy_only=False).astype(np.float64)
         return Partition(
@@ -196,7 +196,10 @@ def _aave_round(
         ever_liquidated |= under
         close_factor = np.where(health < rule.full_close_factor_below_health, 1.0, rule.close_factor)
         collateral_value = np.where(supply & (threshold > 0), supplied * price, 0.0)
-        bonus = _safe_ratio(np.bincount(account, collateral_value * inputs.aave_bonus[asset], n_accounts), collateral)
+        bonus_weighted = np.asarray(
+            np.bincount(account, collateral_value * inputs.aave_bonus[asset], n_accounts), np.float64
+        )
+        bonus = _safe_ratio(bonus_weighted, collateral)
         repay = close_factor * debt
         seize = np.minimum(repay * (1.0 + bonus), collateral)
         repay = np.where(under, seize / (1.0 + bonus), 0.0)

@@ -92,7 +92,7 @@ def shocked_prices(prices: dict[str, float], shock: dict[str, float]) -> dict[st
     for asset, move in shock.items():
         if asset not in prices:
             raise ValueError(f"shock.{asset}: no price for {asset} in the market")
-        if not (-1.0 < move and math.isfinite(move)):
+        if not (move > -1.0 and math.isfinite(move)):
             raise ValueError(f"shock.{asset}: a move must be finite and above -100%, got {move}")
     moved = {asset: price * (1.0 + shock.get(asset, 0.0)) for asset, price in prices.items()}
     # a tracked token moves with what it tracks (wstETH with ETH) unless shocked itself

@@ -122,9 +122,12 @@ def _plot_contagion(result: CascadeResult, path: Path) -> None:
         if source == target:
             ax.add_patch(plt.Circle((x0 * 1.15, y0 * 1.15), 0.12, fill=False, lw=0.5 + 6 * value / largest))
             continue
+        # bent to the right of its direction, so the two edges of a pair and their labels stay apart
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                    arrowprops={"arrowstyle": "->", "lw": 0.5 + 6 * value / largest, "shrinkA": 18, "shrinkB": 18})
-        ax.text((x0 + x1) / 2, (y0 + y1) / 2, f"{value / 1e6:,.1f}m", fontsize=8)
+                    arrowprops={"arrowstyle": "->", "lw": 0.5 + 6 * value / largest, "shrinkA": 18, "shrinkB": 18,
+                                "connectionstyle": "arc3,rad=0.2"})
+        label_x, label_y = (x0 + x1) / 2 + 0.1 * (y1 - y0), (y0 + y1) / 2 - 0.1 * (x1 - x0)
+        ax.text(label_x, label_y, f"{value / 1e6:,.1f}m", fontsize=8, ha="center")
     for node, (x, y) in position.items():
         ax.text(x, y, node, ha="center", va="center", bbox={"boxstyle": "round", "fc": "white"})
     ax.set_xlim(-1.5, 1.5)

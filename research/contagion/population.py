@@ -158,9 +158,9 @@ def synthetic_population(
             cash = np.bincount(np.repeat(np.arange(holders.size), legs), weights=margin)
             add(holders, venue, np.zeros(holders.size), np.full(holders.size, "USDC", dtype=object), "cash", cash)
 
-    perps("hyperliquid", 0.35, 30, isolated=False)
+    perps("hyperliquid", 0.35, 40, isolated=False)
     perps("derive", 0.10, 20, isolated=False)
-    perps("gmx-v2", 0.25, 40, isolated=True)
+    perps("gmx-v2", 0.25, 60, isolated=True)
 
     merged = {name: np.concatenate(parts) if parts else np.array([]) for name, parts in columns.items()}
     order = np.lexsort((merged["account"], merged["venue"].astype(str), merged["wallet"]))

@@ -119,10 +119,10 @@ def grouped_health_terms(
     """Per account (rows grouped by `account`): threshold-weighted collateral, collateral value and debt value.
     One reserve a row; `is_collateral` already applies Aave's rule (enabled and a threshold above zero)."""
     collateral_value = np.where(is_collateral, supplied * price, 0.0)
-    weighted = np.bincount(account, weights=collateral_value * threshold, minlength=n_accounts)
-    collateral = np.bincount(account, weights=collateral_value, minlength=n_accounts)
-    debt = np.bincount(account, weights=borrowed * price, minlength=n_accounts)
-    return weighted, collateral, debt
+    def total(values: FloatArray) -> FloatArray:
+        return np.asarray(np.bincount(account, weights=values, minlength=n_accounts), dtype=np.float64)
+
+    return total(collateral_value * threshold), total(collateral_value), total(borrowed * price)
 
 
 def health_factor(threshold_weighted_collateral: FloatArray, debt: FloatArray) -> FloatArray:
