@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from api.errors import field_path
 from research.contagion import simulate
 from research.contagion.accounts import AssetIndex
-from research.contagion.cascade import InProcessRunner, RoundResult, sweep
+from research.contagion.cascade import InProcessRunner, RoundResult, ShockError, sweep
 from research.contagion.outputs import summary, write_outputs
 from research.contagion.params import load_cascade_params
 from research.contagion.population import PopulationError, write_synthetic_population
@@ -126,7 +126,7 @@ def _guarded(handler):  # type: ignore[no-untyped-def]
     def run(args: argparse.Namespace) -> str:
         try:
             return str(handler(args))
-        except (CascadeInputError, PopulationError, ValueError) as e:
+        except (CascadeInputError, PopulationError, ShockError) as e:
             print(f"error: {e}", file=sys.stderr)
             raise SystemExit(EXIT_BAD_INPUT) from e
 

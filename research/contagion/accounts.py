@@ -26,7 +26,7 @@ import pyarrow as pa
 from numpy.typing import NDArray
 
 from research.contagion.params import CascadeParams
-from research.contagion.population import KINDS, VENUES
+from research.contagion.population import KINDS, VENUES, PopulationError
 from risk_core.venues.aave import grouped_health_terms, health_factor
 from risk_core.venues.derive_pm2 import Pm2Account, Pm2Case, Pm2Parameters, evaluate_pm2
 from risk_core.venues.hyperliquid import position_maintenance_margin
@@ -89,9 +89,9 @@ class Partition:
     def from_table(table: pa.Table, assets: AssetIndex) -> Partition:
         """From a validated population table (rows sorted by wallet, a wallet's accounts contiguous)."""
         wallet = table.column("wallet").to_numpy()
-        venue = _codes(table.column("venue"), VENUES)
+        venue = _codes(table, "venue", VENUES)
         account = table.column("account").to_numpy()
-        kind = _codes(table.column("kind"), KINDS)
+        kind = _codes(table, "kind", KINDS)
         # an account starts wherever (wallet, venue, account) changes from the row before
         starts = np.ones(wallet.size, np.bool_)
         starts[1:] = (wallet[1:] != wallet[:-1]) | (venue[1:] != venue[:-1]) | (account[1:] != account[:-1])
@@ -106,23 +106,22 @@ class Partition:
             account_cash=cash,
             account_liquidated=np.zeros(cash.size, np.bool_),
             position_account=account_of_row[keep],
-            position_asset=_codes(table.column("asset"), assets.names)[keep],
+            position_asset=_codes(table, "asset", assets.names)[keep],
             position_kind=kind[keep],
             position_amount=amount[keep].astype(np.float64),
             position_entry=np.nan_to_num(entry[keep], nan=0.0),
         )
 
 
-def _codes(column: pa.ChunkedArray, names: tuple[str, ...]) -> IntArray:
-    """Each value's index in `names` (dictionary-encoded, so the strings are looked up once each)."""
-    encoded = column.combine_chunks().dictionary_encode()
-    lookup = {}
-    for value in encoded.dictionary.to_pylist():
-        if value not in names:
-            raise ValueError(f"population.asset: {value!r} has no price in the market")
-        lookup[value] = names.index(value)
-    table = np.array([lookup[v] for v in encoded.dictionary.to_pylist()], dtype=np.intp)
-    return table[encoded.indices.to_numpy(zero_copy_only=False)] if table.size else np.zeros(len(column), np.intp)
+def _codes(table: pa.Table, column: str, names: tuple[str, ...]) -> IntArray:
+    """Each value's index in `names` (dictionary-encoded, so each distinct string is looked up once)."""
+    encoded = table.column(column).combine_chunks().dictionary_encode()
+    distinct = encoded.dictionary.to_pylist()
+    unknown = [value for value in distinct if value not in names]
+    if unknown:
+        raise PopulationError(f"population.{column}: {unknown[0]!r} is not one of {', '.join(names)}")
+    code_of_distinct = np.array([names.index(value) for value in distinct], dtype=np.intp)
+    return code_of_distinct[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
 def derive_requirements(prices: FloatArray, assets: AssetIndex, perp_assets: IntArray,

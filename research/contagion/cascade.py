@@ -87,13 +87,17 @@ class CascadeResult:
         return {v: math.fsum(r.liquidated_usd_by_venue[v] for r in self.per_round) for v in VENUES}
 
 
+class ShockError(ValueError):
+    """A shock that names an asset without a price, or a move that is not finite or at -100% or below."""
+
+
 def shocked_prices(prices: dict[str, float], shock: dict[str, float]) -> dict[str, float]:
     """Prices after the exogenous shock; an unknown asset in the shock is an error naming it."""
     for asset, move in shock.items():
         if asset not in prices:
-            raise ValueError(f"shock.{asset}: no price for {asset} in the market")
+            raise ShockError(f"shock.{asset}: no price for {asset} in the market")
         if not (move > -1.0 and math.isfinite(move)):
-            raise ValueError(f"shock.{asset}: a move must be finite and above -100%, got {move}")
+            raise ShockError(f"shock.{asset}: a move must be finite and above -100%, got {move}")
     moved = {asset: price * (1.0 + shock.get(asset, 0.0)) for asset, price in prices.items()}
     # a tracked token moves with what it tracks (wstETH with ETH) unless shocked itself
     if "WSTETH" in moved and "WSTETH" not in shock and "ETH" in shock:
