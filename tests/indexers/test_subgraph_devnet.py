@@ -1,0 +1,106 @@
+"""The devnet's wallets discovered through the local subgraph stand-in hold exactly the positions the on-chain
+adapters read for them (acceptance of issue 16's populations (c)).
+
+Before discovering, a third wallet supplies, borrows, repays and withdraws on Aave, the demo wallet takes liquidity
+out of its range and the deployer hands its wide range to the third wallet, so every indexed event kind moves a
+figure; pages of two entities make every discovery take several pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from support.devnet_fixtures import load_abi
+from web3 import Web3
+
+from adapters.aave_v3.adapter import AaveV3Adapter
+from adapters.onchain import DiscoveryCache, fetch_wallet_refresh
+from adapters.uniswap_v3.adapter import UniswapV3Adapter
+from chains.client import ChainClient
+from devnet.deploy import DEPLOYER, ChainDeployer
+from devnet.run import RunningDevnet
+from devnet.solidity import aave
+from indexers.subgraphs import discover_chain, merge
+from research.contagion.population import population_from_positions
+from risk_core.schema.positions import BorrowPosition, LendPosition, LPPosition, Position
+from venue_servers.subgraph import run_subgraph_server, subgraph_url
+
+THIRD = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"  # anvil's third default account (unlocked)
+PRICES = {"ETH": 3000.0, "BTC": 60000.0, "USDC": 1.0, "WSTETH": 3500.0}
+
+
+def move_every_event_kind(devnet: RunningDevnet, w3: Web3) -> dict[str, Any]:
+    chain = devnet.manifest.chain("ethereum").config
+    assert chain.aave_v3 is not None and chain.uniswap_v3 is not None
+    deployer = ChainDeployer(w3)
+    pool = w3.eth.contract(address=Web3.to_checksum_address(chain.aave_v3.pool), abi=load_abi("aave-v3/Pool.abi.json"))
+    token = {t.symbol: t for t in chain.tokens}
+    wbtc = w3.eth.contract(address=Web3.to_checksum_address(token["WBTC"].address),
+                           abi=aave("mocks/tokens/MintableERC20.sol/MintableERC20.json").artifact.abi)
+    usdc = w3.eth.contract(address=Web3.to_checksum_address(token["USDC"].address), abi=wbtc.abi)
+    deployer.send(wbtc.functions.mint(THIRD, 50_000_001), what="mint")
+    deployer.send(wbtc.functions.approve(pool.address, 50_000_001), sender=THIRD, what="approve")
+    deployer.send(pool.functions.supply(wbtc.address, 50_000_001, THIRD, 0), sender=THIRD, what="supply")
+    deployer.send(pool.functions.borrow(usdc.address, 10_000_000_003, 2, 0, THIRD), sender=THIRD, what="borrow")
+    deployer.send(usdc.functions.approve(pool.address, 2_500_000_001), sender=THIRD, what="approve")
+    deployer.send(pool.functions.repay(usdc.address, 2_500_000_001, 2, THIRD), sender=THIRD, what="repay")
+    deployer.send(pool.functions.withdraw(wbtc.address, 7_000_000, THIRD), sender=THIRD, what="withdraw")
+
+    manager = w3.eth.contract(address=Web3.to_checksum_address(chain.uniswap_v3.position_manager),
+                              abi=load_abi("uniswap-v3/NonfungiblePositionManager.abi.json"))
+    seeded = devnet.manifest.chain("ethereum").seeds.lp
+    assert seeded is not None
+    demo = devnet.manifest.demo_account
+    taken_out = seeded.liquidity // 3
+    deployer.send(manager.functions.decreaseLiquidity((seeded.token_id, taken_out, 0, 0, 2**64)), sender=demo,
+                  what="decreaseLiquidity")
+    wide_id = seeded.token_id - 1  # the deployer minted the wide range just before the demo's
+    deployer.send(manager.functions.transferFrom(DEPLOYER, THIRD, wide_id), what="transfer the wide range")
+    return {"supplied_btc": (50_000_001 - 7_000_000) / 10**8, "debt_usdc": (10_000_000_003 - 2_500_000_001) / 10**6,
+            "demo_liquidity_raw": seeded.liquidity - taken_out, "wide_id": wide_id}
+
+
+def comparable(positions: list[Position]) -> list[dict[str, Any]]:
+    kept = [p for p in positions if isinstance(p, LendPosition | BorrowPosition | LPPosition)]
+    return sorted((p.model_dump(exclude={"provenance"}) for p in kept), key=lambda d: (d["chain"], d["id"]))
+
+
+async def test_subgraph_discovery_equals_the_onchain_adapters(
+    devnet: RunningDevnet, clients: dict[str, ChainClient], web3s: dict[str, Web3], restore_chains: None
+) -> None:
+    moved = move_every_event_kind(devnet, web3s["ethereum"])
+    async with run_subgraph_server(clients) as base:
+        found = merge(*[
+            await discover_chain(chain.config, {
+                protocol: subgraph_url(base, protocol, chain.config.name)
+                for protocol, present in (("aave-v3", chain.config.aave_v3), ("uniswap-v3", chain.config.uniswap_v3))
+                if present is not None
+            }, page_size=2)
+            for chain in devnet.manifest.chains
+        ])
+    demo = devnet.manifest.demo_account
+    # Who holds what, known from the seeding and the moves above: the deployer seeded every Aave market's
+    # liquidity, the demo wallet's loans and range, the third wallet's loan and the range it was handed.
+    assert set(found.positions) == {DEPLOYER, demo, THIRD}
+    assert found.unknown_tokens == {}
+    third = {(p.chain, p.kind, getattr(p, "asset", None)): p for p in found.positions[THIRD]}
+    assert third[("ethereum", "lend", "BTC")].quantity == moved["supplied_btc"]  # type: ignore[union-attr]
+    assert third[("ethereum", "borrow", "USDC")].quantity == moved["debt_usdc"]  # type: ignore[union-attr]
+    (third_range,) = [p for p in found.positions[THIRD] if isinstance(p, LPPosition)]
+    assert third_range.id == f"uniswap-v3:ethereum:{moved['wide_id']}"
+    (demo_range,) = [p for p in found.positions[demo] if isinstance(p, LPPosition)]
+    assert demo_range.liquidity == moved["demo_liquidity_raw"] / 10 ** ((18 + 6) / 2)
+
+    onchain: dict[str, list[Position]] = {}
+    for wallet in found.positions:
+        outcome = await fetch_wallet_refresh(list(clients.values()), [AaveV3Adapter(), UniswapV3Adapter()],
+                                             account=wallet, cache=DiscoveryCache(), timeout_seconds=10)
+        assert outcome.complete
+        onchain[wallet] = [p for result in outcome.results for p in result.positions]
+        assert comparable(found.positions[wallet]) == comparable(onchain[wallet])
+
+    from_subgraph = population_from_positions(found.positions, PRICES)
+    from_adapters = population_from_positions(onchain, PRICES)
+    assert from_subgraph.table.equals(from_adapters.table)
+    assert from_subgraph.addresses == from_adapters.addresses == tuple(sorted({DEPLOYER, demo, THIRD}))
+    # the adapters also read uncollected fees as spot positions: the one thing the population leaves out
+    assert set(from_adapters.skipped) <= {"spot@uniswap-v3"}
