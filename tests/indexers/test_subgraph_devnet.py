@@ -7,14 +7,20 @@ figure; pages of two entities make every discovery take several pages."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+import pytest
 from support.devnet_fixtures import load_abi
 from web3 import Web3
 
 from adapters.aave_v3.adapter import AaveV3Adapter
 from adapters.onchain import DiscoveryCache, fetch_wallet_refresh
 from adapters.uniswap_v3.adapter import UniswapV3Adapter
+from api.cascade_cli import default_prices
+from api.cli import main
 from chains.client import ChainClient
 from devnet.deploy import DEPLOYER, ChainDeployer
 from devnet.run import RunningDevnet
@@ -104,3 +110,37 @@ async def test_subgraph_discovery_equals_the_onchain_adapters(
     assert from_subgraph.addresses == from_adapters.addresses == tuple(sorted({DEPLOYER, demo, THIRD}))
     # the adapters also read uncollected fees as spot positions: the one thing the population leaves out
     assert set(from_adapters.skipped) <= {"spot@uniswap-v3"}
+
+
+async def test_population_subgraph_cli_against_the_stand_in(
+    devnet: RunningDevnet, clients: dict[str, ChainClient], tmp_path: Path
+) -> None:
+    """`metarisk population subgraph` over HTTP gives the population the in-process discovery gives."""
+    chains_file = tmp_path / "chains.yaml"
+    devnet.write_chains_file(chains_file)
+    out = tmp_path / "pop.parquet"
+    chain = devnet.manifest.chain("ethereum").config
+    async with run_subgraph_server(clients) as base:
+        urls = {p: subgraph_url(base, p, "ethereum") for p in ("aave-v3", "uniswap-v3")}
+        code = await asyncio.to_thread(main, [
+            "population", "subgraph", "--chains", str(chains_file), "--chain", "ethereum",
+            "--url", f"aave-v3={urls['aave-v3']}", "--url", f"uniswap-v3={urls['uniswap-v3']}", "--page-size", "1",
+            "--out", str(out)])
+        found = await discover_chain(chain, urls)
+    assert code == 0
+    expected = population_from_positions(found.positions, default_prices())
+    assert pq.read_table(out).equals(expected.table)
+    assert [r["address"] for r in pq.read_table(tmp_path / "pop.wallets.parquet").to_pylist()] == list(
+        expected.addresses)
+    assert len(expected.addresses) == 2  # the seeded deployer and demo wallet on ethereum
+
+
+def test_population_subgraph_cli_names_a_bad_url(devnet: RunningDevnet, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    chains_file = tmp_path / "chains.yaml"
+    devnet.write_chains_file(chains_file)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["population", "subgraph", "--chains", str(chains_file), "--chain", "ethereum", "--url",
+              "http://127.0.0.1:1/no-protocol", "--out", str(tmp_path / "pop.parquet")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith("error: --url: 'http://127.0.0.1:1/no-protocol' is not PROTOCOL=URL")
