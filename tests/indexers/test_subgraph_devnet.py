@@ -8,6 +8,7 @@ figure; pages of two entities make every discovery take several pages."""
 from __future__ import annotations
 
 import asyncio
+import math
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from adapters.uniswap_v3.adapter import UniswapV3Adapter
 from api.cascade_cli import default_prices
 from api.cli import main
 from chains.client import ChainClient
-from devnet.deploy import DEPLOYER, ChainDeployer
+from devnet.deploy import DEPLOYER, TOKENS, ChainDeployer
 from devnet.run import RunningDevnet
 from devnet.solidity import aave
 from indexers.subgraphs import discover_chain, merge
@@ -144,3 +145,55 @@ def test_population_subgraph_cli_names_a_bad_url(devnet: RunningDevnet, tmp_path
               "http://127.0.0.1:1/no-protocol", "--out", str(tmp_path / "pop.parquet")])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.startswith("error: --url: 'http://127.0.0.1:1/no-protocol' is not PROTOCOL=URL")
+
+
+def test_population_devnet_cli_from_the_seeds(devnet: RunningDevnet, tmp_path: Path) -> None:
+    """`metarisk population devnet` (its own devnet from the cache, discovered through the stand-in): the rows the
+    devnet's build seeded, restated from its manifest and deploy plan."""
+    out = tmp_path / "pop.parquet"
+    assert main(["population", "devnet", "--out", str(out)]) == 0
+    wallets = [r["address"] for r in pq.read_table(tmp_path / "pop.wallets.parquet").to_pylist()]
+    demo = devnet.manifest.demo_account
+    assert wallets == sorted([DEPLOYER, demo])
+    prices = default_prices()
+    got: dict[tuple[str, str, str, str], float] = {}
+    chains_of_wallet: dict[tuple[str, str, int], set[str]] = {}
+    for row in pq.read_table(out).to_pylist():
+        address = wallets[row["wallet"]]
+        got[(address, row["venue"], row["kind"], row["asset"])] = (
+            got.get((address, row["venue"], row["kind"], row["asset"]), 0.0) + row["amount"])
+        chains_of_wallet.setdefault((address, row["venue"], row["account"]), set()).add(row["asset"])
+
+    expected: dict[tuple[str, str, str, str], float] = {}
+    for chain in devnet.manifest.chains:
+        decimals = {t.symbol: t.decimals for t in chain.config.tokens}
+        asset = {t.symbol: t.asset for t in chain.config.tokens}
+        seeds = chain.seeds
+        if seeds.aave is not None:
+            for kind, amounts in (("supply", seeds.aave.supplied), ("borrow", seeds.aave.borrowed)):
+                for symbol, raw in amounts.items():
+                    key = (demo, "aave-v3", kind, asset[symbol])
+                    expected[key] = expected.get(key, 0.0) + raw / 10 ** decimals[symbol]
+            # the deployer's liquidity: 1,000,000 USD of each reserve at its seeding price (devnet/deploy.py)
+            for spec in TOKENS:
+                if spec.symbol == "WSTETH" and not seeds.aave.emode_category:
+                    continue  # WSTETH is a reserve only where e-mode is set up
+                key = (DEPLOYER, "aave-v3", "supply", spec.asset)
+                seeded = 1_000_000 * 10**spec.decimals // spec.usd_price
+                expected[key] = expected.get(key, 0.0) + seeded / 10**spec.decimals
+        if seeds.lp is not None:
+            lp = seeds.lp
+            d0, d1 = decimals[lp.token0], decimals[lp.token1]
+            price = prices[asset[lp.token0]] / prices[asset[lp.token1]]  # token1 per token0 at the recorded market
+            liquidity = lp.liquidity / 10 ** ((d0 + d1) / 2)
+            lower, upper = (1.0001**t * 10.0 ** (d0 - d1) for t in (lp.tick_lower, lp.tick_upper))
+            p = min(max(price, lower), upper)
+            expected[(demo, "uniswap-v3", "lp", asset[lp.token0])] = liquidity * (1 / math.sqrt(p) - 1 / math.sqrt(
+                upper))
+            expected[(demo, "uniswap-v3", "lp", asset[lp.token1])] = liquidity * (math.sqrt(p) - math.sqrt(lower))
+    deployer_lp = {k: v for k, v in got.items() if k[0] == DEPLOYER and k[1] == "uniswap-v3"}
+    assert set(deployer_lp) == {(DEPLOYER, "uniswap-v3", "lp", "ETH"), (DEPLOYER, "uniswap-v3", "lp", "USDC")}
+    assert {k: v for k, v in got.items() if k not in deployer_lp} == pytest.approx(expected, rel=1e-12)
+    # the demo wallet's Aave accounts are one per chain: ethereum's ETH / USDC apart from arbitrum's WSTETH / ETH
+    assert sorted(sorted(assets) for (w, v, _), assets in chains_of_wallet.items() if w == demo and v == "aave-v3") \
+        == [["ETH", "USDC"], ["ETH", "WSTETH"]]
