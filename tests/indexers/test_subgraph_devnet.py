@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pyarrow.parquet as pq
 import pytest
 from support.devnet_fixtures import load_abi
@@ -26,7 +27,7 @@ from chains.client import ChainClient
 from devnet.deploy import DEPLOYER, TOKENS, ChainDeployer
 from devnet.run import RunningDevnet
 from devnet.solidity import aave
-from indexers.subgraphs import discover_chain, merge
+from indexers.subgraphs import discover_chain, discover_uniswap, merge
 from research.contagion.population import population_from_positions
 from risk_core.schema.positions import BorrowPosition, LendPosition, LPPosition, Position
 from venue_servers.subgraph import run_subgraph_server, subgraph_url
@@ -197,3 +198,27 @@ def test_population_devnet_cli_from_the_seeds(devnet: RunningDevnet, tmp_path: P
     # the demo wallet's Aave accounts are one per chain: ethereum's ETH / USDC apart from arbitrum's WSTETH / ETH
     assert sorted(sorted(assets) for (w, v, _), assets in chains_of_wallet.items() if w == demo and v == "aave-v3") \
         == [["ETH", "USDC"], ["ETH", "WSTETH"]]
+
+
+async def test_stand_in_answers_like_graph_node(devnet: RunningDevnet, clients: dict[str, ChainClient]) -> None:
+    """The owner filter, descending order and graph-node's limit on `first`, through the stand-in."""
+    demo = devnet.manifest.demo_account
+    chain = devnet.manifest.chain("ethereum")
+    assert chain.seeds.lp is not None
+    async with run_subgraph_server(clients) as base:
+        url = subgraph_url(base, "uniswap-v3", "ethereum")
+        mine = await discover_uniswap(url, chain.config, owners=[demo])
+        async with aiohttp.ClientSession() as session:
+            async def post(query: str) -> dict[str, Any]:
+                async with session.post(url, json={"query": query}) as response:
+                    return await response.json()  # type: ignore[no-any-return]
+
+            descending = await post("{ positions(orderBy: id, orderDirection: desc) { id owner } }")
+            too_many = await post("{ positions(first: 1001) { id } }")
+            missing = await post("{ positions(first: 1) { id colour } }")
+    assert [p.id for ps in mine.positions.values() for p in ps] == [f"uniswap-v3:ethereum:{chain.seeds.lp.token_id}"]
+    assert list(mine.positions) == [demo]
+    ids = [p["id"] for p in descending["data"]["positions"]]
+    assert ids == sorted(ids, reverse=True) and len(ids) == 2
+    assert "between 0 and 1000" in too_many["errors"][0]["message"]
+    assert "colour" in missing["errors"][0]["message"]
