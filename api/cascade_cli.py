@@ -132,19 +132,22 @@ def _store_population(args: argparse.Namespace) -> str:
 
 
 def _parse_urls(values: list[str]) -> dict[str, str]:
+    from indexers.subgraphs import PROTOCOLS
+
     urls = {}
     for value in values:
         protocol, sep, url = value.partition("=")
         if not sep or not url:
             raise CascadeInputError(f"--url: {value!r} is not PROTOCOL=URL (e.g. aave-v3=https://...)")
+        if protocol.strip() not in PROTOCOLS:
+            raise CascadeInputError(f"--url: {protocol.strip()!r} is not one of {', '.join(PROTOCOLS)}")
         urls[protocol.strip()] = url.strip()
     return urls
 
 
 def _subgraph_population(args: argparse.Namespace) -> str:
-    from api.population_sources import subgraph_positions
     from chains.config import ChainConfigError, load_chains_file
-    from indexers.subgraphs import SubgraphError
+    from indexers.subgraphs import SubgraphError, discover_chain
 
     try:
         chain = load_chains_file(Path(args.chains)).chain(args.chain)
@@ -153,7 +156,7 @@ def _subgraph_population(args: argparse.Namespace) -> str:
     except KeyError:
         raise CascadeInputError(f"--chain: {args.chain!r} is not in {args.chains}") from None
     try:
-        found = asyncio.run(subgraph_positions(chain, _parse_urls(args.url), page_size=args.page_size))
+        found = asyncio.run(discover_chain(chain, _parse_urls(args.url), page_size=args.page_size))
     except SubgraphError as e:
         raise CascadeInputError(f"--url: {e}") from e
     return _write_discovered(args, found.positions, market_prices(args.market), found.unknown_tokens)

@@ -1,4 +1,5 @@
-"""Where discovered populations come from: the service's store, a subgraph, or the devnet through its local subgraph.
+"""Where discovered populations come from, besides a subgraph (indexers.subgraphs.discover_chain): the service's
+store, and the devnet through its local subgraph.
 
 Each source hands back schema positions by wallet; research.contagion.population.population_from_positions turns
 them into population rows, the same way for all three.
@@ -6,11 +7,8 @@ them into population rows, the same way for all three.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from aggregator.store import Store
 from chains.client import make_chain_clients
-from chains.config import ChainConfig
 from indexers.subgraphs import PROTOCOLS, Discovery, discover_chain, merge
 from risk_core.schema.positions import Position
 
@@ -31,11 +29,6 @@ def store_positions(url: str) -> tuple[dict[str, list[Position]], dict[str, floa
         return positions, None if market is None else dict(market.snapshot.spot)
     finally:
         store.close()
-
-
-async def subgraph_positions(chain: ChainConfig, urls: Mapping[str, str], *, page_size: int) -> Discovery:
-    """The wallets of one chain in its subgraphs, `urls` by protocol. Raises SubgraphError, ValueError."""
-    return await discover_chain(chain, urls, page_size=page_size)
 
 
 async def devnet_positions(*, page_size: int) -> Discovery:

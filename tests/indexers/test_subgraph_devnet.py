@@ -137,17 +137,6 @@ async def test_population_subgraph_cli_against_the_stand_in(
     assert len(expected.addresses) == 2  # the seeded deployer and demo wallet on ethereum
 
 
-def test_population_subgraph_cli_names_a_bad_url(devnet: RunningDevnet, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    chains_file = tmp_path / "chains.yaml"
-    devnet.write_chains_file(chains_file)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["population", "subgraph", "--chains", str(chains_file), "--chain", "ethereum", "--url",
-              "http://127.0.0.1:1/no-protocol", "--out", str(tmp_path / "pop.parquet")])
-    assert exit_info.value.code == 2
-    assert capsys.readouterr().err.startswith("error: --url: 'http://127.0.0.1:1/no-protocol' is not PROTOCOL=URL")
-
-
 def test_population_devnet_cli_from_the_seeds(devnet: RunningDevnet, tmp_path: Path) -> None:
     """`metarisk population devnet` (its own devnet from the cache, discovered through the stand-in): the rows the
     devnet's build seeded, restated from its manifest and deploy plan."""

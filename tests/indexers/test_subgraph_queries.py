@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from graphql import build_schema, parse, validate
 
+from api.cli import main
 from chains.config import ChainConfig
 from indexers.subgraphs import (
     AAVE_USERS,
@@ -57,3 +58,42 @@ async def test_an_unreachable_subgraph_is_a_subgraph_error() -> None:
 async def test_page_size_over_the_graph_limit_is_refused() -> None:
     with pytest.raises(ValueError, match="page_size"):
         await discover_aave("http://127.0.0.1:1/x", ethereum_chain(), page_size=1001)
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("http://127.0.0.1:1/x", "is not PROTOCOL=URL"), ("compound=http://127.0.0.1:1/x", "'compound' is not one of")])
+def test_population_subgraph_names_a_bad_url(url: str, message: str, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from chains.config import ChainsFile, dump_chains_file
+
+    chains_file = tmp_path / "chains.yaml"
+    dump_chains_file(ChainsFile(chains=[ethereum_chain()]), chains_file)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["population", "subgraph", "--chains", str(chains_file), "--chain", "ethereum", "--url", url,
+              "--out", str(tmp_path / "pop.parquet")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --url: ") and message in err
+
+
+def test_population_subgraph_names_an_unknown_chain(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from chains.config import ChainsFile, dump_chains_file
+
+    chains_file = tmp_path / "chains.yaml"
+    dump_chains_file(ChainsFile(chains=[ethereum_chain()]), chains_file)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["population", "subgraph", "--chains", str(chains_file), "--chain", "base", "--url",
+              "aave-v3=http://127.0.0.1:1/x", "--out", str(tmp_path / "pop.parquet")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith("error: --chain: 'base' is not in")
+
+
+def test_population_subgraph_unreachable_exits_2(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from chains.config import ChainsFile, dump_chains_file
+
+    chains_file = tmp_path / "chains.yaml"
+    dump_chains_file(ChainsFile(chains=[ethereum_chain()]), chains_file)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["population", "subgraph", "--chains", str(chains_file), "--chain", "ethereum", "--url",
+              "aave-v3=http://127.0.0.1:1/subgraphs/name/aave", "--out", str(tmp_path / "pop.parquet")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith("error: --url: http://127.0.0.1:1/subgraphs/name/aave: ")
