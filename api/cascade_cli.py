@@ -1,6 +1,10 @@
 """`metarisk population` and `metarisk cascade`: populations of wallets and their liquidation cascades.
 
     metarisk population synthetic --wallets N --seed S [--long-share F] --out POP.parquet
+    metarisk population devnet [--market M.json] --out POP.parquet
+    metarisk population store --database URL [--market M.json] --out POP.parquet
+    metarisk population subgraph --chains CHAINS.yaml --chain NAME --url aave-v3=URL [--url uniswap-v3=URL]
+                                 [--market M.json] [--page-size 1000] --out POP.parquet
     metarisk cascade POP.parquet [--market M.json] --shock BTC=-0.3,ETH=-0.35 [--workers N | --scheduler URL]
                      [--max-rounds 20] [--no-impact] [--sweep BTC,ETH=-0.05:-0.5:10] --out DIR
 
@@ -10,6 +14,7 @@ Bad input prints one line naming the argument or field and exits 2.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -23,9 +28,15 @@ from research.contagion.accounts import AssetIndex
 from research.contagion.cascade import InProcessRunner, RoundResult, ShockError, sweep
 from research.contagion.outputs import summary, write_outputs
 from research.contagion.params import load_cascade_params
-from research.contagion.population import PopulationError, write_synthetic_population
+from research.contagion.population import (
+    PopulationError,
+    PositionsPopulation,
+    population_from_positions,
+    write_synthetic_population,
+)
 from research.contagion.sweep import grid_shocks, summarise, write_sweep
 from risk_core.schema.market import MarketSnapshot
+from risk_core.schema.positions import Position
 
 EXIT_BAD_INPUT = 2
 
@@ -90,6 +101,74 @@ def _population(args: argparse.Namespace) -> str:
     return f"{args.out}: {args.wallets:,} wallets, {rows:,} positions (seed {args.seed})\n"
 
 
+def _write_discovered(args: argparse.Namespace, wallets: dict[str, list[Position]], prices: dict[str, float],
+                      unknown_tokens: dict[str, int] | None = None) -> str:
+    """The population of discovered wallets at `--out`, its wallet ids' addresses beside it
+    (`<out>.wallets.parquet`), and a summary line of what was left out."""
+    import pyarrow.parquet as pq
+
+    built: PositionsPopulation = population_from_positions(wallets, prices)
+    out = Path(args.out)
+    pq.write_table(built.table, out)
+    wallets_file = out.with_suffix(".wallets.parquet")
+    pq.write_table(built.wallet_table(), wallets_file)
+    left_out = {**built.skipped, **{f"unknown token {t}": n for t, n in (unknown_tokens or {}).items()}}
+    lines = [f"{out}: {len(built.addresses):,} wallets, {built.table.num_rows:,} rows; addresses in {wallets_file}"]
+    if left_out:
+        lines.append("left out: " + ", ".join(f"{what} x{count}" for what, count in left_out.items()))
+    return "\n".join(lines) + "\n"
+
+
+def _store_population(args: argparse.Namespace) -> str:
+    from aggregator.store import StoreError
+    from api.population_sources import store_positions
+
+    try:
+        wallets, stored_prices = store_positions(args.database)
+    except StoreError as e:
+        raise CascadeInputError(f"--database: {e}") from e
+    prices = market_prices(args.market) if args.market or stored_prices is None else {"USDC": 1.0, **stored_prices}
+    return _write_discovered(args, wallets, prices)
+
+
+def _parse_urls(values: list[str]) -> dict[str, str]:
+    from indexers.subgraphs import PROTOCOLS
+
+    urls = {}
+    for value in values:
+        protocol, sep, url = value.partition("=")
+        if not sep or not url:
+            raise CascadeInputError(f"--url: {value!r} is not PROTOCOL=URL (e.g. aave-v3=https://...)")
+        if protocol.strip() not in PROTOCOLS:
+            raise CascadeInputError(f"--url: {protocol.strip()!r} is not one of {', '.join(PROTOCOLS)}")
+        urls[protocol.strip()] = url.strip()
+    return urls
+
+
+def _subgraph_population(args: argparse.Namespace) -> str:
+    from chains.config import ChainConfigError, load_chains_file
+    from indexers.subgraphs import SubgraphError, discover_chain
+
+    try:
+        chain = load_chains_file(Path(args.chains)).chain(args.chain)
+    except ChainConfigError as e:
+        raise CascadeInputError(f"--chains: {e}") from e
+    except KeyError:
+        raise CascadeInputError(f"--chain: {args.chain!r} is not in {args.chains}") from None
+    try:
+        found = asyncio.run(discover_chain(chain, _parse_urls(args.url), page_size=args.page_size))
+    except SubgraphError as e:
+        raise CascadeInputError(f"--url: {e}") from e
+    return _write_discovered(args, found.positions, market_prices(args.market), found.unknown_tokens)
+
+
+def _devnet_population(args: argparse.Namespace) -> str:
+    from api.population_sources import devnet_positions
+
+    found = asyncio.run(devnet_positions(page_size=args.page_size))
+    return _write_discovered(args, found.positions, market_prices(args.market), found.unknown_tokens)
+
+
 def _progress(result: RoundResult) -> None:
     accounts = sum(result.accounts_liquidated.values())
     prices = ", ".join(f"{a} {p:,.2f}" for a, p in result.prices.items() if a != "USDC")
@@ -142,6 +221,27 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     synthetic.add_argument("--long-share", type=float, default=0.6, help="share of perp legs that are long")
     synthetic.add_argument("--out", required=True)
     synthetic.set_defaults(run=_guarded(_population))
+
+    discovered = {
+        "devnet": ("the devnet's wallets, discovered through its local subgraph", _devnet_population),
+        "store": ("the service's watched accounts, their last stored positions", _store_population),
+        "subgraph": ("every wallet of a chain's Aave v3 / Uniswap v3 subgraphs", _subgraph_population),
+    }
+    for name, (description, handler) in discovered.items():
+        parser = kinds.add_parser(name, help=description + " (docs/contagion.md)")
+        if name == "store":
+            parser.add_argument("--database", required=True, help="the store's URL, e.g. postgresql+psycopg://...")
+        if name == "subgraph":
+            parser.add_argument("--chains", required=True, help="chains file naming the chain's tokens")
+            parser.add_argument("--chain", required=True, help="the chain the subgraphs index")
+            parser.add_argument("--url", action="append", required=True,
+                                help="PROTOCOL=URL of a subgraph (aave-v3, uniswap-v3); repeat for both")
+        if name != "store":
+            parser.add_argument("--page-size", type=int, default=1000, help="entities per GraphQL page (<= 1000)")
+        parser.add_argument("--market", help="market JSON whose spot prices value cash and LP amounts (default: "
+                                             "the store's last market for `store`, else the recorded market)")
+        parser.add_argument("--out", required=True)
+        parser.set_defaults(run=_guarded(handler))
 
     cascade = commands.add_parser("cascade", help="liquidation cascade of a population under a price shock")
     cascade.add_argument("population", help="population Parquet file (docs/contagion.md)")

@@ -49,8 +49,8 @@ def bench_cascade(wallets: int, workers: int, compare: bool) -> None:
             result = simulate(path, prices, shock, workers=0)
             worker_rss = [peak_rss_mb()]
         else:
-            from research.contagion.dask_runner import DaskRunner, connect
             from research.contagion.cascade import run_cascade
+            from research.contagion.dask_runner import DaskRunner, connect
 
             assets = AssetIndex(tuple(sorted(prices)))
             with connect(None, count) as client:

@@ -2,17 +2,26 @@
 
 Columns (POPULATION_SCHEMA):
 - wallet (int64): the wallet's id;
-- venue (string): aave-v3 | hyperliquid | derive | gmx-v2;
-- account (int64): the account inside the wallet's venue (a GMX v2 position is an account of its own; 0 elsewhere);
+- venue (string): aave-v3 | hyperliquid | derive | gmx-v2 | uniswap-v3;
+- account (int64): the account inside the wallet's venue (a GMX v2 position is an account of its own, an Aave v3
+  account is one per chain, a Uniswap v3 range one per NFT; 0 elsewhere);
 - asset (string): BTC, ETH, SOL, WSTETH, USDC...;
-- kind (string): supply | borrow (Aave, units >= 0), perp (signed units, short < 0), cash (USD margin balance);
+- kind (string): supply | borrow (Aave, units >= 0), perp (signed units, short < 0), cash (USD margin balance),
+  lp (Uniswap v3: units >= 0 of the asset a range holds at the price of the population's build, one row per token);
 - amount (float64): units of the asset, or USD for cash;
 - entry_price (float64, null unless perp): the perp's entry price.
 Rows of one wallet are contiguous; partitions split between wallets, so no account straddles two.
+
+The cascade liquidates nothing on uniswap-v3: no venue rule reads `lp` rows (an LP is not levered), so they ride
+along unchanged and the venue's figures stay zero. They are in the population for researchers' own joins (who is
+exposed to which pool), not yet as the pools' depth, which comes from the cascade parameters.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +29,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-VENUES: tuple[str, ...] = ("aave-v3", "hyperliquid", "derive", "gmx-v2")
-KINDS: tuple[str, ...] = ("supply", "borrow", "perp", "cash")
+from risk_core.pricing.lp import lp_amounts
+from risk_core.schema.positions import BorrowPosition, LendPosition, LPPosition, PerpPosition, Position, SpotPosition
+
+VENUES: tuple[str, ...] = ("aave-v3", "hyperliquid", "derive", "gmx-v2", "uniswap-v3")
+KINDS: tuple[str, ...] = ("supply", "borrow", "perp", "cash", "lp")
 PERP_VENUES: tuple[str, ...] = ("hyperliquid", "derive", "gmx-v2")
 
 POPULATION_SCHEMA = pa.schema(
@@ -58,11 +70,12 @@ def validate_population(table: pa.Table) -> pa.Table:
     if not pc.all(pc.is_finite(amount)).as_py():
         raise PopulationError("population.amount: every amount must be finite")
     kind = table.column("kind")
-    loans = pc.is_in(kind, value_set=pa.array(["supply", "borrow"]))
-    if pc.any(pc.and_(loans, pc.less(amount, 0.0))).as_py():
-        raise PopulationError("population.amount: supply and borrow amounts are units >= 0")
+    holdings = pc.is_in(kind, value_set=pa.array(["supply", "borrow", "lp"]))
+    if pc.any(pc.and_(holdings, pc.less(amount, 0.0))).as_py():
+        raise PopulationError("population.amount: supply, borrow and lp amounts are units >= 0")
     perp_entry = pc.filter(table.column("entry_price"), pc.equal(kind, "perp"))
-    if perp_entry.null_count or not pc.all(pc.and_(pc.is_finite(perp_entry), pc.greater(perp_entry, 0.0))).as_py():
+    positive = pc.and_(pc.is_finite(perp_entry), pc.greater(perp_entry, 0.0))
+    if perp_entry.null_count or not pc.all(positive, min_count=0).as_py():  # min_count 0: no perps is valid
         raise PopulationError("population.entry_price: every perp needs a finite entry price > 0")
     wallet = table.column("wallet").to_numpy()
     if (np.diff(wallet) < 0).any():
@@ -183,3 +196,92 @@ def write_synthetic_population(path: Path, wallets: int, seed: int, prices: dict
             writer.write_table(table, row_group_size=max(table.num_rows, 1))  # whole wallets per group
             rows += table.num_rows
     return rows
+
+
+@dataclass(frozen=True)
+class PositionsPopulation:
+    """Schema positions of many wallets as a population: the table (wallet i is `addresses[i]`) and what it left
+    out, counted by `kind@venue` (options, futures, wallet tokens, uncollected LP fees: no venue rule reads them)."""
+
+    table: pa.Table
+    addresses: tuple[str, ...]
+    skipped: dict[str, int]
+
+    def wallet_table(self) -> pa.Table:
+        """The wallet ids beside the addresses they stand for."""
+        return pa.table({"wallet": pa.array(range(len(self.addresses)), pa.int64()),
+                         "address": pa.array(self.addresses, pa.string())})
+
+
+def population_from_positions(wallets: Mapping[str, Sequence[Position]], prices: Mapping[str, float]
+                              ) -> PositionsPopulation:
+    """The one conversion of schema positions (what the adapters read, the store keeps and the subgraph discovery
+    builds) to population rows. Wallets are numbered in sorted address order. Per position:
+    - Aave v3 lend / borrow: supply / borrow rows, one account per chain;
+    - a perp on hyperliquid, derive or gmx-v2: a perp row (without an entry price, the current price); the venue's
+      USDC / token balance (a spot position there) a cash row at its USD value; a GMX v2 position and its
+      collateral (ids `...:N` and `...:N:collateral`) one account;
+    - a Uniswap v3 range: two lp rows, the token amounts it holds at the current price (token1 per token0 =
+      prices[token0] / prices[token1]), one account per range;
+    - anything else is skipped and counted.
+    Raises PopulationError naming an asset without a price."""
+
+    def price(asset: str) -> float:
+        value = prices.get(asset)
+        if value is None or not np.isfinite(value) or value <= 0:
+            raise PopulationError(f"population.asset: {asset!r} has no price to convert its position")
+        return float(value)
+
+    rows: list[tuple[int, str, str, str, str, float, float | None]] = []  # wallet, venue, account key, ...
+    skipped: Counter[str] = Counter()
+    addresses = tuple(sorted(wallets))
+    for wallet, address in enumerate(addresses):
+        for position in wallets[address]:
+            venue = position.venue
+            if venue == "aave-v3" and isinstance(position, LendPosition | BorrowPosition):
+                kind = "supply" if isinstance(position, LendPosition) else "borrow"
+                rows.append((wallet, venue, _account_key(position), position.asset, kind, position.quantity, None))
+            elif venue in PERP_VENUES and isinstance(position, PerpPosition):
+                entry = position.entry_price or price(position.underlying)
+                rows.append((wallet, venue, _account_key(position), position.underlying, "perp", position.quantity,
+                             entry))
+            elif venue in PERP_VENUES and isinstance(position, SpotPosition):
+                rows.append((wallet, venue, _account_key(position), "USDC", "cash",
+                             position.quantity * price(position.asset), None))
+            elif venue == "uniswap-v3" and isinstance(position, LPPosition):
+                current = price(position.token0) / price(position.token1)
+                amount0, amount1 = lp_amounts(position.liquidity, current, position.price_lower, position.price_upper)
+                key = _account_key(position)
+                rows.append((wallet, venue, key, position.token0, "lp", float(amount0), None))
+                rows.append((wallet, venue, key, position.token1, "lp", float(amount1), None))
+            else:
+                skipped[f"{position.kind}@{venue}"] += 1
+    # account ids: each wallet's (venue, key) pairs numbered in sorted order within the venue
+    rows.sort(key=lambda row: (row[0], row[1], row[2], row[4], row[3]))
+    account_of: dict[tuple[int, str, str], int] = {}
+    counts: Counter[tuple[int, str]] = Counter()
+    for wallet, venue, key, *_ in rows:
+        if (wallet, venue, key) not in account_of:
+            account_of[(wallet, venue, key)] = counts[(wallet, venue)]
+            counts[(wallet, venue)] += 1
+    table = pa.table(
+        {
+            "wallet": pa.array([r[0] for r in rows], pa.int64()),
+            "venue": pa.array([r[1] for r in rows], pa.string()),
+            "account": pa.array([account_of[(r[0], r[1], r[2])] for r in rows], pa.int64()),
+            "asset": pa.array([r[3] for r in rows], pa.string()),
+            "kind": pa.array([r[4] for r in rows], pa.string()),
+            "amount": pa.array([r[5] for r in rows], pa.float64()),
+            "entry_price": pa.array([r[6] for r in rows], pa.float64()),
+        },
+        schema=POPULATION_SCHEMA,
+    )
+    return PositionsPopulation(validate_population(table), addresses, dict(sorted(skipped.items())))
+
+
+def _account_key(position: Position) -> str:
+    """What makes one venue account: the chain and account, and for GMX v2 and Uniswap v3 the position itself
+    (its id, less the `:collateral` / `:fees:...` suffixes the adapters add to its companions)."""
+    if position.venue in ("gmx-v2", "uniswap-v3") and position.id:
+        return f"{position.chain}:{position.id.split(':collateral')[0]}"
+    return f"{position.chain}:{position.account}"

@@ -68,8 +68,8 @@ def test_two_venues_one_pool_round_by_round() -> None:
     assert round0.sold_by_asset["ETH"] == pytest.approx(sold_0)
     assert round0.sold_by_asset["USDC"] == pytest.approx(-(10_000 + w1_repaid))
     assert round0.bad_debt_usd_by_venue == pytest.approx(
-        {"aave-v3": w1_bad_debt, "hyperliquid": 7_000.0, "derive": 0.0, "gmx-v2": 0.0})
-    assert round0.accounts_liquidated == {"aave-v3": 2, "hyperliquid": 1, "derive": 0, "gmx-v2": 0}
+        {"aave-v3": w1_bad_debt, "hyperliquid": 7_000.0, "derive": 0.0, "gmx-v2": 0.0, "uniswap-v3": 0.0})
+    assert round0.accounts_liquidated == {"aave-v3": 2, "hyperliquid": 1, "derive": 0, "gmx-v2": 0, "uniswap-v3": 0}
 
     # the pool as it stood before the shock: L such that selling 10,000 USD of ETH at 3,000 moves it to 2,940
     liquidity = DEPTH_USD_2PCT / (math.sqrt(3_000.0) * (1 / math.sqrt(0.98) - 1))
