@@ -68,6 +68,12 @@ def load_service_chains(settings: ServiceSettings) -> ChainsFile | None:
     return chains
 
 
+def production_api_settings(environ: Mapping[str, str]) -> ApiSettings:
+    """The API settings of a production service: as `metarisk serve` reads them, but GraphQL introspection is off
+    unless METARISK_GRAPHQL_INTROSPECTION turns it on (the schema is no business of anonymous callers)."""
+    return ApiSettings.from_env({"METARISK_GRAPHQL_INTROSPECTION": "false", **environ})
+
+
 async def serve_service(settings: ServiceSettings, chains: ChainsFile | None, *, host: str, port: int) -> None:
     store = Store.from_url(os.environ.get("DATABASE_URL"))
     await asyncio.to_thread(store.migrate)
@@ -76,7 +82,7 @@ async def serve_service(settings: ServiceSettings, chains: ChainsFile | None, *,
         service = AggregatorService(settings=settings, session=session, clients=list(clients.values()),
                                     store=AsyncStore(store))
         service.on_report.append(AlertWatcher(WebhookSender(session)).observe)
-        app = create_app(service=service, settings=ApiSettings.from_env(os.environ))
+        app = create_app(service=service, settings=production_api_settings(os.environ))
         scheduler = build_scheduler(service)
         scheduler.start()
         runner = web.AppRunner(app, access_log=None)

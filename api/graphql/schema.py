@@ -14,16 +14,16 @@ from graphql import GraphQLError
 from pydantic import BaseModel, ValidationError
 from strawberry.extensions import (
     AddValidationRules,
+    DisableIntrospection,
     MaskErrors,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
 )
 from strawberry.scalars import JSON
 from strawberry.types import ExecutionContext, Info
 
+from api.graphql.cost import CostLimits
+from api.graphql.limits import BoundedValidation
 from api.http.history import DEFAULT_LIMIT, HistoryQuery
 from api.http.metrics import ApiMetrics
 from api.http.problems import Problem, field_errors, invalid_request
@@ -276,18 +276,20 @@ def _is_unexpected(error: GraphQLError) -> bool:
 
 
 def build_schema(*, service: RiskService | None, settings: ApiSettings) -> strawberry.Schema:
-    # the limiters' rule classes are made once: the validation cache is keyed by them, so a rule class made
-    # per request would never hit; extensions themselves are per-request factories (they hold request state)
-    limit_rules = [
-        *QueryDepthLimiter(max_depth=settings.graphql_max_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases).validation_rules,
-    ]
+    # rule classes are made once: the validation cache is keyed by them, so a rule class made per request would
+    # never hit; extensions themselves are per-request factories (they hold request state)
+    limits = CostLimits(
+        max_depth=settings.graphql_max_depth,
+        max_aliases=settings.graphql_max_aliases,
+        max_fields=settings.graphql_max_fields,
+    )
+    rules = [] if settings.graphql_introspection else list(DisableIntrospection().validation_rules)
     return LoggedSchema(
         query=ServiceQuery if service is not None else WhatIfQuery,
         extensions=[
             lambda: ParserCache(maxsize=CACHED_QUERIES),
-            lambda: ValidationCache(maxsize=CACHED_QUERIES),
-            lambda: AddValidationRules(limit_rules),
+            lambda: AddValidationRules(rules),
+            lambda: BoundedValidation(limits, maxsize=CACHED_QUERIES),
             lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
             lambda: MaskErrors(should_mask_error=_is_unexpected, error_message="internal error"),
         ],

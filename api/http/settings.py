@@ -26,11 +26,16 @@ class ApiSettings:
     graphql_max_depth: int = 8
     graphql_max_tokens: int = 2_000
     graphql_max_aliases: int = 15
+    # field selections once fragments are expanded; the standard introspection query is 220
+    graphql_max_fields: int = 1_000
+    # the schema is public in the demo (GraphiQL needs it); a production service switches it off
+    graphql_introspection: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ApiSettings:
         """METARISK_API_KEYS (comma-separated), METARISK_RATE_PER_SECOND, METARISK_RATE_BURST,
-        METARISK_MAX_BODY_BYTES; anything unset keeps its default.
+        METARISK_MAX_BODY_BYTES, METARISK_GRAPHQL_INTROSPECTION (true or false); anything unset keeps its
+        default.
 
         Raises:
             ValueError: a variable is set to something that is not a number, or no key is left.
@@ -50,4 +55,14 @@ class ApiSettings:
             api_keys=api_keys,
             rate_limit=rate,
             client_max_size=int(environ.get("METARISK_MAX_BODY_BYTES", defaults.client_max_size)),
+            graphql_introspection=_flag(environ, "METARISK_GRAPHQL_INTROSPECTION", defaults.graphql_introspection),
         )
+
+
+def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    value = environ.get(name)
+    if value is None:
+        return default
+    if value.strip().lower() not in {"true", "false", "1", "0"}:
+        raise ValueError(f"{name} must be true or false, not {value!r}")
+    return value.strip().lower() in {"true", "1"}
