@@ -50,8 +50,10 @@ def _handler(asset: Asset) -> Handler:
     return serve
 
 
+DASHBOARD_PATHS = ("/", *(ASSET_PREFIX + asset.file for asset in ASSETS))
+
+
 def add_dashboard_routes(app: web.Application) -> None:
     """`GET /` (the page) and `GET /dashboard/<asset>` (its script and style sheet); HEAD too."""
-    app.router.add_get("/", _handler(PAGE))
-    for asset in ASSETS:
-        app.router.add_get(ASSET_PREFIX + asset.file, _handler(asset))
+    for path, asset in zip(DASHBOARD_PATHS, (PAGE, *ASSETS), strict=True):
+        app.router.add_get(path, _handler(asset))

@@ -11,11 +11,19 @@ from aiohttp import web
 from api.dashboard import add_dashboard_routes
 from api.graphql.schema import GraphQLContext, build_schema
 from api.graphql.view import MetariskGraphQLView
-from api.http.access import Clock, RateLimiter, access_middleware
+from api.http.access import Clock, LiveReadSlots, access_middleware
 from api.http.metrics import ApiMetrics, metrics_middleware
 from api.http.openapi import build_openapi
 from api.http.problems import problem_middleware
-from api.http.routes import HEALTH_BODY, KEYED_ROUTES, MARKETS, METRICS, OPENAPI_BODY, HealthReport, add_routes
+from api.http.routes import (
+    HEALTH_BODY,
+    MARKETS,
+    METRICS,
+    OPENAPI_BODY,
+    ROUTE_ACCESS,
+    HealthReport,
+    add_routes,
+)
 from api.http.service import RiskService
 from api.http.settings import ApiSettings
 from api.http.what_if import MarketCache
@@ -33,13 +41,14 @@ def create_app(
     `clock` drives the rate limiter (tests inject one)."""
     settings = settings or ApiSettings()
     metrics = ApiMetrics()
+    slots = LiveReadSlots(per_client=settings.live_reads_per_client, total=settings.live_reads_total)
     app = web.Application(
         client_max_size=settings.client_max_size,
         # outermost first: metrics see the final status of every answer, problems turn failures into answers
         middlewares=[
             metrics_middleware(metrics),
             problem_middleware,
-            access_middleware(KEYED_ROUTES, settings.api_keys, RateLimiter(settings.rate_limit, clock)),
+            access_middleware(ROUTE_ACCESS, settings, clock, slots),
         ],
     )
     package_version = version("metarisk")

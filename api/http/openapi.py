@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from api.http.access import API_KEY_HEADER
+from api.http.access import API_KEY_HEADER, Access, KeyRule
 from api.http.history import HISTORY_PATH, STORED_REPORT_PATH, query_parameters, report_id_schema
 from api.http.problems import PROBLEM_CONTENT_TYPE, ProblemDetails
 from api.http.routes import HealthReport
@@ -22,15 +22,18 @@ from risk_core.schema.request import MarginRequest
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 _KEYED: list[dict[str, list[str]]] = [{"apiKey": []}]
+_KEY_OPTIONAL: list[dict[str, list[str]]] = [{"apiKey": []}, {}]  # a key, or none and the per-address limit
 
 _PROBLEM_DESCRIPTIONS = {
     400: "the body is not JSON",
     401: "no or unknown API key",
     404: "no such resource",
-    503: "the aggregator is not configured, or a dependency it needs (the database) is down",
+    503: "the aggregator is not configured, a dependency it needs (the database) is down, or the server runs its "
+    "maximum of live reads (see Retry-After)",
     413: "the body exceeds the size limit",
     422: "the request breaks the schema or cannot be priced; `errors` names each field",
-    429: "the key's rate limit is exceeded; see Retry-After",
+    429: "the rate limit of the key (or, without one, of the client address) or its live reads at once are "
+    "exceeded; see Retry-After",
 }
 
 
@@ -98,11 +101,13 @@ def build_openapi(*, version: str, service: RiskService | None) -> dict[str, Any
             "parameters": [{"name": route.parameter, "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": {
                 "200": _json(route.summary, ref(model) if model is not None else {"type": "object"}),
-                **_problems(problem, *((401, 429) if route.keyed else ()), 404, 422),
+                **_problems(problem, *_access_problems(route.access), 404, 422),
             },
         }
-        if route.keyed:
+        if route.access.key is KeyRule.REQUIRED:
             operation["security"] = _KEYED
+        elif route.access.key is KeyRule.OR_CLIENT_LIMIT:
+            operation["security"] = _KEY_OPTIONAL
         paths[route.path] = {"get": operation}
     if service is not None:
         paths.update(_history_paths(service_models, ref, problem))
@@ -177,6 +182,11 @@ def _service_models(service: RiskService) -> dict[str, type[BaseModel] | None]:
         concrete = isinstance(returned, type) and issubclass(returned, BaseModel) and returned is not BaseModel
         models[method_name] = returned if concrete else None
     return models
+
+
+def _access_problems(access: Access) -> tuple[int, ...]:
+    statuses = {KeyRule.NONE: (), KeyRule.REQUIRED: (401, 429), KeyRule.OR_CLIENT_LIMIT: (401, 429)}[access.key]
+    return (*statuses, 503) if access.live_read else statuses
 
 
 def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:

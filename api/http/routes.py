@@ -9,6 +9,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, Field
 
+from api.dashboard import DASHBOARD_PATHS
+from api.http.access import KEYED, OPEN, RouteTable
 from api.http.history import HISTORY_PATH, STORED_REPORT_PATH, parse_history_query, parse_report_id
 from api.http.metrics import METRICS_CONTENT_TYPE, ApiMetrics
 from api.http.problems import FieldError, Problem, invalid_request
@@ -147,7 +149,16 @@ def add_routes(app: web.Application, service: RiskService | None) -> None:
     app.router.add_get(STORED_REPORT_PATH, stored_report_handler(service))
 
 
-KEYED_ROUTES = frozenset(
-    {("POST", "/v1/margin"), ("POST", "/graphql")} | {("GET", r.path) for r in SERVICE_ROUTES if r.keyed}
-)
-"""(method, route template) pairs that need an API key: those that compute on demand or sign."""
+ROUTE_ACCESS: RouteTable = {
+    ("POST", "/v1/margin"): KEYED,
+    ("GET", "/health"): OPEN,
+    ("GET", "/metrics"): OPEN,
+    ("GET", "/openapi.json"): OPEN,
+    **{("GET", route.path): route.access for route in SERVICE_ROUTES},
+    ("GET", HISTORY_PATH): OPEN,
+    ("GET", STORED_REPORT_PATH): OPEN,
+    ("GET", "/graphql"): OPEN,  # the GraphiQL page; queries are POSTed
+    ("POST", "/graphql"): KEYED,
+    **{("GET", path): OPEN for path in DASHBOARD_PATHS},
+}
+"""Every route of the app by (method, route template); a pair not named here needs a key (api.http.access)."""

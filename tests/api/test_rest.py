@@ -158,7 +158,7 @@ async def test_unknown_route_is_a_404_problem(client: Client) -> None:
 
 
 async def test_wrong_method_is_a_405_problem_with_allow(client: Client) -> None:
-    response = await client.get("/v1/margin")
+    response = await client.get("/v1/margin", headers=KEY)  # without a key: 401, as every method of a keyed route
     assert_problem(response.status, response.content_type, await response.json(content_type=None), 405)
     assert response.headers["Allow"] == "POST"
 
