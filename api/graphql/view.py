@@ -11,6 +11,7 @@ from strawberry.aiohttp.views import GraphQLView
 from strawberry.http import GraphQLHTTPResponse
 
 from api.graphql.schema import GraphQLContext
+from api.http.json_body import refuse_duplicate_keys, require_json_media_type
 from api.http.problems import Problem
 
 
@@ -21,6 +22,8 @@ class MetariskGraphQLView(GraphQLView[GraphQLContext, None]):
         self._context = context
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "POST":
+            require_json_media_type(request)
         try:
             return await self.run(request=request)
         except HTTPException as e:
@@ -30,7 +33,9 @@ class MetariskGraphQLView(GraphQLView[GraphQLContext, None]):
         return self._context
 
     def decode_json(self, data: str | bytes) -> object:
-        return orjson.loads(data)
+        document = orjson.loads(data)
+        refuse_duplicate_keys(data)
+        return document
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)

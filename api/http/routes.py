@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from api.dashboard import DASHBOARD_PATHS
 from api.http.access import KEYED, OPEN, RouteTable
 from api.http.history import HISTORY_PATH, STORED_REPORT_PATH, parse_history_query, parse_report_id
+from api.http.json_body import require_json_media_type
 from api.http.metrics import METRICS_CONTENT_TYPE, ApiMetrics
 from api.http.problems import FieldError, Problem, invalid_request
 from api.http.service import SERVICE_ROUTES, RiskService, ServiceRoute
@@ -38,6 +39,7 @@ def what_if_handler(service: RiskService | None) -> Handler:
     """POST /v1/margin: a request naming no market is priced against the aggregator's current snapshot."""
 
     async def margin(request: web.Request) -> web.Response:
+        require_json_media_type(request)
         body = await request.read()
         if request.transport is None or request.transport.is_closing():
             # the client gave up while this request queued behind others: computing it would only delay the next

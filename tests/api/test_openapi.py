@@ -27,7 +27,7 @@ from schemathesis.graphql import nodes
 from api.http import ApiSettings, RateLimit, RiskService, create_app
 from api.http.settings import DEMO_API_KEY
 
-KEY = {"X-API-Key": DEMO_API_KEY}
+KEY = {"X-API-Key": DEMO_API_KEY, "Content-Type": "application/json"}
 UNLIMITED = ApiSettings(rate_limit=RateLimit(per_second=1e6, burst=1_000_000))
 CHECKS = schemathesis.Config.from_dict(
     {"checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "401", "404", "422", "429"]}}}

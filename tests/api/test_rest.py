@@ -21,7 +21,7 @@ from api.http.settings import DEMO_API_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_REQUEST = ROOT / "examples" / "demo_request.json"
-KEY = {"X-API-Key": DEMO_API_KEY}
+KEY = {"X-API-Key": DEMO_API_KEY, "Content-Type": "application/json"}
 Client = TestClient[Any, Application]
 
 
@@ -208,7 +208,9 @@ async def test_a_request_whose_client_left_is_not_computed() -> None:
     """An overloaded server skips the requests whose clients timed out while they queued."""
     gone = mock.Mock()
     gone.is_closing.return_value = True
-    request = make_mocked_request("POST", "/v1/margin", transport=gone)
+    request = make_mocked_request(
+        "POST", "/v1/margin", headers={"Content-Type": "application/json"}, transport=gone
+    )
     with pytest.raises(Problem) as answered:
         await what_if_handler(None)(request)
     assert answered.value.status == 499
