@@ -12,6 +12,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from api.http.access import API_KEY_HEADER, Access, KeyRule
 from api.http.history import HISTORY_PATH, STORED_REPORT_PATH, query_parameters, report_id_schema
+from api.http.path_parameters import path_parameter_schema
 from api.http.problems import PROBLEM_CONTENT_TYPE, ProblemDetails
 from api.http.routes import HealthReport
 from api.http.service import SERVICE_ROUTES, RiskService
@@ -31,6 +32,7 @@ _PROBLEM_DESCRIPTIONS = {
     503: "the aggregator is not configured, a dependency it needs (the database) is down, or the server runs its "
     "maximum of live reads (see Retry-After)",
     413: "the body exceeds the size limit",
+    415: "the body is not declared application/json",
     422: "the request breaks the schema or cannot be priced; `errors` names each field",
     429: "the rate limit of the key (or, without one, of the client address) or its live reads at once are "
     "exceeded; see Retry-After",
@@ -65,7 +67,7 @@ def build_openapi(*, version: str, service: RiskService | None) -> dict[str, Any
                 },
                 "responses": {
                     "200": _json("the margin report", ref(MarginReport)),
-                    **_problems(problem, 400, 401, 413, 422, 429),
+                    **_problems(problem, 400, 401, 413, 415, 422, 429),
                 },
             }
         },
@@ -98,7 +100,10 @@ def build_openapi(*, version: str, service: RiskService | None) -> dict[str, Any
         operation: dict[str, Any] = {
             "operationId": route.operation_id,
             "summary": route.summary,
-            "parameters": [{"name": route.parameter, "in": "path", "required": True, "schema": {"type": "string"}}],
+            "parameters": [
+                {"name": route.parameter, "in": "path", "required": True,
+                 "schema": path_parameter_schema(route.parameter)}
+            ],
             "responses": {
                 "200": _json(route.summary, ref(model) if model is not None else {"type": "object"}),
                 **_problems(problem, *_access_problems(route.access), 404, 422),
@@ -132,7 +137,7 @@ def build_openapi(*, version: str, service: RiskService | None) -> dict[str, Any
 
 
 _HISTORY_METHODS = ("account_history", "stored_report")
-_ACCOUNT_ID = {"name": "account_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_ACCOUNT_ID = {"name": "account_id", "in": "path", "required": True, "schema": path_parameter_schema("account_id")}
 
 
 def _history_paths(

@@ -14,6 +14,7 @@ from api.http.access import KEYED, OPEN, RouteTable
 from api.http.history import HISTORY_PATH, STORED_REPORT_PATH, parse_history_query, parse_report_id
 from api.http.json_body import require_json_media_type
 from api.http.metrics import METRICS_CONTENT_TYPE, ApiMetrics
+from api.http.path_parameters import check_path_parameter
 from api.http.problems import FieldError, Problem, invalid_request
 from api.http.service import SERVICE_ROUTES, RiskService, ServiceRoute
 from api.http.what_if import MarketCache, compute_what_if, parse_json_body, with_service_market
@@ -69,8 +70,8 @@ def service_handler(service: RiskService | None, route: ServiceRoute) -> Handler
     """The handler of one aggregator route: 503 while no service is configured."""
 
     async def answer(request: web.Request) -> web.Response:
-        identifier = request.match_info[route.parameter]
         ask = getattr(_require(service), route.method_name)
+        identifier = check_path_parameter(route.parameter, request.match_info[route.parameter])
         model = await _answer_of(ask(identifier), route.parameter, identifier)
         return web.Response(body=model.model_dump_json(), content_type=JSON_CONTENT_TYPE)
 
@@ -82,8 +83,9 @@ def account_history_handler(service: RiskService | None) -> Handler:
 
     async def answer(request: web.Request) -> web.Response:
         query = parse_history_query(request.query)
-        account_id = request.match_info["account_id"]
-        ask = _require(service).account_history(account_id, since=query.since, until=query.until, limit=query.limit)
+        served = _require(service)
+        account_id = check_path_parameter("account_id", request.match_info["account_id"])
+        ask = served.account_history(account_id, since=query.since, until=query.until, limit=query.limit)
         model = await _answer_of(ask, "account_id", account_id)
         return web.Response(body=model.model_dump_json(), content_type=JSON_CONTENT_TYPE)
 
@@ -95,8 +97,9 @@ def stored_report_handler(service: RiskService | None) -> Handler:
 
     async def answer(request: web.Request) -> web.Response:
         report_id = parse_report_id(request.match_info["report_id"])
-        account_id = request.match_info["account_id"]
-        model = await _answer_of(_require(service).stored_report(account_id, report_id), "account_id", account_id)
+        served = _require(service)
+        account_id = check_path_parameter("account_id", request.match_info["account_id"])
+        model = await _answer_of(served.stored_report(account_id, report_id), "account_id", account_id)
         if model is None:
             raise Problem(
                 404,

@@ -86,12 +86,27 @@ def test_service_routes_are_documented_from_the_service_annotations(base_url: st
         assert credit["security"] == [{"apiKey": []}]
         ok = credit["responses"]["200"]["content"]["application/json"]["schema"]
         assert ok == {"$ref": "#/components/schemas/CreditView"}
+        stated = {
+            parameter["name"]: parameter["schema"].get("pattern")
+            for operations in document["paths"].values()
+            for operation in operations.values()
+            for parameter in operation.get("parameters", [])
+            if parameter["in"] == "path"
+        }
+        assert stated == {
+            "address": "^0x[0-9a-fA-F]{40}$", "account_id": "^[a-z0-9][a-z0-9_-]{0,63}$", "asset": None,
+            "report_id": None,
+        }
+        for route in ("/v1/wallets/{address}/risk", "/v1/wallets/{address}/positions"):
+            read = document["paths"][route]["get"]
+            assert read["security"] == [{"apiKey": []}, {}]  # a key, or none and the per-address limit
+            assert {"429", "503"} <= set(read["responses"])
     history = document["paths"].get("/v1/accounts/{account_id}/history", {}).get("get")
     report = document["paths"].get("/v1/accounts/{account_id}/reports/{report_id}", {}).get("get")
     assert (history is not None, report is not None) == (with_service, with_service)
     if with_service:
         assert {p["name"]: (p["in"], p["schema"]) for p in history["parameters"]} == {
-            "account_id": ("path", {"type": "string"}),
+            "account_id": ("path", {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"}),
             "since": ("query", {"type": "string", "format": "date-time"}),
             "until": ("query", {"type": "string", "format": "date-time"}),
             "limit": ("query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
