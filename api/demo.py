@@ -25,6 +25,7 @@ from aggregator.scheduler import AlertWatcher, WebhookSender, build_scheduler
 from aggregator.service import AggregatorService
 from aggregator.settings import ServiceSettings, VenueCredentials, VenueEndpoints
 from aggregator.store import AsyncStore, Store, WatchedAccount
+from aggregator.webhook_target import webhook_session
 from api.http.app import create_app
 from api.http.settings import ApiSettings
 from chains.client import make_chain_clients
@@ -148,7 +149,11 @@ async def run_demo_service(*, database_url: str | None = None) -> AsyncIterator[
         recorded = default_scenario()
         # one clock for the venues' quotes and the service: the replay stays as fresh as it was recorded
         clock = replay_clock(recorded.as_of)
-        async with run_venue_servers(replace(recorded, clock=clock)) as venues, aiohttp.ClientSession() as session:
+        async with (
+            run_venue_servers(replace(recorded, clock=clock)) as venues,
+            aiohttp.ClientSession() as session,
+            webhook_session() as hooks,
+        ):
             await asyncio.to_thread(publish_feed_prices, devnet, compute_feed_prices(venues.scenario))
             clients = await make_chain_clients(devnet.chains)
             store = Store.from_url(database_url)
@@ -163,7 +168,7 @@ async def run_demo_service(*, database_url: str | None = None) -> AsyncIterator[
                 # cold start (the Deribit spec is parsed once, every answer validated) would hold the loop for
                 # seconds while the first account refresh's chain reads ran out their timeout (complete: false)
                 await service.refresh_market()
-                watcher = AlertWatcher(WebhookSender(session))
+                watcher = AlertWatcher(WebhookSender(hooks))
                 service.on_report.append(watcher.observe)
                 # the demo key always works beside any keys the environment names
                 keys = ",".join(filter(None, [os.environ.get("METARISK_API_KEYS", ""), DEMO_API_KEY]))

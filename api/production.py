@@ -22,6 +22,7 @@ from aggregator.scheduler import AlertWatcher, WebhookSender, build_scheduler
 from aggregator.service import AggregatorService
 from aggregator.settings import ServiceSettings, VenueCredentials
 from aggregator.store import AsyncStore, Store
+from aggregator.webhook_target import webhook_session
 from api.http.app import create_app
 from api.http.settings import ApiSettings
 from chains.client import make_chain_clients
@@ -78,10 +79,10 @@ async def serve_service(settings: ServiceSettings, chains: ChainsFile | None, *,
     store = Store.from_url(os.environ.get("DATABASE_URL"))
     await asyncio.to_thread(store.migrate)
     clients = await make_chain_clients(chains) if chains else {}
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession() as session, webhook_session() as hooks:
         service = AggregatorService(settings=settings, session=session, clients=list(clients.values()),
                                     store=AsyncStore(store))
-        service.on_report.append(AlertWatcher(WebhookSender(session)).observe)
+        service.on_report.append(AlertWatcher(WebhookSender(hooks)).observe)
         app = create_app(service=service, settings=production_api_settings(os.environ))
         scheduler = build_scheduler(service)
         scheduler.start()
