@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -24,6 +25,7 @@ from strawberry.types import ExecutionContext, Info
 
 from api.graphql.cost import CostLimits
 from api.graphql.limits import BoundedValidation
+from api.http.access import LiveReadSlots
 from api.http.history import DEFAULT_LIMIT, HistoryQuery
 from api.http.metrics import ApiMetrics
 from api.http.problems import Problem, field_errors, invalid_request
@@ -44,6 +46,8 @@ CACHED_QUERIES = 256  # distinct query texts kept parsed and validated; bounded 
 class GraphQLContext:
     metrics: ApiMetrics
     service: RiskService | None
+    live_reads: LiveReadSlots | None = None  # the REST wallet routes' slots: one bound for both
+    client: str = "graphql"  # who asks (the view sets it per request): their share of the live reads
 
 
 @strawberry.type
@@ -181,12 +185,31 @@ class Wallet:
 
     @strawberry.field(description="null when the aggregator does not know the wallet")
     async def risk(self, info: Info[GraphQLContext, None]) -> Margin | None:
-        report = await _lookup(_service(info).wallet_risk, self.address, "address")
+        with _live_read(info):
+            report = await _lookup(_service(info).wallet_risk, self.address, "address")
         return Margin.from_report(report) if report is not None else None
 
     @strawberry.field(description="the wallet's positions as the aggregator read them; null when unknown")
     async def positions(self, info: Info[GraphQLContext, None]) -> JSON | None:
-        return _as_json(await _lookup(_service(info).wallet_positions, self.address, "address"))
+        with _live_read(info):
+            return _as_json(await _lookup(_service(info).wallet_positions, self.address, "address"))
+
+
+@contextmanager
+def _live_read(info: Info[GraphQLContext, None]) -> Iterator[None]:
+    """Holds one of the live-read slots while a wallet is read; none free is an error naming the limit."""
+    slots = info.context.live_reads
+    if slots is None:
+        yield
+        return
+    try:
+        slots.acquire(info.context.client)
+    except Problem as problem:
+        raise GraphQLError(problem.detail, extensions={"code": "RATE_LIMITED", "status": problem.status}) from problem
+    try:
+        yield
+    finally:
+        slots.release(info.context.client)
 
 
 @strawberry.type

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -11,6 +12,7 @@ from strawberry.aiohttp.views import GraphQLView
 from strawberry.http import GraphQLHTTPResponse
 
 from api.graphql.schema import GraphQLContext
+from api.http.access import API_KEY_HEADER
 from api.http.json_body import refuse_duplicate_keys, require_json_media_type
 from api.http.problems import Problem
 
@@ -30,7 +32,8 @@ class MetariskGraphQLView(GraphQLView[GraphQLContext, None]):
             raise Problem(e.status_code, "graphql-transport", "Bad GraphQL request", e.reason) from e
 
     async def get_context(self, request: web.Request, response: web.Response | web.WebSocketResponse) -> GraphQLContext:
-        return self._context
+        # queries are POSTed with a key (the access middleware checked it): the key is who asks
+        return replace(self._context, client=f"key:{request.headers.get(API_KEY_HEADER, '')}")
 
     def decode_json(self, data: str | bytes) -> object:
         document = orjson.loads(data)

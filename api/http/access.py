@@ -94,9 +94,9 @@ class LiveReadSlots:
         self._in_flight: dict[str, int] = {}
         self._all = 0
 
-    @contextmanager
-    def hold(self, client: str) -> Iterator[None]:
-        """Raises Problem 429 or 503 with Retry-After when no slot is free."""
+    def acquire(self, client: str) -> None:
+        """Takes a slot for `client`; give it back with `release`. Raises Problem 429 or 503 with Retry-After
+        when none is free."""
         held = self._in_flight.get(client, 0)
         if held >= self._per_client:
             raise _busy(429, f"at most {self._per_client} live wallet reads at once per client")
@@ -104,14 +104,21 @@ class LiveReadSlots:
             raise _busy(503, f"the server is running its maximum of {self._total} live wallet reads")
         self._in_flight[client] = held + 1
         self._all += 1
+
+    def release(self, client: str) -> None:
+        self._all -= 1
+        if self._in_flight[client] == 1:
+            del self._in_flight[client]
+        else:
+            self._in_flight[client] -= 1
+
+    @contextmanager
+    def hold(self, client: str) -> Iterator[None]:
+        self.acquire(client)
         try:
             yield
         finally:
-            self._all -= 1
-            if self._in_flight[client] == 1:
-                del self._in_flight[client]
-            else:
-                self._in_flight[client] -= 1
+            self.release(client)
 
     def in_flight(self) -> int:
         return self._all

@@ -69,7 +69,8 @@ def create_app(
     add_routes(app, service)
     add_dashboard_routes(app)  # the page at /: not API, so not in the OpenAPI document
     graphql = MetariskGraphQLView(
-        build_schema(service=service, settings=settings), GraphQLContext(metrics=metrics, service=service)
+        build_schema(service=service, settings=settings),
+        GraphQLContext(metrics=metrics, service=service, live_reads=slots),
     )
     app.router.add_get("/graphql", graphql)
     app.router.add_post("/graphql", graphql)

@@ -4,6 +4,7 @@ wallet reads open without a key: a bucket per client address and bounded live re
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -152,3 +153,24 @@ def test_the_client_table_is_bounded() -> None:
     assert limiter.retry_after("c") == 0.0  # b, the least recently seen, is dropped
     assert limiter.retry_after("a") == 1.0  # a kept its empty bucket
     assert limiter.retry_after("b") == 0.0  # b starts afresh
+
+
+async def test_graphql_wallet_reads_share_the_bound(make_client: Any) -> None:
+    """Aliases let one query read several wallets: they take the same slots as the REST route."""
+    service = HeldService()
+    settings = ApiSettings(live_reads_per_client=2, live_reads_total=2)
+    client = await make_client(service=service, settings=settings)
+    headers = {**KEY, "Content-Type": "application/json"}
+    held = asyncio.ensure_future(client.get(f"/v1/wallets/{WALLET}/risk", headers=KEY))
+    await service.until_entered(1)
+    read = f'wallet(address: "{WALLET}") {{ risk {{ status }} }}'
+    query = f"{{ a: {read} b: {read} }}"
+    answer = asyncio.ensure_future(client.post("/graphql", data=json.dumps({"query": query}), headers=headers))
+    await service.until_entered(2)  # one alias took the last slot; the other was refused at once
+    service.release.set()
+    result = await (await answer).json()
+    assert (await held).status == 200
+    assert result["data"]["a"]["risk"]["status"] == "healthy" or result["data"]["b"]["risk"]["status"] == "healthy"
+    (error,) = result["errors"]
+    assert error["extensions"] == {"code": "RATE_LIMITED", "status": 429}
+    assert "at most 2 live wallet reads at once per client" in error["message"]
