@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from api.http.access import KEYED, OPEN, Access, KeyRule
+from api.http.access import OPEN, Access, KeyRule
 from risk_core.schema.market import MarketSnapshot
 from risk_core.schema.report import MarginReport
 
@@ -75,6 +75,6 @@ SERVICE_ROUTES = (
                  WALLET_READ),
     # signed by the service's key
     ServiceRoute("/v1/wallets/{address}/credit", "wallet_credit", "walletCredit", "Signed credit view",
-                 Access(KEYED.key, live_read=True)),
+                 Access(KeyRule.REQUIRED, live_read=True)),
     ServiceRoute("/v1/markets/{asset}", "market", "market", "Spot, sources and vol surface of an asset"),
 )

@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -86,5 +87,6 @@ def run_schemathesis(
     if hooks is not None:
         environment["SCHEMATHESIS_HOOKS"] = hooks
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
+    with tempfile.TemporaryDirectory() as scratch:  # schemathesis writes a cache in its working directory
+        done = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=scratch, check=False)
     return FuzzRun(done.returncode, done.stdout + done.stderr, time.perf_counter() - start)
