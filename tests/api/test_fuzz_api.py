@@ -21,8 +21,8 @@ UNLIMITED = ApiSettings(
     rate_limit=RateLimit(per_second=1e6, burst=1_000_000),
     client_rate_limit=RateLimit(per_second=1e6, burst=1_000_000),
 )
-REST_EXAMPLES = 1_000  # per operation and generation mode (small spaces, such as GET /health, run out early)
-GRAPHQL_EXAMPLES = 700  # per query field
+REST_EXAMPLES = 800  # per operation (small spaces, such as GET /health, run out early)
+GRAPHQL_EXAMPLES = 650  # per query field
 MIN_CASES = 10_000
 
 
