@@ -37,7 +37,10 @@ def _fake_service() -> object:
 
 
 def _summary(output: str) -> str:
-    return output[output.rfind("Test cases:"):].strip()
+    """Schemathesis's errors and failures when there are any, then its count of cases."""
+    starts = [output.find(f"= {section} =") for section in ("ERRORS", "FAILURES")]
+    first = min((start for start in starts if start >= 0), default=output.rfind("Test cases:"))
+    return output[output.rfind("\n", 0, first) + 1:].strip()
 
 
 def main() -> None:
