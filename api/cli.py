@@ -36,13 +36,17 @@ class BadInput(Exception):
 
 def read_json_file(path: str) -> object:
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise BadInput([f"{path}: cannot read: {e.strerror}"]) from e
+    except UnicodeDecodeError as e:
+        raise BadInput([f"{path}: not UTF-8 text (byte {e.start} is {e.object[e.start]:#04x})"]) from e
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise BadInput([f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"]) from e
+    except RecursionError as e:
+        raise BadInput([f"{path}: JSON nested too deeply"]) from e
 
 
 def _margin(args: argparse.Namespace) -> str:

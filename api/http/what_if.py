@@ -15,6 +15,7 @@ from pydantic_core import from_json
 from aggregator.engine_pool import BudgetExceeded, EnginePool, WorkerFailed
 from api.errors import InvalidRequest, compute_request_report
 from api.fhs_history import with_recorded_history
+from api.http.json_body import refuse_duplicate_keys
 from api.http.metrics import ApiMetrics
 from api.http.problems import FieldError, Problem, field_errors, invalid_request
 from api.http.service import RiskService
@@ -93,14 +94,18 @@ def parse_json_body(body: bytes) -> tuple[object, bool]:
     raised the recursion limit.)
 
     Raises:
-        Problem: 400 when the body is not JSON at all.
+        Problem: 400 when the body is not JSON at all, 422 when an object gives a key twice.
     """
     try:
-        return orjson.loads(body), True
+        document = orjson.loads(body)
+        refuse_duplicate_keys(body)
+        return document, True
     except orjson.JSONDecodeError:
         pass
     try:
-        return from_json(body, allow_inf_nan=True), False
+        document = from_json(body, allow_inf_nan=True)
+        refuse_duplicate_keys(body)
+        return document, False
     except ValueError as e:
         raise Problem(
             400,

@@ -162,9 +162,8 @@ class RiskArrays:
         new_weight[c]. Only the changed position's groups and contingency key are recomputed (the liquidation
         plan's trials: a step costs trials x scenarios, not trials x positions x scenarios)."""
         k, n_groups, n_under = position.size, self.groups.shape[0], len(self.assets)
-        if self.layout is not None or self._liquid:
-            # the fhs model's joint losses and the liquidity add-on depend on every position at once: the trials
-            # are margined in full
+        if self.layout is not None:
+            # the fhs model's joint losses depend on every underlying at once: the trials are margined in full
             trials = np.repeat(weights[None, :], k, axis=0)
             trials[np.arange(k), position] = new_weight
             return self.margin(trials)
@@ -194,7 +193,8 @@ class RiskArrays:
             offsets=self.params.offset_credit,
         )
         contingency = self._contingency_changes(weights, position, change)
-        return MarginFigures(risk=combined, contingency=contingency, liquidity=np.zeros(k), levels=risk)
+        liquidity = self._liquidity_changes(weights, position, change)
+        return MarginFigures(risk=combined, contingency=contingency, liquidity=liquidity, levels=risk)
 
     def _contingency_changes(self, weights: Array, position: IntArray, change: Array) -> Array:
         keys = self.book.contingency
@@ -215,6 +215,18 @@ class RiskArrays:
         moved_net = net[k] + change[held] * quantity_of[position[held]]
         out[held] += contingency_charge(moved_net, keys.side[k]) * keys.rate[k] - charge[k]
         return out
+
+    def _liquidity_changes(self, weights: Array, position: IntArray, change: Array) -> Array:
+        """`liquidity` of `weights` with position[c]'s weight moved by change[c]: each underlying's net delta moves
+        by the change times that position's own delta in it."""
+        addon = np.zeros(position.size)
+        n = len(self.book.positions)
+        for span, spot, curve in self._liquid:
+            members = self._members[span]
+            own_delta = np.bincount(members, self._row_delta_all[span], minlength=n)
+            net = (float(weights[members] @ self._row_delta_all[span]) + change * own_delta[position]) * spot
+            addon += liquidity_addon(net, curve)
+        return addon
 
     def liquidity(self, weights: Array) -> Array:
         """The liquidity add-on of each weight row: per underlying, on its net delta in USD."""

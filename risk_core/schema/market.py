@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, Field, Strict, model_validator
 
 from risk_core.schema.positions import Asset, FiniteFloat, PositiveFloat, StrictModel
 
@@ -20,8 +20,8 @@ class SVISlice(StrictModel):
 
     expiry: AwareDatetime
     a: FiniteFloat
-    b: Annotated[float, Field(ge=0, allow_inf_nan=False)]
-    rho: Annotated[float, Field(gt=-1, lt=1, allow_inf_nan=False)]
+    b: Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
+    rho: Annotated[float, Strict(), Field(gt=-1, lt=1, allow_inf_nan=False)]
     m: FiniteFloat
     sigma: PositiveFloat
 
@@ -35,7 +35,7 @@ class SVISlice(StrictModel):
 class VolPoint(StrictModel):
     expiry: AwareDatetime
     strike: PositiveFloat
-    iv: Annotated[float, Field(gt=0, le=20, allow_inf_nan=False, description="implied vol, decimal")]
+    iv: Annotated[float, Strict(), Field(gt=0, le=20, allow_inf_nan=False, description="implied vol, decimal")]
 
 
 class SVISurface(StrictModel):
@@ -163,7 +163,7 @@ class MarketSnapshot(StrictModel):
     )
     vol: dict[Asset, VolSurface] = Field(default_factory=dict)
     rates: dict[Asset, FiniteFloat] = Field(default_factory=dict, description="continuous rate; 0 when absent")
-    dispersion: dict[Asset, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+    dispersion: dict[Asset, Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]] = Field(
         default_factory=dict, description="relative spread between price sources, widens the scan range"
     )
     sources: list[SourceStatus] = Field(default_factory=list)

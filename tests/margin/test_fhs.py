@@ -133,7 +133,7 @@ def test_options_move_with_the_vol_history_where_recorded_else_the_grid_shocks()
     assert layout is not None
     vols = s.vol_shock.reshape(-1, layout.n_vol)
     assert vols[layout.n_filtered - 1].tolist() == pytest.approx([iv[-1] / iv[-3] - 1] * layout.n_vol)
-    assert vols[0].tolist() == [0.0, 0.5, -0.25]  # the major class's grid vol shocks
+    assert vols[0].tolist() == [-0.25, 0.0, 0.5]  # the major class's grid vol shocks, ascending
 
 
 def test_the_model_refuses_what_it_cannot_margin() -> None:
