@@ -44,7 +44,8 @@ def serving_in_a_child(make_app: Callable[[], web.Application]) -> Iterator[str]
     """The app served by a forked child process."""
     context = multiprocessing.get_context("fork")
     ports = context.Queue()
-    child = context.Process(target=_serve_forever, args=(make_app, ports), daemon=True)
+    # not a daemon: the app's engine pool starts worker processes of its own (terminated with it below)
+    child = context.Process(target=_serve_forever, args=(make_app, ports))
     child.start()
     try:
         yield f"http://127.0.0.1:{ports.get(timeout=60)}"
