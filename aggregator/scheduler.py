@@ -17,6 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from aggregator.service import AggregatorService
 from aggregator.store import StoreUnavailable, WatchedAccount
+from aggregator.webhook_target import AddressRule, WebhookTargetRefused, is_public_address, vet_url
 from risk_core.schema.report import MarginReport
 
 log = logging.getLogger(__name__)
@@ -69,22 +70,31 @@ def compute_alerts(account: WatchedAccount, previous: MarginReport | None, repor
 
 @dataclass
 class WebhookSender:
-    """POSTs alerts as JSON, retrying with exponential backoff on network errors and 5xx answers."""
+    """POSTs alerts as JSON, retrying with exponential backoff on network errors and 5xx answers. Give it a
+    `webhook_session()` (aggregator.webhook_target): only public addresses, the DNS answer pinned; a redirect is
+    an answer, never followed (it could point anywhere), and each attempt has its own timeout."""
 
     session: aiohttp.ClientSession
     attempts: int = 4
     backoff_s: float = 0.5
     timeout_s: float = 5.0
     sleep: Sleep = asyncio.sleep
+    allowed: AddressRule = is_public_address  # the session's rule too; widened by tests alone
 
     async def send(self, url: str, alert: Alert) -> bool:
         delay = self.backoff_s
         for attempt in range(1, self.attempts + 1):
             try:
+                vet_url(url, self.allowed)
                 timeout = aiohttp.ClientTimeout(total=self.timeout_s)
-                async with self.session.post(url, json=alert.body(), timeout=timeout) as response:
+                async with self.session.post(
+                    url, json=alert.body(), timeout=timeout, allow_redirects=False
+                ) as response:
                     if response.status < 500:
                         return response.status < 300
+            except WebhookTargetRefused as e:  # not a passing failure: retrying would be refused alike
+                log.warning("alert webhook not sent: %s", e)
+                return False
             except (aiohttp.ClientError, TimeoutError) as e:
                 log.warning("alert webhook %s attempt %d failed: %s", url, attempt, e)
             if attempt < self.attempts:

@@ -32,6 +32,7 @@ from aggregator.store import (
     AsyncStore,
     PositionSnapshot,
     StoredReport,
+    StoreInputRefused,
     StoreUnavailable,
     WatchedAccount,
 )
@@ -50,7 +51,8 @@ from risk_core.schema.report import MarginReport
 from venue_http import SourceError
 
 Clock = Callable[[], datetime]
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
+_ADDRESS = re.compile(ADDRESS_PATTERN)
 
 
 def utc_now() -> datetime:
@@ -265,6 +267,8 @@ class AggregatorService:
                 found = self._accounts.get(account_id)  # the last copy read, while the database is away
                 if found is None:
                     raise ConnectionError(f"account {account_id!r} cannot be looked up: database unavailable") from e
+            except StoreInputRefused as e:
+                raise InputError("account_id", str(e)) from e
             if found is not None:
                 self._accounts[account_id] = found
                 return found
@@ -304,6 +308,8 @@ class AggregatorService:
             rows = await store.report_history(account_id, since=since, until=until, limit=limit + 1)
         except StoreUnavailable as e:
             raise ConnectionError(f"the history of account {account_id!r} cannot be read: {e}") from e
+        except StoreInputRefused as e:
+            raise InputError("account_id", str(e)) from e
         return page_of_history(account_id, rows, since=since, until=until, limit=limit)
 
     async def stored_report(self, account_id: str, report_id: int) -> StoredReport | None:
@@ -314,6 +320,8 @@ class AggregatorService:
             stored = await store.report(report_id)
         except StoreUnavailable as e:
             raise ConnectionError(f"report {report_id} cannot be read: {e}") from e
+        except StoreInputRefused as e:
+            raise InputError("report_id", str(e)) from e
         return stored if stored is not None and stored.account_id == account_id else None
 
     async def _history_store(self, account_id: str) -> AsyncStore:
@@ -372,7 +380,7 @@ class AggregatorService:
     # --- the refresh ----------------------------------------------------------------------------------------
 
     async def _wallet(self, address: str) -> Refreshed:
-        if not _ADDRESS.match(address):
+        if not _ADDRESS.fullmatch(address):  # `$` alone would let a trailing newline through
             raise InputError("address", "not a 0x-prefixed 20-byte hex address")
         key = f"wallet:{address.lower()}"
         cached = self._fresh(key)
@@ -468,6 +476,8 @@ class AggregatorService:
             return refreshed
         except StoreUnavailable as e:
             return self._unstored(refreshed, f"history not stored: database unavailable ({e})", complete=False)
+        except StoreInputRefused as e:  # a position read from a chain or venue that the database cannot hold
+            return self._unstored(refreshed, f"history not stored: {e}", complete=False)
         except AccountNotFound:
             self._accounts.pop(account.id, None)
             return self._unstored(refreshed, "history not stored: the account was removed during the refresh",

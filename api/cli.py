@@ -13,8 +13,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from api.backtest_cli import add_parser as add_backtest_parser
 from api.batch_cli import add_parser as add_batch_parser
+from api.cascade_cli import add_parsers as add_cascade_parsers
 from api.errors import InvalidRequest, compute_request_report, describe_validation_error, problem_lines
+from api.fhs_history import with_recorded_history
 from api.report_text import render_report
 from api.surface_cli import add_parser as add_surface_parser
 from api.venue_margin_cli import add_parser as add_venue_margin_parser
@@ -33,19 +36,23 @@ class BadInput(Exception):
 
 def read_json_file(path: str) -> object:
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise BadInput([f"{path}: cannot read: {e.strerror}"]) from e
+    except UnicodeDecodeError as e:
+        raise BadInput([f"{path}: not UTF-8 text (byte {e.start} is {e.object[e.start]:#04x})"]) from e
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise BadInput([f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"]) from e
+    except RecursionError as e:
+        raise BadInput([f"{path}: JSON nested too deeply"]) from e
 
 
 def _margin(args: argparse.Namespace) -> str:
     raw = read_json_file(args.request)
     try:
-        report = compute_request_report(MarginRequest.model_validate(raw))
+        report = compute_request_report(with_recorded_history(MarginRequest.model_validate(raw)))
     except ValidationError as e:
         raise BadInput(describe_validation_error(e)) from e
     except InvalidRequest as e:
@@ -157,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_venue_margin_parser(commands)
     add_surface_parser(commands)
     add_batch_parser(commands)
+    add_backtest_parser(commands, BadInput)
+    add_cascade_parsers(commands)
     return parser
 
 

@@ -32,6 +32,7 @@ from aggregator.service import AggregatorService
 from aggregator.settings import ServiceSettings, VenueCredentials, VenueEndpoints
 from aggregator.store import AsyncStore, Store, WatchedAccount
 from aggregator.store.engine import data_dir
+from aggregator.webhook_target import webhook_session
 from api.demo_attestation import demo_signer, trust_signer_on_devnet
 from api.demo_credit_line import CreditLineDemo, show_on_dashboard
 from api.http.app import SERVICE_ENGINE_PRELOAD, SHUTDOWN_TIMEOUT_S, create_app
@@ -217,8 +218,12 @@ async def run_demo_service(
         # one clock for the venues' quotes and the service: the replay stays as fresh as it was recorded
         clock = replay_clock(recorded.as_of)
         replayed = replace(recorded, clock=clock, path=recorded_price_path())
-        async with run_venue_servers(replayed) as venues, aiohttp.ClientSession() as session, \
-                FeedKeeper(devnet, venues.scenario, keeper_interval_s).run() as keeper:
+        async with (
+            run_venue_servers(replayed) as venues,
+            aiohttp.ClientSession() as session,
+            webhook_session() as hooks,
+            FeedKeeper(devnet, venues.scenario, keeper_interval_s).run() as keeper,
+        ):
             clients = await make_chain_clients(devnet.chains)
             store = Store.from_url(database_url)
             try:
@@ -239,7 +244,7 @@ async def run_demo_service(
                 # cold start (the Deribit spec is parsed once, every answer validated) would hold the loop for
                 # seconds while the first account refresh's chain reads ran out their timeout (complete: false)
                 await service.refresh_market()
-                watcher = AlertWatcher(WebhookSender(session))
+                watcher = AlertWatcher(WebhookSender(hooks))
                 service.on_report.append(watcher.observe)
                 app = create_app(service=service, settings=api_settings, attestations=attestations, engine=engine)
                 app.on_cleanup.append(lambda _: engine.close())

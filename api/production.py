@@ -26,6 +26,7 @@ from aggregator.scheduler import AlertWatcher, WebhookSender, build_scheduler
 from aggregator.service import AggregatorService
 from aggregator.settings import ServiceSettings, VenueCredentials
 from aggregator.store import AsyncStore, Store
+from aggregator.webhook_target import webhook_session
 from api.http.app import SERVICE_ENGINE_PRELOAD, SHUTDOWN_TIMEOUT_S, create_app
 from api.http.settings import ApiSettings
 from chains.client import make_chain_clients
@@ -72,6 +73,12 @@ def load_service_chains(settings: ServiceSettings) -> ChainsFile | None:
     return chains
 
 
+def production_api_settings(environ: Mapping[str, str]) -> ApiSettings:
+    """The API settings of a production service: as `metarisk serve` reads them, but GraphQL introspection is off
+    unless METARISK_GRAPHQL_INTROSPECTION turns it on (the schema is no business of anonymous callers)."""
+    return ApiSettings.from_env({"METARISK_GRAPHQL_INTROSPECTION": "false", **environ})
+
+
 async def serve_service(
     settings: ServiceSettings,
     chains: ChainsFile | None,
@@ -85,12 +92,12 @@ async def serve_service(
     store = Store.from_url(os.environ.get("DATABASE_URL"))
     await asyncio.to_thread(store.migrate)
     clients = await make_chain_clients(chains) if chains else {}
-    async with aiohttp.ClientSession() as session:
-        api_settings = ApiSettings.from_env(os.environ)
+    async with aiohttp.ClientSession() as session, webhook_session() as hooks:
+        api_settings = production_api_settings(os.environ)
         engine = EnginePool(api_settings.engine, preload=SERVICE_ENGINE_PRELOAD)
         service = AggregatorService(settings=settings, session=session, clients=list(clients.values()),
                                     store=AsyncStore(store), engine=engine)
-        service.on_report.append(AlertWatcher(WebhookSender(session)).observe)
+        service.on_report.append(AlertWatcher(WebhookSender(hooks)).observe)
         attestations = (
             AttestationService(risk=service, signer=attestation_signer, settings=settings.attestation)
             if attestation_signer is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from datetime import date
 
 from risk_core.schema.report import MarginReport
 
@@ -24,13 +25,16 @@ def _pct(x: float | None) -> str:
 def render_report(report: MarginReport) -> str:
     lines = [
         f"metarisk margin report  as of {report.as_of.isoformat()}  params {report.params_version}"
+        f"  model {report.model}"
         + ("" if report.complete else "  [INCOMPLETE: some positions are missing]"),
         "",
         f"  status                {report.status.upper()}",
         f"  equity                {_money(report.equity_usd):>18} USD",
         f"  collateral (haircut)  {_money(report.collateral_usd):>18} USD",
         f"  maintenance margin    {_money(report.maintenance_margin_usd):>18} USD"
-        f"   (risk {_money(report.risk_usd)} + contingencies {_money(report.contingency_usd)})",
+        f"   (risk {_money(report.risk_usd)} + contingencies {_money(report.contingency_usd)}"
+        f" + liquidity {_money(report.liquidity_addon_usd)})",
+        f"  liquidity add-on      {_money(report.liquidity_addon_usd):>18} USD",
         f"  initial margin        {_money(report.initial_margin_usd):>18} USD",
         f"  free collateral       {_money(report.free_collateral_usd):>18} USD",
         "  margin ratio          "
@@ -53,7 +57,7 @@ def render_report(report: MarginReport) -> str:
         lines += [
             "",
             f"  {asset}  spot {_money(u.spot)}  risk {_money(u.risk_usd)}  worst: spot {_pct(w.spot_shock)}"
-            f" vol {_fmt(w.vol_shock, '+.0%')} ({w.name or w.kind})",
+            f" vol {_fmt(w.vol_shock, '+.0%')} ({w.name or w.kind}{_dated(w.date)})",
             f"    delta {_fmt(u.delta, ',.4f')} ({_money(u.delta_usd)} USD)  gamma {_fmt(u.gamma_usd, ',.2f')} USD/1%"
             f"  vega {_fmt(u.vega, ',.2f')}  theta {_fmt(u.theta, ',.2f')}/day"
             f"  liquidation at {_pct(u.liquidation_move.down)} / {_pct(u.liquidation_move.up)}",
@@ -62,6 +66,12 @@ def render_report(report: MarginReport) -> str:
         ]
         for s, row in zip(u.grid.spot_shocks, u.grid.pnl, strict=True):
             lines.append("    " + _fmt(s, ">+8.1%") + "".join(_fmt(x, ">14,.0f") for x in row))
+    if report.worst_scenarios:
+        lines += ["", "  worst historical scenarios (fhs)"]
+        lines += [
+            f"    {w.date.isoformat()}  {_money(w.pnl_usd):>16} USD" + ("  (stressed window)" if w.stressed else "")
+            for w in report.worst_scenarios
+        ]
     for title, table in (("venue", report.by_venue), ("chain", report.by_chain)):
         lines += ["", f"  by {title}", f"  {'':<14} {'equity':>16} {'collateral':>16} {'MM alone':>16}"]
         for name, b in table.items():
@@ -150,3 +160,8 @@ def _venue_comparison_lines(report: MarginReport) -> list[str]:
 
 def _wrapped(text: str, *, indent: int) -> list[str]:
     return textwrap.wrap(text, width=116, initial_indent=" " * indent, subsequent_indent=" " * (indent + 2))
+
+
+def _dated(day: date | None) -> str:
+    """A historical scenario's date after its kind (the fhs model's scenarios are days of the history)."""
+    return "" if day is None else " " + day.isoformat()

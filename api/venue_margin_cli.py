@@ -46,6 +46,8 @@ def load_pm2_case(path: str) -> Pm2Case:
         raw = json.loads(text)
     except json.JSONDecodeError as e:
         raise VenueInputError([f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"]) from e
+    except RecursionError as e:
+        raise VenueInputError([f"{path}: JSON nested too deeply"]) from e
     try:
         return Pm2Case.model_validate(raw)
     except ValidationError as e:

@@ -150,3 +150,21 @@ def test_demo_on_a_busy_port_is_one_line_before_any_devnet(
         f"error: --port: cannot listen on 127.0.0.1:{port} (Address already in use); is another metarisk demo "
         "running? Stop it or pick another --port"
     ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "JSON nested too deeply"),  # issue 12: a RecursionError traceback
+        ('{"positions": [], "note": "caf\u00e9"}'.encode("latin-1"), "not UTF-8 text (byte 30 is 0xe9)"),
+        (b"\xff\xfe{\x00}\x00", "not UTF-8 text (byte 0 is 0xff)"),  # UTF-16 with its byte-order mark
+    ],
+)
+def test_a_file_that_cannot_be_json_exits_2_with_one_line(tmp_path: Path, content: bytes, message: str) -> None:
+    """Run as the console script would be, so an escaping exception would show as a traceback on stderr."""
+    path = tmp_path / "request.json"
+    path.write_bytes(content)
+    done = subprocess.run([sys.executable, "-m", "api.cli", "margin", str(path)],
+                          capture_output=True, text=True, cwd=ROOT, check=False)
+    assert done.returncode == EXIT_BAD_INPUT
+    assert done.stderr == f"error: {path}: {message}\n"

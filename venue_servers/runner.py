@@ -27,7 +27,7 @@ class VenueServers:
     _runners: list[web.AppRunner] = field(default_factory=list)
 
 
-async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
+async def serve_app(app: web.Application) -> tuple[web.AppRunner, str]:
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -60,7 +60,7 @@ async def run_venue_servers(
                            hyperliquid=fx_hl, pyth=fx_pyth)
     try:
         for name, app in apps.items():
-            runner, url = await _serve(app)
+            runner, url = await serve_app(app)
             servers._runners.append(runner)
             servers.urls[name] = url + "/api/v2" if name == "deribit" else url
         yield servers

@@ -25,6 +25,7 @@ from adapters.uniswap_v3.maths import (
 from chains.config import ChainConfig, UniswapV3Contracts
 from chains.decoding import Address, ContractOutput, parse_result, parse_single
 from chains.multicall import CallResult, ContractCall
+from risk_core.pricing.lp import human_liquidity, tick_price
 from risk_core.schema.market import SourceStatus
 from risk_core.schema.positions import LPPosition, Position, SpotPosition
 
@@ -266,8 +267,6 @@ def compute_uniswap_result(
         if token0 is None or token1 is None:
             continue
         common = {"venue": VENUE, "chain": chain.name, "account": account, "provenance": provenance}
-        # token1 per token0 in human units: 1.0001^tick is raw units, so shift by the decimals difference.
-        scale = 10.0 ** (token0.decimals - token1.decimals)
         if reading.liquidity:
             positions.append(
                 LPPosition(
@@ -275,9 +274,9 @@ def compute_uniswap_result(
                     id=f"{VENUE}:{chain.name}:{reading.key.token_id}",
                     token0=token0.asset,
                     token1=token1.asset,
-                    liquidity=reading.liquidity / 10 ** ((token0.decimals + token1.decimals) / 2),
-                    price_lower=1.0001**reading.key.tick_lower * scale,
-                    price_upper=1.0001**reading.key.tick_upper * scale,
+                    liquidity=human_liquidity(reading.liquidity, token0.decimals, token1.decimals),
+                    price_lower=tick_price(reading.key.tick_lower, token0.decimals, token1.decimals),
+                    price_upper=tick_price(reading.key.tick_upper, token0.decimals, token1.decimals),
                     **common,
                 )
             )

@@ -1,6 +1,6 @@
 """Storage of watched accounts and their refresh history (sqlmodel on SQLite or PostgreSQL, alembic migrations)."""
 
-from aggregator.store.errors import AccountExists, AccountNotFound, StoreError, StoreUnavailable
+from aggregator.store.errors import AccountExists, AccountNotFound, StoreError, StoreInputRefused, StoreUnavailable
 from aggregator.store.records import (
     PositionSnapshot,
     PruneCounts,
@@ -23,6 +23,7 @@ __all__ = [
     "ReportHeadline",
     "Store",
     "StoreError",
+    "StoreInputRefused",
     "StoreUnavailable",
     "StoredMarketSnapshot",
     "StoredPositionSnapshot",

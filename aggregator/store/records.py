@@ -12,7 +12,8 @@ from risk_core.schema.positions import Position
 from risk_core.schema.report import MarginReport
 from risk_core.schema.venues import VenueState
 
-AccountId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="slug, e.g. 'treasury-1'")]
+ACCOUNT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+AccountId = Annotated[str, Field(pattern=ACCOUNT_ID_PATTERN, description="slug, e.g. 'treasury-1'")]
 
 
 def utc_now() -> datetime:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -22,12 +23,18 @@ from sqlalchemy import Engine, exists, func
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlmodel import Session, col, delete, select
 
 from aggregator.store.engine import DEFAULT_TIMEOUT_S, WRITE_OPTIONS, create_store_engine, database_url
-from aggregator.store.errors import AccountExists, AccountNotFound, StoreError, StoreUnavailable
+from aggregator.store.errors import (
+    AccountExists,
+    AccountNotFound,
+    StoreError,
+    StoreInputRefused,
+    StoreUnavailable,
+)
 from aggregator.store.records import (
     PositionSnapshot,
     PruneCounts,
@@ -47,6 +54,7 @@ ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
 # an arbitrary constant: the key of the PostgreSQL advisory lock that serialises concurrent migrations
 _MIGRATION_LOCK_KEY = 0x6D657461726973
 _SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+log = logging.getLogger(__name__)
 _HEADLINE_COLUMNS = [col(getattr(MarginReportRow, name)) for name in ReportHeadline.model_fields]
 
 
@@ -373,13 +381,19 @@ class AsyncStore:
 
 @contextmanager
 def _unavailable_on_connection_errors() -> Iterator[None]:
+    """Driver failures as the store's errors. A connection failure's text names the server (host, port, the
+    server's own message): it is logged here and kept out of the error, whose text may reach any client."""
     try:
         yield
     except (OperationalError, InterfaceError, PoolTimeoutError) as error:
-        raise StoreUnavailable(f"database unavailable: {_reason(error)}") from error
+        log.warning("database unavailable: %s", _reason(error))
+        raise StoreUnavailable("database unavailable") from error
+    except DataError as error:  # the value, not the connection: psycopg's own text names what it refused
+        raise StoreInputRefused(f"the database refused a value: {_reason(error)}") from error
     except DBAPIError as error:
         if error.connection_invalidated:
-            raise StoreUnavailable(f"database connection lost: {_reason(error)}") from error
+            log.warning("database connection lost: %s", _reason(error))
+            raise StoreUnavailable("database connection lost") from error
         raise
 
 

@@ -56,6 +56,7 @@ def _handler(asset: Asset) -> Handler:
     return serve
 
 
+DASHBOARD_PATHS = ("/", *(ASSET_PREFIX + asset.file for asset in ASSETS))
 CREDIT_LINE_PATH = "/demo/credit-line"
 StatusSource = Callable[[], Awaitable[BaseModel]]
 CREDIT_LINE_STATUS: web.AppKey[StatusSource] = web.AppKey("credit_line_status")
@@ -72,7 +73,6 @@ async def _credit_line(request: web.Request) -> web.Response:
 def add_dashboard_routes(app: web.Application) -> None:
     """`GET /` (the page), `GET /dashboard/<asset>` (its script and style sheet) and the demo's credit-line panel
     data; HEAD too."""
-    app.router.add_get("/", _handler(PAGE))
-    for asset in ASSETS:
-        app.router.add_get(ASSET_PREFIX + asset.file, _handler(asset))
+    for path, asset in zip(DASHBOARD_PATHS, (PAGE, *ASSETS), strict=True):
+        app.router.add_get(path, _handler(asset))
     app.router.add_get(CREDIT_LINE_PATH, _credit_line)

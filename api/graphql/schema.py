@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -14,12 +15,10 @@ from graphql import GraphQLError
 from pydantic import BaseModel, ValidationError
 from strawberry.extensions import (
     AddValidationRules,
+    DisableIntrospection,
     MaskErrors,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
 )
 from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
@@ -27,7 +26,10 @@ from strawberry.types import ExecutionContext, Info
 
 from aggregator.engine_pool import EnginePool
 from api.graphql.attestation_types import AttestationSigner
+from api.graphql.cost import CostLimits
+from api.graphql.limits import BoundedValidation
 from api.graphql.service_types import AccountHistory, Market, StoredReport
+from api.http.access import LiveReadSlots
 from api.http.attestation import AttestationProvider
 from api.http.history import DEFAULT_LIMIT, HistoryQuery
 from api.http.metrics import ApiMetrics
@@ -51,6 +53,8 @@ class GraphQLContext:
     service: RiskService | None
     engine: EnginePool
     attestations: AttestationProvider | None = None
+    live_reads: LiveReadSlots | None = None  # the REST wallet routes' slots: one bound for both
+    client: str = "graphql"  # who asks (the view sets it per request): their share of the live reads
 
 
 @strawberry.type
@@ -193,12 +197,31 @@ class Wallet:
 
     @strawberry.field(description="null when the aggregator does not know the wallet")
     async def risk(self, info: Info[GraphQLContext, None]) -> Margin | None:
-        report = await _lookup(_service(info).wallet_risk, self.address, "address")
+        with _live_read(info):
+            report = await _lookup(_service(info).wallet_risk, self.address, "address")
         return Margin.from_report(report) if report is not None else None
 
     @strawberry.field(description="the wallet's positions as the aggregator read them; null when unknown")
     async def positions(self, info: Info[GraphQLContext, None]) -> JSON | None:
-        return _as_json(await _lookup(_service(info).wallet_positions, self.address, "address"))
+        with _live_read(info):
+            return _as_json(await _lookup(_service(info).wallet_positions, self.address, "address"))
+
+
+@contextmanager
+def _live_read(info: Info[GraphQLContext, None]) -> Iterator[None]:
+    """Holds one of the live-read slots while a wallet is read; none free is an error naming the limit."""
+    slots = info.context.live_reads
+    if slots is None:
+        yield
+        return
+    try:
+        slots.acquire(info.context.client)
+    except Problem as problem:
+        raise GraphQLError(problem.detail, extensions={"code": "RATE_LIMITED", "status": problem.status}) from problem
+    try:
+        yield
+    finally:
+        slots.release(info.context.client)
 
 
 @strawberry.type
@@ -348,19 +371,21 @@ def _is_unexpected(error: GraphQLError) -> bool:
 
 
 def build_schema(*, service: RiskService | None, settings: ApiSettings, attested: bool = False) -> strawberry.Schema:
-    # the limiters' rule classes are made once: the validation cache is keyed by them, so a rule class made
-    # per request would never hit; extensions themselves are per-request factories (they hold request state)
-    limit_rules = [
-        *QueryDepthLimiter(max_depth=settings.graphql_max_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases).validation_rules,
-    ]
+    # rule classes are made once: the validation cache is keyed by them, so a rule class made per request would
+    # never hit; extensions themselves are per-request factories (they hold request state)
+    limits = CostLimits(
+        max_depth=settings.graphql_max_depth,
+        max_aliases=settings.graphql_max_aliases,
+        max_fields=settings.graphql_max_fields,
+    )
+    rules = [] if settings.graphql_introspection else list(DisableIntrospection().validation_rules)
     return LoggedSchema(
         query=(AttestedServiceQuery if attested else ServiceQuery) if service is not None else WhatIfQuery,
         config=StrawberryConfig(scalar_map={datetime: UTC_DATETIME}),
         extensions=[
             lambda: ParserCache(maxsize=CACHED_QUERIES),
-            lambda: ValidationCache(maxsize=CACHED_QUERIES),
-            lambda: AddValidationRules(limit_rules),
+            lambda: AddValidationRules(rules),
+            lambda: BoundedValidation(limits, maxsize=CACHED_QUERIES),
             lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
             lambda: MaskErrors(should_mask_error=_is_unexpected, error_message="internal error"),
         ],

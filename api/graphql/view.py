@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -11,6 +12,8 @@ from strawberry.aiohttp.views import GraphQLView
 from strawberry.http import GraphQLHTTPResponse
 
 from api.graphql.schema import GraphQLContext
+from api.http.access import API_KEY_HEADER
+from api.http.json_body import refuse_duplicate_keys, require_json_media_type
 from api.http.problems import Problem
 
 
@@ -21,16 +24,21 @@ class MetariskGraphQLView(GraphQLView[GraphQLContext, None]):
         self._context = context
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "POST":
+            require_json_media_type(request)
         try:
             return await self.run(request=request)
         except HTTPException as e:
             raise Problem(e.status_code, "graphql-transport", "Bad GraphQL request", e.reason) from e
 
     async def get_context(self, request: web.Request, response: web.Response | web.WebSocketResponse) -> GraphQLContext:
-        return self._context
+        # queries are POSTed with a key (the access middleware checked it): the key is who asks
+        return replace(self._context, client=f"key:{request.headers.get(API_KEY_HEADER, '')}")
 
     def decode_json(self, data: str | bytes) -> object:
-        return orjson.loads(data)
+        document = orjson.loads(data)
+        refuse_duplicate_keys(data)
+        return document
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)

@@ -12,13 +12,21 @@ from aggregator.engine_pool import EnginePool
 from api.dashboard import add_dashboard_routes
 from api.graphql.schema import GraphQLContext, build_schema
 from api.graphql.view import MetariskGraphQLView
-from api.http.access import Clock, RateLimiter, access_middleware
-from api.http.attestation import ATTESTATION_KEYED_ROUTES, AttestationProvider, add_attestation_routes
+from api.http.access import Clock, LiveReadSlots, access_middleware
+from api.http.attestation import ATTESTATION_ROUTE_ACCESS, AttestationProvider, add_attestation_routes
 from api.http.loop_lag import track_event_loop_lag
 from api.http.metrics import ApiMetrics, metrics_middleware
 from api.http.openapi import build_openapi
 from api.http.problems import problem_middleware
-from api.http.routes import ENGINE, HEALTH_BODY, KEYED_ROUTES, METRICS, OPENAPI_BODY, HealthReport, add_routes
+from api.http.routes import (
+    ENGINE,
+    HEALTH_BODY,
+    METRICS,
+    OPENAPI_BODY,
+    ROUTE_ACCESS,
+    HealthReport,
+    add_routes,
+)
 from api.http.service import RiskService
 from api.http.settings import ApiSettings
 from api.http.what_if import ENGINE_PRELOAD
@@ -28,6 +36,9 @@ from risk_core.schema.positions import SCHEMA_VERSION
 SERVICE_ENGINE_PRELOAD = (*ENGINE_PRELOAD, "aggregator.service")  # what-ifs and the aggregator's refreshes
 SHUTDOWN_TIMEOUT_S = 3.0  # on SIGTERM, requests in flight get this long: the process stops within seconds
 
+
+APP_ROUTE_ACCESS = {**ROUTE_ACCESS, **ATTESTATION_ROUTE_ACCESS}
+"""Every route of the app by (method, route template): a pair not named here needs a key (api.http.access)."""
 
 def create_app(
     *,
@@ -51,15 +62,14 @@ def create_app(
     else:
         app_cleanup = []
     metrics = ApiMetrics()
+    slots = LiveReadSlots(per_client=settings.live_reads_per_client, total=settings.live_reads_total)
     app = web.Application(
         client_max_size=settings.client_max_size,
         # outermost first: metrics see the final status of every answer, problems turn failures into answers
         middlewares=[
             metrics_middleware(metrics),
             problem_middleware,
-            access_middleware(
-                KEYED_ROUTES | ATTESTATION_KEYED_ROUTES, settings.api_keys, RateLimiter(settings.rate_limit, clock)
-            ),
+            access_middleware(APP_ROUTE_ACCESS, settings, clock, slots),
         ],
     )
     package_version = version("metarisk")
@@ -89,7 +99,7 @@ def create_app(
     add_dashboard_routes(app)  # the page at /: not API, so not in the OpenAPI document
     graphql = MetariskGraphQLView(
         build_schema(service=service, settings=settings, attested=attestations is not None),
-        GraphQLContext(metrics=metrics, service=service, attestations=attestations, engine=engine),
+        GraphQLContext(metrics=metrics, service=service, engine=engine, attestations=attestations, live_reads=slots),
     )
     app.router.add_get("/graphql", graphql)
     app.router.add_post("/graphql", graphql)

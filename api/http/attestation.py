@@ -12,14 +12,19 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel
 
+from api.http.access import OPEN, Access, KeyRule, RouteTable
 from api.http.problems import FieldError, Problem, invalid_request
 from api.http.routes import JSON_CONTENT_TYPE, _answer_of
 from risk_core.errors import InputError
 
 SIGNER_PATH = "/v1/attestations/signer"
 ATTESTATION_PATH = "/v1/wallets/{address}/attestation"
-ATTESTATION_KEYED_ROUTES = frozenset({("GET", ATTESTATION_PATH)})
-"""Signing on demand needs an API key, as the credit route does; the signer is public."""
+ATTESTATION_ROUTE_ACCESS: RouteTable = {
+    ("GET", SIGNER_PATH): OPEN,
+    # signing on demand needs an API key, as the credit route does, and reads the wallet live
+    ("GET", ATTESTATION_PATH): Access(KeyRule.REQUIRED, live_read=True),
+}
+"""The attestation routes' access (api.http.access): the signer is public."""
 ATTESTATION_METHODS = ("signer_info", "wallet_attestation")
 
 

@@ -10,9 +10,10 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from api.http.access import API_KEY_HEADER
+from api.http.access import API_KEY_HEADER, Access, KeyRule
 from api.http.attestation import ATTESTATION_METHODS, ATTESTATION_PATH, SIGNER_PATH, AttestationProvider
 from api.http.history import HISTORY_PATH, STORED_REPORT_PATH, query_parameters, report_id_schema
+from api.http.path_parameters import path_parameter_schema
 from api.http.problems import PROBLEM_CONTENT_TYPE, ProblemDetails
 from api.http.routes import HealthReport
 from api.http.service import SERVICE_ROUTES, RiskService
@@ -24,17 +25,20 @@ from risk_core.schema.surface_report import SurfaceReport
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 _KEYED: list[dict[str, list[str]]] = [{"apiKey": []}]
+_KEY_OPTIONAL: list[dict[str, list[str]]] = [{"apiKey": []}, {}]  # a key, or none and the per-address limit
 
 _PROBLEM_DESCRIPTIONS = {
     400: "the body is not JSON",
     401: "no or unknown API key",
     404: "no such resource",
-    503: "the aggregator is not configured, a dependency it needs (the database, its market) is down, or the "
-    "engine is saturated or past its time budget",
+    503: "the aggregator is not configured, a dependency it needs (the database, its market) is down, the engine "
+    "is saturated or past its time budget, or the server runs its maximum of live reads (see Retry-After)",
     413: "the body exceeds the size limit",
+    415: "the body is not declared application/json",
     422: "the request breaks the schema, cannot be priced, would overflow, or exceeds the engine's memory budget; "
     "`errors` names each field",
-    429: "the key's rate limit is exceeded; see Retry-After",
+    429: "the rate limit of the key (or, without one, of the client address) or its live reads at once are "
+    "exceeded; see Retry-After",
 }
 
 
@@ -72,7 +76,7 @@ def build_openapi(
                 },
                 "responses": {
                     "200": _json("the margin report", ref(MarginReport)),
-                    **_problems(problem, 400, 401, 413, 422, 429, 503),
+                    **_problems(problem, 400, 401, 413, 415, 422, 429, 503),
                 },
             }
         },
@@ -125,14 +129,19 @@ def build_openapi(
         operation: dict[str, Any] = {
             "operationId": route.operation_id,
             "summary": route.summary,
-            "parameters": [{"name": route.parameter, "in": "path", "required": True, "schema": {"type": "string"}}],
+            "parameters": [
+                {"name": route.parameter, "in": "path", "required": True,
+                 "schema": path_parameter_schema(route.parameter)}
+            ],
             "responses": {
                 "200": _json(route.summary, ref(model) if model is not None else {"type": "object"}),
-                **_problems(problem, *((401, 429) if route.keyed else ()), 404, 422),
+                **_problems(problem, *_access_problems(route.access), 404, 422),
             },
         }
-        if route.keyed:
+        if route.access.key is KeyRule.REQUIRED:
             operation["security"] = _KEYED
+        elif route.access.key is KeyRule.OR_CLIENT_LIMIT:
+            operation["security"] = _KEY_OPTIONAL
         paths[route.path] = {"get": operation}
     if service is not None:
         paths.update(_history_paths(service_models, ref, problem))
@@ -159,7 +168,7 @@ def build_openapi(
 
 
 _HISTORY_METHODS = ("account_history", "stored_report")
-_ACCOUNT_ID = {"name": "account_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_ACCOUNT_ID = {"name": "account_id", "in": "path", "required": True, "schema": path_parameter_schema("account_id")}
 
 
 def _history_paths(
@@ -241,6 +250,11 @@ def _returned_models(answerer: object, method_names: Iterable[str]) -> dict[str,
         concrete = isinstance(returned, type) and issubclass(returned, BaseModel) and returned is not BaseModel
         models[method_name] = returned if concrete else None
     return models
+
+
+def _access_problems(access: Access) -> tuple[int, ...]:
+    statuses = {KeyRule.NONE: (), KeyRule.REQUIRED: (401, 429), KeyRule.OR_CLIENT_LIMIT: (401, 429)}[access.key]
+    return (*statuses, 503) if access.live_read else statuses
 
 
 def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 Statuses: 400 the body is not JSON; 422 it is JSON but breaks the request schema or cannot be priced (pydantic
 and risk_core.errors.InputError alike: the client must change the content, not the syntax); 401 no or unknown
-API key; 404; 405; 413 body over the size limit; 429 rate limited (with Retry-After); 503 the aggregator is not
-configured; 500 only from the catch-all, without internals.
+API key; 404; 405; 413 body over the size limit; 415 body not declared application/json; 429 rate limited or too
+many live reads at once (with Retry-After); 503 the aggregator is not configured, a dependency is down or the
+server runs its maximum of live reads; 500 only from the catch-all, without internals.
 """
 
 from __future__ import annotations

@@ -10,8 +10,12 @@ from aiohttp.typedefs import Handler
 from pydantic import BaseModel, Field
 
 from aggregator.engine_pool import EnginePool
+from api.dashboard import CREDIT_LINE_PATH, DASHBOARD_PATHS
+from api.http.access import KEYED, OPEN, RouteTable
 from api.http.history import HISTORY_PATH, STORED_REPORT_PATH, parse_history_query, parse_report_id
+from api.http.json_body import require_json_media_type
 from api.http.metrics import METRICS_CONTENT_TYPE, ApiMetrics
+from api.http.path_parameters import check_path_parameter
 from api.http.problems import FieldError, Problem, invalid_request
 from api.http.service import SERVICE_ROUTES, RiskService, ServiceRoute
 from api.http.surface import SURFACE_PATH, surface
@@ -50,6 +54,7 @@ def what_if_handler(service: RiskService | None) -> Handler:
     """POST /v1/margin: a request naming no market is priced against the aggregator's current snapshot."""
 
     async def margin(request: web.Request) -> web.Response:
+        require_json_media_type(request)
         body = await request.read()
         if request.transport is None or request.transport.is_closing():
             # the client gave up while this request queued behind others: computing it would only delay the next
@@ -87,8 +92,8 @@ def service_handler(service: RiskService | None, route: ServiceRoute) -> Handler
     """The handler of one aggregator route: 503 while no service is configured."""
 
     async def answer(request: web.Request) -> web.Response:
-        identifier = request.match_info[route.parameter]
         ask = getattr(_require(service), route.method_name)
+        identifier = check_path_parameter(route.parameter, request.match_info[route.parameter])
         model = await _answer_of(ask(identifier), route.parameter, identifier)
         return web.Response(body=model.model_dump_json(), content_type=JSON_CONTENT_TYPE)
 
@@ -100,8 +105,9 @@ def account_history_handler(service: RiskService | None) -> Handler:
 
     async def answer(request: web.Request) -> web.Response:
         query = parse_history_query(request.query)
-        account_id = request.match_info["account_id"]
-        ask = _require(service).account_history(account_id, since=query.since, until=query.until, limit=query.limit)
+        served = _require(service)
+        account_id = check_path_parameter("account_id", request.match_info["account_id"])
+        ask = served.account_history(account_id, since=query.since, until=query.until, limit=query.limit)
         model = await _answer_of(ask, "account_id", account_id)
         return web.Response(body=model.model_dump_json(), content_type=JSON_CONTENT_TYPE)
 
@@ -113,8 +119,9 @@ def stored_report_handler(service: RiskService | None) -> Handler:
 
     async def answer(request: web.Request) -> web.Response:
         report_id = parse_report_id(request.match_info["report_id"])
-        account_id = request.match_info["account_id"]
-        model = await _answer_of(_require(service).stored_report(account_id, report_id), "account_id", account_id)
+        served = _require(service)
+        account_id = check_path_parameter("account_id", request.match_info["account_id"])
+        model = await _answer_of(served.stored_report(account_id, report_id), "account_id", account_id)
         if model is None:
             raise Problem(
                 404,
@@ -170,8 +177,18 @@ def add_routes(app: web.Application, service: RiskService | None) -> None:
     app.router.add_post(SURFACE_PATH, surface)
 
 
-KEYED_ROUTES = frozenset(
-    {("POST", "/v1/margin"), ("POST", "/graphql"), ("POST", SURFACE_PATH)}
-    | {("GET", r.path) for r in SERVICE_ROUTES if r.keyed}
-)
-"""(method, route template) pairs that need an API key: those that compute on demand or sign."""
+ROUTE_ACCESS: RouteTable = {
+    ("POST", "/v1/margin"): KEYED,
+    ("GET", "/health"): OPEN,
+    ("GET", "/metrics"): OPEN,
+    ("GET", "/openapi.json"): OPEN,
+    **{("GET", route.path): route.access for route in SERVICE_ROUTES},
+    ("GET", HISTORY_PATH): OPEN,
+    ("GET", STORED_REPORT_PATH): OPEN,
+    ("GET", "/graphql"): OPEN,  # the GraphiQL page; queries are POSTed
+    ("POST", "/graphql"): KEYED,
+    ("POST", SURFACE_PATH): KEYED,
+    **{("GET", path): OPEN for path in DASHBOARD_PATHS},
+    ("GET", CREDIT_LINE_PATH): OPEN,  # the demo's credit-line panel data (204 elsewhere)
+}
+"""Every route of the app by (method, route template); a pair not named here needs a key (api.http.access)."""

@@ -8,6 +8,7 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
+from api.http.access import OPEN, Access, KeyRule
 from risk_core.schema.market import MarketSnapshot
 from risk_core.schema.report import MarginReport
 
@@ -57,17 +58,23 @@ class ServiceRoute:
     method_name: str
     operation_id: str
     summary: str
-    keyed: bool = False  # needs an API key (the credit view is signed by the service's key)
+    access: Access = OPEN
 
     @property
     def parameter(self) -> str:
         return self.path.split("{", 1)[1].split("}", 1)[0]
 
 
+# any address is a live read of every chain and venue: a key, or the per-client limit, and a bounded number at once
+WALLET_READ = Access(KeyRule.OR_CLIENT_LIMIT, live_read=True)
 SERVICE_ROUTES = (
     ServiceRoute("/v1/accounts/{account_id}/risk", "account_risk", "accountRisk", "Account margin report"),
-    ServiceRoute("/v1/wallets/{address}/risk", "wallet_risk", "walletRisk", "Wallet margin report, all chains"),
-    ServiceRoute("/v1/wallets/{address}/positions", "wallet_positions", "walletPositions", "Wallet positions"),
-    ServiceRoute("/v1/wallets/{address}/credit", "wallet_credit", "walletCredit", "Signed credit view", keyed=True),
+    ServiceRoute("/v1/wallets/{address}/risk", "wallet_risk", "walletRisk", "Wallet margin report, all chains",
+                 WALLET_READ),
+    ServiceRoute("/v1/wallets/{address}/positions", "wallet_positions", "walletPositions", "Wallet positions",
+                 WALLET_READ),
+    # signed by the service's key
+    ServiceRoute("/v1/wallets/{address}/credit", "wallet_credit", "walletCredit", "Signed credit view",
+                 Access(KeyRule.REQUIRED, live_read=True)),
     ServiceRoute("/v1/markets/{asset}", "market", "market", "Spot, sources and vol surface of an asset"),
 )

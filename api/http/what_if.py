@@ -14,6 +14,8 @@ from pydantic_core import from_json
 
 from aggregator.engine_pool import BudgetExceeded, EnginePool, WorkerFailed
 from api.errors import InvalidRequest, compute_request_report
+from api.fhs_history import with_recorded_history
+from api.http.json_body import refuse_duplicate_keys
 from api.http.metrics import ApiMetrics
 from api.http.problems import FieldError, Problem, field_errors, invalid_request
 from api.http.service import RiskService
@@ -92,14 +94,18 @@ def parse_json_body(body: bytes) -> tuple[object, bool]:
     raised the recursion limit.)
 
     Raises:
-        Problem: 400 when the body is not JSON at all.
+        Problem: 400 when the body is not JSON at all, 422 when an object gives a key twice.
     """
     try:
-        return orjson.loads(body), True
+        document = orjson.loads(body)
+        refuse_duplicate_keys(body)
+        return document, True
     except orjson.JSONDecodeError:
         pass
     try:
-        return from_json(body, allow_inf_nan=True), False
+        document = from_json(body, allow_inf_nan=True)
+        refuse_duplicate_keys(body)
+        return document, False
     except ValueError as e:
         raise Problem(
             400,
@@ -244,10 +250,11 @@ def compute_what_if(document: object, markets: MarketCache | None = None, *, str
     if key is not None and known is None and markets is not None and request.market is not None:
         markets.put(key, request.market)
     try:
+        filled = with_recorded_history(request)  # an fhs request without history gets the recorded one
         context = None
-        if key is not None and markets is not None and request.market is not None:
+        if filled is request and key is not None and markets is not None and request.market is not None:
             context = markets.context(key, request.market, request.params)
-        return compute_request_report(request, context)
+        return compute_request_report(filled, context)
     except ValidationError as e:
         if e.title != RiskParams.__name__:
             raise  # the engine built an invalid model: a bug for the catch-all, not the client's fault

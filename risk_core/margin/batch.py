@@ -21,6 +21,7 @@ import pyarrow as pa
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
+from risk_core.errors import InputError
 from risk_core.margin.context import PricingContext, pricing_context
 from risk_core.margin.instruments import INSTRUMENT_READERS, PricedInstruments
 from risk_core.margin.issues import PricingIssue
@@ -159,8 +160,15 @@ class BatchMarginResult:
 
 
 def margin_holdings(table: PricedInstruments, h: Holdings) -> BatchMarginResult:
-    """The figures of each wallet of `h`, on `table` (which holds every instrument of `h`)."""
+    """The figures of each wallet of `h`, on `table` (which holds every instrument of `h`).
+
+    Raises:
+        InputError: params.model is not the grid (the batch path sums per-underlying worst losses, and the
+            liquidity add-on is not applied).
+    """
     params = table.params
+    if params.model != "grid":
+        raise InputError("params.model", f"the batch path margins with the grid only, not {params.model}")
     n_w, n_acc, n_chain = h.n_wallets, h.account_chain.size, h.chain_wallet.size
     wallet = h.wallet
     unit_value, unit_haircut, mark, rate, side, priced = table.unit_figures()

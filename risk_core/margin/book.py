@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from risk_core.margin.fhs import historical_scenario_sets
 from risk_core.margin.issues import PricingIssue, Severity, asset_issue, position_issue
 from risk_core.margin.scenarios import ScenarioSet, build_scenarios, shocked_vols
 from risk_core.pricing.black76 import black76_greeks, black76_price
@@ -634,7 +635,8 @@ def resolve_book(
         fixed_value[at[fixed]] = value[fixed]
         fixed_haircut[at[fixed]] = (h0 * held0 + h1 * held1)[fixed]
     sets = sets or ScenarioSets(params)
-    frozen = [_freeze(asset, b, r, params, sets) for asset, b in sorted(builders.items())]
+    historical = historical_scenario_sets(market, sorted(builders), params) if params.model == "fhs" else None
+    frozen = [_freeze(asset, b, r, params, sets, historical) for asset, b in sorted(builders.items())]
     valuation = RevaluedBook(frozen)
     underlyings = {
         f.asset: UnderlyingRows(f.asset, f.spot, f.scenarios, f.members, f.blocks, valuation) for f in frozen
@@ -699,14 +701,25 @@ class _Frozen:
     scenario_vols: Array  # options x scenarios
 
 
-def _freeze(asset: str, b: _RowsBuilder, r: _Resolver, params: RiskParams, sets: ScenarioSets) -> _Frozen:
+def _freeze(
+    asset: str,
+    b: _RowsBuilder,
+    r: _Resolver,
+    params: RiskParams,
+    sets: ScenarioSets,
+    historical: dict[str, ScenarioSet] | None,
+) -> _Frozen:
+    """`historical`: the fhs model's scenario sets, which replace the grid's (None under the grid)."""
     # every row's underlying is priced (quoted, or a stablecoin at its peg), or it would have no row
     spot = r.market.spot.get(asset) or r.params.class_params(asset).peg or 0.0
-    dispersion = r.market.dispersion.get(asset, 0.0)
-    spec, scenarios, spot_range, widen = sets.get(asset, dispersion)
-    if widen is not None:
-        r.note(asset_issue(f"market.dispersion.{asset}", "scan_range_widened", asset=asset, dispersion=dispersion,
-                           widened=spot_range * widen), b.lin_pos + b.opt_pos + b.lp_pos)
+    if historical is not None:
+        spec, scenarios = params.scenarios_for(asset), historical[asset]
+    else:
+        dispersion = r.market.dispersion.get(asset, 0.0)
+        spec, scenarios, spot_range, widen = sets.get(asset, dispersion)
+        if widen is not None:
+            r.note(asset_issue(f"market.dispersion.{asset}", "scan_range_widened", asset=asset,
+                               dispersion=dispersion, widened=spot_range * widen), b.lin_pos + b.opt_pos + b.lp_pos)
     opt = np.array(b.opt, dtype=np.float64).reshape(-1, 8)
     sigma = np.zeros(len(b.opt))
     if b.opt:

@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 from risk_core.errors import InputError
 from risk_core.margin.book import ResolvedBook, UnderlyingRows
 from risk_core.margin.context import MAX_RISE_SEARCHED, PricingContext, effective_params, pricing_context
+from risk_core.margin.fhs import historical_loss, worst_scenarios
 from risk_core.margin.finite import require_finite
 from risk_core.margin.liquidation import liquidation_moves, liquidation_plan
 from risk_core.margin.risk_arrays import RiskArrays
@@ -23,6 +24,7 @@ from risk_core.schema.params import RiskParams
 from risk_core.schema.positions import CATEGORY_BY_KIND, SCHEMA_VERSION, BorrowPosition, Position
 from risk_core.schema.report import (
     Breakdown,
+    HistoricalScenario,
     Issue,
     LiquidationMove,
     LiquidationPlan,
@@ -40,6 +42,7 @@ from risk_core.schema.venues import VenueState
 
 Array = NDArray[np.float64]
 _VENUE, _CHAIN = attrgetter("venue"), attrgetter("chain")
+_WORST_SCENARIOS_SHOWN = 5
 
 
 def compute_margin_request(request: MarginRequest, context: PricingContext | None = None) -> MarginReport:
@@ -155,6 +158,9 @@ def compute_margin(
         portfolio_saving_usd=isolated - mm,
         risk_usd=float(figures.risk[0]),
         contingency_usd=float(figures.contingency[0]),
+        liquidity_addon_usd=float(figures.liquidity[0]),
+        model=params.model,
+        worst_scenarios=_worst_scenarios(arrays),
         complete=complete,
         warnings=warnings,
         sources=[*market.sources, *sources],
@@ -220,6 +226,17 @@ def _offsets(arrays: RiskArrays, levels: Array, params: RiskParams) -> OffsetDec
     )
 
 
+def _worst_scenarios(arrays: RiskArrays) -> list[HistoricalScenario]:
+    """The book's worst historical scenarios (fhs); none under the grid."""
+    if arrays.layout is None:
+        return []
+    book_pnl = sum(pnl.sum(axis=0) for pnl in arrays.pnl.values())
+    return [
+        HistoricalScenario(date=day, pnl_usd=pnl, stressed=stressed)
+        for day, pnl, stressed in worst_scenarios(np.asarray(book_pnl), arrays.layout, _WORST_SCENARIOS_SHOWN)
+    ]
+
+
 def _position_greeks(book: ResolvedBook) -> tuple[Array, Array, Array, Array]:
     n = len(book.positions)
     out = tuple(np.zeros(n) for _ in range(4))
@@ -237,6 +254,8 @@ def _underlying_report(
     counted = arrays.pnl[rows.asset].sum(axis=0)
     raw = arrays.raw_pnl[rows.asset].sum(axis=0)
     worst = int(np.argmin(counted))
+    layout = sc.history
+    risk = max(0.0, -float(counted[worst])) if layout is None else float(historical_loss(counted, layout))
     delta, gamma, vega, theta = (float(g.sum()) + 0.0 for g in rows.greeks())  # no negative zeros
     down, up = liquidation
     n_spot, n_vol = len(sc.grid_spots), len(sc.grid_vols)
@@ -244,12 +263,13 @@ def _underlying_report(
     # built from the engine's own floats, lists and strings: not validated again (see ReportModel.trusted)
     return UnderlyingRisk.trusted(
         spot=float(rows.spot),
-        risk_usd=max(0.0, -counted_of[worst]),
+        risk_usd=risk,
         worst_scenario=ScenarioPoint.trusted(
             spot_shock=float(sc.spot_shock[worst]),
             vol_shock=float(sc.vol_shock[worst]),
             kind=sc.kind(worst),
             name=SKEW_NAMES.get(int(sc.skew[worst])),
+            date=None if layout is None else layout.date_of(worst),
         ),
         delta=delta,
         delta_usd=delta * rows.spot,

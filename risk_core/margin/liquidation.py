@@ -163,7 +163,8 @@ def liquidation_plan(
         ratio = np.where(gains > 0, gains / spend, -np.inf)
         # ties (alike positions, or a perp and a future with the same delta per dollar of cost) go to the first
         # position, whatever the last bits of rounding say: the plan must not depend on how the sums were ordered
-        best = int(np.flatnonzero(ratio >= ratio.max() - _TIE * abs(ratio.max()))[0])
+        tied = np.flatnonzero(ratio >= ratio.max() - _TIE * abs(ratio.max()))
+        best = int(tied[0]) if tied.size else int(np.argmax(ratio))  # an infinite ratio has no tolerance band
         if gains[best] <= 0:
             return PlanSearch(1.0 - weights, False, priority is not None)
         i = int(open_positions[best])

@@ -14,6 +14,8 @@ from numpy.typing import NDArray
 from scipy import sparse
 
 from risk_core.margin.book import ResolvedBook
+from risk_core.margin.fhs import HistoricalLayout, historical_loss
+from risk_core.margin.liquidity import liquidity_addon
 from risk_core.schema.params import OffsetCredit, RiskParams
 
 Array = NDArray[np.float64]
@@ -22,16 +24,18 @@ IntArray = NDArray[np.intp]
 
 @dataclass(frozen=True)
 class MarginFigures:
-    """Per weight row: combined scenario risk, contingencies, and their sum, the maintenance margin; and the
-    scenario risk of each netting level the combination starts from (`RiskArrays.level_names` names the columns)."""
+    """Per weight row: combined scenario risk, contingencies, the liquidity add-on, and their sum, the maintenance
+    margin; and the scenario risk of each netting level the combination starts from (`RiskArrays.level_names`
+    names the columns)."""
 
     risk: Array
     contingency: Array
+    liquidity: Array
     levels: Array
 
     @property
     def maintenance(self) -> Array:
-        return self.risk + self.contingency
+        return self.risk + self.contingency + self.liquidity
 
 
 class RiskArrays:
@@ -92,6 +96,20 @@ class RiskArrays:
         self._rows_by_position = (order, self._members[order])  # rows sorted by position, and their positions
         # per row: its (underlying, group) slots, the book, its chain and its venue-account
         self._row_slots = np.sort(np.nonzero(self._row_groups.T)[1].reshape(self._members.size, 3), axis=1)
+        # the fhs model's scenarios are joint across underlyings (one layout for all): losses are taken on their sum
+        self.layout: HistoricalLayout | None = next(
+            (rows.scenarios.history for rows in book.underlyings.values() if rows.scenarios.history is not None), None
+        )
+        # underlyings with a depth curve: (stacked rows, USD per unit of the underlying's delta, curve)
+        liquidity = params.liquidity
+        self._liquid = [
+            (span, rows.spot, liquidity.depth[asset])
+            for (asset, rows), span in zip(book.underlyings.items(), self._spans, strict=True)
+            if liquidity.enabled and asset in liquidity.depth
+        ]
+        self._row_delta_all = (
+            np.concatenate([rows.deltas() for rows in book.underlyings.values()]) if self._liquid else np.zeros(0)
+        )
 
     def position_values(self) -> tuple[Array, Array]:
         """Mark value and collateral haircut per position, taken from its primary underlying's rows."""
@@ -109,20 +127,27 @@ class RiskArrays:
         w = np.atleast_2d(weights)
         k, g, n_under = w.shape[0], self.groups.shape[0], len(self.assets)
         mix = w[:, None, self._members] * self._row_groups[None, :, :]  # k x (underlying, group) x rows
+        if self.layout is not None:
+            joint = (mix @ self._pnl).reshape(k, n_under, g, -1).sum(axis=1)
+            return self._figures(historical_loss(joint, self.layout), w)
         loss = scenario_loss(mix @ self._pnl).reshape(k, n_under, g)
         losses = {asset: loss[:, u, :] for u, asset in enumerate(self.assets)}
         deltas: dict[str, Array] = {}
         if self.row_delta:
             delta = (mix @ self._delta).reshape(k, n_under, g)
             deltas = {asset: delta[:, u, :] for u, asset in enumerate(self.assets) if asset in self.row_delta}
-        risk = combine_underlyings(losses, deltas, self.pairs, shape=(k, g))
+        return self._figures(combine_underlyings(losses, deltas, self.pairs, shape=(k, g)), w)
+
+    def _figures(self, risk: Array, weights: Array) -> MarginFigures:
+        """The figures of weight rows from their risk per group (weight rows x groups: book, chains, accounts)."""
         combined = combine_levels(
             everything=risk[:, 0],
             siloed_by_chain=risk[:, 1 : 1 + self.n_chains].sum(axis=1),
             siloed_by_account=risk[:, 1 + self.n_chains :].sum(axis=1),
             offsets=self.params.offset_credit,
         )
-        return MarginFigures(risk=combined, contingency=self.contingency(w), levels=risk)
+        return MarginFigures(risk=combined, contingency=self.contingency(weights),
+                             liquidity=self.liquidity(weights), levels=risk)
 
     def split_levels(self, levels: Array) -> tuple[float, dict[str, float], list[tuple[tuple[str, str, str], float]]]:
         """One row of `MarginFigures.levels` by name: the risk of everything netted together, of each chain's
@@ -137,6 +162,11 @@ class RiskArrays:
         new_weight[c]. Only the changed position's groups and contingency key are recomputed (the liquidation
         plan's trials: a step costs trials x scenarios, not trials x positions x scenarios)."""
         k, n_groups, n_under = position.size, self.groups.shape[0], len(self.assets)
+        if self.layout is not None:
+            # the fhs model's joint losses depend on every underlying at once: the trials are margined in full
+            trials = np.repeat(weights[None, :], k, axis=0)
+            trials[np.arange(k), position] = new_weight
+            return self.margin(trials)
         mix = weights[self._members] * self._row_groups  # (underlying, group) x rows
         pnl_now, delta_now = mix @ self._pnl, mix @ self._delta
         loss = np.repeat(scenario_loss(pnl_now)[None, :], k, axis=0)  # trials x (underlying, group)
@@ -163,7 +193,8 @@ class RiskArrays:
             offsets=self.params.offset_credit,
         )
         contingency = self._contingency_changes(weights, position, change)
-        return MarginFigures(risk=combined, contingency=contingency, levels=risk)
+        liquidity = self._liquidity_changes(weights, position, change)
+        return MarginFigures(risk=combined, contingency=contingency, liquidity=liquidity, levels=risk)
 
     def _contingency_changes(self, weights: Array, position: IntArray, change: Array) -> Array:
         keys = self.book.contingency
@@ -185,12 +216,36 @@ class RiskArrays:
         out[held] += contingency_charge(moved_net, keys.side[k]) * keys.rate[k] - charge[k]
         return out
 
+    def _liquidity_changes(self, weights: Array, position: IntArray, change: Array) -> Array:
+        """`liquidity` of `weights` with position[c]'s weight moved by change[c]: each underlying's net delta moves
+        by the change times that position's own delta in it."""
+        addon = np.zeros(position.size)
+        n = len(self.book.positions)
+        for span, spot, curve in self._liquid:
+            members = self._members[span]
+            own_delta = np.bincount(members, self._row_delta_all[span], minlength=n)
+            net = (float(weights[members] @ self._row_delta_all[span]) + change * own_delta[position]) * spot
+            addon += liquidity_addon(net, curve)
+        return addon
+
+    def liquidity(self, weights: Array) -> Array:
+        """The liquidity add-on of each weight row: per underlying, on its net delta in USD."""
+        addon = np.zeros(weights.shape[0])
+        for span, spot, curve in self._liquid:
+            net = weights[:, self._members[span]] @ self._row_delta_all[span] * spot
+            addon += liquidity_addon(net, curve)
+        return addon
+
     def standalone_margins(self) -> Array:
         """Maintenance margin of each position alone, as one venue-account (no chain or venue levels): what
         `margin` gives for the whole book's group at identity weights, without the n x n products. An identity
         row picks out the position's own P&L row exactly (every other term is a product with 0), so its loss in
         an underlying is its row's loss, 0 where it has no row; likewise its delta."""
         n = len(self.book.positions)
+        if self.layout is not None:  # a position's rows in several underlyings (an LP range) move jointly
+            own = np.zeros((n, self._pnl.shape[1]))
+            np.add.at(own, self._members, self._pnl)
+            return historical_loss(own, self.layout) + self._standalone_contingency(n) + self._standalone_liquidity(n)
         row_loss = scenario_loss(self._pnl)
         losses: dict[str, Array] = {}
         deltas: dict[str, Array] = {}
@@ -201,7 +256,16 @@ class RiskArrays:
                 deltas[asset] = np.zeros((n, 1))
                 deltas[asset][self._members[span], 0] = self.row_delta[asset]
         risk = combine_underlyings(losses, deltas, self.pairs, shape=(n, 1))[:, 0]
-        return risk + self._standalone_contingency(n)
+        return risk + self._standalone_contingency(n) + self._standalone_liquidity(n)
+
+    def _standalone_liquidity(self, n: int) -> Array:
+        """`liquidity(identity)`: each position's add-on on its own net delta."""
+        addon = np.zeros(n)
+        for span, spot, curve in self._liquid:
+            net = np.zeros(n)
+            np.add.at(net, self._members[span], self._row_delta_all[span] * spot)
+            addon += liquidity_addon(net, curve)
+        return addon
 
     def _standalone_contingency(self, n: int) -> Array:
         """`contingency(identity)`: each position alone nets nothing, so it pays its own entry's charge."""

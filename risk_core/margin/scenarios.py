@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
 from risk_core.schema.params import AssetScenarios, SkewParams
+
+if TYPE_CHECKING:
+    from risk_core.margin.fhs import HistoricalLayout
 
 Array = NDArray[np.float64]
 
@@ -27,6 +31,7 @@ class ScenarioSet:
     damp: Array  # multiplier on the scenario's P&L (tail cover)
     grid_spots: tuple[float, ...]  # the first len(grid_spots) x len(grid_vols) scenarios, row-major
     grid_vols: tuple[float, ...]
+    history: HistoricalLayout | None = None  # set for the fhs model's historical scenarios (risk_core.margin.fhs)
 
     @property
     def size(self) -> int:
@@ -37,6 +42,8 @@ class ScenarioSet:
         return len(self.grid_spots) * len(self.grid_vols)
 
     def kind(self, index: int) -> str:
+        if self.history is not None:
+            return "historical"
         if index < self.grid_size:
             return "grid"
         return "skew" if self.skew[index] != SKEW_NONE else "extreme"
@@ -44,11 +51,15 @@ class ScenarioSet:
     @cached_property
     def extremes(self) -> list[int]:
         """Indices of the extreme (tail) scenarios."""
+        if self.history is not None:
+            return []
         return [i for i in range(self.grid_size, self.size) if self.kind(i) == "extreme"]
 
     @cached_property
     def tilts(self) -> list[tuple[int, str]]:
         """Indices and names of the skew scenarios."""
+        if self.history is not None:
+            return []
         return [(i, SKEW_NAMES[int(self.skew[i])]) for i in range(self.grid_size, self.size) if self.kind(i) == "skew"]
 
 

@@ -35,3 +35,14 @@ def lp_gamma_in_token1(
     liq, p, pa, pb = (np.asarray(x, dtype=np.float64) for x in (liquidity, price, price_lower, price_upper))
     inside = (p > pa) & (p < pb)
     return np.where(inside, -liq / (2.0 * p**1.5), 0.0)
+
+
+def tick_price(tick: int, decimals0: int, decimals1: int) -> float:
+    """Token1 per token0 in human units at a Uniswap v3 tick: 1.0001^tick is in raw units, so shift by the
+    decimals difference (the adapters and the subgraph discovery both convert through here)."""
+    return float(1.0001**tick * 10.0 ** (decimals0 - decimals1))
+
+
+def human_liquidity(raw: int, decimals0: int, decimals1: int) -> float:
+    """A range's raw L in the schema's human units: L / 10^((decimals0 + decimals1) / 2)."""
+    return raw / 10 ** ((decimals0 + decimals1) / 2)

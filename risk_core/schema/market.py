@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+from datetime import date
+from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import AwareDatetime, Field, Strict, model_validator
 
 from risk_core.schema.positions import Asset, FiniteFloat, PositiveFloat, StrictModel
 
@@ -16,8 +20,8 @@ class SVISlice(StrictModel):
 
     expiry: AwareDatetime
     a: FiniteFloat
-    b: Annotated[float, Field(ge=0, allow_inf_nan=False)]
-    rho: Annotated[float, Field(gt=-1, lt=1, allow_inf_nan=False)]
+    b: Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
+    rho: Annotated[float, Strict(), Field(gt=-1, lt=1, allow_inf_nan=False)]
     m: FiniteFloat
     sigma: PositiveFloat
 
@@ -31,7 +35,7 @@ class SVISlice(StrictModel):
 class VolPoint(StrictModel):
     expiry: AwareDatetime
     strike: PositiveFloat
-    iv: Annotated[float, Field(gt=0, le=20, allow_inf_nan=False, description="implied vol, decimal")]
+    iv: Annotated[float, Strict(), Field(gt=0, le=20, allow_inf_nan=False, description="implied vol, decimal")]
 
 
 class SVISurface(StrictModel):
@@ -112,6 +116,45 @@ class SourceStatus(StrictModel):
     )
 
 
+class MarketHistory(StrictModel):
+    """Daily closes of underlyings on common dates, oldest first: what the filtered-historical-simulation model
+    draws its scenarios from. Only dates before the snapshot's `as_of` are used."""
+
+    dates: Annotated[list[date], Field(min_length=2, description="UTC days, strictly increasing")]
+    close: dict[Asset, list[PositiveFloat]] = Field(description="USD close per asset, one per date")
+    atm_iv: dict[Asset, list[Annotated[float, Field(gt=0, le=20)] | None]] = Field(
+        default_factory=dict,
+        description="at-the-money implied vol (decimal, a DVOL-like series) per asset and date; null where none",
+    )
+
+    @model_validator(mode="after")
+    def _aligned(self) -> MarketHistory:
+        if any(b <= a for a, b in zip(self.dates, self.dates[1:], strict=False)):
+            raise ValueError("dates must be strictly increasing")
+        for name, series in (("close", self.close), ("atm_iv", self.atm_iv)):
+            for asset, values in series.items():
+                if len(values) != len(self.dates):
+                    raise ValueError(f"{name}.{asset}: {len(values)} values for {len(self.dates)} dates")
+        return self
+
+    @cached_property
+    def day_numbers(self) -> NDArray[np.int64]:
+        """The dates as days since 1970-01-01."""
+        return np.array(self.dates, dtype="datetime64[D]").astype(np.int64)
+
+    @cached_property
+    def close_array(self) -> dict[str, NDArray[np.float64]]:
+        return {asset: np.array(values, dtype=np.float64) for asset, values in self.close.items()}
+
+    @cached_property
+    def atm_iv_array(self) -> dict[str, NDArray[np.float64]]:
+        """ATM vols per asset, NaN where not recorded."""
+        return {
+            asset: np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            for asset, values in self.atm_iv.items()
+        }
+
+
 class MarketSnapshot(StrictModel):
     as_of: AwareDatetime
     spot: dict[Asset, PositiveFloat] = Field(description="index price in USD per asset")
@@ -120,7 +163,10 @@ class MarketSnapshot(StrictModel):
     )
     vol: dict[Asset, VolSurface] = Field(default_factory=dict)
     rates: dict[Asset, FiniteFloat] = Field(default_factory=dict, description="continuous rate; 0 when absent")
-    dispersion: dict[Asset, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+    dispersion: dict[Asset, Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]] = Field(
         default_factory=dict, description="relative spread between price sources, widens the scan range"
     )
     sources: list[SourceStatus] = Field(default_factory=list)
+    history: MarketHistory | None = Field(
+        default=None, description="daily history for the fhs model (params.model); unused by the grid"
+    )

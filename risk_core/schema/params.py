@@ -5,27 +5,27 @@ from __future__ import annotations
 import tomllib
 from functools import cache
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, Strict, StrictBool, model_validator
 
 from risk_core.schema.positions import StrictModel
 
-Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Shock = Annotated[float, Field(gt=-1, le=100, allow_inf_nan=False)]
-VolShock = Annotated[float, Field(ge=-1, le=100, allow_inf_nan=False)]
+Fraction = Annotated[float, Strict(), Field(ge=0, le=1, allow_inf_nan=False)]
+NonNegative = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
+Shock = Annotated[float, Strict(), Field(gt=-1, le=100, allow_inf_nan=False)]
+VolShock = Annotated[float, Strict(), Field(ge=-1, le=100, allow_inf_nan=False)]
 
 
 class AssetClassParams(StrictModel):
     haircut: Fraction
     peg: NonNegative | None = None
-    spot_range: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
-    spot_steps: Annotated[int, Field(ge=0, le=50)]
+    spot_range: Annotated[float, Strict(), Field(ge=0, lt=1, allow_inf_nan=False)]
+    spot_steps: Annotated[int, Strict(), Field(ge=0, le=50)]
     vol_shocks: list[VolShock]
     extreme_shocks: list[Shock]
-    skew_enabled: bool
+    skew_enabled: StrictBool
     min_vol_up: NonNegative
 
 
@@ -35,7 +35,7 @@ class ScenarioOverride(StrictModel):
     spot_shocks: Annotated[list[Shock], Field(min_length=1, max_length=201)] | None = None
     vol_shocks: Annotated[list[VolShock], Field(min_length=1, max_length=21)] | None = None
     extreme_shocks: Annotated[list[Shock], Field(max_length=50)] | None = None
-    skew_enabled: bool | None = None
+    skew_enabled: StrictBool | None = None
 
 
 class OffsetCredit(StrictModel):
@@ -44,19 +44,19 @@ class OffsetCredit(StrictModel):
 
 
 class TailParams(StrictModel):
-    cover: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+    cover: Annotated[float, Strict(), Field(gt=0, le=1, allow_inf_nan=False)]
 
 
 class VolShockParams(StrictModel):
-    reference_days: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    reference_days: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
     power: NonNegative
-    dte_floor_days: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    dte_floor_days: Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
 
 
 class SkewParams(StrictModel):
     linear_slope: NonNegative
     abs_slope: NonNegative
-    cap: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
+    cap: Annotated[float, Strict(), Field(ge=0, lt=1, allow_inf_nan=False)]
 
 
 class ContingencyParams(StrictModel):
@@ -73,12 +73,38 @@ class LiquidationParams(StrictModel):
         return self.venue_cost.get(venue, self.default_cost)
 
 
+class FHSParams(StrictModel):
+    """Filtered historical simulation (risk_core.margin.fhs)."""
+
+    ewma_lambda: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
+    margin_period_days: Annotated[int, Field(ge=1, le=30)]
+    confidence: Annotated[float, Field(gt=0.5, lt=1, allow_inf_nan=False)]
+    lookback_days: Annotated[int, Field(ge=10)]
+    seed_days: Annotated[int, Field(ge=2)]
+    min_scenarios: Annotated[int, Field(ge=10)]
+    stress_window_days: Annotated[int, Field(ge=10)]
+    stress_weight: Fraction
+
+
+class DepthCurve(StrictModel):
+    """Price impact of closing Q USD: impact_at_depth x (Q / depth_usd)^exponent (risk_core.margin.liquidity)."""
+
+    depth_usd: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    impact_at_depth: Fraction
+    exponent: Annotated[float, Field(gt=0, le=2, allow_inf_nan=False)]
+
+
+class LiquidityParams(StrictModel):
+    enabled: bool
+    depth: dict[str, DepthCurve] = Field(default_factory=dict)
+
+
 class TrackedAsset(StrictModel):
     """A token that tracks another asset (a liquid-staking ETH tracks ETH): its holdings move with the tracked
     asset's scenarios, and a depeg is charged on them as a contingency."""
 
     underlying: str = Field(min_length=1, description="the asset whose scenarios the token's holdings move with")
-    depeg: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = Field(
+    depeg: Annotated[float, Strict(), Field(ge=0, lt=1, allow_inf_nan=False)] = Field(
         description="the fall of the token against its underlying charged on a net holding, as a fraction of its value"
     )
 
@@ -95,9 +121,14 @@ class AssetScenarios(StrictModel):
 
 class RiskParams(StrictModel):
     version: str
-    im_factor: Annotated[float, Field(ge=1, le=10, allow_inf_nan=False)]
-    contingencies_enabled: bool
-    max_positions: Annotated[int, Field(ge=1)]
+    im_factor: Annotated[float, Strict(), Field(ge=1, le=10, allow_inf_nan=False)]
+    contingencies_enabled: StrictBool
+    max_positions: Annotated[int, Strict(), Field(ge=1)]
+    model: Literal["grid", "fhs"] = Field(
+        default="grid", description="grid: the scenario grid; fhs: filtered historical simulation (market.history)"
+    )
+    fhs: FHSParams
+    liquidity: LiquidityParams
     offset_credit: OffsetCredit
     tails: TailParams
     vol_shock: VolShockParams

@@ -10,13 +10,24 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StrictInt,
+    TypeAdapter,
+    model_validator,
+)
 
 SCHEMA_VERSION = "1.3.0"
 
 Asset = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._-]+$")]
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+# numbers are strict: a JSON number only, never a numeric string or a boolean read as one
+FiniteFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+PositiveFloat = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
 
 
 class StrictModel(BaseModel):
@@ -29,9 +40,9 @@ class Provenance(StrictModel):
     """Where a position came from: its source, the block or time it was read at, and whether it is whole."""
 
     source: str = Field(description="adapter or feed that produced the figure, e.g. 'aave-v3' or 'cli'")
-    block: int | None = Field(default=None, ge=0, description="block number the read was pinned to")
+    block: StrictInt | None = Field(default=None, ge=0, description="block number the read was pinned to")
     timestamp: AwareDatetime | None = Field(default=None, description="time of the read (UTC)")
-    complete: bool = Field(default=True, description="false when the source could only return part")
+    complete: StrictBool = Field(default=True, description="false when the source could only return part")
 
 
 class _PositionBase(StrictModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from functools import cache
 from typing import Any, Literal, Self
@@ -75,8 +76,17 @@ class PositionRisk(ReportModel):
 class ScenarioPoint(ReportModel):
     spot_shock: float
     vol_shock: float
-    kind: Literal["grid", "extreme", "skew"] = "grid"
+    kind: Literal["grid", "extreme", "skew", "historical"] = "grid"
     name: str | None = Field(default=None, description="skew scenario's name")
+    date: dt.date | None = Field(default=None, description="historical scenario's date (fhs): its margin period's end")
+
+
+class HistoricalScenario(ReportModel):
+    """One of the book's worst historical scenarios under the fhs model."""
+
+    date: dt.date = Field(description="the day its margin period of risk ends")
+    pnl_usd: float = Field(description="the book's P&L in it, at its worst vol move")
+    stressed: bool = Field(description="from the stressed window (unscaled) rather than the filtered history")
 
 
 class ScenarioGrid(ReportModel):
@@ -223,6 +233,13 @@ class MarginReport(ReportModel):
     portfolio_saving_usd: float
     risk_usd: float = Field(description="combined scenario risk, before contingencies")
     contingency_usd: float
+    liquidity_addon_usd: float = Field(
+        default=0.0, description="price impact of closing net exposures beyond the market's depth; part of MM"
+    )
+    model: Literal["grid", "fhs"] = Field(default="grid", description="the margin model that produced the report")
+    worst_scenarios: list[HistoricalScenario] = Field(
+        default_factory=list, description="fhs: the book's worst historical scenarios, worst first; empty for grid"
+    )
     complete: bool
     warnings: list[str]
     sources: list[SourceStatus]

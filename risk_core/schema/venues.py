@@ -6,9 +6,9 @@ and reported maintenance margin); the engine reproduces the venue's figure besid
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, Strict
 
 from risk_core.schema.positions import Provenance, StrictModel
 
@@ -27,7 +27,7 @@ class VenueState(StrictModel):
         description="method inputs that positions do not carry, e.g. liquidation_thresholds {asset: fraction}, "
         "emode_category, max_leverage {asset: int}",
     )
-    reported: dict[str, float] = Field(
+    reported: dict[str, Annotated[float, Strict()]] = Field(
         default_factory=dict, description="the venue's own figures, e.g. health_factor or maintenance_margin_usd"
     )
     provenance: Provenance | None = None

@@ -11,14 +11,18 @@ currency, basis-point percentMul) is not reproduced.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Annotated
 
 import numpy as np
+from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 BPS = 10_000
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+IntArray = NDArray[np.intp]
 
 NonNegative = Annotated[float, Field(ge=0)]
 ThresholdBps = Annotated[int, Field(ge=0, le=BPS)]
@@ -92,13 +96,36 @@ def aave_health(account: AaveAccount) -> AaveHealth:
         if emode.price_usd is not None:
             price = np.where(in_emode, emode.price_usd, price)
 
-    is_collateral = enabled & (reserve_threshold > 0)
-    collateral_value = np.where(is_collateral, supplied * price, 0.0)
-    weighted_collateral = float(collateral_value @ threshold)
-    total_debt = float(borrowed @ price)
-    return AaveHealth(
-        total_collateral_usd=float(collateral_value.sum()),
-        threshold_weighted_collateral_usd=weighted_collateral,
-        total_debt_usd=total_debt,
-        health_factor=weighted_collateral / total_debt if total_debt > 0 else math.inf,
+    weighted_collateral, collateral_value, total_debt = grouped_health_terms(
+        supplied, borrowed, price, threshold, enabled & (reserve_threshold > 0), np.zeros(len(reserves), np.intp), 1
     )
+    return AaveHealth(
+        total_collateral_usd=float(collateral_value[0]),
+        threshold_weighted_collateral_usd=float(weighted_collateral[0]),
+        total_debt_usd=float(total_debt[0]),
+        health_factor=float(health_factor(weighted_collateral, total_debt)[0]),
+    )
+
+
+def grouped_health_terms(
+    supplied: FloatArray,
+    borrowed: FloatArray,
+    price: FloatArray,
+    threshold: FloatArray,
+    is_collateral: BoolArray,
+    account: IntArray,
+    n_accounts: int,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per account (rows grouped by `account`): threshold-weighted collateral, collateral value and debt value.
+    One reserve a row; `is_collateral` already applies Aave's rule (enabled and a threshold above zero)."""
+    collateral_value = np.where(is_collateral, supplied * price, 0.0)
+    def total(values: FloatArray) -> FloatArray:
+        return np.asarray(np.bincount(account, weights=values, minlength=n_accounts), dtype=np.float64)
+
+    return total(collateral_value * threshold), total(collateral_value), total(borrowed * price)
+
+
+def health_factor(threshold_weighted_collateral: FloatArray, debt: FloatArray) -> FloatArray:
+    """HF = threshold-weighted collateral / debt; inf without debt (Aave returns the largest uint256)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(debt > 0, threshold_weighted_collateral / np.where(debt > 0, debt, 1.0), np.inf)

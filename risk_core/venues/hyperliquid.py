@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import numpy as np
+from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 Positive = Annotated[float, Field(gt=0)]
+FloatArray = NDArray[np.float64]
 
 
 class _StrictModel(BaseModel):
@@ -59,12 +61,15 @@ def hyperliquid_cross_margin(account: HyperliquidAccount) -> HyperliquidMargin:
     mark = np.array([p.mark_price for p in positions], dtype=np.float64)
     max_leverage = np.array([p.max_leverage for p in positions], dtype=np.float64)
 
-    notional = np.abs(size) * mark
-    maintenance = notional / (2.0 * max_leverage)
-    unrealised_pnl = float(size @ (mark - entry))
+    maintenance = position_maintenance_margin(size, mark, max_leverage)
     return HyperliquidMargin(
-        account_value=account.usdc_balance + unrealised_pnl,
-        total_notional=float(notional.sum()),
+        account_value=account.usdc_balance + float(size @ (mark - entry)),
+        total_notional=float((np.abs(size) * mark).sum()),
         maintenance_margin=float(maintenance.sum()),
         position_maintenance_margin=tuple(maintenance.tolist()),
     )
+
+
+def position_maintenance_margin(size: FloatArray, mark: FloatArray, max_leverage: FloatArray) -> FloatArray:
+    """Each position's maintenance margin: half the initial margin at its maximum leverage."""
+    return np.abs(size) * mark / (2.0 * max_leverage)

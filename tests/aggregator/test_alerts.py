@@ -29,12 +29,17 @@ from aggregator.scheduler import (
 )
 from aggregator.settings import ServiceSettings
 from aggregator.store import StoreUnavailable, WatchedAccount
+from aggregator.webhook_target import webhook_session
 from risk_core.margin.engine import compute_margin_request
 from risk_core.schema.report import MarginReport
 from risk_core.schema.request import MarginRequest
 
 DEMO_REQUEST = Path(__file__).resolve().parents[2] / "examples" / "demo_request.json"
 THRESHOLDS = [1.0, 0.5, 0.8]  # unsorted on purpose
+
+
+def only_loopback(address: Any) -> bool:
+    return bool(address.is_loopback)
 
 
 @cache
@@ -148,7 +153,7 @@ async def hook() -> AsyncIterator[Hook]:
 
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
+    async with webhook_session(allowed=only_loopback) as client_session:  # the test servers are local
         yield client_session
 
 
@@ -178,7 +183,7 @@ def sleep() -> RecordedSleep:
 @pytest.fixture
 def sender(session: aiohttp.ClientSession, sleep: RecordedSleep) -> SenderFactory:
     def make(**kwargs: Any) -> WebhookSender:
-        return WebhookSender(session, sleep=sleep, **kwargs)
+        return WebhookSender(session, sleep=sleep, allowed=only_loopback, **kwargs)
 
     return make
 

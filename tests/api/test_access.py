@@ -24,7 +24,7 @@ def settings(per_second: float = 2.0, burst: int = 3) -> ApiSettings:
 async def test_keyed_routes_refuse_a_missing_or_unknown_key(make_client: Any, headers: dict[str, str]) -> None:
     client = await make_client(settings=settings())
     for path, body in (("/v1/margin", BODY), ("/graphql", GRAPHQL)):
-        response = await client.post(path, data=body, headers=headers)
+        response = await client.post(path, data=body, headers={**headers, "Content-Type": "application/json"})
         assert response.status == 401
         assert response.content_type == "application/problem+json"
         assert response.headers["WWW-Authenticate"] == "X-API-Key"
@@ -39,8 +39,9 @@ async def test_open_routes_need_no_key(make_client: Any) -> None:
 
 async def test_the_demo_key_is_not_accepted_once_keys_are_configured(make_client: Any) -> None:
     client = await make_client(settings=settings())
-    assert (await client.post("/v1/margin", data=BODY, headers={"X-API-Key": DEMO_API_KEY})).status == 401
-    assert (await client.post("/v1/margin", data=BODY, headers={"X-API-Key": "alpha"})).status == 200
+    json_body = {"Content-Type": "application/json"}
+    assert (await client.post("/v1/margin", data=BODY, headers={"X-API-Key": DEMO_API_KEY, **json_body})).status == 401
+    assert (await client.post("/v1/margin", data=BODY, headers={"X-API-Key": "alpha", **json_body})).status == 200
 
 
 async def test_rate_limit_is_per_key_with_retry_after(make_client: Any, clock: Any) -> None:

@@ -37,7 +37,8 @@ def settings(**engine: Any) -> ApiSettings:
 
 
 async def post(client: Client, document: dict[str, Any]) -> tuple[int, Any]:
-    response = await client.post("/v1/margin", data=json.dumps(document), headers=KEY)
+    headers = {**KEY, "Content-Type": "application/json"}
+    response = await client.post("/v1/margin", data=json.dumps(document), headers=headers)
     return response.status, await response.json(content_type=None)
 
 

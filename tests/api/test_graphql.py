@@ -108,7 +108,7 @@ async def test_depth_limit_rejects_a_deep_query(make_client: Any, fake_service: 
     assert "errors" not in shallow
     deep = await graphql(client, '{ wallet(address: "0xaa") { risk { positions { id } } } }')
     assert deep["data"] is None
-    assert "exceeds maximum operation depth of 2" in deep["errors"][0]["message"]
+    assert "exceeds the maximum depth of 2" in deep["errors"][0]["message"]
 
 
 async def test_token_and_alias_limits(client: Any) -> None:

@@ -4,30 +4,26 @@ and no response that breaks the document (status, content type, headers, body sc
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-import graphql
 import hypothesis
 import pytest
 import requests
 import schemathesis
 from aiohttp import web
-from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
 from schemathesis import Case, GenerationMode
-from schemathesis.graphql import nodes
+from support.graphql_fuzz_hooks import json_node, what_if_requests
 
 from api.http import ApiSettings, RateLimit, RiskService, create_app
 from api.http.settings import DEMO_API_KEY
 
-KEY = {"X-API-Key": DEMO_API_KEY}
+KEY = {"X-API-Key": DEMO_API_KEY, "Content-Type": "application/json"}
 UNLIMITED = ApiSettings(rate_limit=RateLimit(per_second=1e6, burst=1_000_000))
 CHECKS = schemathesis.Config.from_dict(
     {"checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "401", "404", "422", "429"]}}}
@@ -86,12 +82,27 @@ def test_service_routes_are_documented_from_the_service_annotations(base_url: st
         assert credit["security"] == [{"apiKey": []}]
         ok = credit["responses"]["200"]["content"]["application/json"]["schema"]
         assert ok == {"$ref": "#/components/schemas/CreditView"}
+        stated = {
+            parameter["name"]: parameter["schema"].get("pattern")
+            for operations in document["paths"].values()
+            for operation in operations.values()
+            for parameter in operation.get("parameters", [])
+            if parameter["in"] == "path"
+        }
+        assert stated == {
+            "address": "^0x[0-9a-fA-F]{40}$", "account_id": "^[a-z0-9][a-z0-9_-]{0,63}$", "asset": None,
+            "report_id": None,
+        }
+        for route in ("/v1/wallets/{address}/risk", "/v1/wallets/{address}/positions"):
+            read = document["paths"][route]["get"]
+            assert read["security"] == [{"apiKey": []}, {}]  # a key, or none and the per-address limit
+            assert {"429", "503"} <= set(read["responses"])
     history = document["paths"].get("/v1/accounts/{account_id}/history", {}).get("get")
     report = document["paths"].get("/v1/accounts/{account_id}/reports/{report_id}", {}).get("get")
     assert (history is not None, report is not None) == (with_service, with_service)
     if with_service:
         assert {p["name"]: (p["in"], p["schema"]) for p in history["parameters"]} == {
-            "account_id": ("path", {"type": "string"}),
+            "account_id": ("path", {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"}),
             "since": ("query", {"type": "string", "format": "date-time"}),
             "until": ("query", {"type": "string", "format": "date-time"}),
             "limit": ("query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
@@ -183,40 +194,6 @@ def test_history_and_a_stored_report_conform_to_the_document(fake_service: RiskS
                 assert [r["id"] for r in response.json()["reports"]] == [3, 2]
             else:
                 assert response.json()["id"] == 1
-
-
-def json_node(value: Any) -> graphql.ValueNode:
-    """A JSON value as a GraphQL literal (object keys must then be GraphQL names)."""
-    if isinstance(value, dict):
-        fields = [graphql.ObjectFieldNode(name=graphql.NameNode(value=k), value=json_node(v)) for k, v in value.items()]
-        return nodes.Object(fields)
-    if isinstance(value, list):
-        return nodes.List([json_node(v) for v in value])
-    if isinstance(value, bool):
-        return nodes.Boolean(value)
-    if isinstance(value, int):
-        return nodes.Int(value)
-    if isinstance(value, float):
-        return nodes.Float(value)
-    if isinstance(value, str):
-        return nodes.String(value)
-    return nodes.Null
-
-
-def what_if_requests() -> st.SearchStrategy[Any]:
-    """The demo request (its forwards dropped: their dates cannot be GraphQL names) with parts removed, or any
-    JSON: the `margin(request: JSON)` argument is then valid, partly valid or nonsense."""
-    demo = json.loads((Path(__file__).resolve().parents[2] / "examples" / "demo_request.json").read_text())
-    del demo["market"]["forwards"]
-    names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True)
-    scalars = st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=False) | st.text()
-    anything = st.recursive(
-        scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(names, inner, max_size=3)
-    )
-    partial_demo = st.sets(st.sampled_from(sorted(demo)), max_size=2).map(
-        lambda dropped: {k: v for k, v in demo.items() if k not in dropped}
-    )
-    return st.one_of(partial_demo, anything)
 
 
 def test_graphql_fuzzing_finds_no_server_error(base_url: str) -> None:

@@ -21,7 +21,7 @@ from api.http.settings import DEMO_API_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_REQUEST = ROOT / "examples" / "demo_request.json"
-KEY = {"X-API-Key": DEMO_API_KEY}
+KEY = {"X-API-Key": DEMO_API_KEY, "Content-Type": "application/json"}
 Client = TestClient[Any, Application]
 
 
@@ -160,7 +160,7 @@ async def test_unknown_route_is_a_404_problem(client: Client) -> None:
 
 
 async def test_wrong_method_is_a_405_problem_with_allow(client: Client) -> None:
-    response = await client.get("/v1/margin")
+    response = await client.get("/v1/margin", headers=KEY)  # without a key: 401, as every method of a keyed route
     assert_problem(response.status, response.content_type, await response.json(content_type=None), 405)
     assert response.headers["Allow"] == "POST"
 
@@ -210,7 +210,9 @@ async def test_a_request_whose_client_left_is_not_computed() -> None:
     """An overloaded server skips the requests whose clients timed out while they queued."""
     gone = mock.Mock()
     gone.is_closing.return_value = True
-    request = make_mocked_request("POST", "/v1/margin", transport=gone)
+    request = make_mocked_request(
+        "POST", "/v1/margin", headers={"Content-Type": "application/json"}, transport=gone
+    )
     with pytest.raises(Problem) as answered:
         await what_if_handler(None)(request)
     assert answered.value.status == 499

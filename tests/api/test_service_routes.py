@@ -41,9 +41,16 @@ async def test_credit_needs_a_key(make_client: Any, fake_service: Any) -> None:
     ("path", "status", "field"),
     [
         ("/v1/accounts/nobody/risk", 404, "account_id"),
-        ("/v1/wallets/0x01/risk", 404, "address"),
+        ("/v1/wallets/0x" + "0" * 39 + "1/risk", 404, "address"),
         ("/v1/markets/DOGE", 404, "asset"),
         ("/v1/wallets/not-hex/positions", 422, "address"),
+        ("/v1/wallets/0x01/risk", 422, "address"),
+        # issue 12: `$` matched before a trailing newline, and the address went on to fail as a 500
+        ("/v1/wallets/0x" + "a" * 40 + "%0A/risk", 422, "address"),
+        # issue 12: a NUL in an account id reached PostgreSQL, which refused it as a 500
+        ("/v1/accounts/demo%00/risk", 422, "account_id"),
+        ("/v1/accounts/demo%00/history", 422, "account_id"),
+        ("/v1/accounts/Demo/reports/1", 422, "account_id"),
     ],
 )
 async def test_unknown_or_malformed_identifiers_are_problems(

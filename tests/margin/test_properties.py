@@ -1,13 +1,17 @@
-"""Properties of the portfolio margin that any correct implementation must have (hypothesis)."""
+"""Properties of the portfolio margin that any correct implementation must have (hypothesis), for both models:
+the grid and filtered historical simulation (on a synthetic two-year history). The liquidity add-on is off here:
+it is deliberately not homogeneous in size (tests/margin/test_liquidity.py)."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from support.golden import EXPIRY_30D, market
+from support.history import history
 
 from risk_core.margin.engine import compute_margin_request
 from risk_core.schema.report import MarginReport
@@ -50,9 +54,15 @@ def a_position(draw: st.DrawFn, accounts: list[dict[str, str]] = ACCOUNTS) -> di
     }
 
 
-def margin(positions: list[dict[str, Any]]) -> MarginReport:
-    m = market(forwards={"BTC": {EXPIRY_30D: 100_400.0}})
-    return compute_margin_request(MarginRequest.model_validate({"positions": positions, "market": m}))
+MODELS = ("grid", "fhs")
+HISTORY = history(600, date(2026, 11, 24))
+
+
+def margin(positions: list[dict[str, Any]], model: str) -> MarginReport:
+    m = market(forwards={"BTC": {EXPIRY_30D: 100_400.0}}, history=HISTORY)
+    params = {"model": model, "liquidity": {"enabled": False}}
+    request = {"positions": positions, "market": m, "params": params}
+    return compute_margin_request(MarginRequest.model_validate(request))
 
 
 books = st.lists(a_position(), min_size=1, max_size=12)
@@ -65,68 +75,77 @@ def close(a: float, b: float) -> bool:
     return a == pytest.approx(b, rel=1e-9, abs=1e-6)
 
 
+@pytest.mark.parametrize("model", MODELS)
 @common
 @given(books, st.randoms(use_true_random=False))
-def test_order_of_positions_does_not_matter(book: list[dict[str, Any]], rng: Any) -> None:
+def test_order_of_positions_does_not_matter(model: str, book: list[dict[str, Any]], rng: Any) -> None:
     shuffled = book[:]
     rng.shuffle(shuffled)
-    a, b = margin(book), margin(shuffled)
+    a, b = margin(book, model), margin(shuffled, model)
     for name in FIGURES:
         assert close(getattr(a, name), getattr(b, name)), name
 
 
+@pytest.mark.parametrize("model", MODELS)
 @common
 @given(books, st.sampled_from([0.5, 2.0, 3.0, 10.0]))
-def test_scaling_sizes_scales_every_margin_figure(book: list[dict[str, Any]], k: float) -> None:
+def test_scaling_sizes_scales_every_margin_figure(model: str, book: list[dict[str, Any]], k: float) -> None:
     scaled = [{**p, **({"liquidity": p["liquidity"] * k} if p["kind"] == "lp" else {"quantity": p["quantity"] * k})}
               for p in book]
-    a, b = margin(book), margin(scaled)
+    a, b = margin(book, model), margin(scaled, model)
     for name in FIGURES:
         assert close(getattr(b, name), k * getattr(a, name)), name
 
 
+@pytest.mark.parametrize("model", MODELS)
 @common
 @given(books, st.floats(min_value=0.1, max_value=0.9))
-def test_splitting_a_position_in_two_changes_nothing(book: list[dict[str, Any]], share: float) -> None:
+def test_splitting_a_position_in_two_changes_nothing(model: str, book: list[dict[str, Any]], share: float) -> None:
     first = book[0]
     size = "liquidity" if first["kind"] == "lp" else "quantity"
     split = [{**first, size: first[size] * share}, {**first, size: first[size] * (1 - share)}, *book[1:]]
-    a, b = margin(book), margin(split)
+    a, b = margin(book, model), margin(split, model)
     for name in FIGURES:
         assert close(getattr(a, name), getattr(b, name)), name
 
 
+@pytest.mark.parametrize("model", MODELS)
 @common
 @given(books, a_position())
-def test_a_position_beside_its_exact_opposite_adds_no_risk(book: list[dict[str, Any]], extra: dict[str, Any]) -> None:
+def test_a_position_beside_its_exact_opposite_adds_no_risk(
+    model: str, book: list[dict[str, Any]], extra: dict[str, Any]
+) -> None:
     if extra["kind"] in ("lend", "borrow"):
         extra = {**extra, "kind": "spot"}
     size = "liquidity" if extra["kind"] == "lp" else "quantity"
     opposite = {**extra, size: -extra[size]}
-    a, b = margin(book), margin([*book, extra, opposite])
+    a, b = margin(book, model), margin([*book, extra, opposite], model)
     assert close(b.maintenance_margin_usd, a.maintenance_margin_usd)
     assert close(b.equity_usd, a.equity_usd)
 
 
+@pytest.mark.parametrize("model", MODELS)
 @common
 @given(st.lists(a_position(), min_size=1, max_size=12))
-def test_a_book_of_long_options_never_risks_more_than_its_mark(book: list[dict[str, Any]]) -> None:
+def test_a_book_of_long_options_never_risks_more_than_its_mark(model: str, book: list[dict[str, Any]]) -> None:
     longs = [{**p, "quantity": abs(p["quantity"])} for p in book if p["kind"] == "option"]
     assume(longs)
-    report = margin(longs)
+    report = margin(longs, model)
     assert report.maintenance_margin_usd <= report.equity_usd * (1 + 1e-12)
 
 
+@pytest.mark.parametrize("model", MODELS)
 @common
 @given(one_account_books)
-def test_portfolio_margin_never_exceeds_isolated_in_one_venue_account(book: list[dict[str, Any]]) -> None:
-    report = margin(book)
+def test_portfolio_margin_never_exceeds_isolated_in_one_venue_account(model: str, book: list[dict[str, Any]]) -> None:
+    report = margin(book, model)
     assert report.maintenance_margin_usd <= report.isolated_margin_usd * (1 + 1e-12) + 1e-9
     assert report.portfolio_saving_usd >= -1e-9
 
 
+@pytest.mark.parametrize("model", MODELS)
 @common
 @given(books)
-def test_hedging_across_venues_never_beats_hedging_inside_one(book: list[dict[str, Any]]) -> None:
+def test_hedging_across_venues_never_beats_hedging_inside_one(model: str, book: list[dict[str, Any]]) -> None:
     one_account = [{**p, **ACCOUNTS[0]} for p in book]
-    assert margin(one_account).risk_usd <= margin(book).risk_usd + 1e-6
+    assert margin(one_account, model).risk_usd <= margin(book, model).risk_usd + 1e-6

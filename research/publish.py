@@ -1,0 +1,198 @@
+"""Write docs/backtests.md: the standard books over the repository's whole recorded history, for both models.
+
+    .venv/bin/python -m research.publish [DOCS_DIR]
+
+Plots go to DOCS_DIR/backtests/ (one per book and model). The recommendation is drawn from the figures: the model
+whose every standard book meets the targets (coverage >= 99% and Kupiec p > 0.05) over 2017-2025; of two that do,
+the one needing less margin. When no model meets both on every book, the one covering 99% on more books (ties:
+the one needing less margin).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sys
+import time
+from datetime import date
+from functools import cache
+from importlib import resources
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+
+from research.backtest import BACKTEST_COVERAGE, BookBacktest, MarketTape, run_book
+from research.books import BooksFile
+from research.reference import describe, shipped_prices, shipped_vols
+from research.report import book_document, plot_book, slug
+from risk_core.schema.params import default_params
+
+MODELS = ("grid", "fhs")
+TARGET_FROM = date(2017, 1, 1)
+KUPIEC_MIN_P = 0.05
+COMMAND = ".venv/bin/python -m research.publish"
+WORKERS = 2
+
+
+def standard_books() -> BooksFile:
+    text = resources.files("research").joinpath("standard_books.json").read_text()
+    return BooksFile.model_validate(json.loads(text))
+
+
+@cache
+def _tape() -> MarketTape:
+    prices = shipped_prices()
+    return MarketTape(prices, shipped_vols(prices))
+
+
+def _run_one(task: tuple[str, int]) -> tuple[BookBacktest, float]:
+    """One (model, book index): its backtest and the seconds it took."""
+    model, index = task
+    params = default_params().model_copy(update={"model": model})
+    book = standard_books().books[index]
+    started = time.perf_counter()
+    result = run_book(book, _tape(), params, horizon_days=1, first=None, last=None, where=book.name)
+    return result, time.perf_counter() - started
+
+
+def main(argv: list[str]) -> int:
+    """argv: [DOCS_DIR [RESULTS.pickle]]: with a results file, its backtests are reused when it exists (to render
+    again without rerunning), else written there."""
+    docs = Path(argv[0]) if argv else Path("docs")
+    saved = Path(argv[1]) if len(argv) > 1 else None
+    plots = docs / "backtests"
+    if saved is not None and saved.exists():
+        results, seconds = pickle.loads(saved.read_bytes())
+    else:
+        tasks = [(model, j) for model in MODELS for j in range(len(standard_books().books))]
+        with Pool(WORKERS) as pool:  # the books are independent: one process per core
+            done = pool.map(_run_one, tasks, chunksize=1)
+        results = {m: [] for m in MODELS}
+        seconds = dict.fromkeys(MODELS, 0.0)
+        for (model, _), (result, took) in zip(tasks, done, strict=True):
+            results[model].append(result)
+            seconds[model] += took
+        if saved is not None:
+            saved.write_bytes(pickle.dumps((results, seconds)))
+    plots.mkdir(parents=True, exist_ok=True)
+    for model in MODELS:
+        for r in results[model]:
+            if r.days:
+                plot_book(r, plots / f"{slug(r.name)}-{model}.png", title=f"{r.name} ({model})")
+    tape = _tape()
+    text = render(results, seconds, describe(tape.prices), describe(tape.vols) if tape.vols else "none")
+    (docs / "backtests.md").write_text(text)
+    return 0
+
+
+def _row(r: BookBacktest) -> str:
+    b = book_document(r)
+    if not b["days"]:
+        return f"| {r.name} | - | 0 | | | | | | | | | |"
+    times_mm = b["largest_exception_in_margins"]
+    return (
+        f"| {r.name} | {r.dates[0]}..{r.dates[-1]} | {b['days']} | {b['exceptions']} | {b['coverage']:.4f} | "
+        f"{b['kupiec_pof_p']:.3f} | {b['christoffersen_independence_p']:.3f} | {b['christoffersen_cc_p']:.3f} | "
+        f"{b['traffic_light']} | {b['mean_mm_usd']:,.0f} | {b['largest_exception_usd']:,.0f} "
+        f"({'-' if times_mm is None else f'{times_mm:.2f}'}x) | {b['largest_mm_rise_5d']:.0%} / "
+        f"{b['largest_mm_rise_30d']:.0%} |"
+    )
+
+
+_HEADER = (
+    "| book | dates | days | exceptions | coverage | Kupiec p | Christoffersen ind. p | cond. cov. p | zone | "
+    "mean MM (USD) | largest exception (USD, x MM) | MM rise 5d / 30d |\n|" + "---|" * 12
+)
+
+
+def meets_targets(r: BookBacktest) -> bool:
+    if not r.days:
+        return False
+    exceptions = int(r.exceptions.sum())
+    return 1.0 - exceptions / r.days >= BACKTEST_COVERAGE and r.tests().kupiec_pof_p > KUPIEC_MIN_P
+
+
+def render(results: dict[str, list[BookBacktest]], seconds: dict[str, float], prices: str, vols: str) -> str:
+    recent = {m: [r.since(TARGET_FROM) for r in rs] for m, rs in results.items()}
+    passing = {m: [meets_targets(r) for r in rs] for m, rs in recent.items()}
+    ratios = []
+    for g, f in zip(recent["grid"], recent["fhs"], strict=True):
+        common = sorted(set(g.dates) & set(f.dates))
+        if common:
+            gi = np.isin(np.array(g.dates, dtype="datetime64[D]"), np.array(common, dtype="datetime64[D]"))
+            fi = np.isin(np.array(f.dates, dtype="datetime64[D]"), np.array(common, dtype="datetime64[D]"))
+            ratios.append((g.name, float(f.mm_usd[fi].mean() / g.mm_usd[gi].mean()), len(common)))
+    covered = {m: [r.days > 0 and 1.0 - int(r.exceptions.sum()) / r.days >= BACKTEST_COVERAGE for r in rs]
+               for m, rs in recent.items()}
+    over = {m: sum(1 for r in rs if r.days and int(r.exceptions.sum()) < (1.0 - BACKTEST_COVERAGE) * r.days
+                   and r.tests().kupiec_pof_p <= KUPIEC_MIN_P) for m, rs in recent.items()}
+    mean_ratio = float(np.mean([ratio for _, ratio, _ in ratios])) if ratios else float("nan")
+    cheaper_fhs = sum(1 for _, ratio, _ in ratios if ratio < 1.0)
+    if all(covered["grid"]) and all(covered["fhs"]):
+        recommended = "fhs" if mean_ratio < 1.0 else "grid"
+        why = (f"both models cover at least {BACKTEST_COVERAGE:.0%} of days on every standard book over 2017-2025; "
+               f"the {recommended} model does it with less margin (FHS / grid mean margin {mean_ratio:.2f} on "
+               f"average over the books, FHS lower on {cheaper_fhs} of {len(ratios)})")
+    else:
+        recommended = max(MODELS, key=lambda m: (sum(covered[m]), -mean_ratio if m == "fhs" else -1.0))
+        why = (f"it covers at least {BACKTEST_COVERAGE:.0%} of days on more standard books over 2017-2025 "
+               f"({sum(covered[recommended])} of {len(covered[recommended])})")
+    kupiec_note = "" if not over["grid"] + over["fhs"] else (
+        f"Kupiec's test rejects {over['grid']} grid and {over['fhs']} fhs books of 10 with p <= {KUPIEC_MIN_P} for "
+        "too *few* exceptions: on those books the model over-covers a one-day horizon (the fhs margin is sized for "
+        "a 2-day margin period of risk; the grid's fixed range is wide for one day in most regimes), so there the "
+        "margin is conservative rather than short, and the target 'Kupiec p > 0.05' is not met."
+    )
+    params = default_params()
+    out = [
+        "# Margin backtests",
+        "",
+        f"Generated by `{COMMAND}` (parameters {params.version}; the books' backtests took grid "
+        f"{seconds['grid']:.0f} s, fhs {seconds['fhs']:.0f} s, summed over books, on the machine that wrote it, "
+        "shared with other work). Do not edit by hand.",
+        "",
+        "Each standard book (research/standard_books.json, $1M notional, legs rebuilt every day at constant "
+        "maturity and notional) is margined at 00:00 UTC of every day of the repository's recorded history with "
+        "only what was known then, and revalued one day later; an exception is a loss above the maintenance "
+        "margin. Targets (issue 15): coverage >= 99% and Kupiec p > 0.05 over 2017-2025.",
+        "",
+        f"- Prices: {prices} (reference_data/market/prices; WSTETH = ETH x Chainlink stETH/ETH where recorded).",
+        f"- ATM vols: {vols}: Deribit BTC DVOL from 2022-11; elsewhere (BTC before, ETH, SOL) a proxy, the 30-day "
+        "realised vol of the closes before the day. Options books before 2022-11 are therefore priced on a "
+        "realised-vol proxy, not on recorded implied vols.",
+        "- The liquidity add-on is zero for these $1M books (below every asset's depth).",
+        "",
+        f"## Recommendation: **{recommended}**",
+        "",
+        f"Because {why}. The parameter file's default is `model = \"{params.model}\"`"
+        + (" and stays so." if recommended == params.model else f"; the evidence favours `{recommended}`."),
+        "",
+        kupiec_note,
+        "",
+        "Over 2017-2025: coverage >= 99%, and both targets (coverage >= 99% and Kupiec p > 0.05) met:",
+        "",
+        "| book | grid: coverage / both | fhs: coverage / both | FHS / grid mean margin (common dates) |",
+        "|---|---|---|---|",
+    ]
+    ratio_of = {name: (ratio, n) for name, ratio, n in ratios}
+    for j, r in enumerate(recent["grid"]):
+        ratio, n = ratio_of.get(r.name, (float("nan"), 0))
+        cells = [f"{'yes' if covered[m][j] else 'no'} / {'yes' if passing[m][j] else 'no'}" for m in MODELS]
+        out.append(f"| {r.name} | {cells[0]} | {cells[1]} | {ratio:.2f} ({n} days) |")
+    for label, chosen in (("2017-2025", recent), ("whole history", results)):
+        for model in MODELS:
+            out += ["", f"## {model}, {label}", "", _HEADER]
+            out += [_row(r) for r in chosen[model]]
+    out += ["", "## Plots (whole history: the negated margin in red, realised one-day P&L in blue, exceptions x)", ""]
+    for r in results["grid"]:
+        out.append(f"### {r.name}")
+        out.append("")
+        for model in MODELS:
+            out.append(f"![{r.name}, {model}](backtests/{slug(r.name)}-{model}.png)")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
