@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ TESTS = Path(__file__).resolve().parents[1]
 
 
 def _serve_forever(make_app: Callable[[], web.Application], ports: Any) -> None:
+    _own_forkserver()
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(make_app())
     loop.run_until_complete(runner.setup())
@@ -37,6 +39,17 @@ def _serve_forever(make_app: Callable[[], web.Application], ports: Any) -> None:
     loop.run_until_complete(site.start())
     ports.put(runner.addresses[0][1])
     loop.run_forever()
+
+
+def _own_forkserver() -> None:
+    """A forked child inherits the parent's handle on its forkserver (started by an earlier test's engine pool),
+    lock and all, which is not the child's to use: the app's engine pool starts a forkserver of the child's own."""
+    fresh = forkserver.ForkServer()
+    forkserver._forkserver = fresh  # type: ignore[attr-defined]
+    forkserver.ensure_running = fresh.ensure_running
+    forkserver.get_inherited_fds = fresh.get_inherited_fds
+    forkserver.connect_to_new_process = fresh.connect_to_new_process
+    forkserver.set_forkserver_preload = fresh.set_forkserver_preload
 
 
 @contextmanager
@@ -74,10 +87,12 @@ class FuzzRun:
 
 
 def run_schemathesis(
-    schema_url: str, headers: dict[str, str], *, examples: int, seed: int, hooks: str | None = None, workers: int = 2
+    schema_url: str, headers: dict[str, str], *, examples: int, seed: int, hooks: str | None = None, workers: int = 1
 ) -> FuzzRun:
     """`st run` over the schema at `schema_url` (an OpenAPI document, or a GraphQL endpoint), `examples` cases per
-    operation and generation mode, no shrinking (a failure is reported, not minimised), no example database."""
+    operation and generation mode, no shrinking (a failure is reported, not minimised), no example database. One
+    worker by default: with two, hypothesis's lambda descriptions compiled in threads at once now and then hit
+    CPython 3.11's "AST constructor recursion depth mismatch", an error of the fuzzer's, not of the server's."""
     command = [
         sys.executable, "-c", "from schemathesis.cli import schemathesis; schemathesis()", "run", schema_url,
         "--max-examples", str(examples), "--seed", str(seed), "--checks", "not_a_server_error",
