@@ -204,6 +204,8 @@ class EnginePool:
                 answer.set_result(worker.conn.recv())
             except (EOFError, OSError) as e:
                 answer.set_exception(e)
+            except Exception as e:  # noqa: BLE001 - an answer that cannot be unpickled must not leave the call waiting
+                answer.set_exception(WorkerFailed(f"the engine's answer could not be read: {e!r}"))
 
         worker.conn.send(message)
         loop.add_reader(fd, readable)

@@ -41,6 +41,7 @@ from oracles.aggregation import AggregationPolicy
 from oracles.chainlink import fetch_chainlink_observations
 from oracles.observations import PriceObservation
 from oracles.snapshot import ExtraSource, SnapshotBuild, SnapshotSources, fetch_market_snapshot
+from oracles.surface import SurfaceFit
 from risk_core.errors import InputError
 from risk_core.margin.context import PricingContext, content_hash, pricing_context
 from risk_core.margin.engine import compute_margin
@@ -159,6 +160,7 @@ class AggregatorService:
             self.session, sources, assets=self.settings.assets, now=now, previous=self._market,
             policies=self.aggregation_policies(), extra=self.chainlink_sources(now),
             spot_only=self.settings.spot_only_assets, notes=self.settings.price_notes,
+            offload=self._fit_off_loop,
         )
         self._market, self._market_monotonic = build, time.monotonic()
         if self.store is not None:
@@ -452,6 +454,14 @@ class AggregatorService:
             lock = self._locks.get(evicted)
             if lock is not None and not lock.locked():
                 del self._locks[evicted]
+
+    async def _fit_off_loop(self, fit: Callable[[], SurfaceFit]) -> SurfaceFit:
+        """A surface fit in the engine pool, or in a thread when the pool cannot take it (saturated by what-ifs, or a
+        worker lost): the market refresh neither waits on nor fails for the what-ifs' load."""
+        if self.engine is not None:
+            with contextlib.suppress(BudgetExceeded, WorkerFailed):
+                return await self.engine.run(fit)
+        return await asyncio.to_thread(fit)
 
     async def _compute_off_loop(self, snapshot: PositionSnapshot, market: MarketSnapshot) -> MarginReport:
         """The report, computed in the engine pool (or a thread without one): never on the event loop.
