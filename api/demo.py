@@ -282,7 +282,9 @@ async def run_demo_service(
         clock = replay_clock(recorded.as_of)
         replayed = replace(recorded, clock=clock, path=recorded_price_path())
         async with (
-            run_venue_servers(replayed) as venues,
+            # the tests check every shape of these answers against the venues' specifications; checking them again
+            # here would spend the service's own event loop (the venues share it) on every answer
+            run_venue_servers(replayed, validate=False) as venues,
             aiohttp.ClientSession() as session,
             webhook_session() as hooks,
             FeedKeeper(devnet, venues.scenario, session, keeper_interval_s).run() as keeper,
@@ -304,8 +306,8 @@ async def run_demo_service(
                 )
                 attestations = AttestationService(risk=service, signer=signer, settings=attestation_settings)
                 # the first market snapshot before any request: the local venues share this event loop, and their
-                # cold start (the Deribit spec is parsed once, every answer validated) would hold the loop for
-                # seconds while the first account refresh's chain reads ran out their timeout (complete: false)
+                # cold start (the first chains built and served, the first fits) would hold the loop for seconds
+                # while the first account refresh's chain reads ran out their timeout (complete: false)
                 await service.refresh_market()
                 watcher = AlertWatcher(WebhookSender(hooks))
                 service.on_report.append(watcher.observe)
