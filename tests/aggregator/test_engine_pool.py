@@ -3,8 +3,10 @@ once (never a call left waiting out its time budget) and the pool goes on servin
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from support.engine_calls import add, answer_unreadably, refuse_the_asset
+from support.engine_calls import add, answer_unreadably, large_answer, refuse_the_asset
 
 from aggregator.engine_pool import EngineBudget, EnginePool, WorkerFailed
 from risk_core.errors import InputError
@@ -29,3 +31,19 @@ async def test_an_unreadable_answer_fails_its_call_and_the_pool_serves_the_next(
         assert pool.replaced == 1
     finally:
         await pool.close()
+
+
+def test_under_uvloop_an_answer_larger_than_the_pipe_buffer_arrives_whole() -> None:
+    """uvloop makes a watched descriptor non-blocking: a report of a few hundred kB (a 100-position what-if) failed
+    with EAGAIN half-read, and every such what-if was a 503."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def sizes() -> list[int]:
+        pool = EnginePool(EngineBudget(workers=1))
+        try:
+            return [len(await pool.run(large_answer, n)) for n in (1 << 10, 1 << 20, 5 << 20, 1 << 10)]
+        finally:
+            await pool.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(sizes()) == [1 << 10, 1 << 20, 5 << 20, 1 << 10]

@@ -28,3 +28,7 @@ def answer_unreadably() -> Unreadable:
 
 def add(a: int, b: int) -> int:
     return a + b
+
+
+def large_answer(n_bytes: int) -> bytes:
+    return bytes(range(256)) * (n_bytes // 256) + bytes(n_bytes % 256)
