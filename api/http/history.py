@@ -20,6 +20,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from api.http.problems import FieldError, field_errors, invalid_request
+from risk_core.errors import InputError
 
 HISTORY_PATH = "/v1/accounts/{account_id}/history"
 STORED_REPORT_PATH = "/v1/accounts/{account_id}/reports/{report_id}"
@@ -71,7 +72,7 @@ class HistoryQuery(BaseModel):
     @model_validator(mode="after")
     def _since_before_until(self) -> HistoryQuery:
         if self.since is not None and self.until is not None and self.since >= self.until:
-            raise ValueError("until: must be later than since")
+            raise InputError("until", "must be later than since")
         return self
 
 
