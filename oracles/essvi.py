@@ -28,8 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.linalg import solve_triangular
 from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
+
+from risk_core.pricing.smile import bspline_basis, butterfly_g, correction_check_grid, essvi_wings
+from risk_core.pricing.vol_surface import SliceCorrection
 
 Array = NDArray[np.float64]
 
@@ -208,3 +212,277 @@ def fit_essvi(slices: Sequence[SliceData]) -> ESSVIFit:
     theta, up, down = _feasible(*problem.split(z))
     converged = bool(result.success) and bool(np.all(np.isfinite(result.x)))
     return ESSVIFit(theta=theta, up=up, down=down, converged=converged, message=str(result.message))
+
+
+# Corrections of the slices eSSVI cannot follow (docs/vol-surface.md, "Corrected slices")
+CORRECT_ABOVE_VOL_POINTS = 1.5  # a slice whose eSSVI misses its quotes by more (vega-weighted RMSE) is corrected
+CORRECTION_SPLINES = 14  # cubic B-splines a correction
+CORRECTION_CORE_WEIGHT = 0.01  # the correction spans the quotes of at least this share of the slice's largest weight
+CORRECTION_MARGIN = 0.5  # and beyond them this share of their range (at least CORRECTION_MARGIN_SD ATM deviations)
+CORRECTION_MARGIN_SD = 2.0
+CORRECTION_SMOOTHING = 1e-4  # weight of the squared second differences of the coefficients (in units of theta)
+BUTTERFLY_MARGIN = 1e-3  # g(k) >= this on the fit's constraint grid (or the eSSVI slice's own g, if less)
+CALENDAR_MARGIN = 1e-3  # total variance of the later slice exceeds the earlier's by this share of its theta
+CONSTRAINT_ROUNDS = 4  # fits, each with the points of the fine grid the previous one broke a constraint at
+FINE_PER_STEP = 16  # fine grid points a knot interval
+VERIFY_K = np.linspace(-5.0, 5.0, 4001)
+VERIFY_STEPS = 8  # interpolated slices checked between two expiries, at least one corrected
+SHRINK = (1.0, 0.5, 0.25)  # corrections scaled by these, in turn, until the surface passes every check
+
+
+@dataclass(frozen=True)
+class Node:
+    """One expiry of the surface: its eSSVI slice, and its quotes when it has any."""
+
+    years: float
+    theta: float
+    up: float
+    down: float
+    data: SliceData | None
+
+
+@dataclass(frozen=True)
+class CorrectionFit:
+    corrections: tuple[SliceCorrection | None, ...]
+    scale: float  # the share of the fitted corrections kept (0: none passed the checks)
+    message: str
+
+
+def _support(node: Node) -> tuple[float, float]:
+    assert node.data is not None
+    s = node.data
+    core = s.k[s.weight >= CORRECTION_CORE_WEIGHT * s.weight.max()]
+    lo, hi = float(core.min()), float(core.max())
+    margin = max(CORRECTION_MARGIN * (hi - lo), CORRECTION_MARGIN_SD * float(np.sqrt(node.theta)))
+    return lo - margin, hi + margin
+
+
+def _slice_rmse(node: Node) -> float:
+    assert node.data is not None
+    s = node.data
+    w = essvi_wings(s.k, node.theta, node.up, node.down)[0]
+    r = (np.sqrt(np.maximum(w, 0.0) / s.years) - s.iv) * 100.0
+    return float(np.sqrt(np.sum(s.weight * r * r) / np.sum(s.weight)))
+
+
+def _slice_terms(node: Node, correction: SliceCorrection | None, k: Array) -> tuple[Array, Array, Array]:
+    w, w1, w2 = essvi_wings(k, node.theta, node.up, node.down, 2)
+    if correction is None:
+        return w, w1, w2
+    c, c1, c2 = correction.terms(k, 2)
+    return w + c, w1 + c1, w2 + c2
+
+
+def _surface_passes(nodes: Sequence[Node], corrections: Sequence[SliceCorrection | None]) -> bool:
+    """Every check, on dense grids: g >= 0 on every corrected slice and on the linear interpolation in total
+    variance between it and its neighbours, total variance ordered between neighbours."""
+    present = [c for c in corrections if c is not None]
+    k = np.unique(np.concatenate([VERIFY_K, correction_check_grid(
+        [(c.k_start, c.k_step, c.coefficients) for c in present])]))
+    terms = [_slice_terms(n, c, k) for n, c in zip(nodes, corrections, strict=True)]
+    for i, c in enumerate(corrections):
+        if c is None:
+            continue
+        if butterfly_g(k, *terms[i]).min() < 0.0:
+            return False
+        below = terms[i - 1][0] if i > 0 else np.zeros_like(k)
+        if np.min(terms[i][0] - below) < 0.0 or np.min(terms[i + 1][0] - terms[i][0]) < 0.0:
+            return False
+        for j in (i - 1, i):  # the intervals on either side
+            if j < 0 or (j == i - 1 and corrections[j] is not None):
+                continue  # before the first slice: w1 T / T1 keeps g >= 0; an interval checked once
+            for lam in np.arange(1, VERIFY_STEPS) / VERIFY_STEPS:
+                mixed = [(1.0 - lam) * a + lam * b for a, b in zip(terms[j], terms[j + 1], strict=True)]
+                if butterfly_g(k, mixed[0], mixed[1], mixed[2]).min() < 0.0:
+                    return False
+    return True
+
+
+class _CorrectionProblem:
+    """Least squares in the corrections' coefficients (scaled by theta) under butterfly and calendar constraints at
+    given points: g(k) >= its floor on each chosen slice, total variance ordered on each pair of neighbours of
+    which one is chosen (pair (-1, 0): the first slice above 0)."""
+
+    def __init__(self, nodes: Sequence[Node], chosen: Sequence[int]) -> None:
+        self.nodes, self.chosen, m = nodes, list(chosen), CORRECTION_SPLINES
+        self.index = {i: j for j, i in enumerate(self.chosen)}
+        self.layout: dict[int, tuple[float, float]] = {}
+        size = len(self.chosen) * m
+        self.hessian = np.zeros((size, size))
+        self.linear = np.zeros(size)
+        self.constant = 0.0
+        smooth = np.diff(np.eye(m), 2, axis=0)
+        for j, i in enumerate(self.chosen):
+            node = nodes[i]
+            assert node.data is not None
+            s = node.data
+            lo, hi = _support(node)
+            step = (hi - lo) / (m + 3)
+            self.layout[i] = (lo, step)
+            weight = s.weight / s.weight.sum()
+            to_vol_points = 100.0 / (2.0 * s.iv * s.years)
+            r0 = (essvi_wings(s.k, node.theta, node.up, node.down)[0] - s.total_variance) * to_vol_points
+            design = bspline_basis(s.k, lo, step, m) * (to_vol_points * node.theta)[:, None]
+            block = self.block(i)
+            self.hessian[block, block] = design.T @ (weight[:, None] * design) + CORRECTION_SMOOTHING * 1e4 * (
+                smooth.T @ smooth)
+            self.linear[block] = design.T @ (weight * r0)
+            self.constant += float(np.sum(weight * r0 * r0))
+        self.pairs = sorted({p for i in self.chosen for p in ((i - 1, i), (i, i + 1))})
+        self.butterfly_k: dict[int, Array] = {i: np.zeros(0) for i in self.chosen}
+        self.calendar_k: dict[tuple[int, int], Array] = {p: np.zeros(0) for p in self.pairs}
+
+    def block(self, i: int) -> slice:
+        m = CORRECTION_SPLINES
+        return slice(self.index[i] * m, (self.index[i] + 1) * m)
+
+    def support_grid(self, i: int, per_step: int) -> Array:
+        lo, step = self.layout[i]
+        return lo + step * np.arange((CORRECTION_SPLINES + 3) * per_step + 1) / per_step
+
+    def pair_grid(self, pair: tuple[int, int], per_step: int) -> Array:
+        return np.unique(np.concatenate([self.support_grid(i, per_step) for i in pair if i in self.layout]))
+
+    def terms(self, i: int, z: Array, k: Array, derivatives: int) -> tuple[Array, ...]:
+        """Slice i's total variance at k (0 for i = -1) and its derivatives, with the correction z gives it."""
+        if i < 0:
+            return tuple(np.zeros_like(k) for _ in range(derivatives + 1))
+        node = self.nodes[i]
+        terms = essvi_wings(k, node.theta, node.up, node.down, derivatives)
+        if i not in self.layout:
+            return terms
+        zi = z[self.block(i)] * node.theta
+        return tuple(t + bspline_basis(k, *self.layout[i], CORRECTION_SPLINES, d) @ zi for d, t in enumerate(terms))
+
+    def violations(self, z: Array, per_step: int) -> tuple[dict[int, Array], dict[tuple[int, int], Array]]:
+        """Points of the fine grids where a constraint fails (butterfly: g below half its floor)."""
+        butterfly, calendar = {}, {}
+        for i in self.chosen:
+            k = self.support_grid(i, per_step)
+            g = butterfly_g(k, *self.terms(i, z, k, 2))
+            floor = np.minimum(BUTTERFLY_MARGIN, butterfly_g(k, *essvi_wings(k, *self._backbone(i), 2)))
+            butterfly[i] = k[g < 0.5 * floor]
+        for a, b in self.pairs:
+            k = self.pair_grid((a, b), per_step)
+            gap = self.terms(b, z, k, 0)[0] - self.terms(a, z, k, 0)[0]
+            calendar[(a, b)] = k[gap < 0.0]
+        return butterfly, calendar
+
+    def _backbone(self, i: int) -> tuple[float, float, float]:
+        node = self.nodes[i]
+        return node.theta, node.up, node.down
+
+    def add(self, butterfly: dict[int, Array], calendar: dict[tuple[int, int], Array]) -> int:
+        added = 0
+        for i, k in butterfly.items():
+            self.butterfly_k[i] = np.union1d(self.butterfly_k[i], k)
+            added += k.size
+        for p, k in calendar.items():
+            self.calendar_k[p] = np.union1d(self.calendar_k[p], k)
+            added += k.size
+        self._prepare()
+        return added
+
+    def _prepare(self) -> None:
+        m = CORRECTION_SPLINES
+        self._butterfly = []
+        for i in self.chosen:
+            k = self.butterfly_k[i]
+            w, w1, w2 = essvi_wings(k, *self._backbone(i), 2)
+            floor = np.minimum(BUTTERFLY_MARGIN, butterfly_g(k, w, w1, w2))
+            basis = [bspline_basis(k, *self.layout[i], m, d) * self.nodes[i].theta for d in range(3)]
+            self._butterfly.append((i, k, (w, w1, w2), basis, floor))
+        self._calendar = []
+        for a, b in self.pairs:
+            k = self.calendar_k[(a, b)]
+            scale = 1.0 / self.nodes[b].theta
+            gap = (self.terms(b, np.zeros(self.linear.size), k, 0)[0]
+                   - self.terms(a, np.zeros(self.linear.size), k, 0)[0]) * scale
+            base = gap - np.minimum(CALENDAR_MARGIN, gap)  # the eSSVI slices meet it: the start is feasible
+            sides = [(i, sign, bspline_basis(k, *self.layout[i], m) * self.nodes[i].theta * scale)
+                     for i, sign in ((a, -1.0), (b, 1.0)) if i in self.layout]
+            self._calendar.append((base, sides))
+
+    def objective(self, z: Array) -> tuple[float, Array]:
+        hz = self.hessian @ z
+        return float(z @ hz + 2.0 * self.linear @ z + self.constant), 2.0 * (hz + self.linear)
+
+    def constraints(self, z: Array) -> Array:
+        out = []
+        for i, k, (w, w1, w2), basis, floor in self._butterfly:
+            zi = z[self.block(i)]
+            out.append(butterfly_g(k, w + basis[0] @ zi, w1 + basis[1] @ zi, w2 + basis[2] @ zi) - floor)
+        for base, sides in self._calendar:
+            out.append(base + sum((sign * (basis @ z[self.block(i)]) for i, sign, basis in sides), np.zeros(base.size)))
+        return np.nan_to_num(np.concatenate(out), nan=-1.0, neginf=-1.0)
+
+    def constraints_jacobian(self, z: Array) -> Array:
+        rows = []
+        for i, k, (w, w1, _), basis, _ in self._butterfly:
+            zi = z[self.block(i)]
+            v, v1 = np.maximum(w + basis[0] @ zi, 1e-12), w1 + basis[1] @ zi
+            a = 1.0 - k * v1 / (2.0 * v)
+            d_w = a * k * v1 / (v * v) + v1 * v1 / (4.0 * v * v)
+            d_w1 = -a * k / v - 0.5 * v1 * (1.0 / v + 0.25)
+            block = np.zeros((k.size, z.size))
+            block[:, self.block(i)] = d_w[:, None] * basis[0] + d_w1[:, None] * basis[1] + 0.5 * basis[2]
+            rows.append(block)
+        for base, sides in self._calendar:
+            block = np.zeros((base.size, z.size))
+            for i, sign, basis in sides:
+                block[:, self.block(i)] += sign * basis
+            rows.append(block)
+        return np.vstack(rows)
+
+    def solve(self, z: Array) -> Array:
+        """SLSQP from z, in the variables y = L^T z (H = L L^T the objective's Hessian): there the Hessian is the
+        identity SLSQP's quasi-Newton update starts from, so it converges in a few iterations instead of dozens."""
+        chol = np.linalg.cholesky(self.hessian)
+        to_z = solve_triangular(chol.T, np.eye(z.size), lower=False)  # z = to_z @ y
+
+        def objective(y: Array) -> tuple[float, Array]:
+            f, grad = self.objective(to_z @ y)
+            return f, to_z.T @ grad
+
+        result = minimize(
+            objective, chol.T @ z, jac=True, method="SLSQP",
+            constraints=[{"type": "ineq", "fun": lambda y: self.constraints(to_z @ y),
+                          "jac": lambda y: self.constraints_jacobian(to_z @ y) @ to_z}],
+            options={"maxiter": MAX_ITERATIONS, "ftol": FTOL},
+        )
+        return np.asarray(to_z @ result.x)
+
+    def corrections(self, z: Array, shrink: float) -> tuple[SliceCorrection | None, ...]:
+        out: list[SliceCorrection | None] = [None] * len(self.nodes)
+        for i in self.chosen:
+            lo, step = self.layout[i]
+            out[i] = SliceCorrection(lo, step, shrink * self.nodes[i].theta * z[self.block(i)])
+        return tuple(out)
+
+
+def fit_corrections(nodes: Sequence[Node]) -> CorrectionFit:
+    """Corrections of the slices whose eSSVI misses its quotes by more than CORRECT_ABOVE_VOL_POINTS (never the
+    last expiry's, which the surface extrapolates), fitted jointly. The constraints start on a coarse grid; points of
+    a fine grid where the solution breaks one are added and the fit is run again (at most CONSTRAINT_ROUNDS times).
+    The corrections are kept only as far as the corrected surface passes every no-arbitrage check on dense grids
+    (`_surface_passes`), else dropped: the eSSVI surface remains."""
+    none: tuple[SliceCorrection | None, ...] = (None,) * len(nodes)
+    chosen = [i for i, n in enumerate(nodes[:-1]) if n.data is not None and _slice_rmse(n) > CORRECT_ABOVE_VOL_POINTS]
+    if not chosen:
+        return CorrectionFit(none, 0.0, "no slice needs a correction")
+    problem = _CorrectionProblem(nodes, chosen)
+    problem.add({i: problem.support_grid(i, 1) for i in chosen}, {p: problem.pair_grid(p, 1) for p in problem.pairs})
+    z = np.zeros(len(chosen) * CORRECTION_SPLINES)
+    rounds = 0
+    with threadpool_limits(limits=1, user_api="blas"):
+        for rounds in range(1, CONSTRAINT_ROUNDS + 1):
+            z = problem.solve(z)
+            if not np.all(np.isfinite(z)):
+                return CorrectionFit(none, 0.0, "correction fit failed (not finite)")
+            if not problem.add(*problem.violations(z, FINE_PER_STEP)):
+                break
+    for shrink in SHRINK:
+        corrections = problem.corrections(z, shrink)
+        if _surface_passes(nodes, corrections):
+            return CorrectionFit(corrections, shrink, f"{rounds} constraint rounds")
+    return CorrectionFit(none, 0.0, "corrections failed the no-arbitrage checks; eSSVI slices kept")

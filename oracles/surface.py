@@ -26,11 +26,12 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from oracles.essvi import SliceData, fit_essvi
+from oracles.essvi import Node, SliceData, fit_corrections, fit_essvi
 from oracles.implied_vol import compute_implied_vol
 from risk_core.pricing.black76 import black76_greeks
-from risk_core.pricing.vol_surface import SECONDS_PER_YEAR, ESSVIPath, essvi_total_variance
-from risk_core.schema.market import ESSVISlice, ESSVISurface
+from risk_core.pricing.smile import corrected_essvi
+from risk_core.pricing.vol_surface import SECONDS_PER_YEAR, ESSVIPath
+from risk_core.schema.market import ESSVICorrection, ESSVISlice, ESSVISurface
 
 Array = NDArray[np.float64]
 ForwardMethod = Literal["future", "parity", "venue-underlying"]
@@ -100,9 +101,13 @@ class SliceFit:
     quotes: tuple[QuoteFit, ...] = ()
     rmse_vol_points: float | None = None  # vega-weighted, on the slice's own quotes; None without a quote
 
-    def total_variance(self, k: Array) -> Array:
-        return essvi_total_variance(np.asarray(k, dtype=np.float64), self.params.theta, self.params.rho,
-                                    self.params.psi)
+    def total_variance(self, k: Array, derivatives: int = 0) -> tuple[Array, ...]:
+        """The slice's total variance at k (eSSVI plus its correction, if any), and its derivatives in k."""
+        p = self.params
+        return corrected_essvi(
+            np.asarray(k, dtype=np.float64), p.theta, p.psi * (1 + p.rho) / 2, p.psi * (1 - p.rho) / 2,
+            p.correction.as_tuple() if p.correction is not None else None, derivatives,
+        )
 
 
 @dataclass(frozen=True)
@@ -270,18 +275,33 @@ def compute_surface(
         flags.append("no usable option quote (none out of the money with a recoverable implied vol)")
         return SurfaceFit(asset=asset, as_of=as_of, status="failed", surface=None, slices=(), forwards=forwards,
                           flags=tuple(flags), venues=venues)
-    fit = fit_essvi([
+    slice_data = [
         SliceData(years=years, k=sq.k, total_variance=sq.iv * sq.iv * years, iv=sq.iv, weight=sq.vega * sq.quality)
         for _, years, _, sq in quoted
-    ])
+    ]
+    fit = fit_essvi(slice_data)
     if not fit.converged:
         flags.append(f"eSSVI fit stopped before convergence ({fit.message}); its constraints still hold")
-    path = ESSVIPath(np.array([e[1] for e in quoted]), fit.theta, fit.up, fit.down)
+    backbone = ESSVIPath(np.array([e[1] for e in quoted]), fit.theta, fit.up, fit.down)
+    times = np.array([e[1] for e in expiries])
+    theta, up, down = backbone.at(times)
+    data = {id(sq): d for (_, _, _, sq), d in zip(quoted, slice_data, strict=True)}
+    nodes = [Node(years=float(t), theta=float(a), up=float(u), down=float(d), data=data.get(id(e[3])))
+             for t, a, u, d, e in zip(times, theta, up, down, expiries, strict=True)]
+    corrected = fit_corrections(nodes)
+    if any(c is not None for c in corrected.corrections) and corrected.scale < 1.0:
+        flags.append(f"slice corrections scaled by {corrected.scale} to pass the no-arbitrage checks")
+    path = ESSVIPath(times, theta, up, down, corrected.corrections)
     slices: list[SliceFit] = []
     errors, vegas = [], []
-    for expiry, years, efwd, sq in expiries:
-        theta, up, down = (float(x[0]) for x in path.at(np.array([years])))
-        params = ESSVISlice(expiry=expiry, theta=theta, rho=(up - down) / (up + down), psi=up + down)
+    for i, (expiry, years, efwd, sq) in enumerate(expiries):
+        node, correction = nodes[i], corrected.corrections[i]
+        params = ESSVISlice(
+            expiry=expiry, theta=node.theta, rho=(node.up - node.down) / (node.up + node.down),
+            psi=node.up + node.down,
+            correction=None if correction is None else ESSVICorrection(
+                k_start=correction.k_start, k_step=correction.k_step, coefficients=correction.coefficients.tolist()),
+        )
         common = dict(expiry=expiry, years=years, forward=efwd.forward, forward_method=efwd.method,
                       n_quotes=int(sq.k.size), params=params)
         if not sq.k.size:
