@@ -29,13 +29,14 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 from scipy.linalg import solve_triangular
-from scipy.optimize import minimize
+from scipy.optimize import OptimizeResult, minimize
 from threadpoolctl import threadpool_limits
 
-from risk_core.pricing.smile import bspline_basis, butterfly_g, correction_check_grid, essvi_wings
+from risk_core.pricing.smile import bspline_basis, butterfly_g, corrected_essvi, correction_check_grid, essvi_wings
 from risk_core.pricing.vol_surface import SliceCorrection
 
 Array = NDArray[np.float64]
+Index = NDArray[np.intp]
 
 HUBER_VOL_POINTS = 1.0  # residuals beyond this many vol points get weight HUBER / |residual|
 LEE_MARGIN = 1e-9  # wing slopes stay this far below Lee's bound of 2
@@ -163,6 +164,18 @@ class _Problem:
             + [(float(lo), float(hi)) for lo, hi in zip(slope_lo, slope_hi, strict=True)] * 2
         )
 
+    def gauss_newton(self, z: Array, weight: Array) -> Array:
+        """2 J^T W J, the Gauss-Newton Hessian of the objective at z (J: the residuals' Jacobian in z)."""
+        theta, up, down = self.split(z)
+        i = self.index
+        _, d_theta, d_up, d_down = _wings_and_gradient(self.k, theta[i], up[i], down[i])
+        jac = np.zeros((self.k.size, 3 * self.n))
+        rows = np.arange(self.k.size)
+        for block, d in enumerate((d_theta, d_up, d_down)):
+            jac[rows, block * self.n + i] = d * self.to_vol_points
+        jac *= self.scale[None, :]
+        return 2.0 * jac.T @ (weight[:, None] * jac)
+
     def residual_vol_points(self, z: Array) -> Array:
         theta, up, down = self.split(z)
         i = self.index
@@ -183,6 +196,31 @@ def _feasible(theta: Array, up: Array, down: Array) -> tuple[Array, Array, Array
     return theta, up, down
 
 
+def _preconditioned_slsqp(problem: _Problem, z: Array, weight: Array) -> tuple[OptimizeResult, Array]:
+    """SLSQP from z in the variables y = L^T z, L L^T the Gauss-Newton Hessian at z (plus a small ridge): the
+    quasi-Newton matrix SLSQP starts from, the identity, is then close to the true Hessian, and it converges in a
+    few iterations rather than one per variable. The bounds on z become linear constraints on y."""
+    hessian = problem.gauss_newton(z, weight)
+    hessian += np.eye(z.size) * (1e-6 * float(np.trace(hessian)) / z.size + 1e-12)
+    chol = np.linalg.cholesky(hessian)
+    to_z = solve_triangular(chol.T, np.eye(z.size), lower=False)  # z = to_z @ y
+    lo, hi = (np.array(b) for b in zip(*problem.bounds(), strict=True))
+    constraints = [
+        {"type": "ineq", "fun": lambda y: problem.constraints(to_z @ y),
+         "jac": lambda y: problem.constraints_jacobian(to_z @ y) @ to_z},
+        {"type": "ineq", "fun": lambda y: np.concatenate([to_z @ y - lo, hi - to_z @ y]),
+         "jac": lambda y: np.vstack([to_z, -to_z])},
+    ]
+
+    def objective(y: Array) -> tuple[float, Array]:
+        f, grad = problem.objective(to_z @ y, weight)
+        return f, to_z.T @ grad
+
+    result = minimize(objective, chol.T @ z, jac=True, method="SLSQP", constraints=constraints,
+                      options={"maxiter": MAX_ITERATIONS, "ftol": FTOL})
+    return result, np.clip(to_z @ result.x, lo, hi)
+
+
 def fit_essvi(slices: Sequence[SliceData]) -> ESSVIFit:
     """The eSSVI surface of least weighted squared IV error over `slices` (increasing expiry, each with a quote)."""
     problem = _Problem(slices)
@@ -190,23 +228,17 @@ def fit_essvi(slices: Sequence[SliceData]) -> ESSVIFit:
     base = base / base.sum()
     n = problem.n
     z = np.concatenate([np.ones(n), np.full(2 * n, 0.5)])
-    constraints = [{"type": "ineq", "fun": problem.constraints, "jac": problem.constraints_jacobian}]
     weight = base
     result = None
     # SLSQP's linear algebra is on matrices of a few dozen rows: BLAS threads only add their start-up and spinning
     # (10x the CPU time on a loaded 2-core machine)
     with threadpool_limits(limits=1, user_api="blas"):
         for _ in range(2):
-            result = minimize(
-                problem.objective, z, args=(weight,), jac=True, method="SLSQP", bounds=problem.bounds(),
-                constraints=constraints, options={"maxiter": MAX_ITERATIONS, "ftol": FTOL},
-            )
-            if not np.all(np.isfinite(result.x)):
+            result, z_next = _preconditioned_slsqp(problem, z, weight)
+            if not np.all(np.isfinite(z_next)):
                 break  # keep the last finite point (at worst the feasible start); `converged` says it stopped
-            z = result.x
-            residual = np.abs(problem.residual_vol_points(z))
-            huber = np.minimum(1.0, HUBER_VOL_POINTS / np.maximum(residual, 1e-12))
-            weight = base * huber
+            z = z_next
+            weight = base * _huber(problem.residual_vol_points(z))
             weight = weight / weight.sum()
     assert result is not None
     theta, up, down = _feasible(*problem.split(z))
@@ -216,7 +248,7 @@ def fit_essvi(slices: Sequence[SliceData]) -> ESSVIFit:
 
 # Corrections of the slices eSSVI cannot follow (docs/vol-surface.md, "Corrected slices")
 CORRECT_ABOVE_VOL_POINTS = 1.5  # a slice whose eSSVI misses its quotes by more (vega-weighted RMSE) is corrected
-CORRECTION_SPLINES = 14  # cubic B-splines a correction
+CORRECTION_SPLINES = 12  # cubic B-splines a correction
 CORRECTION_CORE_WEIGHT = 0.01  # the correction spans the quotes of at least this share of the slice's largest weight
 CORRECTION_MARGIN = 0.5  # and beyond them this share of their range (at least CORRECTION_MARGIN_SD ATM deviations)
 CORRECTION_MARGIN_SD = 2.0
@@ -225,8 +257,10 @@ BUTTERFLY_MARGIN = 1e-3  # g(k) >= this on the fit's constraint grid (or the eSS
 CALENDAR_MARGIN = 1e-3  # total variance of the later slice exceeds the earlier's by this share of its theta
 CONSTRAINT_ROUNDS = 4  # fits, each with the points of the fine grid the previous one broke a constraint at
 FINE_PER_STEP = 16  # fine grid points a knot interval
+CORRECTION_FTOL = 1e-7  # SLSQP's tolerance on the objective, in squared vol points (some units to hundreds)
+COARSE_PER_STEP = 1  # of which the first fit's constraints take these
 VERIFY_K = np.linspace(-5.0, 5.0, 4001)
-VERIFY_STEPS = 8  # interpolated slices checked between two expiries, at least one corrected
+VERIFY_STEPS = 4  # interpolated slices checked between two expiries, at least one corrected
 SHRINK = (1.0, 0.5, 0.25)  # corrections scaled by these, in turn, until the surface passes every check
 
 
@@ -257,7 +291,14 @@ def _support(node: Node) -> tuple[float, float]:
     return lo - margin, hi + margin
 
 
+def _huber(residual: Array) -> Array:
+    """Huber's weights: 1 within HUBER_VOL_POINTS, HUBER_VOL_POINTS / |residual| beyond."""
+    return np.minimum(1.0, HUBER_VOL_POINTS / np.maximum(np.abs(residual), 1e-12))
+
+
 def _slice_rmse(node: Node) -> float:
+    """How far the eSSVI slice is from its quotes: the RMSE in vol points under the quotes' weights times Huber's,
+    so that one stray quote does not make a slice look like a shape eSSVI cannot follow."""
     assert node.data is not None
     s = node.data
     w = essvi_wings(s.k, node.theta, node.up, node.down)[0]
@@ -265,20 +306,16 @@ def _slice_rmse(node: Node) -> float:
     return float(np.sqrt(np.sum(s.weight * r * r) / np.sum(s.weight)))
 
 
-def _slice_terms(node: Node, correction: SliceCorrection | None, k: Array) -> tuple[Array, Array, Array]:
-    w, w1, w2 = essvi_wings(k, node.theta, node.up, node.down, 2)
-    if correction is None:
-        return w, w1, w2
-    c, c1, c2 = correction.terms(k, 2)
-    return w + c, w1 + c1, w2 + c2
+def _slice_terms(node: Node, correction: SliceCorrection | None, k: Array) -> tuple[Array, ...]:
+    """w, w' and w'' of the node's slice, corrected."""
+    return corrected_essvi(k, node.theta, node.up, node.down, correction.as_tuple() if correction else None, 2)
 
 
 def _surface_passes(nodes: Sequence[Node], corrections: Sequence[SliceCorrection | None]) -> bool:
     """Every check, on dense grids: g >= 0 on every corrected slice and on the linear interpolation in total
     variance between it and its neighbours, total variance ordered between neighbours."""
     present = [c for c in corrections if c is not None]
-    k = np.unique(np.concatenate([VERIFY_K, correction_check_grid(
-        [(c.k_start, c.k_step, c.coefficients) for c in present])]))
+    k = np.unique(np.concatenate([VERIFY_K, correction_check_grid([c.as_tuple() for c in present])]))
     terms = [_slice_terms(n, c, k) for n, c in zip(nodes, corrections, strict=True)]
     for i, c in enumerate(corrections):
         if c is None:
@@ -307,30 +344,49 @@ class _CorrectionProblem:
         self.nodes, self.chosen, m = nodes, list(chosen), CORRECTION_SPLINES
         self.index = {i: j for j, i in enumerate(self.chosen)}
         self.layout: dict[int, tuple[float, float]] = {}
-        size = len(self.chosen) * m
-        self.hessian = np.zeros((size, size))
-        self.linear = np.zeros(size)
-        self.constant = 0.0
-        smooth = np.diff(np.eye(m), 2, axis=0)
-        for j, i in enumerate(self.chosen):
+        self._design: dict[int, tuple[Array, Array]] = {}  # per slice: residual of the eSSVI, design matrix
+        for i in self.chosen:
             node = nodes[i]
             assert node.data is not None
             s = node.data
             lo, hi = _support(node)
             step = (hi - lo) / (m + 3)
             self.layout[i] = (lo, step)
-            weight = s.weight / s.weight.sum()
             to_vol_points = 100.0 / (2.0 * s.iv * s.years)
             r0 = (essvi_wings(s.k, node.theta, node.up, node.down)[0] - s.total_variance) * to_vol_points
-            design = bspline_basis(s.k, lo, step, m) * (to_vol_points * node.theta)[:, None]
+            self._design[i] = (r0, bspline_basis(s.k, lo, step, m) * (to_vol_points * node.theta)[:, None])
+        self.weigh({i: np.ones(nodes[i].data.k.size) for i in self.chosen})  # type: ignore[union-attr]
+        self.pairs = sorted({p for i in self.chosen for p in ((i - 1, i), (i, i + 1))})
+        # the fine grid over each chosen slice's support; constraints sit on points of these grids
+        self.grid = {i: self.support_grid(i, FINE_PER_STEP) for i in self.chosen}
+        self._cache: dict[tuple[str, int, int, int], Array] = {}
+        self.butterfly_at: dict[int, Index] = {i: np.zeros(0, dtype=np.intp) for i in self.chosen}
+        self.calendar_at: dict[tuple[tuple[int, int], int], Index] = {
+            (p, i): np.zeros(0, dtype=np.intp) for p in self.pairs for i in p if i in self.index
+        }
+
+    def weigh(self, robust: dict[int, Array]) -> None:
+        """The quadratic objective with each quote's weight times robust[i] (1, or Huber's weight): per slice the
+        weighted mean squared error in vol points, plus the smoothing penalty."""
+        m = CORRECTION_SPLINES
+        size = len(self.chosen) * m
+        self.hessian, self.linear, self.constant = np.zeros((size, size)), np.zeros(size), 0.0
+        smooth = np.diff(np.eye(m), 2, axis=0)
+        for i in self.chosen:
+            data = self.nodes[i].data
+            assert data is not None
+            weight = data.weight * robust[i]
+            weight = weight / weight.sum()
+            r0, design = self._design[i]
             block = self.block(i)
             self.hessian[block, block] = design.T @ (weight[:, None] * design) + CORRECTION_SMOOTHING * 1e4 * (
                 smooth.T @ smooth)
             self.linear[block] = design.T @ (weight * r0)
             self.constant += float(np.sum(weight * r0 * r0))
-        self.pairs = sorted({p for i in self.chosen for p in ((i - 1, i), (i, i + 1))})
-        self.butterfly_k: dict[int, Array] = {i: np.zeros(0) for i in self.chosen}
-        self.calendar_k: dict[tuple[int, int], Array] = {p: np.zeros(0) for p in self.pairs}
+
+    def residuals(self, z: Array) -> dict[int, Array]:
+        """Each chosen slice's errors at its quotes in vol points (to first order), corrected by z."""
+        return {i: self._design[i][0] + self._design[i][1] @ z[self.block(i)] for i in self.chosen}
 
     def block(self, i: int) -> slice:
         m = CORRECTION_SPLINES
@@ -340,67 +396,68 @@ class _CorrectionProblem:
         lo, step = self.layout[i]
         return lo + step * np.arange((CORRECTION_SPLINES + 3) * per_step + 1) / per_step
 
-    def pair_grid(self, pair: tuple[int, int], per_step: int) -> Array:
-        return np.unique(np.concatenate([self.support_grid(i, per_step) for i in pair if i in self.layout]))
+    def _on_grid(self, kind: str, slice_index: int, grid: int, d: int) -> Array:
+        """Cached on grid `grid`: slice `slice_index`'s eSSVI derivative d ("essvi", 0 for slice -1), or its
+        B-spline basis' derivative d times theta ("basis")."""
+        key = (kind, slice_index, grid, d)
+        if key not in self._cache:
+            k = self.grid[grid]
+            if kind == "basis":
+                value = bspline_basis(k, *self.layout[slice_index], CORRECTION_SPLINES, d) * (
+                    self.nodes[slice_index].theta)
+            elif slice_index < 0:
+                value = np.zeros_like(k)
+            else:
+                node = self.nodes[slice_index]
+                value = essvi_wings(k, node.theta, node.up, node.down, d)[d]
+            self._cache[key] = value
+        return self._cache[key]
 
-    def terms(self, i: int, z: Array, k: Array, derivatives: int) -> tuple[Array, ...]:
-        """Slice i's total variance at k (0 for i = -1) and its derivatives, with the correction z gives it."""
-        if i < 0:
-            return tuple(np.zeros_like(k) for _ in range(derivatives + 1))
-        node = self.nodes[i]
-        terms = essvi_wings(k, node.theta, node.up, node.down, derivatives)
-        if i not in self.layout:
-            return terms
-        zi = z[self.block(i)] * node.theta
-        return tuple(t + bspline_basis(k, *self.layout[i], CORRECTION_SPLINES, d) @ zi for d, t in enumerate(terms))
+    def variance(self, i: int, z: Array, grid: int, d: int = 0) -> Array:
+        """Slice i's total variance (derivative d) on grid `grid`, with the correction z gives it."""
+        base = self._on_grid("essvi", i, grid, d)
+        return base + self._on_grid("basis", i, grid, d) @ z[self.block(i)] if i in self.index else base
 
-    def violations(self, z: Array, per_step: int) -> tuple[dict[int, Array], dict[tuple[int, int], Array]]:
+    def _floor(self, i: int) -> Array:
+        essvi = [self._on_grid("essvi", i, i, d) for d in range(3)]
+        return np.minimum(BUTTERFLY_MARGIN, butterfly_g(self.grid[i], *essvi))
+
+    def violations(self, z: Array) -> tuple[dict[int, Index], dict[tuple[tuple[int, int], int], Index]]:
         """Points of the fine grids where a constraint fails (butterfly: g below half its floor)."""
-        butterfly, calendar = {}, {}
+        butterfly = {}
         for i in self.chosen:
-            k = self.support_grid(i, per_step)
-            g = butterfly_g(k, *self.terms(i, z, k, 2))
-            floor = np.minimum(BUTTERFLY_MARGIN, butterfly_g(k, *essvi_wings(k, *self._backbone(i), 2)))
-            butterfly[i] = k[g < 0.5 * floor]
-        for a, b in self.pairs:
-            k = self.pair_grid((a, b), per_step)
-            gap = self.terms(b, z, k, 0)[0] - self.terms(a, z, k, 0)[0]
-            calendar[(a, b)] = k[gap < 0.0]
+            g = butterfly_g(self.grid[i], *(self.variance(i, z, i, d) for d in range(3)))
+            butterfly[i] = np.flatnonzero(g < 0.5 * self._floor(i))
+        calendar = {}
+        for (a, b), grid in self.calendar_at:
+            calendar[((a, b), grid)] = np.flatnonzero(self.variance(b, z, grid) < self.variance(a, z, grid))
         return butterfly, calendar
 
-    def _backbone(self, i: int) -> tuple[float, float, float]:
-        node = self.nodes[i]
-        return node.theta, node.up, node.down
-
-    def add(self, butterfly: dict[int, Array], calendar: dict[tuple[int, int], Array]) -> int:
+    def add(self, butterfly: dict[int, Index], calendar: dict[tuple[tuple[int, int], int], Index]) -> int:
         added = 0
-        for i, k in butterfly.items():
-            self.butterfly_k[i] = np.union1d(self.butterfly_k[i], k)
-            added += k.size
-        for p, k in calendar.items():
-            self.calendar_k[p] = np.union1d(self.calendar_k[p], k)
-            added += k.size
+        for i, at in butterfly.items():
+            added += np.setdiff1d(at, self.butterfly_at[i]).size
+            self.butterfly_at[i] = np.union1d(self.butterfly_at[i], at)
+        for key, at in calendar.items():
+            added += np.setdiff1d(at, self.calendar_at[key]).size
+            self.calendar_at[key] = np.union1d(self.calendar_at[key], at)
         self._prepare()
         return added
 
     def _prepare(self) -> None:
-        m = CORRECTION_SPLINES
         self._butterfly = []
         for i in self.chosen:
-            k = self.butterfly_k[i]
-            w, w1, w2 = essvi_wings(k, *self._backbone(i), 2)
-            floor = np.minimum(BUTTERFLY_MARGIN, butterfly_g(k, w, w1, w2))
-            basis = [bspline_basis(k, *self.layout[i], m, d) * self.nodes[i].theta for d in range(3)]
-            self._butterfly.append((i, k, (w, w1, w2), basis, floor))
+            at = self.butterfly_at[i]
+            essvi = tuple(self._on_grid("essvi", i, i, d)[at] for d in range(3))
+            basis = [self._on_grid("basis", i, i, d)[at] for d in range(3)]
+            self._butterfly.append((i, self.grid[i][at], essvi, basis, self._floor(i)[at]))
         self._calendar = []
-        for a, b in self.pairs:
-            k = self.calendar_k[(a, b)]
+        for ((a, b), grid), at in self.calendar_at.items():
             scale = 1.0 / self.nodes[b].theta
-            gap = (self.terms(b, np.zeros(self.linear.size), k, 0)[0]
-                   - self.terms(a, np.zeros(self.linear.size), k, 0)[0]) * scale
+            gap = (self._on_grid("essvi", b, grid, 0)[at] - self._on_grid("essvi", a, grid, 0)[at]) * scale
             base = gap - np.minimum(CALENDAR_MARGIN, gap)  # the eSSVI slices meet it: the start is feasible
-            sides = [(i, sign, bspline_basis(k, *self.layout[i], m) * self.nodes[i].theta * scale)
-                     for i, sign in ((a, -1.0), (b, 1.0)) if i in self.layout]
+            sides = [(i, sign, self._on_grid("basis", i, grid, 0)[at] * scale)
+                     for i, sign in ((a, -1.0), (b, 1.0)) if i in self.index]
             self._calendar.append((base, sides))
 
     def objective(self, z: Array) -> tuple[float, Array]:
@@ -429,8 +486,8 @@ class _CorrectionProblem:
             rows.append(block)
         for base, sides in self._calendar:
             block = np.zeros((base.size, z.size))
-            for i, sign, basis in sides:
-                block[:, self.block(i)] += sign * basis
+            for i, sign, side in sides:
+                block[:, self.block(i)] += sign * side
             rows.append(block)
         return np.vstack(rows)
 
@@ -448,7 +505,7 @@ class _CorrectionProblem:
             objective, chol.T @ z, jac=True, method="SLSQP",
             constraints=[{"type": "ineq", "fun": lambda y: self.constraints(to_z @ y),
                           "jac": lambda y: self.constraints_jacobian(to_z @ y) @ to_z}],
-            options={"maxiter": MAX_ITERATIONS, "ftol": FTOL},
+            options={"maxiter": MAX_ITERATIONS, "ftol": CORRECTION_FTOL},
         )
         return np.asarray(to_z @ result.x)
 
@@ -470,19 +527,32 @@ def fit_corrections(nodes: Sequence[Node]) -> CorrectionFit:
     chosen = [i for i, n in enumerate(nodes[:-1]) if n.data is not None and _slice_rmse(n) > CORRECT_ABOVE_VOL_POINTS]
     if not chosen:
         return CorrectionFit(none, 0.0, "no slice needs a correction")
-    problem = _CorrectionProblem(nodes, chosen)
-    problem.add({i: problem.support_grid(i, 1) for i in chosen}, {p: problem.pair_grid(p, 1) for p in problem.pairs})
-    z = np.zeros(len(chosen) * CORRECTION_SPLINES)
-    rounds = 0
+    # runs of consecutive chosen slices share constraints; different runs do not, and are fitted apart
+    runs = np.split(np.array(chosen), np.flatnonzero(np.diff(chosen) > 1) + 1)
+    problems, rounds = [], 0
     with threadpool_limits(limits=1, user_api="blas"):
-        for rounds in range(1, CONSTRAINT_ROUNDS + 1):
+        for run in runs:
+            problem = _CorrectionProblem(nodes, [int(i) for i in run])
+            coarse = {i: np.arange(0, problem.grid[i].size, FINE_PER_STEP // COARSE_PER_STEP) for i in problem.chosen}
+            problem.add(coarse, {key: coarse[key[1]] for key in problem.calendar_at})
+            z = np.zeros(len(problem.chosen) * CORRECTION_SPLINES)
+            # a first fit on the coarse constraints gives the errors of Huber's weights; then the robust fit, with
+            # its constraints refined
             z = problem.solve(z)
-            if not np.all(np.isfinite(z)):
-                return CorrectionFit(none, 0.0, "correction fit failed (not finite)")
-            if not problem.add(*problem.violations(z, FINE_PER_STEP)):
-                break
+            problem.weigh({i: _huber(r) for i, r in problem.residuals(z).items()})
+            for attempt in range(1, CONSTRAINT_ROUNDS + 1):
+                z = problem.solve(z)
+                if not np.all(np.isfinite(z)):
+                    return CorrectionFit(none, 0.0, "correction fit failed (not finite)")
+                rounds = max(rounds, attempt)
+                if not problem.add(*problem.violations(z)):
+                    break
+            problems.append((problem, z))
     for shrink in SHRINK:
-        corrections = problem.corrections(z, shrink)
+        corrections = tuple(
+            next((c for problem, z in problems if (c := problem.corrections(z, shrink)[i]) is not None), None)
+            for i in range(len(nodes))
+        )
         if _surface_passes(nodes, corrections):
             return CorrectionFit(corrections, shrink, f"{rounds} constraint rounds")
     return CorrectionFit(none, 0.0, "corrections failed the no-arbitrage checks; eSSVI slices kept")

@@ -101,8 +101,12 @@ class SliceFit:
     quotes: tuple[QuoteFit, ...] = ()
     rmse_vol_points: float | None = None  # vega-weighted, on the slice's own quotes; None without a quote
 
-    def total_variance(self, k: Array, derivatives: int = 0) -> tuple[Array, ...]:
-        """The slice's total variance at k (eSSVI plus its correction, if any), and its derivatives in k."""
+    def total_variance(self, k: Array) -> Array:
+        """The slice's total variance at k: eSSVI plus its correction, if any."""
+        return self.variance_terms(k)[0]
+
+    def variance_terms(self, k: Array, derivatives: int = 0) -> tuple[Array, ...]:
+        """The slice's total variance at k and its first `derivatives` derivatives in k."""
         p = self.params
         return corrected_essvi(
             np.asarray(k, dtype=np.float64), p.theta, p.psi * (1 + p.rho) / 2, p.psi * (1 - p.rho) / 2,

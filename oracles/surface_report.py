@@ -12,8 +12,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from oracles.surface import SurfaceFit
-from risk_core.pricing.smile import butterfly_g
 from risk_core.errors import InputError
+from risk_core.pricing.smile import butterfly_g
 from risk_core.schema.surface_report import ESSVIParams, ExpirySurface, QuoteComparison, SurfaceReport
 
 Array = NDArray[np.float64]
@@ -45,13 +45,14 @@ def build_surface_report(fit: SurfaceFit, k: Array) -> SurfaceReport:
     previous = np.zeros_like(k)  # total variance at T = 0
     for s in fit.slices:
         p = s.params
-        w = s.total_variance(k)[0]
-        min_g = min(min_g, float(butterfly_g(BUTTERFLY_K, *s.total_variance(BUTTERFLY_K, 2)).min()))
+        w = s.total_variance(k)
+        min_g = min(min_g, float(butterfly_g(BUTTERFLY_K, *s.variance_terms(BUTTERFLY_K, 2)).min()))
         min_gap = min(min_gap, float(np.min(w - previous)))
         previous = w
         expiries.append(ExpirySurface(
             expiry=s.expiry, forward=s.forward, status=s.status,
-            params=ESSVIParams(theta=p.theta, rho=p.rho, psi=p.psi, correction=p.correction), rmse_vol_points=s.rmse_vol_points,
+            params=ESSVIParams(theta=p.theta, rho=p.rho, psi=p.psi, correction=p.correction),
+            rmse_vol_points=s.rmse_vol_points,
             k=k.tolist(), total_variance=w.tolist(),
             quotes=[QuoteComparison(instrument=q.instrument, strike=q.strike, market_iv=q.market_iv,
                                     model_iv=q.model_iv) for q in s.quotes],

@@ -56,6 +56,31 @@ def bspline_basis(k: Array, k_start: float, k_step: float, n: int, derivative: i
     return out
 
 
+def bspline_values(k: Array, k_start: float, k_step: float, coefficients: Array, derivative: int = 0) -> Array:
+    """sum_j coefficients[j] B_j(k) (or its derivative), `bspline_basis` @ coefficients without the matrix."""
+    k = np.asarray(k, dtype=np.float64)
+    n = coefficients.size
+    u = (k - k_start) / k_step
+    inside = (u >= 0) & (u < n + 3)
+    out = np.zeros(k.shape)
+    if not inside.any():
+        return out
+    u = u[inside]
+    m = np.floor(u).astype(np.intp)
+    t = u - m
+    s = 1.0 - t
+    padded = np.concatenate([np.zeros(3), coefficients, np.zeros(3)])  # padded[j + 3] = coefficients[j]
+    if derivative == 0:
+        pieces, scale = (s**3 / 6, (3 * t**3 - 6 * t**2 + 4) / 6, (-3 * t**3 + 3 * t**2 + 3 * t + 1) / 6, t**3 / 6), 1.0
+    elif derivative == 1:
+        pieces, scale = (-(s**2) / 2, 1.5 * t**2 - 2 * t, -1.5 * t**2 + t + 0.5, t**2 / 2), 1.0 / k_step
+    else:
+        pieces, scale = (s, 3 * t - 2, 1 - 3 * t, t), 1.0 / (k_step * k_step)
+    value = sum(padded[m - offset + 3] * piece for offset, piece in zip((3, 2, 1, 0), pieces, strict=True))
+    out[inside] = value * scale
+    return out
+
+
 def bspline_support(k_start: float, k_step: float, n: int) -> tuple[float, float]:
     """Where a combination of `bspline_basis`'s n splines can be non-zero."""
     return k_start, k_start + (n + 3) * k_step
@@ -78,9 +103,7 @@ def corrected_essvi(
     if correction is None:
         return terms
     k_start, k_step, coefficients = correction
-    return tuple(
-        term + bspline_basis(k, k_start, k_step, coefficients.size, d) @ coefficients for d, term in enumerate(terms)
-    )
+    return tuple(term + bspline_values(k, k_start, k_step, coefficients, d) for d, term in enumerate(terms))
 
 
 CHECK_POINTS = 801  # points of the grid a correction is checked on, over its support

@@ -22,7 +22,7 @@ from functools import partial
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from risk_core.pricing.smile import bspline_basis, bspline_support, essvi_wings
+from risk_core.pricing.smile import bspline_support, bspline_values, essvi_wings
 from risk_core.schema.market import ESSVISurface, PointsSurface, SVISurface, VolSurface
 
 Array = NDArray[np.float64]
@@ -58,10 +58,10 @@ class SliceCorrection:
 
     def terms(self, k: Array, derivatives: int = 0) -> tuple[Array, ...]:
         """The correction at k and its first `derivatives` derivatives in k."""
-        n = self.coefficients.size
-        return tuple(
-            bspline_basis(k, self.k_start, self.k_step, n, d) @ self.coefficients for d in range(derivatives + 1)
-        )
+        return tuple(bspline_values(k, self.k_start, self.k_step, self.coefficients, d) for d in range(derivatives + 1))
+
+    def as_tuple(self) -> tuple[float, float, Array]:
+        return self.k_start, self.k_step, self.coefficients
 
     @property
     def support(self) -> tuple[float, float]:

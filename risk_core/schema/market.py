@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import AwareDatetime, Field, Strict, model_validator
 
-from risk_core.pricing.smile import butterfly_g, correction_check_grid, corrected_essvi
+from risk_core.pricing.smile import butterfly_g, corrected_essvi, correction_check_grid
 from risk_core.schema.positions import Asset, FiniteFloat, PositiveFloat, StrictModel
 
 

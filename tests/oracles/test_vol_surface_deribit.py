@@ -117,14 +117,7 @@ def test_fit_reprices_deribit_marks_per_currency(case: tuple[Path, str]) -> None
     assert total <= RMSE_LIMIT[path.name], f"{currency}: vega-weighted RMSE {total:.3f} vol points"
 
 
-@pytest.mark.parametrize(
-    "path",
-    [CALM, pytest.param(SELL_OFF, marks=pytest.mark.xfail(
-        strict=True, reason="eSSVI has 3 parameters a slice: the sell-off's steepest short-dated smiles (BTC 6 Feb, "
-        "10 hours out: 6 vol points; ETH 7 Feb: 4, ETH 6 Feb: 3.2) are beyond its shape; docs/vol-surface.md, "
-        "'What it costs', says what was measured and what meeting it would take"))],
-    ids=["calm", "sell-off"],
-)
+@pytest.mark.parametrize("path", [CALM, SELL_OFF], ids=["calm", "sell-off"])
 @pytest.mark.parametrize("currency", ["BTC", "ETH"])
 def test_every_expiry_within_three_vol_points(path: Path, currency: str) -> None:
     fit, rows = fitted(path, currency)
