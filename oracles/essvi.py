@@ -379,8 +379,9 @@ class _CorrectionProblem:
             weight = weight / weight.sum()
             r0, design = self._design[i]
             block = self.block(i)
+            # the smoothing leaves straight lines free, and a slice with one quote does not pin them: a small ridge
             self.hessian[block, block] = design.T @ (weight[:, None] * design) + CORRECTION_SMOOTHING * 1e4 * (
-                smooth.T @ smooth)
+                smooth.T @ smooth) + 1e-6 * np.eye(m)
             self.linear[block] = design.T @ (weight * r0)
             self.constant += float(np.sum(weight * r0 * r0))
 
@@ -539,6 +540,8 @@ def fit_corrections(nodes: Sequence[Node]) -> CorrectionFit:
             # a first fit on the coarse constraints gives the errors of Huber's weights; then the robust fit, with
             # its constraints refined
             z = problem.solve(z)
+            if not np.all(np.isfinite(z)):
+                return CorrectionFit(none, 0.0, "correction fit failed (not finite)")
             problem.weigh({i: _huber(r) for i, r in problem.residuals(z).items()})
             for attempt in range(1, CONSTRAINT_ROUNDS + 1):
                 z = problem.solve(z)
