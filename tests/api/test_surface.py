@@ -2,8 +2,8 @@
 
 Every figure of the report is recomputed here from what it prints or from the CSV, with formulas of the test's own:
 the total variance on the k grid and each quote's model IV from the printed eSSVI parameters and correction; the
-market IV against Deribit's own `implied_volatility` column; min g(k) by finite differences; the calendar gap from the printed
-parameters; the per-currency RMSE from the printed IVs, weighted by Black-76 vegas computed here (QuantLib's
+market IV against Deribit's own `implied_volatility` column; min g(k) by finite differences; the calendar gap from
+the printed parameters; the per-currency RMSE from the printed IVs, weighted by Black-76 vegas computed here (QuantLib's
 normal distribution is not needed: vega = F n(d1) sqrt(T)). The JSON has exactly the documented keys and conforms
 to the exported JSON Schema."""
 
