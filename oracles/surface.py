@@ -184,10 +184,19 @@ def compute_forward(
     return None
 
 
-def compute_otm_quotes(
-    quotes: Sequence[OptionQuote], *, forward: float, years: float, mark_only_weight: float = 0.25
-) -> _SliceQuotes:
-    """Out-of-the-money quotes as (log-moneyness, implied vol, vega, quality); prices with no vol left out."""
+@dataclass(frozen=True)
+class _OTMPrices:
+    """One venue's out-of-the-money quotes of one expiry, priced in USD, before their implied vols."""
+
+    quotes: tuple[OptionQuote, ...]
+    prices: Array
+    quality: Array
+    forward: float
+    years: float
+
+
+def _otm_prices(quotes: Sequence[OptionQuote], *, forward: float, years: float, mark_only_weight: float
+                ) -> _OTMPrices:
     prices: list[float] = []
     kept: list[OptionQuote] = []
     quality: list[float] = []
@@ -205,15 +214,39 @@ def compute_otm_quotes(
         prices.append(price * forward if q.inverse else price)
         kept.append(q)
         quality.append(1.0 if bid is not None else mark_only_weight)
-    strike = np.array([q.strike for q in kept], dtype=np.float64)
-    is_call = np.array([q.is_call for q in kept], dtype=bool)
-    iv = compute_implied_vol(np.array(prices, dtype=np.float64), forward, strike, years, is_call)
+    return _OTMPrices(quotes=tuple(kept), prices=np.array(prices, dtype=np.float64),
+                      quality=np.array(quality, dtype=np.float64), forward=forward, years=years)
+
+
+def _implied(parts: Sequence[_OTMPrices]) -> list[_SliceQuotes]:
+    """The implied vols and vegas of every part in one vectorized inversion (one Newton loop, not one a part),
+    prices with no vol left out."""
+    count = [p.prices.size for p in parts]
+    strike = np.array([q.strike for p in parts for q in p.quotes], dtype=np.float64)
+    is_call = np.array([q.is_call for p in parts for q in p.quotes], dtype=bool)
+    forward = np.repeat([p.forward for p in parts], count).astype(np.float64)
+    years = np.repeat([p.years for p in parts], count).astype(np.float64)
+    prices = np.concatenate([p.prices for p in parts]) if parts else np.zeros(0)
+    iv = compute_implied_vol(prices, forward, strike, years, is_call)
     ok = np.isfinite(iv) & (iv > 0)
-    strike, is_call, iv = strike[ok], is_call[ok], iv[ok]
-    vega = black76_greeks(forward, strike, years, iv, is_call).vega
-    names = tuple(q.instrument for q, usable in zip(kept, ok, strict=True) if usable)
-    return _SliceQuotes(k=np.log(strike / forward), iv=iv, vega=vega, strike=strike, is_call=is_call,
-                        quality=np.array(quality)[ok], instrument=names)
+    vega = np.full(iv.shape, np.nan)
+    vega[ok] = black76_greeks(forward[ok], strike[ok], years[ok], iv[ok], is_call[ok]).vega
+    out = []
+    for p, lo, hi in zip(parts, np.cumsum([0, *count[:-1]]), np.cumsum(count), strict=True):
+        use = ok[lo:hi]
+        out.append(_SliceQuotes(
+            k=np.log(strike[lo:hi][use] / p.forward), iv=iv[lo:hi][use], vega=vega[lo:hi][use],
+            strike=strike[lo:hi][use], is_call=is_call[lo:hi][use], quality=p.quality[use],
+            instrument=tuple(q.instrument for q, usable in zip(p.quotes, use, strict=True) if usable),
+        ))
+    return out
+
+
+def compute_otm_quotes(
+    quotes: Sequence[OptionQuote], *, forward: float, years: float, mark_only_weight: float = 0.25
+) -> _SliceQuotes:
+    """Out-of-the-money quotes as (log-moneyness, implied vol, vega, quality); prices with no vol left out."""
+    return _implied([_otm_prices(quotes, forward=forward, years=years, mark_only_weight=mark_only_weight)])[0]
 
 
 def _merge(parts: Sequence[_SliceQuotes]) -> _SliceQuotes:
@@ -247,20 +280,27 @@ def compute_surface(
 
     forwards: dict[datetime, float] = {}
     expiries: list[tuple[datetime, float, ExpiryForward, _SliceQuotes]] = []
+    priced: list[tuple[datetime, float, list[tuple[ExpiryForward, _OTMPrices]]]] = []
     for expiry in sorted(by_expiry):
         years = _years(as_of, expiry)
         if years < pol.min_years:
             continue
-        parts: list[_SliceQuotes] = []
-        best: tuple[int, ExpiryForward] | None = None
+        venue_parts: list[tuple[ExpiryForward, _OTMPrices]] = []
         for chain, qs in by_expiry[expiry]:
             fwd = compute_forward(
                 qs, expiry=expiry, future=chain.futures.get(expiry), venue=chain.venue,
                 parity_strikes=pol.parity_strikes,
             )
-            if fwd is None:
-                continue
-            part = compute_otm_quotes(qs, forward=fwd.forward, years=years, mark_only_weight=pol.mark_only_weight)
+            if fwd is not None:
+                venue_parts.append((fwd, _otm_prices(qs, forward=fwd.forward, years=years,
+                                                     mark_only_weight=pol.mark_only_weight)))
+        priced.append((expiry, years, venue_parts))
+    implied = iter(_implied([part for _, _, venue_parts in priced for _, part in venue_parts]))
+    for expiry, years, venue_parts in priced:
+        parts: list[_SliceQuotes] = []
+        best: tuple[int, ExpiryForward] | None = None
+        for fwd, _ in venue_parts:
+            part = next(implied)
             parts.append(part)
             if best is None or part.k.size > best[0]:
                 best = (part.k.size, fwd)
