@@ -19,6 +19,12 @@ The objective is the vega-weighted squared error in implied vol, through d iv = 
 is its vega times its quality (one-sided or mark-only quotes count less). A second pass lowers the weight of
 quotes the first fit misses by more than `HUBER_VOL_POINTS` (Huber's weights), so a stray quote loses influence
 without being deleted.
+
+`fit_corrections` then gives the slices this surface misses by more than CORRECT_ABOVE_VOL_POINTS a correction:
+cubic B-splines of total variance over the quoted range, zero outside it, fitted by constrained least squares
+(butterfly g(k) and calendar order against both neighbours, on fine grids, by constraint generation) and kept only
+if the corrected surface passes every check on dense grids (else scaled down, else dropped: the eSSVI surface
+remains). docs/vol-surface.md, "Corrected slices".
 """
 
 from __future__ import annotations

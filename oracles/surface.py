@@ -11,8 +11,12 @@ Per expiry:
 3. One joint eSSVI fit of every expiry (`oracles.essvi`), arbitrage-free at every strike and maturity by the
    constraints of its parameters: every expiry with a usable quote gets a fitted slice, an expiry whose quotes are
    all unusable gets the slice the surface interpolates at its time (status "interpolated"), none is dropped.
-Across expiries risk_core interpolates the parameters in time and extrapolates in total variance
-(`risk_core.pricing.vol_surface`). With no usable quote at all there is no surface and the status says why.
+4. Slices eSSVI misses by more than `oracles.essvi.CORRECT_ABOVE_VOL_POINTS` get a B-spline correction of their
+   total variance, fitted under butterfly and calendar constraints and checked on dense grids
+   (`oracles.essvi.fit_corrections`; docs/vol-surface.md, "Corrected slices").
+Across expiries risk_core interpolates the parameters in time (linearly in total variance next to a corrected
+slice) and extrapolates in total variance (`risk_core.pricing.vol_surface`). With no usable quote at all there is
+no surface and the status says why.
 """
 
 from __future__ import annotations

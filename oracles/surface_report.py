@@ -1,7 +1,8 @@
-"""The surface report of one asset's chain: the eSSVI fit per expiry beside the market, and its no-arbitrage checks.
+"""The surface report of one asset's chain: the fit per expiry (eSSVI, with its correction where it has one) beside
+the market, and its no-arbitrage checks.
 
-- min_butterfly_g: the least of Gatheral's g(k) over |k| <= 5 (`BUTTERFLY_K`) on every slice, through the slice's
-  raw SVI form (`oracles.svi`);
+- min_butterfly_g: the least of Gatheral's g(k) over |k| <= 5 (`BUTTERFLY_K`) on every slice, from the closed-form
+  derivatives of its eSSVI form and of its B-spline correction, if any (`risk_core.pricing.smile`);
 - min_calendar_gap: the least increase of total variance over the report's k grid from each expiry to the next, and
   from T = 0 (where it is 0) to the first.
 """
@@ -17,7 +18,11 @@ from risk_core.pricing.smile import butterfly_g
 from risk_core.schema.surface_report import ESSVIParams, ExpirySurface, QuoteComparison, SurfaceReport
 
 Array = NDArray[np.float64]
-METHOD = "eSSVI, joint fit (Hendriks-Martini 2019 calendar, Gatheral-Jacquier 2014 butterfly conditions)"
+METHOD = (
+    "eSSVI, joint fit (Hendriks-Martini 2019 calendar, Gatheral-Jacquier 2014 butterfly conditions); slices eSSVI "
+    "misses by more than 1.5 vol points corrected by cubic B-splines of total variance under butterfly and calendar "
+    "constraints"
+)
 BUTTERFLY_K = np.linspace(-5.0, 5.0, 2001)
 MAX_K_POINTS = 100_001
 

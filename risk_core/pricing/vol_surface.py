@@ -10,6 +10,12 @@ no-arbitrage conditions of the slices at every T in between. Before the first ex
 T = 0 and the wing slopes as sqrt(T) (psi^2 / theta constant: the butterfly bound holds); after the last, theta
 grows at the last interval's forward variance (T1's own with one slice) and the wings stay. Every T therefore has
 an arbitrage-free slice, extrapolated in total variance rather than at flat vol.
+
+A slice may carry a correction (a cubic B-spline of total variance, zero outside its knots; never the last slice).
+An interval with a corrected slice at either end is linear in total variance at fixed k, which keeps the order of
+its ends at every T (calendar); before a corrected first slice w(k, T) = w1(k) T / T1, free of both arbitrages
+(docs/vol-surface.md, "Corrected slices"); the extrapolation past the last slice grows theta at the forward ATM
+variance of the corrected slices.
 """
 
 from __future__ import annotations
