@@ -30,6 +30,17 @@ def essvi_wings(
     return w, 0.5 * (rho_psi + root1), 0.5 * (psi * psi - root1 * root1) / root
 
 
+def _pieces(t: Array, k_step: float, derivative: int) -> tuple[tuple[Array, Array, Array, Array], float]:
+    """On knot interval m, at t = u - m in [0, 1) (u in knot steps), the values (or derivatives in u) of the four
+    live cubic B-splines m - 3, m - 2, m - 1, m, and the factor that turns derivatives in u into derivatives in k."""
+    s = 1.0 - t
+    if derivative == 0:
+        return (s**3 / 6, (3 * t**3 - 6 * t**2 + 4) / 6, (-3 * t**3 + 3 * t**2 + 3 * t + 1) / 6, t**3 / 6), 1.0
+    if derivative == 1:
+        return (-(s**2) / 2, 1.5 * t**2 - 2 * t, -1.5 * t**2 + t + 0.5, t**2 / 2), 1.0 / k_step
+    return (s, 3 * t - 2, 1 - 3 * t, t), 1.0 / (k_step * k_step)
+
+
 def bspline_basis(k: Array, k_start: float, k_step: float, n: int, derivative: int = 0) -> Array:
     """The n cubic B-splines on the uniform knots k_start + j k_step (j = 0 .. n + 3) at every k, shape (k.size, n).
     B_j is supported on [k_start + j k_step, k_start + (j + 4) k_step]; any combination of them is twice continuously
@@ -38,14 +49,7 @@ def bspline_basis(k: Array, k_start: float, k_step: float, n: int, derivative: i
     u = (np.asarray(k, dtype=np.float64) - k_start) / k_step
     interval = np.floor(u)
     t = u - interval
-    s = 1.0 - t
-    # on knot interval m the four splines m - 3 .. m are live, at t = u - m in [0, 1)
-    if derivative == 0:
-        pieces, scale = (s**3 / 6, (3 * t**3 - 6 * t**2 + 4) / 6, (-3 * t**3 + 3 * t**2 + 3 * t + 1) / 6, t**3 / 6), 1.0
-    elif derivative == 1:
-        pieces, scale = (-(s**2) / 2, 1.5 * t**2 - 2 * t, -1.5 * t**2 + t + 0.5, t**2 / 2), 1.0 / k_step
-    else:
-        pieces, scale = (s, 3 * t - 2, 1 - 3 * t, t), 1.0 / (k_step * k_step)
+    pieces, scale = _pieces(t, k_step, derivative)
     out = np.zeros((u.size, n))
     rows = np.arange(u.size)
     m = interval.astype(np.intp) if u.size else np.zeros(0, dtype=np.intp)
@@ -68,14 +72,8 @@ def bspline_values(k: Array, k_start: float, k_step: float, coefficients: Array,
     u = u[inside]
     m = np.floor(u).astype(np.intp)
     t = u - m
-    s = 1.0 - t
     padded = np.concatenate([np.zeros(3), coefficients, np.zeros(3)])  # padded[j + 3] = coefficients[j]
-    if derivative == 0:
-        pieces, scale = (s**3 / 6, (3 * t**3 - 6 * t**2 + 4) / 6, (-3 * t**3 + 3 * t**2 + 3 * t + 1) / 6, t**3 / 6), 1.0
-    elif derivative == 1:
-        pieces, scale = (-(s**2) / 2, 1.5 * t**2 - 2 * t, -1.5 * t**2 + t + 0.5, t**2 / 2), 1.0 / k_step
-    else:
-        pieces, scale = (s, 3 * t - 2, 1 - 3 * t, t), 1.0 / (k_step * k_step)
+    pieces, scale = _pieces(t, k_step, derivative)
     value = sum(padded[m - offset + 3] * piece for offset, piece in zip((3, 2, 1, 0), pieces, strict=True))
     out[inside] = value * scale
     return out
