@@ -284,7 +284,7 @@ class Node:
 @dataclass(frozen=True)
 class CorrectionFit:
     corrections: tuple[SliceCorrection | None, ...]
-    scale: float  # the share of the fitted corrections kept (0: none passed the checks)
+    scale: float  # the least share of a run of corrections kept (1: all as fitted; 0: a run was dropped)
     message: str
 
 
@@ -322,7 +322,8 @@ def _surface_passes(nodes: Sequence[Node], corrections: Sequence[SliceCorrection
     variance between it and its neighbours, total variance ordered between neighbours."""
     present = [c for c in corrections if c is not None]
     k = np.unique(np.concatenate([VERIFY_K, correction_check_grid([c.as_tuple() for c in present])]))
-    terms = [_slice_terms(n, c, k) for n, c in zip(nodes, corrections, strict=True)]
+    needed = {j for i, c in enumerate(corrections) if c is not None for j in (i - 1, i, i + 1) if j >= 0}
+    terms = {j: _slice_terms(nodes[j], corrections[j], k) for j in needed}
     for i, c in enumerate(corrections):
         if c is None:
             continue
@@ -533,7 +534,7 @@ def fit_corrections(nodes: Sequence[Node]) -> CorrectionFit:
     none: tuple[SliceCorrection | None, ...] = (None,) * len(nodes)
     chosen = [i for i, n in enumerate(nodes[:-1]) if n.data is not None and _slice_rmse(n) > CORRECT_ABOVE_VOL_POINTS]
     if not chosen:
-        return CorrectionFit(none, 0.0, "no slice needs a correction")
+        return CorrectionFit(none, 1.0, "no slice needs a correction")
     # runs of consecutive chosen slices share constraints; different runs do not, and are fitted apart
     runs = np.split(np.array(chosen), np.flatnonzero(np.diff(chosen) > 1) + 1)
     problems, rounds = [], 0
@@ -557,11 +558,15 @@ def fit_corrections(nodes: Sequence[Node]) -> CorrectionFit:
                 if not problem.add(*problem.violations(z)):
                     break
             problems.append((problem, z))
-    for shrink in SHRINK:
-        corrections = tuple(
-            next((c for problem, z in problems if (c := problem.corrections(z, shrink)[i]) is not None), None)
-            for i in range(len(nodes))
-        )
-        if _surface_passes(nodes, corrections):
-            return CorrectionFit(corrections, shrink, f"{rounds} constraint rounds")
-    return CorrectionFit(none, 0.0, "corrections failed the no-arbitrage checks; eSSVI slices kept")
+    # each run is checked on its own (the checks of one run involve only its slices and their neighbours)
+    kept: list[SliceCorrection | None] = list(none)
+    scale = 1.0
+    for problem, z in problems:
+        shrink = next((f for f in SHRINK if _surface_passes(nodes, problem.corrections(z, f))), 0.0)
+        scale = min(scale, shrink)
+        if shrink > 0.0:
+            for i, c in enumerate(problem.corrections(z, shrink)):
+                kept[i] = c if c is not None else kept[i]
+    message = f"{rounds} constraint rounds" if scale == 1.0 else (
+        f"corrections scaled by down to {scale} to pass the no-arbitrage checks (0: some dropped, eSSVI kept)")
+    return CorrectionFit(tuple(kept), scale, message)

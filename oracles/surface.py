@@ -337,8 +337,8 @@ def compute_surface(
     nodes = [Node(years=float(t), theta=float(a), up=float(u), down=float(d), data=data.get(id(e[3])))
              for t, a, u, d, e in zip(times, theta, up, down, expiries, strict=True)]
     corrected = fit_corrections(nodes)
-    if any(c is not None for c in corrected.corrections) and corrected.scale < 1.0:
-        flags.append(f"slice corrections scaled by {corrected.scale} to pass the no-arbitrage checks")
+    if corrected.scale < 1.0:
+        flags.append(f"slice corrections: {corrected.message}")
     path = ESSVIPath(times, theta, up, down, corrected.corrections)
     slices: list[SliceFit] = []
     errors, vegas = [], []

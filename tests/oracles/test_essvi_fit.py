@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from oracles import essvi
 from oracles.implied_vol import compute_implied_vol
 from oracles.surface import OptionQuote, VenueChain, compute_forward, compute_surface
 from oracles.svi import SVIParams
@@ -176,23 +177,41 @@ def test_implied_vol_inverts_black76_and_refuses_impossible_prices() -> None:
     assert np.isnan(bad).all()  # below intrinsic, above the forward, no time value
 
 
-def test_a_short_smile_essvi_cannot_follow_gets_a_correction_and_stays_arbitrage_free() -> None:
-    """A one-day expiry whose smile is a steep parabola in vol (0.8 + 20 k^2), below the eSSVI expiries: eSSVI
-    alone misses it by more than the correction threshold; corrected, the slice follows it, and the surface, read by
-    risk_core, keeps g(k) >= 0 for |k| <= 5 (finite differences) and total variance non-decreasing in T."""
+def _chain_with_a_short_smile() -> tuple[VenueChain, datetime, dict[datetime, float], np.ndarray, np.ndarray]:
+    """TRUE's chain and a one-day expiry whose smile is a steep parabola in vol, 0.8 + 20 k^2, below TRUE's."""
     e0 = AS_OF + timedelta(days=1)
     forwards = {**FORWARDS, e0: 100.2}
     chain = chain_from(TRUE, inverse=False, strikes=np.linspace(60.0, 170.0, 45))
-    t0, strikes = years(e0), np.arange(86.0, 117.0, 1.0)
+    strikes = np.arange(86.0, 117.0, 1.0)
     iv0 = 0.8 + 20.0 * np.log(strikes / forwards[e0]) ** 2
     extra = [
         OptionQuote(venue="v", instrument=f"1d-{strike:.0f}-{'C' if is_call else 'P'}", expiry=e0, strike=float(strike),
                     is_call=is_call, bid=price * 0.999, ask=price * 1.001, mark=price, underlying_price=forwards[e0],
                     inverse=False)
         for is_call in (True, False)
-        for strike, price in zip(strikes, black76_price(forwards[e0], strikes, t0, iv0, is_call), strict=True)
+        for strike, price in zip(strikes, black76_price(forwards[e0], strikes, years(e0), iv0, is_call), strict=True)
     ]
-    fit = compute_surface([dataclasses.replace(chain, quotes=chain.quotes + tuple(extra))], asset="BTC", as_of=AS_OF)
+    return dataclasses.replace(chain, quotes=chain.quotes + tuple(extra)), e0, forwards, strikes, iv0
+
+
+def test_corrections_that_fail_the_checks_are_dropped_and_no_expiry_with_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    chain, e0, _, _, _ = _chain_with_a_short_smile()
+    # a solver gone wrong: coefficients of -5 theta make the corrected slice's total variance negative
+    monkeypatch.setattr(essvi._CorrectionProblem, "solve", lambda self, z: np.full(z.size, -5.0))
+    fit = compute_surface([chain], asset="BTC", as_of=AS_OF)
+    assert isinstance(fit.surface, ESSVISurface)
+    assert [s.expiry for s in fit.slices] == [e0, E1, E2, E3] and all(s.status == "fitted" for s in fit.slices)
+    assert all(s.params.correction is None for s in fit.slices)
+    assert any("dropped" in flag for flag in fit.flags)
+
+
+def test_a_short_smile_essvi_cannot_follow_gets_a_correction_and_stays_arbitrage_free() -> None:
+    """A one-day expiry whose smile is a steep parabola in vol (0.8 + 20 k^2), below the eSSVI expiries: eSSVI
+    alone misses it by more than the correction threshold; corrected, the slice follows it, and the surface, read by
+    risk_core, keeps g(k) >= 0 for |k| <= 5 (finite differences) and total variance non-decreasing in T."""
+    chain, e0, forwards, strikes, iv0 = _chain_with_a_short_smile()
+    t0 = years(e0)
+    fit = compute_surface([chain], asset="BTC", as_of=AS_OF)
     assert isinstance(fit.surface, ESSVISurface) and not fit.flags
     short = fit.slices[0]
     assert short.expiry == e0 and short.params.correction is not None
