@@ -266,7 +266,7 @@ FINE_PER_STEP = 16  # fine grid points a knot interval
 CORRECTION_FTOL = 1e-7  # SLSQP's tolerance on the objective, in squared vol points (some units to hundreds)
 COARSE_PER_STEP = 1  # of which the first fit's constraints take these
 VERIFY_K = np.linspace(-5.0, 5.0, 4001)
-VERIFY_STEPS = 4  # interpolated slices checked between two expiries, at least one corrected
+VERIFY_STEPS = 8  # interpolated slices checked between two expiries, at least one corrected
 SHRINK = (1.0, 0.5, 0.25)  # corrections scaled by these, in turn, until the surface passes every check
 
 
