@@ -202,14 +202,26 @@ def _feasible(theta: Array, up: Array, down: Array) -> tuple[Array, Array, Array
     return theta, up, down
 
 
+def _scaling(hessian: Array) -> tuple[Array, Array]:
+    """y = L^T z and z = L^-T y for L L^T = hessian; the identity if that is not positive definite and finite."""
+    eye = np.eye(hessian.shape[0])
+    try:
+        chol = np.linalg.cholesky(hessian)
+    except np.linalg.LinAlgError:
+        return eye, eye
+    to_z = np.asarray(solve_triangular(chol.T, eye, lower=False), dtype=np.float64)
+    if not np.all(np.isfinite(to_z)):
+        return eye, eye
+    return np.asarray(chol.T, dtype=np.float64), to_z
+
+
 def _preconditioned_slsqp(problem: _Problem, z: Array, weight: Array) -> tuple[OptimizeResult, Array]:
     """SLSQP from z in the variables y = L^T z, L L^T the Gauss-Newton Hessian at z (plus a small ridge): the
     quasi-Newton matrix SLSQP starts from, the identity, is then close to the true Hessian, and it converges in a
     few iterations rather than one per variable. The bounds on z become linear constraints on y."""
     hessian = problem.gauss_newton(z, weight)
     hessian += np.eye(z.size) * (1e-6 * float(np.trace(hessian)) / z.size + 1e-12)
-    chol = np.linalg.cholesky(hessian)
-    to_z = solve_triangular(chol.T, np.eye(z.size), lower=False)  # z = to_z @ y
+    to_y, to_z = _scaling(hessian)
     lo, hi = (np.array(b) for b in zip(*problem.bounds(), strict=True))
     constraints = [
         {"type": "ineq", "fun": lambda y: problem.constraints(to_z @ y),
@@ -222,7 +234,7 @@ def _preconditioned_slsqp(problem: _Problem, z: Array, weight: Array) -> tuple[O
         f, grad = problem.objective(to_z @ y, weight)
         return f, to_z.T @ grad
 
-    result = minimize(objective, chol.T @ z, jac=True, method="SLSQP", constraints=constraints,
+    result = minimize(objective, to_y @ z, jac=True, method="SLSQP", constraints=constraints,
                       options={"maxiter": MAX_ITERATIONS, "ftol": FTOL})
     return result, np.clip(to_z @ result.x, lo, hi)
 
@@ -502,15 +514,14 @@ class _CorrectionProblem:
     def solve(self, z: Array) -> Array:
         """SLSQP from z, in the variables y = L^T z (H = L L^T the objective's Hessian): there the Hessian is the
         identity SLSQP's quasi-Newton update starts from, so it converges in a few iterations instead of dozens."""
-        chol = np.linalg.cholesky(self.hessian)
-        to_z = solve_triangular(chol.T, np.eye(z.size), lower=False)  # z = to_z @ y
+        to_y, to_z = _scaling(self.hessian)
 
         def objective(y: Array) -> tuple[float, Array]:
             f, grad = self.objective(to_z @ y)
             return f, to_z.T @ grad
 
         result = minimize(
-            objective, chol.T @ z, jac=True, method="SLSQP",
+            objective, to_y @ z, jac=True, method="SLSQP",
             constraints=[{"type": "ineq", "fun": lambda y: self.constraints(to_z @ y),
                           "jac": lambda y: self.constraints_jacobian(to_z @ y) @ to_z}],
             options={"maxiter": MAX_ITERATIONS, "ftol": CORRECTION_FTOL},
