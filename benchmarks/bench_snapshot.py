@@ -1,11 +1,12 @@
-"""Market snapshot benchmark: SVI surface fits of the real Deribit chains, and whole snapshots for BTC, ETH and SOL
+"""Market snapshot benchmark: surface fits of the real Deribit chains, and whole snapshots for BTC, ETH and SOL
 built from the local venue servers (Pyth Hermes, Deribit, Derive, Hyperliquid on 127.0.0.1).
 
-    .venv/bin/python benchmarks/bench_snapshot.py [--repeat 7] [--validate] [--fits-only]
+    .venv/bin/python benchmarks/bench_snapshot.py [--repeat 7] [--validate] [--fits-only] [--baseline DIR]
 
 Fits: each currency of both recorded Deribit files, timed alone (median of --repeat runs), beside a floor measured
 in the same run: the forwards and implied vols of the same quotes (what any surface from these quotes computes
-first), and the fit's ratio to it. Snapshots: the whole
+first), and the fit's ratio to it; with --baseline, the same fit by the sources in DIR (another commit), in a child
+process of the same run, and the ratio to it. Snapshots: the whole
 `fetch_market_snapshot` (all HTTP requests concurrently, JSON parsing into strict models, aggregation, the surface
 fits of BTC and ETH in worker threads) against servers that run in the same process and event loop, so the figure
 includes the servers' own work. By default the servers do not re-validate each response against the OpenAPI
@@ -22,6 +23,7 @@ import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from datetime import timedelta  # noqa: E402
@@ -70,12 +72,38 @@ def implied_vols_only(chain: VenueChain) -> None:
             compute_otm_quotes(quotes, forward=fwd.forward, years=years)
 
 
-def bench_fits(repeat: int) -> None:
-    print("eSSVI surface fit of one currency's full Deribit chain (median of", repeat, "runs)")
+# run in a child process on another checkout's sources: its fit of one chain, median CPU seconds of `repeat` runs
+_BASELINE_CHILD = """
+import statistics, sys, time
+sys.path[:0] = [{root!r}, {root!r} + "/benchmarks"]
+import bench_snapshot as b
+from oracles.surface import compute_surface
+chain = b.chain_of(getattr(b, {day!r}), {cur!r})
+compute_surface([chain], asset={cur!r}, as_of=chain.as_of)
+cpu = []
+for _ in range({repeat}):
+    c0 = time.process_time()
+    compute_surface([chain], asset={cur!r}, as_of=chain.as_of)
+    cpu.append(time.process_time() - c0)
+print(statistics.median(cpu))
+"""
+
+
+def baseline_cpu(root: str, day: str, cur: str, repeat: int) -> float:
+    """The same fit from the sources at `root` (e.g. `git archive <commit> | tar -x -C root`), in a child process."""
+    code = _BASELINE_CHILD.format(root=root, day=day, cur=cur, repeat=repeat)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": root})
+    return float(done.stdout.split()[-1])
+
+
+def bench_fits(repeat: int, baseline: str | None = None) -> None:
+    print("surface fit of one currency's full Deribit chain (median of", repeat, "runs)")
     print(f"  {'file':<12} {'ccy':<4} {'options':>7} {'expiries':>8} {'fitted':>6} {'wall ms':>8} {'cpu ms':>8} "
-          f"{'floor cpu':>9} {'ratio':>6}")
-    for label, file in (("calm", CALM_DAY), ("sell-off", SELL_OFF_DAY)):
+          f"{'floor cpu':>9} {'ratio':>6}" + (f" {'baseline cpu':>12} {'/ baseline':>10}" if baseline else ""))
+    for label, day, file in (("calm", "CALM_DAY", CALM_DAY), ("sell-off", "SELL_OFF_DAY", SELL_OFF_DAY)):
         for cur in ("BTC", "ETH"):
+            base = baseline_cpu(baseline, day, cur, repeat) if baseline else None
             chain = chain_of(file, cur)
             times, cpu, floor = [], [], []
             fit = None
@@ -92,7 +120,8 @@ def bench_fits(repeat: int) -> None:
             fit_cpu, floor_cpu = statistics.median(cpu), statistics.median(floor)
             print(f"  {label:<12} {cur:<4} {len(chain.quotes):>7} {len(fit.slices):>8} {fitted:>6} "
                   f"{1000 * statistics.median(times):>8.1f} {1000 * fit_cpu:>8.1f} {1000 * floor_cpu:>9.1f} "
-                  f"{fit_cpu / floor_cpu:>6.1f}")
+                  f"{fit_cpu / floor_cpu:>6.1f}"
+                  + (f" {1000 * base:>12.1f} {fit_cpu / base:>10.2f}" if base is not None else ""))
 
 
 async def bench_snapshots(repeat: int, validate: bool) -> None:
@@ -132,9 +161,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--validate", action="store_true")
     parser.add_argument("--fits-only", action="store_true", help="only the surface fits, not the whole snapshots")
+    parser.add_argument("--baseline", metavar="DIR", help="also time the fits of the sources in DIR (another "
+                        "commit, `git archive COMMIT | tar -x -C DIR`), each in a child process of the same run")
     args = parser.parse_args()
     print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores")
-    bench_fits(args.repeat)
+    bench_fits(args.repeat, args.baseline)
     if not args.fits_only:
         asyncio.run(bench_snapshots(args.repeat, args.validate))
 

@@ -11,8 +11,12 @@ Per expiry:
 3. One joint eSSVI fit of every expiry (`oracles.essvi`), arbitrage-free at every strike and maturity by the
    constraints of its parameters: every expiry with a usable quote gets a fitted slice, an expiry whose quotes are
    all unusable gets the slice the surface interpolates at its time (status "interpolated"), none is dropped.
-Across expiries risk_core interpolates the parameters in time and extrapolates in total variance
-(`risk_core.pricing.vol_surface`). With no usable quote at all there is no surface and the status says why.
+4. Slices eSSVI misses by more than `oracles.essvi.CORRECT_ABOVE_VOL_POINTS` get a B-spline correction of their
+   total variance, fitted under butterfly and calendar constraints and checked on dense grids
+   (`oracles.essvi.fit_corrections`; docs/vol-surface.md, "Corrected slices").
+Across expiries risk_core interpolates the parameters in time (linearly in total variance next to a corrected
+slice) and extrapolates in total variance (`risk_core.pricing.vol_surface`). With no usable quote at all there is
+no surface and the status says why.
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from oracles.essvi import SliceData, fit_essvi
+from oracles.essvi import Node, SliceData, fit_corrections, fit_essvi
 from oracles.implied_vol import compute_implied_vol
 from risk_core.pricing.black76 import black76_greeks
-from risk_core.pricing.vol_surface import SECONDS_PER_YEAR, ESSVIPath, essvi_total_variance
-from risk_core.schema.market import ESSVISlice, ESSVISurface
+from risk_core.pricing.smile import corrected_essvi
+from risk_core.pricing.vol_surface import SECONDS_PER_YEAR, ESSVIPath
+from risk_core.schema.market import ESSVICorrection, ESSVISlice, ESSVISurface
 
 Array = NDArray[np.float64]
 ForwardMethod = Literal["future", "parity", "venue-underlying"]
@@ -101,8 +106,16 @@ class SliceFit:
     rmse_vol_points: float | None = None  # vega-weighted, on the slice's own quotes; None without a quote
 
     def total_variance(self, k: Array) -> Array:
-        return essvi_total_variance(np.asarray(k, dtype=np.float64), self.params.theta, self.params.rho,
-                                    self.params.psi)
+        """The slice's total variance at k: eSSVI plus its correction, if any."""
+        return self.variance_terms(k)[0]
+
+    def variance_terms(self, k: Array, derivatives: int = 0) -> tuple[Array, ...]:
+        """The slice's total variance at k and its first `derivatives` derivatives in k."""
+        p = self.params
+        return corrected_essvi(
+            np.asarray(k, dtype=np.float64), p.theta, p.psi * (1 + p.rho) / 2, p.psi * (1 - p.rho) / 2,
+            p.correction.as_tuple() if p.correction is not None else None, derivatives,
+        )
 
 
 @dataclass(frozen=True)
@@ -175,10 +188,19 @@ def compute_forward(
     return None
 
 
-def compute_otm_quotes(
-    quotes: Sequence[OptionQuote], *, forward: float, years: float, mark_only_weight: float = 0.25
-) -> _SliceQuotes:
-    """Out-of-the-money quotes as (log-moneyness, implied vol, vega, quality); prices with no vol left out."""
+@dataclass(frozen=True)
+class _OTMPrices:
+    """One venue's out-of-the-money quotes of one expiry, priced in USD, before their implied vols."""
+
+    quotes: tuple[OptionQuote, ...]
+    prices: Array
+    quality: Array
+    forward: float
+    years: float
+
+
+def _otm_prices(quotes: Sequence[OptionQuote], *, forward: float, years: float, mark_only_weight: float
+                ) -> _OTMPrices:
     prices: list[float] = []
     kept: list[OptionQuote] = []
     quality: list[float] = []
@@ -196,15 +218,39 @@ def compute_otm_quotes(
         prices.append(price * forward if q.inverse else price)
         kept.append(q)
         quality.append(1.0 if bid is not None else mark_only_weight)
-    strike = np.array([q.strike for q in kept], dtype=np.float64)
-    is_call = np.array([q.is_call for q in kept], dtype=bool)
-    iv = compute_implied_vol(np.array(prices, dtype=np.float64), forward, strike, years, is_call)
+    return _OTMPrices(quotes=tuple(kept), prices=np.array(prices, dtype=np.float64),
+                      quality=np.array(quality, dtype=np.float64), forward=forward, years=years)
+
+
+def _implied(parts: Sequence[_OTMPrices]) -> list[_SliceQuotes]:
+    """The implied vols and vegas of every part in one vectorized inversion (one Newton loop, not one a part),
+    prices with no vol left out."""
+    count = [p.prices.size for p in parts]
+    strike = np.array([q.strike for p in parts for q in p.quotes], dtype=np.float64)
+    is_call = np.array([q.is_call for p in parts for q in p.quotes], dtype=bool)
+    forward = np.repeat([p.forward for p in parts], count).astype(np.float64)
+    years = np.repeat([p.years for p in parts], count).astype(np.float64)
+    prices = np.concatenate([p.prices for p in parts]) if parts else np.zeros(0)
+    iv = compute_implied_vol(prices, forward, strike, years, is_call)
     ok = np.isfinite(iv) & (iv > 0)
-    strike, is_call, iv = strike[ok], is_call[ok], iv[ok]
-    vega = black76_greeks(forward, strike, years, iv, is_call).vega
-    names = tuple(q.instrument for q, usable in zip(kept, ok, strict=True) if usable)
-    return _SliceQuotes(k=np.log(strike / forward), iv=iv, vega=vega, strike=strike, is_call=is_call,
-                        quality=np.array(quality)[ok], instrument=names)
+    vega = np.full(iv.shape, np.nan)
+    vega[ok] = black76_greeks(forward[ok], strike[ok], years[ok], iv[ok], is_call[ok]).vega
+    out = []
+    for p, lo, hi in zip(parts, np.cumsum([0, *count[:-1]]), np.cumsum(count), strict=True):
+        use = ok[lo:hi]
+        out.append(_SliceQuotes(
+            k=np.log(strike[lo:hi][use] / p.forward), iv=iv[lo:hi][use], vega=vega[lo:hi][use],
+            strike=strike[lo:hi][use], is_call=is_call[lo:hi][use], quality=p.quality[use],
+            instrument=tuple(q.instrument for q, usable in zip(p.quotes, use, strict=True) if usable),
+        ))
+    return out
+
+
+def compute_otm_quotes(
+    quotes: Sequence[OptionQuote], *, forward: float, years: float, mark_only_weight: float = 0.25
+) -> _SliceQuotes:
+    """Out-of-the-money quotes as (log-moneyness, implied vol, vega, quality); prices with no vol left out."""
+    return _implied([_otm_prices(quotes, forward=forward, years=years, mark_only_weight=mark_only_weight)])[0]
 
 
 def _merge(parts: Sequence[_SliceQuotes]) -> _SliceQuotes:
@@ -238,20 +284,27 @@ def compute_surface(
 
     forwards: dict[datetime, float] = {}
     expiries: list[tuple[datetime, float, ExpiryForward, _SliceQuotes]] = []
+    priced: list[tuple[datetime, float, list[tuple[ExpiryForward, _OTMPrices]]]] = []
     for expiry in sorted(by_expiry):
         years = _years(as_of, expiry)
         if years < pol.min_years:
             continue
-        parts: list[_SliceQuotes] = []
-        best: tuple[int, ExpiryForward] | None = None
+        venue_parts: list[tuple[ExpiryForward, _OTMPrices]] = []
         for chain, qs in by_expiry[expiry]:
             fwd = compute_forward(
                 qs, expiry=expiry, future=chain.futures.get(expiry), venue=chain.venue,
                 parity_strikes=pol.parity_strikes,
             )
-            if fwd is None:
-                continue
-            part = compute_otm_quotes(qs, forward=fwd.forward, years=years, mark_only_weight=pol.mark_only_weight)
+            if fwd is not None:
+                venue_parts.append((fwd, _otm_prices(qs, forward=fwd.forward, years=years,
+                                                     mark_only_weight=pol.mark_only_weight)))
+        priced.append((expiry, years, venue_parts))
+    implied = iter(_implied([part for _, _, venue_parts in priced for _, part in venue_parts]))
+    for expiry, years, venue_parts in priced:
+        parts: list[_SliceQuotes] = []
+        best: tuple[int, ExpiryForward] | None = None
+        for fwd, _ in venue_parts:
+            part = next(implied)
             parts.append(part)
             if best is None or part.k.size > best[0]:
                 best = (part.k.size, fwd)
@@ -270,18 +323,33 @@ def compute_surface(
         flags.append("no usable option quote (none out of the money with a recoverable implied vol)")
         return SurfaceFit(asset=asset, as_of=as_of, status="failed", surface=None, slices=(), forwards=forwards,
                           flags=tuple(flags), venues=venues)
-    fit = fit_essvi([
+    slice_data = [
         SliceData(years=years, k=sq.k, total_variance=sq.iv * sq.iv * years, iv=sq.iv, weight=sq.vega * sq.quality)
         for _, years, _, sq in quoted
-    ])
+    ]
+    fit = fit_essvi(slice_data)
     if not fit.converged:
         flags.append(f"eSSVI fit stopped before convergence ({fit.message}); its constraints still hold")
-    path = ESSVIPath(np.array([e[1] for e in quoted]), fit.theta, fit.up, fit.down)
+    backbone = ESSVIPath(np.array([e[1] for e in quoted]), fit.theta, fit.up, fit.down)
+    times = np.array([e[1] for e in expiries])
+    theta, up, down = backbone.at(times)
+    data = {id(sq): d for (_, _, _, sq), d in zip(quoted, slice_data, strict=True)}
+    nodes = [Node(years=float(t), theta=float(a), up=float(u), down=float(d), data=data.get(id(e[3])))
+             for t, a, u, d, e in zip(times, theta, up, down, expiries, strict=True)]
+    corrected = fit_corrections(nodes)
+    if corrected.scale < 1.0:
+        flags.append(f"slice corrections: {corrected.message}")
+    path = ESSVIPath(times, theta, up, down, corrected.corrections)
     slices: list[SliceFit] = []
     errors, vegas = [], []
-    for expiry, years, efwd, sq in expiries:
-        theta, up, down = (float(x[0]) for x in path.at(np.array([years])))
-        params = ESSVISlice(expiry=expiry, theta=theta, rho=(up - down) / (up + down), psi=up + down)
+    for i, (expiry, years, efwd, sq) in enumerate(expiries):
+        node, correction = nodes[i], corrected.corrections[i]
+        params = ESSVISlice(
+            expiry=expiry, theta=node.theta, rho=(node.up - node.down) / (node.up + node.down),
+            psi=node.up + node.down,
+            correction=None if correction is None else ESSVICorrection(
+                k_start=correction.k_start, k_step=correction.k_step, coefficients=correction.coefficients.tolist()),
+        )
         common = dict(expiry=expiry, years=years, forward=efwd.forward, forward_method=efwd.method,
                       n_quotes=int(sq.k.size), params=params)
         if not sq.k.size:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from risk_core.pricing.smile import butterfly_g
 from risk_core.pricing.vol_surface import svi_total_variance
 
 Array = NDArray[np.float64]
@@ -47,6 +48,4 @@ class SVIParams:
         w = self.total_variance(k)
         w1 = self.b * (self.rho + x / r)
         w2 = self.b * self.sigma * self.sigma / (r * r * r)
-        safe_w = np.where(w > 0, w, np.nan)
-        g = (1.0 - k * w1 / (2.0 * safe_w)) ** 2 - 0.25 * w1 * w1 * (1.0 / safe_w + 0.25) + 0.5 * w2
-        return np.where(w > 0, g, -np.inf)
+        return butterfly_g(k, w, w1, w2)

@@ -10,17 +10,25 @@ no-arbitrage conditions of the slices at every T in between. Before the first ex
 T = 0 and the wing slopes as sqrt(T) (psi^2 / theta constant: the butterfly bound holds); after the last, theta
 grows at the last interval's forward variance (T1's own with one slice) and the wings stay. Every T therefore has
 an arbitrage-free slice, extrapolated in total variance rather than at flat vol.
+
+A slice may carry a correction (a cubic B-spline of total variance, zero outside its knots; never the last slice).
+An interval with a corrected slice at either end is linear in total variance at fixed k, which keeps the order of
+its ends at every T (calendar); before a corrected first slice w(k, T) = w1(k) T / T1, free of both arbitrages
+(docs/vol-surface.md, "Corrected slices"); the extrapolation past the last slice grows theta at the forward ATM
+variance of the corrected slices.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from risk_core.pricing.smile import bspline_support, bspline_values, essvi_wings
 from risk_core.schema.market import ESSVISurface, PointsSurface, SVISurface, VolSurface
 
 Array = NDArray[np.float64]
@@ -42,22 +50,48 @@ def svi_total_variance(
 
 def essvi_total_variance(k: Array, theta: float | Array, rho: float | Array, psi: float | Array) -> Array:
     """w(k) = (theta + rho psi k + sqrt((psi k + rho theta)^2 + (1 - rho^2) theta^2)) / 2."""
-    return _essvi_wings(k, theta, psi * (1.0 + rho) / 2.0, psi * (1.0 - rho) / 2.0)
+    return essvi_wings(k, theta, psi * (1.0 + rho) / 2.0, psi * (1.0 - rho) / 2.0)[0]
 
 
-def _essvi_wings(k: Array, theta: float | Array, up: float | Array, down: float | Array) -> Array:
-    """eSSVI in its wing slopes up = psi (1 + rho) / 2, down = psi (1 - rho) / 2 (w ~ up k as k -> +inf)."""
-    psi, rho_psi = up + down, up - down
-    return 0.5 * (theta + rho_psi * k + np.sqrt((psi * k) ** 2 + 2.0 * theta * rho_psi * k + theta * theta))
+@dataclass(frozen=True)
+class SliceCorrection:
+    """Total variance added to an eSSVI slice: sum_j coefficients[j] B_j(k), the cubic B-splines of
+    `risk_core.pricing.smile.bspline_basis` on the knots k_start + i k_step; zero outside its support."""
+
+    k_start: float
+    k_step: float
+    coefficients: Array
+
+    def terms(self, k: Array, derivatives: int = 0) -> tuple[Array, ...]:
+        """The correction at k and its first `derivatives` derivatives in k."""
+        return tuple(bspline_values(k, self.k_start, self.k_step, self.coefficients, d) for d in range(derivatives + 1))
+
+    def as_tuple(self) -> tuple[float, float, Array]:
+        return self.k_start, self.k_step, self.coefficients
+
+    @property
+    def support(self) -> tuple[float, float]:
+        return bspline_support(self.k_start, self.k_step, self.coefficients.size)
 
 
 class ESSVIPath:
-    """theta and the wing slopes of an eSSVI surface at any T > 0 (interpolated and extrapolated as above)."""
+    """theta and the wing slopes of an eSSVI surface at any T > 0 (interpolated and extrapolated as above), and
+    the total variance of the surface, with the slices' corrections where there are any."""
 
-    def __init__(self, times: Array, theta: Array, up: Array, down: Array) -> None:
+    def __init__(
+        self, times: Array, theta: Array, up: Array, down: Array,
+        corrections: Sequence[SliceCorrection | None] | None = None,
+    ) -> None:
         self.times, self.theta, self.up, self.down = times, theta, up, down
+        self.corrections: tuple[SliceCorrection | None, ...] = (
+            tuple(corrections) if corrections is not None else (None,) * times.size
+        )
+        self._corrected = np.array([c is not None for c in self.corrections], dtype=bool)
+        # beyond the last expiry theta grows at the forward ATM variance of the last interval (of the slices as
+        # corrected: a correction moves the ATM variance of its slice); the last slice itself is never corrected
+        atm = self.slice_variance(np.arange(times.size), np.zeros(times.size))
         self._last_slope = (
-            (theta[-1] - theta[-2]) / (times[-1] - times[-2]) if times.size > 1 else theta[0] / times[0]
+            (theta[-1] - atm[-2]) / (times[-1] - times[-2]) if times.size > 1 else theta[0] / times[0]
         )
 
     def at(self, t: Array) -> tuple[Array, Array, Array]:
@@ -70,9 +104,38 @@ class ESSVIPath:
         theta = np.where(after, self.theta[-1] + self._last_slope * (t - times[-1]), theta)
         return theta, up * scale, down * scale
 
+    def slice_variance(self, index: NDArray[np.intp], k: Array) -> Array:
+        """Total variance of slice `index[i]` (eSSVI plus its correction) at k[i]."""
+        w = essvi_wings(k, self.theta[index], self.up[index], self.down[index])[0]
+        for j in np.unique(index[self._corrected[index]]):
+            where = index == j
+            correction = self.corrections[j]
+            assert correction is not None
+            w[where] += correction.terms(k[where])[0]
+        return w
+
     def total_variance(self, t: Array, k: Array) -> Array:
         theta, up, down = self.at(t)
-        return _essvi_wings(k, theta, up, down)
+        w = essvi_wings(k, theta, up, down)[0]
+        if not self._corrected.any():
+            return w
+        # an interval with a corrected slice at either end is linear in total variance at fixed k (ordered at its
+        # ends, so at every T in between); before a corrected first slice, w1(k) T / T1
+        times = self.times
+        hi = np.searchsorted(times, t)  # times[hi - 1] < t <= times[hi]
+        inner = (hi >= 1) & (hi < times.size)
+        lo = np.maximum(hi - 1, 0)
+        top = np.minimum(hi, times.size - 1)
+        linear = inner & (self._corrected[lo] | self._corrected[top])
+        first = (hi == 0) & self._corrected[0]
+        if linear.any():
+            i_lo, i_hi, kk = lo[linear], top[linear], k[linear]
+            w_lo, w_hi = self.slice_variance(i_lo, kk), self.slice_variance(i_hi, kk)
+            weight = (t[linear] - times[i_lo]) / (times[i_hi] - times[i_lo])
+            w[linear] = w_lo + (w_hi - w_lo) * weight
+        if first.any():
+            w[first] = self.slice_variance(np.zeros(int(first.sum()), dtype=np.intp), k[first]) * t[first] / times[0]
+        return w
 
 
 def _linear_slice(k: Array, *, strikes_k: Array, variances: Array) -> Array:
@@ -95,7 +158,12 @@ class ResolvedSurface:
             if live:
                 theta, rho, psi = (np.array([getattr(s, f) for s in live]) for f in ("theta", "rho", "psi"))
                 times = np.array([year_fraction(as_of, e) for e in expiries])
-                self._essvi = ESSVIPath(times, theta, psi * (1.0 + rho) / 2.0, psi * (1.0 - rho) / 2.0)
+                corrections = [
+                    None if s.correction is None else SliceCorrection(
+                        s.correction.k_start, s.correction.k_step, np.array(s.correction.coefficients))
+                    for s in live
+                ]
+                self._essvi = ESSVIPath(times, theta, psi * (1.0 + rho) / 2.0, psi * (1.0 - rho) / 2.0, corrections)
         elif isinstance(surface, SVISurface):
             params = {s.expiry: (s.a, s.b, s.rho, s.m, s.sigma) for s in surface.svi}
             expiries = sorted(e for e in params if e > as_of)

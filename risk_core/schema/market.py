@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 from pydantic import AwareDatetime, Field, Strict, model_validator
 
 from risk_core.errors import InputError
+from risk_core.pricing.smile import butterfly_g, corrected_essvi, correction_check_grid
 from risk_core.schema.positions import Asset, FiniteFloat, PositiveFloat, StrictModel
 
 
@@ -47,6 +48,19 @@ class SVISurface(StrictModel):
 ESSVI_TOLERANCE = 1e-9
 
 
+class ESSVICorrection(StrictModel):
+    """Total variance added to an eSSVI slice where three parameters cannot follow the market (steep short-dated
+    smiles): sum_j coefficients[j] B_j(k), B_j the cubic B-spline on the uniform knots k_start + i k_step,
+    i = j .. j + 4. Twice continuously differentiable, and zero outside [k_start, k_start + (n + 3) k_step]."""
+
+    k_start: FiniteFloat
+    k_step: PositiveFloat
+    coefficients: Annotated[list[FiniteFloat], Field(min_length=1, max_length=64)]
+
+    def as_tuple(self) -> tuple[float, float, NDArray[np.float64]]:
+        return self.k_start, self.k_step, np.array(self.coefficients, dtype=np.float64)
+
+
 class ESSVISlice(StrictModel):
     """One expiry of an eSSVI surface (Hendriks & Martini 2019): total variance
     w(k) = (theta + rho psi k + sqrt((psi k + rho theta)^2 + (1 - rho^2) theta^2)) / 2, k = ln(strike / forward).
@@ -59,6 +73,11 @@ class ESSVISlice(StrictModel):
     theta: PositiveFloat
     rho: Annotated[float, Field(gt=-1, lt=1, allow_inf_nan=False)]
     psi: PositiveFloat
+    correction: ESSVICorrection | None = Field(
+        default=None,
+        description="a short expiry's correction of total variance (null: the eSSVI slice alone); the surface "
+        "checks the corrected slice for butterfly and calendar arbitrage",
+    )
 
     @model_validator(mode="after")
     def _butterfly_free(self) -> ESSVISlice:
@@ -92,6 +111,33 @@ class ESSVISurface(StrictModel):
             ):
                 if high * tol < low:
                     raise InputError(f"essvi[{i}]", f"{name} must not decrease with expiry (calendar arbitrage)")
+        return self._corrections_free()
+
+    def _corrections_free(self) -> ESSVISurface:
+        """Corrected slices: checked on a grid over their corrections' support (outside it the slices are eSSVI,
+        free by the conditions above): g(k) >= 0 and total variance ordered against both neighbours."""
+        corrected = [i for i, s in enumerate(self.essvi) if s.correction is not None]
+        if not corrected:
+            return self
+        if corrected[-1] == len(self.essvi) - 1:
+            raise InputError(f"essvi[{corrected[-1]}].correction",
+                             "the last expiry's slice cannot carry a correction (the surface extrapolates it)")
+        k = correction_check_grid([c.as_tuple() for s in self.essvi if (c := s.correction) is not None])
+
+        def variance(s: ESSVISlice, derivatives: int = 0) -> tuple[NDArray[np.float64], ...]:
+            up, down = s.psi * (1 + s.rho) / 2, s.psi * (1 - s.rho) / 2
+            return corrected_essvi(k, s.theta, up, down, s.correction.as_tuple() if s.correction else None,
+                                   derivatives)
+
+        for i in corrected:
+            w, w1, w2 = variance(self.essvi[i], 2)
+            if np.min(butterfly_g(k, w, w1, w2)) < -ESSVI_TOLERANCE:
+                raise InputError(f"essvi[{i}]", "the corrected slice has g(k) < 0 (butterfly arbitrage)")
+            below = variance(self.essvi[i - 1])[0] if i > 0 else np.zeros_like(k)
+            above = variance(self.essvi[i + 1])[0]
+            scale = ESSVI_TOLERANCE * float(np.max(above))
+            if np.min(w - below) < -scale or np.min(above - w) < -scale:
+                raise InputError(f"essvi[{i}]", "the corrected slice crosses a neighbour (calendar arbitrage)")
         return self
 
 

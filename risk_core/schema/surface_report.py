@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, Field, PlainSerializer
 
+from risk_core.schema.market import ESSVICorrection
 from risk_core.schema.positions import FiniteFloat, PositiveFloat, StrictModel
 
 
@@ -25,6 +26,9 @@ class ESSVIParams(StrictModel):
     theta: PositiveFloat = Field(description="at-the-money total variance")
     rho: Annotated[float, Field(gt=-1, lt=1, allow_inf_nan=False)]
     psi: PositiveFloat = Field(description="theta x phi, the at-the-money skew scale")
+    correction: ESSVICorrection | None = Field(
+        default=None, description="total variance added to the eSSVI slice (a short expiry's B-spline); null: none"
+    )
 
 
 class QuoteComparison(StrictModel):

@@ -1,9 +1,9 @@
 """`metarisk surface` and POST /v1/surface on the recorded Deribit chains.
 
 Every figure of the report is recomputed here from what it prints or from the CSV, with formulas of the test's own:
-the total variance on the k grid and each quote's model IV from the printed eSSVI parameters; the market IV against
-Deribit's own `implied_volatility` column; min g(k) by finite differences; the calendar gap from the printed
-parameters; the per-currency RMSE from the printed IVs, weighted by Black-76 vegas computed here (QuantLib's
+the total variance on the k grid and each quote's model IV from the printed eSSVI parameters and correction; the
+market IV against Deribit's own `implied_volatility` column; min g(k) by finite differences; the calendar gap from
+the printed parameters; the per-currency RMSE from the printed IVs, weighted by Black-76 vegas computed here (QuantLib's
 normal distribution is not needed: vega = F n(d1) sqrt(T)). The JSON has exactly the documented keys and conforms
 to the exported JSON Schema."""
 
@@ -20,6 +20,7 @@ import jsonschema
 import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient
+from scipy.interpolate import BSpline
 
 import reference_data
 from api.cli import main
@@ -42,10 +43,19 @@ def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
     return report
 
 
-def ssvi(k: np.ndarray, p: dict[str, float]) -> np.ndarray:
+def ssvi(k: np.ndarray, p: dict[str, Any]) -> np.ndarray:
+    """The printed slice: Gatheral-Jacquier SSVI written out, plus the printed correction (a cubic B-spline on
+    uniform knots, evaluated by scipy's de Boor recursion, zero outside its knots)."""
     theta, rho, psi = p["theta"], p["rho"], p["psi"]
     phi = psi / theta
-    return theta / 2 * (1 + rho * phi * k + np.sqrt((phi * k + rho) ** 2 + 1 - rho**2))
+    w = theta / 2 * (1 + rho * phi * k + np.sqrt((phi * k + rho) ** 2 + 1 - rho**2))
+    c = p.get("correction")
+    if c is None:
+        return w
+    n = len(c["coefficients"])
+    knots = c["k_start"] + c["k_step"] * np.arange(-3, n + 7)  # padded by 3 zero coefficients on either side
+    spline = BSpline(knots, np.concatenate([np.zeros(3), c["coefficients"], np.zeros(3)]), 3, extrapolate=False)
+    return np.asarray(w + np.nan_to_num(spline(k)))
 
 
 def years(report: dict[str, Any], expiry: str) -> float:
@@ -71,7 +81,9 @@ def test_keys_types_and_schema(report: dict[str, Any]) -> None:
     assert len(report["expiries"]) >= 10
     for e in report["expiries"]:
         assert set(e) == EXPIRY_KEYS and e["expiry"].endswith("Z") and e["status"] == "fitted"
-        assert set(e["params"]) == {"theta", "rho", "psi"}
+        assert set(e["params"]) == {"theta", "rho", "psi", "correction"}
+        correction = e["params"]["correction"]
+        assert correction is None or set(correction) == {"k_start", "k_step", "coefficients"}
         assert len(e["k"]) == 601 and e["k"][0] == -3.0 and e["k"][-1] == pytest.approx(3.0)
         for q in e["quotes"]:
             assert set(q) == QUOTE_KEYS and 0 < q["market_iv"] < 10 and 0 < q["model_iv"] < 10  # decimals

@@ -7,7 +7,8 @@
 * market data that would break the calendar condition still gives a surface that meets it (the fit is constrained,
   not rejected), and the market schema refuses an eSSVI surface that breaks it;
 * forwards: a future's mark when listed, else put-call parity recovers the forward the prices were made with;
-* with no usable quote there is no surface.
+* with no usable quote there is no surface;
+* a short smile eSSVI cannot follow gets a correction that follows it, and the surface stays arbitrage-free.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from oracles import essvi
 from oracles.implied_vol import compute_implied_vol
 from oracles.surface import OptionQuote, VenueChain, compute_forward, compute_surface
 from oracles.svi import SVIParams
 from risk_core.pricing.black76 import black76_price
-from risk_core.pricing.vol_surface import SECONDS_PER_YEAR
+from risk_core.pricing.vol_surface import SECONDS_PER_YEAR, ResolvedSurface
 from risk_core.schema.market import ESSVISlice, ESSVISurface
 
 AS_OF = datetime(2026, 1, 5, 12, tzinfo=UTC)
@@ -173,3 +175,63 @@ def test_implied_vol_inverts_black76_and_refuses_impossible_prices() -> None:
     np.testing.assert_allclose(compute_implied_vol(calls, f, k, t, True), sigma, rtol=1e-9)
     bad = compute_implied_vol(np.array([39.0, 101.0, 1e-12]), f, np.array([60.0, 60.0, 300.0]), t, True)
     assert np.isnan(bad).all()  # below intrinsic, above the forward, no time value
+
+
+def _chain_with_a_short_smile() -> tuple[VenueChain, datetime, dict[datetime, float], np.ndarray, np.ndarray]:
+    """TRUE's chain and a one-day expiry whose smile is a steep parabola in vol, 0.8 + 20 k^2, below TRUE's."""
+    e0 = AS_OF + timedelta(days=1)
+    forwards = {**FORWARDS, e0: 100.2}
+    chain = chain_from(TRUE, inverse=False, strikes=np.linspace(60.0, 170.0, 45))
+    strikes = np.arange(86.0, 117.0, 1.0)
+    iv0 = 0.8 + 20.0 * np.log(strikes / forwards[e0]) ** 2
+    extra = [
+        OptionQuote(venue="v", instrument=f"1d-{strike:.0f}-{'C' if is_call else 'P'}", expiry=e0, strike=float(strike),
+                    is_call=is_call, bid=price * 0.999, ask=price * 1.001, mark=price, underlying_price=forwards[e0],
+                    inverse=False)
+        for is_call in (True, False)
+        for strike, price in zip(strikes, black76_price(forwards[e0], strikes, years(e0), iv0, is_call), strict=True)
+    ]
+    return dataclasses.replace(chain, quotes=chain.quotes + tuple(extra)), e0, forwards, strikes, iv0
+
+
+def test_corrections_that_fail_the_checks_are_dropped_and_no_expiry_with_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    chain, e0, _, _, _ = _chain_with_a_short_smile()
+    # a solver gone wrong: coefficients of -5 theta make the corrected slice's total variance negative
+    monkeypatch.setattr(essvi._CorrectionProblem, "solve", lambda self, z: np.full(z.size, -5.0))
+    fit = compute_surface([chain], asset="BTC", as_of=AS_OF)
+    assert isinstance(fit.surface, ESSVISurface)
+    assert [s.expiry for s in fit.slices] == [e0, E1, E2, E3] and all(s.status == "fitted" for s in fit.slices)
+    assert all(s.params.correction is None for s in fit.slices)
+    assert any("dropped" in flag for flag in fit.flags)
+
+
+def test_a_short_smile_essvi_cannot_follow_gets_a_correction_and_stays_arbitrage_free() -> None:
+    """A one-day expiry whose smile is a steep parabola in vol (0.8 + 20 k^2), below the eSSVI expiries: eSSVI
+    alone misses it by more than the correction threshold; corrected, the slice follows it, and the surface, read by
+    risk_core, keeps g(k) >= 0 for |k| <= 5 (finite differences) and total variance non-decreasing in T."""
+    chain, e0, forwards, strikes, iv0 = _chain_with_a_short_smile()
+    t0 = years(e0)
+    fit = compute_surface([chain], asset="BTC", as_of=AS_OF)
+    assert isinstance(fit.surface, ESSVISurface) and not fit.flags
+    short = fit.slices[0]
+    assert short.expiry == e0 and short.params.correction is not None
+    assert all(s.params.correction is None for s in fit.slices[1:])  # the eSSVI expiries need none
+    k = np.log(strikes / forwards[e0])
+    backbone = ssvi_w(k, short.params.theta, short.params.rho, short.params.psi)
+    missed_by_essvi = 100 * np.sqrt(np.mean((np.sqrt(backbone / t0) - iv0) ** 2))
+    assert missed_by_essvi > 1.5
+    assert short.rmse_vol_points is not None and short.rmse_vol_points < 0.5
+    surface = ResolvedSurface(fit.surface, AS_OF, lambda e: forwards[e])
+    k5 = np.linspace(-5.0, 5.0, 4001)
+    dk = k5[1] - k5[0]
+    times = [t0 / 10, t0 / 2, t0, *np.linspace(t0, years(E1), 9)[1:], years(E2)]
+    for t in times:
+        w = surface.implied_vol(np.full_like(k5, t), k5) ** 2 * t
+        w1 = np.gradient(w, dk, edge_order=2)
+        w2 = np.gradient(w1, dk, edge_order=2)
+        g = (1 - k5 * w1 / (2 * w)) ** 2 - w1**2 / 4 * (1 / w + 0.25) + w2 / 2
+        assert g.min() >= -1e-6, f"T = {t:.5f}: g = {g.min():.3g} at k = {k5[np.argmin(g)]:.2f}"
+    k3 = np.linspace(-3.0, 3.0, 601)
+    grid = np.sort(np.concatenate([np.geomspace(t0 / 20, years(E3) + 1, 300), times]))
+    w = surface.implied_vol(grid[:, None] + 0 * k3, k3[None, :] + 0 * grid[:, None]) ** 2 * grid[:, None]
+    assert np.diff(w, axis=0).min() >= -1e-12

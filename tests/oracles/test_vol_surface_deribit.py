@@ -3,12 +3,13 @@
 
 * Repricing: the surface (as risk_core reads it) reprices Deribit's own mark implied vols of the out-of-the-money
   options with |delta| >= 0.02 with a vega-weighted RMSE of at most 1 vol point per currency on the calm day and 2
-  on the sell-off day; any single expiry within 3 (calm; the sell-off's shortest expiries miss it, see the xfail).
+  on the sell-off day; any single expiry within 3 on both.
   Deribit's `implied_volatility` and `vega` columns are independent of the fit, which sees only bids, asks, marks
   and futures.
 * No expiry dropped: every expiry of the file more than an hour out has a fitted slice.
 * No arbitrage, checked here with formulas of the test's own (not the fitter's): g(k) >= 0 for |k| <= 5 on every
-  slice and on the surface between and beyond them, and total variance non-decreasing in T for every k in [-3, 3],
+  slice (its eSSVI parameters and, where it has one, its B-spline correction) and on the surface between and beyond
+  them, and total variance non-decreasing in T for every k in [-3, 3],
   from before the first expiry to a year past the last.
 Speed is a benchmark (benchmarks/bench_snapshot.py), not a test. The chain is read from the CSV here,
 independently of the venue servers.
@@ -22,11 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.interpolate import BSpline
 
 import reference_data
 from oracles.surface import OptionQuote, SurfaceFit, VenueChain, compute_surface, vega_weighted_rmse
 from risk_core.pricing.vol_surface import SECONDS_PER_YEAR, ResolvedSurface
-from risk_core.schema.market import ESSVISurface
+from risk_core.schema.market import ESSVICorrection, ESSVISurface
 
 DERIBIT = reference_data.path("market", "deribit")
 CALM = DERIBIT / "deribit_options_snapshot_20260105T153329Z.csv"
@@ -117,14 +119,7 @@ def test_fit_reprices_deribit_marks_per_currency(case: tuple[Path, str]) -> None
     assert total <= RMSE_LIMIT[path.name], f"{currency}: vega-weighted RMSE {total:.3f} vol points"
 
 
-@pytest.mark.parametrize(
-    "path",
-    [CALM, pytest.param(SELL_OFF, marks=pytest.mark.xfail(
-        strict=True, reason="eSSVI has 3 parameters a slice: the sell-off's steepest short-dated smiles (BTC 6 Feb, "
-        "10 hours out: 6 vol points; ETH 7 Feb: 4, ETH 6 Feb: 3.2) are beyond its shape; docs/vol-surface.md, "
-        "'What it costs', says what was measured and what meeting it would take"))],
-    ids=["calm", "sell-off"],
-)
+@pytest.mark.parametrize("path", [CALM, SELL_OFF], ids=["calm", "sell-off"])
 @pytest.mark.parametrize("currency", ["BTC", "ETH"])
 def test_every_expiry_within_three_vol_points(path: Path, currency: str) -> None:
     fit, rows = fitted(path, currency)
@@ -152,6 +147,17 @@ def essvi_variance(k: np.ndarray, theta: np.ndarray, rho: np.ndarray, psi: np.nd
     return theta / 2 * (1 + rho * phi * k + np.sqrt((phi * k + rho) ** 2 + 1 - rho**2))
 
 
+def correction_variance(k: np.ndarray, correction: ESSVICorrection | None) -> np.ndarray:
+    """A slice's correction written out independently: scipy's B-spline (de Boor) on the uniform knots, padded with
+    zero coefficients, so that it is zero outside its knots."""
+    if correction is None:
+        return np.zeros_like(k)
+    n = len(correction.coefficients)
+    knots = correction.k_start + correction.k_step * np.arange(-3, n + 7)
+    coefficients = np.concatenate([np.zeros(3), correction.coefficients, np.zeros(3)])
+    return np.nan_to_num(BSpline(knots, coefficients, 3, extrapolate=False)(k))
+
+
 def butterfly_g(w: np.ndarray, dk: float, k: np.ndarray) -> np.ndarray:
     """Gatheral's g(k) from w on a uniform grid, derivatives by central differences."""
     w1 = np.gradient(w, dk, edge_order=2)
@@ -165,15 +171,26 @@ def test_every_slice_is_butterfly_free_for_k_within_5(case: tuple[Path, str]) ->
     assert isinstance(fit.surface, ESSVISurface)
     dk = float(K_BUTTERFLY[1] - K_BUTTERFLY[0])
     for s in fit.surface.essvi:
-        g = butterfly_g(essvi_variance(K_BUTTERFLY, np.float64(s.theta), np.float64(s.rho), np.float64(s.psi)), dk,
-                        K_BUTTERFLY)
+        w = essvi_variance(K_BUTTERFLY, np.float64(s.theta), np.float64(s.rho), np.float64(s.psi))
+        g = butterfly_g(w + correction_variance(K_BUTTERFLY, s.correction), dk, K_BUTTERFLY)
         assert g.min() >= -1e-6, f"{s.expiry}: g = {g.min():.3g} at k = {K_BUTTERFLY[np.argmin(g)]:.2f}"
     # and on the surface between and beyond the slices, as risk_core reads it
     surface = _resolved(fit)
-    for t in np.geomspace(surface.expiry_years[0] / 10, surface.expiry_years[-1] * 2, 40):
+    times = surface.expiry_years
+    between = [np.linspace(a, b, 7)[1:-1] for a, b in zip(times[:-1], times[1:], strict=True)]  # 5 in each interval
+    for t in np.concatenate([np.geomspace(times[0] / 10, times[-1] * 2, 40), *between]):
         w = surface.implied_vol(np.full_like(K_BUTTERFLY, t), K_BUTTERFLY) ** 2 * t
         g = butterfly_g(w, dk, K_BUTTERFLY)
         assert g.min() >= -1e-6, f"T = {t:.4f}: g = {g.min():.3g}"
+
+
+def test_slices_essvi_cannot_follow_are_corrected_only_on_the_sell_off(case: tuple[Path, str]) -> None:
+    path, currency = case
+    fit, _ = fitted(path, currency)
+    assert isinstance(fit.surface, ESSVISurface)
+    corrected = [s.expiry for s in fit.surface.essvi if s.correction is not None]
+    assert bool(corrected) == (path == SELL_OFF)
+    assert fit.surface.essvi[-1].correction is None  # the long end is eSSVI's extrapolation
 
 
 def test_total_variance_never_falls_with_expiry(case: tuple[Path, str]) -> None:

@@ -2,6 +2,8 @@
 
 w = iv^2 T; within an expiry w is linear in k = ln(K / F(T)) between quoted strikes (flat beyond them) or raw SVI;
 across expiries w is linear in T at fixed k; the vol is flat before the first expiry and after the last.
+An eSSVI surface interpolates its parameters; an interval that touches a slice with a B-spline correction is linear
+in total variance instead, and the market schema refuses corrections that bring arbitrage.
 """
 
 from __future__ import annotations
@@ -14,10 +16,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
+from scipy.interpolate import BSpline
 
 import reference_data
 from risk_core.pricing.vol_surface import ResolvedSurface, year_fraction
-from risk_core.schema.market import ESSVISlice, ESSVISurface, PointsSurface, SVISlice, SVISurface, VolPoint
+from risk_core.schema.market import (
+    ESSVICorrection,
+    ESSVISlice,
+    ESSVISurface,
+    PointsSurface,
+    SVISlice,
+    SVISurface,
+    VolPoint,
+)
 
 REPO = Path(__file__).resolve().parents[2]  # tests/pricing/<this file> -> the repository root
 DATA = reference_data.path("market")
@@ -215,3 +227,61 @@ def test_essvi_surface_interpolates_its_parameters_and_extrapolates_in_total_var
         for k in (-2.0, -0.3, 0.0, 0.4, 3.0):
             expected = math.sqrt(_ssvi_by_hand(k, th, u, d) / t)
             assert s.implied_vol(np.array([t]), np.array([k]))[0] == pytest.approx(expected, rel=HAND_RTOL), (t, k)
+
+
+def _bspline(k: float, start: float, step: float, coefficients: list[float]) -> float:
+    """Cubic B-spline on uniform knots by scipy's de Boor recursion, zero outside its knots."""
+    knots = start + step * np.arange(-3, len(coefficients) + 7)
+    padded = np.concatenate([np.zeros(3), coefficients, np.zeros(3)])
+    return float(np.nan_to_num(BSpline(knots, padded, 3, extrapolate=False)(np.array([k]))[0]))
+
+
+CORRECTION = ESSVICorrection(k_start=-0.3, k_step=0.1, coefficients=[0.0005, 0.001, 0.0005])
+
+
+def _corrected_surface(correction: ESSVICorrection | None = CORRECTION, last: ESSVICorrection | None = None
+                       ) -> ESSVISurface:
+    theta, up, down = (0.02, 0.08), (0.06, 0.10), (0.09, 0.16)
+    return ESSVISurface(essvi=[
+        ESSVISlice(expiry=e, theta=th, rho=(u - d) / (u + d), psi=u + d, correction=c)
+        for e, th, u, d, c in zip((E1, E2), theta, up, down, (correction, last), strict=True)
+    ])
+
+
+def test_a_corrected_slice_is_linear_in_total_variance_to_its_neighbours() -> None:
+    s = ResolvedSurface(_corrected_surface(), AS_OF, forward)
+
+    def w1(k: float) -> float:  # the corrected first slice, by hand
+        return _ssvi_by_hand(k, 0.02, 0.06, 0.09) + _bspline(k, -0.3, 0.1, [0.0005, 0.001, 0.0005])
+
+    def w2(k: float) -> float:
+        return _ssvi_by_hand(k, 0.08, 0.10, 0.16)
+
+    for k in (-2.0, -0.25, -0.05, 0.0, 0.12, 0.29, 3.0):
+        cases = {
+            T1: w1(k),
+            0.025: w1(k) * 0.25,  # before a corrected first slice: its total variance times T / T1
+            0.25: w1(k) + (w2(k) - w1(k)) * 0.5,  # halfway to the next slice, linear in total variance
+            T2: w2(k),
+            # past the last: theta grows at the forward ATM variance of the corrected slices, the wings held
+            1.0: _ssvi_by_hand(k, 0.08 + (0.08 - w1(0.0)) / 0.3 * 0.6, 0.10, 0.16),
+        }
+        for t, expected in cases.items():
+            assert vol(s, t, k) == pytest.approx(math.sqrt(expected / t), rel=1e-9), (t, k)
+    assert w1(0.0) > 0.02  # the correction moved the ATM variance
+
+
+@pytest.mark.parametrize(
+    ("correction", "last", "message"),
+    [
+        (ESSVICorrection(k_start=-3.0, k_step=1.0, coefficients=[0.1] * 4), None, "calendar arbitrage"),
+        (ESSVICorrection(k_start=-0.06, k_step=0.02, coefficients=[0.0, -0.015, 0.0]), None, "butterfly arbitrage"),
+        (None, CORRECTION, "last expiry"),
+    ],
+    ids=["calendar", "butterfly", "last-slice"],
+)
+def test_the_schema_refuses_a_correction_that_brings_arbitrage(
+    correction: ESSVICorrection | None, last: ESSVICorrection | None, message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        _corrected_surface(correction, last)
