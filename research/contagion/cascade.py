@@ -28,9 +28,10 @@ from research.contagion.accounts import (
     derive_requirements,
     liquidate_round,
 )
-from research.contagion.depth import LiquidityCurve, depth_curve
+from research.contagion.depth import MarketDepth, market_depth
 from research.contagion.params import CascadeParams
 from research.contagion.population import VENUES, partition_count, read_partition, validate_population
+from risk_core.schema.market import UniswapV3Pool
 
 
 class PartitionRunner(Protocol):
@@ -72,6 +73,7 @@ class CascadeResult:
     contagion: list[ContagionEdge] = field(default_factory=list)
     params_version: str = ""
     params_sha256: str = ""
+    depth_source: dict[str, str] = field(default_factory=dict)  # per asset: "depth curve" or the pools read
 
     @property
     def liquidated_usd(self) -> float:
@@ -115,14 +117,20 @@ def run_cascade(
     max_rounds: int = 20,
     price_impact: bool = True,
     on_round: Callable[[RoundResult], None] | None = None,
+    pools: Sequence[UniswapV3Pool] = (),
 ) -> CascadeResult:
+    """`pools`: Uniswap v3 pools read (the market snapshot's); an asset with any is priced through them, the
+    others through the parameter file's depth curves."""
     start = shocked_prices(prices, shock)
-    curves: dict[int, LiquidityCurve] = {}
+    curves: dict[int, MarketDepth] = {}
+    sources: dict[str, str] = {}
     if price_impact:
         for code, name in enumerate(assets.names):
-            curve = depth_curve(params, name, prices[name])
-            if curve is not None:
-                curves[code] = curve
+            depth = market_depth(params, name, prices[name], pools)
+            if depth is not None:
+                # the shock moves the market along its own depth, as arbitrage would
+                curves[code] = depth.shocked(start[name] / prices[name])
+                sources[name] = depth.source
     aave_threshold, aave_bonus, max_leverage = _venue_tables(assets, params)
     perp_codes = np.array([assets.names.index(a) for a in ("BTC", "ETH", "SOL") if a in assets.names], np.intp)
     pm2 = params.pm2_parameters()
@@ -173,6 +181,7 @@ def run_cascade(
         contagion=edges,
         params_version=params.version,
         params_sha256=params.digest(),
+        depth_source=sources,
     )
 
 
@@ -248,9 +257,11 @@ def sweep(
     *,
     max_rounds: int = 20,
     price_impact: bool = True,
+    pools: Sequence[UniswapV3Pool] = (),
 ) -> list[CascadeResult]:
     """One cascade per shock, each on a fresh copy of the population."""
     return [
-        run_cascade(make_runner(), assets, prices, shock, params, max_rounds=max_rounds, price_impact=price_impact)
+        run_cascade(make_runner(), assets, prices, shock, params, max_rounds=max_rounds, price_impact=price_impact,
+                    pools=pools)
         for shock in shocks
     ]

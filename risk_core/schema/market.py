@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import AwareDatetime, Field, Strict, model_validator
+from pydantic import AwareDatetime, Field, Strict, StrictBool, model_validator
 
 from risk_core.schema.positions import Asset, FiniteFloat, PositiveFloat, StrictModel
 
@@ -155,6 +155,35 @@ class MarketHistory(StrictModel):
         }
 
 
+class PoolTick(StrictModel):
+    tick: Annotated[int, Strict(), Field(ge=-887272, le=887272)]
+    liquidity_net: Annotated[int, Strict(), Field(ge=-(2**127), lt=2**127)]
+
+
+class UniswapV3Pool(StrictModel):
+    """A Uniswap v3 pool's depth as read at one block (slot0, liquidity, the initialised ticks' liquidityNet):
+    the price impact of selling the asset into it is the pool's own swap (risk_core.pricing.uniswap_v3)."""
+
+    asset: Asset = Field(description="the asset this pool trades (token0 or token1)")
+    quote: Asset = Field(description="the other token, valued at its spot price")
+    asset_is_token0: StrictBool
+    decimals0: Annotated[int, Strict(), Field(ge=0, le=36)]
+    decimals1: Annotated[int, Strict(), Field(ge=0, le=36)]
+    fee: Annotated[int, Strict(), Field(ge=0, lt=1_000_000, description="fee tier in pips (3000 = 0.3%)")]
+    tick_spacing: Annotated[int, Strict(), Field(ge=1, le=16384)]
+    sqrt_price_x96: Annotated[int, Strict(), Field(ge=4295128739, lt=1461446703485210103287273052203988822378723970342)]
+    tick: Annotated[int, Strict(), Field(ge=-887272, le=887272)]
+    liquidity: Annotated[int, Strict(), Field(ge=0, lt=2**128, description="active liquidity (raw)")]
+    ticks: list[PoolTick] = Field(description="the initialised ticks read, ascending (those around the price)")
+    tick_range: tuple[int, int] | None = Field(
+        default=None, description="the ticks [lower, upper] whose bitmap words were read: beyond them the depth is "
+        "unknown and a swap stops at their edge; null: every initialised tick is listed")
+    source: Literal["onchain", "subgraph"]
+    address: str | None = None
+    chain: str | None = None
+    block: Annotated[int, Strict(), Field(ge=0)] | None = None
+
+
 class MarketSnapshot(StrictModel):
     as_of: AwareDatetime
     spot: dict[Asset, PositiveFloat] = Field(description="index price in USD per asset")
@@ -170,3 +199,6 @@ class MarketSnapshot(StrictModel):
     history: MarketHistory | None = Field(
         default=None, description="daily history for the fhs model (params.model); unused by the grid"
     )
+    pools: list[UniswapV3Pool] = Field(
+        default_factory=list, description="Uniswap v3 pools read: the liquidity add-on and the cascade take an "
+        "asset's price impact from its pools where any is given, else from the parameter file's depth curve")
