@@ -203,8 +203,9 @@ def _cascade(args: argparse.Namespace) -> str:
     document = summary(result)
     print(f"{result.rounds} rounds, {result.liquidated_usd:,.0f} USD liquidated; files: "
           + ", ".join(str(p) for p in files.values()), file=sys.stderr)
-    return json.dumps({k: document[k] for k in ("rounds", "liquidated_usd", "liquidated_usd_by_venue",
-                                                "bad_debt_usd_by_venue", "final_prices", "depth_source")}, indent=2) + "\n"
+    keys = ("rounds", "liquidated_usd", "liquidated_usd_by_venue", "bad_debt_usd_by_venue", "final_prices",
+            "depth_source")
+    return json.dumps({k: document[k] for k in keys}, indent=2) + "\n"
 
 
 def _guarded(handler):  # type: ignore[no-untyped-def]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from eth_abi import encode
 from eth_utils import keccak, to_checksum_address
 
-from risk_core.pricing.uniswap_v3 import MAX_TICK, MIN_TICK, Q96, UINT256, amount0_delta, amount1_delta
+from risk_core.pricing.uniswap_v3 import MAX_TICK, MIN_TICK, UINT256, amount0_delta, amount1_delta
 from risk_core.pricing.uniswap_v3 import sqrt_ratio_at_tick as compute_sqrt_ratio_at_tick
 
 __all__ = ["MAX_TICK", "MIN_TICK", "compute_sqrt_ratio_at_tick"]

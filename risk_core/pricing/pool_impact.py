@@ -19,8 +19,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from risk_core.schema.market import UniswapV3Pool
-
 from risk_core.pricing.uniswap_v3 import (
     MAX_SQRT_RATIO,
     MAX_TICK,
@@ -33,6 +31,7 @@ from risk_core.pricing.uniswap_v3 import (
     sqrt_ratio_at_tick,
     swap,
 )
+from risk_core.schema.market import UniswapV3Pool
 
 VIRTUAL_DECIMALS = 18  # a virtual pool's two tokens: raw = human x 1e18, so its raw price is the human one
 LOG_TICK = math.log(1.0001)
@@ -124,7 +123,7 @@ def route(pools: Sequence[AssetPool], units: float) -> tuple[float, float, tuple
         return quote, after.price(), (after,)
     selling = units > 0
     start = [p.price() for p in pools]
-    # the common end price lies between the furthest start price and the deepest single pool's end alone
+    # the common end price: between the highest start price and twelve orders of magnitude below it (a sale)
     low, high = (min(start) * 1e-12, max(start)) if selling else (min(start), max(start) * 1e12)
 
     def sold_at(price: float) -> float:
@@ -133,8 +132,8 @@ def route(pools: Sequence[AssetPool], units: float) -> tuple[float, float, tuple
 
     for _ in range(200):
         middle = math.sqrt(low * high)
-        moved = sold_at(middle)
-        if (moved > units) if selling else (moved < units):
+        sold = sold_at(middle)
+        if (sold > units) if selling else (sold < units):
             low, high = (middle, high) if selling else (low, middle)
         else:
             low, high = (low, middle) if selling else (middle, high)
@@ -149,12 +148,12 @@ def route(pools: Sequence[AssetPool], units: float) -> tuple[float, float, tuple
         if i != deepest and ((end < p0) if selling else (end > p0)):
             amounts[i] = pool.moved_to(end)[0]
     amounts[deepest] = units - math.fsum(amounts)
-    quote, after = 0.0, []
+    quote, moved = 0.0, []
     for pool, amount in zip(pools, amounts, strict=True):
         received, moved_pool = pool.trade(amount)
         quote += received
-        after.append(moved_pool)
-    return quote, after[deepest].price(), tuple(after)
+        moved.append(moved_pool)
+    return quote, moved[deepest].price(), tuple(moved)
 
 
 def virtual_pool(bands: Sequence[tuple[float, float]], price: float, name: str = "depth curve") -> AssetPool:

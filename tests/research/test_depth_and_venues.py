@@ -14,6 +14,7 @@ from research.contagion.depth import depth_curve
 from research.contagion.params import load_cascade_params
 from risk_core.venues.derive_pm2 import Pm2Case, evaluate_pm2
 
+
 def amount0_between(lower: float, upper: float, liquidity: float) -> float:
     """Whitepaper eq. 6.30: token0 in a range = L (1/sqrt(lower) - 1/sqrt(upper))."""
     return liquidity * (1 / math.sqrt(lower) - 1 / math.sqrt(upper))
