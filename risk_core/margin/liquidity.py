@@ -57,9 +57,11 @@ class PoolDepth:
             try:
                 _, end, _ = route(self.pools, float(value) / self.spot)
                 charge = abs(value) * max(abs(end / start - 1.0) - self.allowance, 0.0)
-            except ImpactOutOfRange:
-                charge = (float(liquidity_addon(np.array([value]), self.fallback)[0]) if self.fallback is not None
-                          else abs(float(value)))
+            except ImpactOutOfRange as beyond:
+                if beyond.exhausted or self.fallback is None:
+                    charge = abs(float(value))  # the pools cannot absorb it, or nothing is known beyond them
+                else:
+                    charge = float(liquidity_addon(np.array([value]), self.fallback)[0])
             out[net == value] = charge
         return out
 

@@ -38,7 +38,12 @@ LOG_TICK = math.log(1.0001)
 
 
 class ImpactOutOfRange(ValueError):
-    """A flow larger than the liquidity known on its side of the price (all of it, or the ticks read)."""
+    """A flow larger than the liquidity known on its side of the price: `exhausted` when that is all the liquidity
+    the pool has (every tick known: the market cannot absorb it), else the edge of the ticks read (unknown beyond)."""
+
+    def __init__(self, message: str, *, exhausted: bool = False) -> None:
+        super().__init__(message)
+        self.exhausted = exhausted
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,10 @@ class AssetPool:
         token1_per_token0 = price_of(self.profile.sqrt_price_x96, self.decimals0, self.decimals1)
         return token1_per_token0 if self.asset_is_token0 else 1.0 / token1_per_token0
 
+    def _knows_all(self, zero_for_one: bool) -> bool:
+        """Every tick on that side of the price is known (no read window there)."""
+        return self.lower_tick <= MIN_TICK if zero_for_one else self.upper_tick >= MAX_TICK
+
     def _limit(self, zero_for_one: bool) -> int:
         if zero_for_one:
             return max(sqrt_ratio_at_tick(self.lower_tick), MIN_SQRT_RATIO + 1)
@@ -78,12 +87,14 @@ class AssetPool:
         zero_for_one = selling == self.asset_is_token0  # token0 in when selling token0 or buying token1
         limit = self._limit(zero_for_one)
         if (limit >= self.profile.sqrt_price_x96) if zero_for_one else (limit <= self.profile.sqrt_price_x96):
-            raise ImpactOutOfRange(f"{self.name}: the price is at the edge of the ticks read")
+            raise ImpactOutOfRange(f"{self.name}: the price is at the edge of the ticks read",
+                                   exhausted=self._knows_all(zero_for_one))
         result = swap(self.profile, zero_for_one=zero_for_one, amount_specified=raw if selling else -raw,
                       sqrt_price_limit_x96=limit)
         if not result.complete:
             side = "selling" if selling else "buying"
-            raise ImpactOutOfRange(f"{self.name}: {side} {abs(units):g} exceeds the liquidity known on that side")
+            raise ImpactOutOfRange(f"{self.name}: {side} {abs(units):g} exceeds the liquidity known on that side",
+                                   exhausted=self._knows_all(zero_for_one))
         quote_raw = -(result.amount1 if self.asset_is_token0 else result.amount0)
         return quote_raw / 10.0**self.quote_decimals, replace(self, profile=result.after)
 
