@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -90,12 +91,51 @@ def test_a_deeper_pool_can_take_more_rounds() -> None:
     # the shallow pool: 1/sqrt(P) moves ten times as far for the first sale
     after_first = 1 / (1 / math.sqrt(2_400) + 10 * (1 / math.sqrt(2_385) - 1 / math.sqrt(2_400))) ** 2
     assert after_first < 2_370
-    assert shallow.per_round[1].prices["ETH"] == __import__("pytest").approx(after_first, rel=1e-9)
+    assert shallow.per_round[1].prices["ETH"] == pytest.approx(after_first, rel=1e-9)
     assert [r.accounts_liquidated["hyperliquid"] for r in shallow.per_round] == [1, 3]
     assert (deep.rounds, shallow.rounds) == (4, 2)
     # and yet no account went earlier under the deeper pool
     for r, liquidated in enumerate(deep_rounds):
         assert not (liquidated & ~shallow_rounds[min(r, len(shallow_rounds) - 1)]).any()
+
+
+def test_with_aaves_close_factor_a_deeper_pool_can_liquidate_more() -> None:
+    """Why the statement needs whole-account closes: Aave's close factor makes what an account sells depend on the
+    path. A perp sells 200 ETH at 2,400. The pool 0.1% deeper leaves ETH a hair higher, where the Aave loan's health
+    is just above 0.95: half its debt is repaid (the shallower pool's price, just below 0.95, closes all of it at
+    once). The next round's lower price takes the rest, now with all the collateral, at a far lower price: the
+    deeper cascade sold more in all, ends lower, and liquidates a third account the shallower one never does."""
+    depth, factor, lt, bonus = 200_000.0, 1.001, 0.83, 0.05
+    liquidity = depth / (math.sqrt(3_000.0) * TWO_PCT)
+
+    def after(sold: float, deeper: bool) -> float:
+        return 1 / (1 / math.sqrt(2_400.0) + sold / (liquidity * (factor if deeper else 1.0))) ** 2
+
+    p1, p1_deep = after(200.0, False), after(200.0, True)
+    collateral = 3_000.0
+    debt = collateral * lt * (p1 + p1_deep) / 2 / 0.95  # health 0.95 between the two round-1 prices
+    assert collateral * p1 * lt / debt < 0.95 <= collateral * p1_deep * lt / debt < 1 <= collateral * 2_400 * lt / debt
+    shallow_sold = 200.0 + debt * (1 + bonus) / p1  # all the debt repaid at p1
+    half = debt / 2 * (1 + bonus) / p1_deep  # half of it at p1_deep; healthy again there
+    left = collateral - half
+    assert left * p1_deep * lt / (debt / 2) >= 1
+    p2_deep = after(200.0 + half, True)
+    assert left * p2_deep * lt / (debt / 2) < 0.95  # round 2, deeper pool only: the rest, collateral short of it
+    deep_sold = 200.0 + half + min(left, debt / 2 * (1 + bonus) / p2_deep)
+    p_shallow, p_deep = after(shallow_sold, False), after(deep_sold, True)
+    assert p_deep < p_shallow
+    line = (p_deep + p_shallow) / 2  # a third account between the two end prices
+    population = table([*hyperliquid_long(0, 200.0, 2_450.0),
+                        (1, "aave-v3", 0, "ETH", "supply", collateral, None),
+                        (1, "aave-v3", 0, "USDC", "borrow", debt, None),
+                        *hyperliquid_long(2, 0.01, line)])
+    shallow, _ = run(population, {"ETH": depth}, {"ETH": -0.2})
+    deep, _ = run(population, {"ETH": depth * factor}, {"ETH": -0.2})
+    assert shallow.final_prices["ETH"] == pytest.approx(p_shallow, rel=1e-9)
+    assert deep.final_prices["ETH"] == pytest.approx(after(deep_sold + 0.01, True), rel=1e-9)
+    assert [r.accounts_liquidated["hyperliquid"] for r in shallow.per_round] == [1, 0]
+    assert [r.accounts_liquidated["hyperliquid"] for r in deep.per_round] == [1, 0, 0, 1]
+    assert deep.accounts_liquidated > shallow.accounts_liquidated
 
 
 long_perp = st.tuples(
