@@ -9,8 +9,6 @@ slot0), so the profile is one block's state even while the chain moves. The bitm
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from chains.client import ChainClient
 from chains.errors import RpcError
 from chains.multicall import BLOCK_CALLS, ContractCall, compute_block_calls, fetch_aggregate3
@@ -28,17 +26,6 @@ TICKS = ("ticks(int24)", ("uint128", "int128", "uint256", "uint256", "int56", "u
 DEFAULT_WORDS_EACH_SIDE = 8  # 0.05% pools (spacing 10): +-20,480 ticks, a price within a factor of ~7.7 either way
 
 
-@dataclass(frozen=True)
-class PoolToken:
-    """The pool's side this read is about: which token is the asset, and both tokens' decimals."""
-
-    asset: str
-    quote: str
-    asset_is_token0: bool
-    decimals0: int
-    decimals1: int
-
-
 def _call(pool: str, read: tuple[str, tuple[str, ...]], *args: object) -> ContractCall:
     return ContractCall(pool, read[0], tuple(args), read[1])
 
@@ -48,13 +35,15 @@ def bitmap_ticks(word_position: int, word: int, spacing: int) -> list[int]:
     return [(word_position * 256 + bit) * spacing for bit in range(256) if word >> bit & 1]
 
 
-async def read_pool_depth(client: ChainClient, pool: str, token: PoolToken, *,
+async def read_pool_depth(client: ChainClient, pool: str, *, quote: str = "USDC",
                           words_each_side: int = DEFAULT_WORDS_EACH_SIDE,
                           block: int | None = None) -> UniswapV3Pool:
-    """The pool's tick-liquidity profile at `block` (default: the latest, named by the first batch).
+    """The pool's tick-liquidity profile at `block` (default: the latest, named by the first batch). Its tokens are
+    named and their decimals read from the chains file; the asset is the one that is not `quote`.
 
     Raises:
-        RpcError: a read failed or the contract is not a pool (a revert or undecodable answer)."""
+        RpcError: a read failed, the contract is not an initialised pool (a revert or undecodable answer), or a
+            token the chains file does not list."""
     head = [*compute_block_calls(client.config.multicall3),
             *(_call(pool, read) for read in (SLOT0, LIQUIDITY, FEE, TICK_SPACING, TOKEN0, TOKEN1))]
     results = await fetch_aggregate3(client, head, block_identifier=block if block is not None else "latest")
@@ -63,6 +52,12 @@ async def read_pool_depth(client: ChainClient, pool: str, token: PoolToken, *,
     (liquidity,), (fee,), (spacing,) = (r.decoded() for r in results[BLOCK_CALLS + 1:BLOCK_CALLS + 4])
     if sqrt_price == 0:
         raise RpcError(f"{client.config.name}: pool {pool} is not initialised")
+    (address0,), (address1,) = (r.decoded() for r in results[BLOCK_CALLS + 4:BLOCK_CALLS + 6])
+    token0, token1 = client.config.token_by_address(address0), client.config.token_by_address(address1)
+    if token0 is None or token1 is None:
+        raise RpcError(f"{client.config.name}: pool {pool} has a token the chains file does not list")
+    asset_is_token0 = token0.asset != quote
+    asset, other = (token0, token1) if asset_is_token0 else (token1, token0)
 
     centre = (tick // spacing) >> 8
     positions = range(max(centre - words_each_side, MIN_TICK // spacing >> 8),
@@ -75,8 +70,8 @@ async def read_pool_depth(client: ChainClient, pool: str, token: PoolToken, *,
     lower = max(positions[0] * 256 * spacing, MIN_TICK)
     upper = min((positions[-1] * 256 + 255) * spacing, MAX_TICK)
     return UniswapV3Pool(
-        asset=token.asset, quote=token.quote, asset_is_token0=token.asset_is_token0, decimals0=token.decimals0,
-        decimals1=token.decimals1, fee=fee, tick_spacing=spacing, sqrt_price_x96=sqrt_price, tick=tick,
+        asset=asset.asset, quote=other.asset, asset_is_token0=asset_is_token0, decimals0=token0.decimals,
+        decimals1=token1.decimals, fee=fee, tick_spacing=spacing, sqrt_price_x96=sqrt_price, tick=tick,
         liquidity=liquidity, ticks=ticks, tick_range=(lower, upper), source="onchain", address=pool.lower(),
         chain=client.config.name, block=block_number,
     )

@@ -19,7 +19,7 @@ from chains.client import ChainClient
 from devnet.deploy import DEPLOYER, ChainDeployer, give_tokens
 from devnet.run import RunningDevnet
 from devnet.solidity import aave, load_npm_artifact
-from oracles.uniswap_v3_pools import PoolToken, read_pool_depth
+from oracles.uniswap_v3_pools import read_pool_depth
 from risk_core.pricing.uniswap_v3 import TickProfile, amount_to_price, sqrt_ratio_at_tick, swap
 
 FEE, SPACING = 500, 10
@@ -83,9 +83,9 @@ async def test_swaps_crossing_ticks_equal_the_real_pool_to_the_wei(
     mint(t0 - 60000, t0 - 50000, 40 * 10**18, 120_000 * 10**6)  # far below, across empty bitmap words
     mint(t0 + 50000, t0 + 56000, 40 * 10**18, 120_000 * 10**6)  # far above
 
-    token = PoolToken(asset="ETH", quote="USDC", asset_is_token0=weth_is_token0,
-                      decimals0=18 if weth_is_token0 else 6, decimals1=6 if weth_is_token0 else 18)
-    read = await read_pool_depth(clients["ethereum"], pool_address, token, words_each_side=30)
+    read = await read_pool_depth(clients["ethereum"], pool_address, words_each_side=30)
+    assert (read.asset, read.quote, read.asset_is_token0) == ("ETH", "USDC", weth_is_token0)
+    assert (read.decimals0, read.decimals1) == ((18, 6) if weth_is_token0 else (6, 18))
     assert read.block == w3.eth.block_number and read.fee == FEE and read.tick_spacing == SPACING
     assert read.sqrt_price_x96 == pool.functions.slot0().call()[0] and read.tick == start_tick
     assert read.liquidity == pool.functions.liquidity().call()

@@ -15,7 +15,6 @@ from devnet.deploy import DEPLOYER, ChainDeployer, give_tokens
 from devnet.run import RunningDevnet
 from devnet.solidity import aave
 from indexers.subgraphs import read_pool_depth as read_from_subgraph
-from oracles.uniswap_v3_pools import PoolToken
 from oracles.uniswap_v3_pools import read_pool_depth as read_on_chain
 from risk_core.pricing.pool_impact import asset_pool, route
 
@@ -49,9 +48,7 @@ async def test_the_subgraphs_ticks_equal_the_pools_own(
                   sender=demo, what="burn a third of the demo range")
 
     weth_is_token0 = seeded.token0 == "WETH"
-    side = PoolToken(asset="ETH", quote="USDC", asset_is_token0=weth_is_token0,
-                     decimals0=18 if weth_is_token0 else 6, decimals1=6 if weth_is_token0 else 18)
-    on_chain = await read_on_chain(clients["ethereum"], seeded.pool, side, words_each_side=80)
+    on_chain = await read_on_chain(clients["ethereum"], seeded.pool, words_each_side=80)
     async with run_subgraph_server(clients) as base:
         indexed = await read_from_subgraph(subgraph_url(base, "uniswap-v3", "ethereum"), chain, seeded.pool,
                                            page_size=2)

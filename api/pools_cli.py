@@ -1,0 +1,101 @@
+"""`metarisk pools`: Uniswap v3 pools' depth read into a market snapshot's `pools`, for `metarisk cascade --market`
+and for a margin request's liquidity add-on (docs/contagion.md, docs/margin-model.md).
+
+    metarisk pools --chains CHAINS.yaml --chain ethereum --pool 0x... [--pool 0x...] --market M.json --out M2.json
+        [--subgraph URL] [--quote USDC] [--words-each-side 8] [--block N]
+
+On chain (default) every pool is read through Multicall3 at one block (the first read names it unless `--block`
+does); with `--subgraph` from the Uniswap v3 subgraph at that URL. Pools already in the market that are read again
+are replaced; the others are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from api.errors import field_path
+from chains.client import make_chain_client
+from chains.config import ChainConfig, ChainConfigError, load_chains_file
+from chains.errors import RpcError
+from indexers.subgraphs import SubgraphError
+from indexers.subgraphs import read_pool_depth as read_from_subgraph
+from oracles.uniswap_v3_pools import DEFAULT_WORDS_EACH_SIDE
+from oracles.uniswap_v3_pools import read_pool_depth as read_on_chain
+from risk_core.pricing.pool_impact import pool_label
+from risk_core.schema.market import MarketSnapshot, UniswapV3Pool
+
+EXIT_BAD_INPUT = 2
+
+
+class PoolsInputError(ValueError):
+    """A bad argument or an unreadable source, named."""
+
+
+async def _read(chain: ChainConfig, args: argparse.Namespace) -> list[UniswapV3Pool]:
+    if args.subgraph:
+        return [await read_from_subgraph(args.subgraph, chain, pool, quote=args.quote) for pool in args.pool]
+    client = await make_chain_client(chain)
+    try:
+        read: list[UniswapV3Pool] = []
+        block = args.block
+        for pool in args.pool:
+            read.append(await read_on_chain(client, pool, quote=args.quote, words_each_side=args.words_each_side,
+                                            block=block))
+            block = read[-1].block  # every pool at the first one's block
+        return read
+    finally:
+        await client.close()
+
+
+def _pools(args: argparse.Namespace) -> str:
+    try:
+        chain = load_chains_file(Path(args.chains)).chain(args.chain)
+    except ChainConfigError as e:
+        raise PoolsInputError(f"--chains: {e}") from e
+    except KeyError:
+        raise PoolsInputError(f"--chain: {args.chain!r} is not in {args.chains}") from None
+    try:
+        market = MarketSnapshot.model_validate_json(Path(args.market).read_bytes())
+    except OSError as e:
+        raise PoolsInputError(f"--market {args.market}: cannot read: {e.strerror}") from e
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise PoolsInputError(f"--market {args.market}: {field_path(first['loc']) or '(market)'}: {first['msg']}") from e
+    try:
+        read = asyncio.run(_read(chain, args))
+    except (RpcError, SubgraphError) as e:
+        raise PoolsInputError(f"{'--subgraph' if args.subgraph else '--pool'}: {e}") from e
+    again = {pool.address for pool in read}
+    kept = [pool for pool in market.pools if pool.address not in again]
+    Path(args.out).write_text(market.model_copy(update={"pools": [*kept, *read]}).model_dump_json(indent=2))
+    lines = [f"{pool_label(p)}: {len(p.ticks)} initialised ticks" + (
+        f" in ticks {p.tick_range[0]}..{p.tick_range[1]}" if p.tick_range else "") for p in read]
+    return "\n".join([*lines, f"{args.out}: {len(kept) + len(read)} pools"]) + "\n"
+
+
+def _guarded(args: argparse.Namespace) -> str:
+    try:
+        return _pools(args)
+    except PoolsInputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT) from e
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    pools = commands.add_parser("pools", help="read Uniswap v3 pools' depth into a market snapshot's `pools`")
+    pools.add_argument("--chains", required=True, help="chains file (its RPC and tokens)")
+    pools.add_argument("--chain", required=True)
+    pools.add_argument("--pool", action="append", required=True, help="a pool's address; repeat for several")
+    pools.add_argument("--market", required=True, help="the market snapshot JSON to add the pools to")
+    pools.add_argument("--out", required=True, help="the market snapshot JSON written")
+    pools.add_argument("--subgraph", help="read from the Uniswap v3 subgraph at this URL instead of the chain")
+    pools.add_argument("--quote", default="USDC", help="the pools' quote asset (the other token is the asset)")
+    pools.add_argument("--words-each-side", type=int, default=DEFAULT_WORDS_EACH_SIDE,
+                       help="tick bitmap words read either side of the price (on chain)")
+    pools.add_argument("--block", type=int, help="the block to read at (on chain; default: the latest)")
+    pools.set_defaults(run=_guarded)
