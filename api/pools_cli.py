@@ -65,7 +65,8 @@ def _pools(args: argparse.Namespace) -> str:
         raise PoolsInputError(f"--market {args.market}: cannot read: {e.strerror}") from e
     except ValidationError as e:
         first = e.errors()[0]
-        raise PoolsInputError(f"--market {args.market}: {field_path(first['loc']) or '(market)'}: {first['msg']}") from e
+        where = field_path(first["loc"]) or "(market)"
+        raise PoolsInputError(f"--market {args.market}: {where}: {first['msg']}") from e
     try:
         read = asyncio.run(_read(chain, args))
     except (RpcError, SubgraphError) as e:
