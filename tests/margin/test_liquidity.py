@@ -137,3 +137,11 @@ def test_a_net_beyond_the_pools_known_ticks_falls_back_to_the_curve() -> None:
     q = 5_000.0 * ETH_PRICE
     assert r.liquidity_addon_usd == pytest.approx(q * max(0.0, 0.01 * math.sqrt(q / curve.depth_usd) - 0.01),
                                                   rel=1e-12)
+
+
+def test_the_text_report_names_a_read_pool_as_the_depth() -> None:
+    from api.report_text import render_report
+
+    text = render_report(pool_report([position("spot", asset="ETH", quantity=500.0)]))
+    assert "    ETH depth: uniswap-v3 onchain 0xcdcd" in text
+    assert "depth:" not in render_report(report([position("spot", asset="ETH", quantity=500.0)]))
