@@ -169,6 +169,14 @@ def test_deeper_pools_never_liquidate_an_account_earlier(
         mine = deep_sets[min(r, len(deep_sets) - 1)] if deep_sets else never
         theirs = shallow_sets[min(r, len(shallow_sets) - 1)] if shallow_sets else never
         assert not (mine & ~theirs).any(), f"round {r}: liquidated under the deeper pool only"
+    # in the published outputs: accounts liquidated for the first time, summed up to each round, never more
+    def by_round(result: CascadeResult, rounds: int) -> list[int]:
+        firsts = [sum(r.accounts_first_liquidated.values()) for r in result.per_round]
+        firsts += [0] * (rounds - len(firsts))
+        return list(np.cumsum(firsts))
+
+    horizon = max(deep.rounds, shallow.rounds)
+    assert all(d <= s for d, s in zip(by_round(deep, horizon), by_round(shallow, horizon), strict=True))
     for asset in ("ETH", "BTC"):
         assert deep.final_prices[asset] >= shallow.final_prices[asset] * (1 - 1e-12)
     if shallow.rounds <= 1:
