@@ -157,3 +157,14 @@ def test_two_pools_end_at_one_price_and_share_the_flow() -> None:
     expected = 1 / (1 / 100.0**0.5 + units / 4_000.0) ** 2
     assert price == pytest.approx(expected, rel=1e-12)
     assert after[0].price() == pytest.approx(after[1].price(), rel=1e-12)
+
+
+def test_two_pools_share_a_buy_too() -> None:
+    """Buying back 5 units: 1/sqrt(P) falls by 5 / (L1 + L2), each pool's exact output its share."""
+    one = virtual_pool([(0.0, 1_000.0)], 100.0)
+    two = virtual_pool([(0.0, 3_000.0)], 100.0)
+    paid, price, after = route((one, two), -5.0)
+    assert price == pytest.approx(1 / (1 / 100.0**0.5 - 5.0 / 4_000.0) ** 2, rel=1e-12)
+    assert after[0].price() == pytest.approx(after[1].price(), rel=1e-12)
+    # what was paid: L (sqrt(P') - sqrt(P)) summed over both pools (no fee on a virtual pool)
+    assert -paid == pytest.approx(4_000.0 * (price**0.5 - 10.0), rel=1e-12)
