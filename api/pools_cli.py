@@ -15,19 +15,16 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from api.errors import field_path
-from chains.client import make_chain_client
-from chains.config import ChainConfig, ChainConfigError, load_chains_file
-from chains.errors import RpcError
-from indexers.subgraphs import SubgraphError
-from indexers.subgraphs import read_pool_depth as read_from_subgraph
-from oracles.uniswap_v3_pools import DEFAULT_WORDS_EACH_SIDE
-from oracles.uniswap_v3_pools import read_pool_depth as read_on_chain
 from risk_core.pricing.pool_impact import pool_label
 from risk_core.schema.market import MarketSnapshot, UniswapV3Pool
+
+if TYPE_CHECKING:
+    from chains.config import ChainConfig
 
 EXIT_BAD_INPUT = 2
 
@@ -37,6 +34,10 @@ class PoolsInputError(ValueError):
 
 
 async def _read(chain: ChainConfig, args: argparse.Namespace) -> list[UniswapV3Pool]:
+    from chains.client import make_chain_client
+    from indexers.subgraphs import read_pool_depth as read_from_subgraph
+    from oracles.uniswap_v3_pools import read_pool_depth as read_on_chain
+
     if args.subgraph:
         return [await read_from_subgraph(args.subgraph, chain, pool, quote=args.quote) for pool in args.pool]
     client = await make_chain_client(chain)
@@ -44,8 +45,8 @@ async def _read(chain: ChainConfig, args: argparse.Namespace) -> list[UniswapV3P
         read: list[UniswapV3Pool] = []
         block = args.block
         for pool in args.pool:
-            read.append(await read_on_chain(client, pool, quote=args.quote, words_each_side=args.words_each_side,
-                                            block=block))
+            words = {} if args.words_each_side is None else {"words_each_side": args.words_each_side}
+            read.append(await read_on_chain(client, pool, quote=args.quote, block=block, **words))
             block = read[-1].block  # every pool at the first one's block
         return read
     finally:
@@ -53,6 +54,12 @@ async def _read(chain: ChainConfig, args: argparse.Namespace) -> list[UniswapV3P
 
 
 def _pools(args: argparse.Namespace) -> str:
+    # chain, subgraph and oracle code only when the command runs: web3 raises the interpreter's recursion limit at
+    # import, and the other commands' refusal of deeply nested JSON relies on the default one
+    from chains.config import ChainConfigError, load_chains_file
+    from chains.errors import RpcError
+    from indexers.subgraphs import SubgraphError
+
     try:
         chain = load_chains_file(Path(args.chains)).chain(args.chain)
     except ChainConfigError as e:
@@ -96,7 +103,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     pools.add_argument("--out", required=True, help="the market snapshot JSON written")
     pools.add_argument("--subgraph", help="read from the Uniswap v3 subgraph at this URL instead of the chain")
     pools.add_argument("--quote", default="USDC", help="the pools' quote asset (the other token is the asset)")
-    pools.add_argument("--words-each-side", type=int, default=DEFAULT_WORDS_EACH_SIDE,
-                       help="tick bitmap words read either side of the price (on chain)")
+    pools.add_argument("--words-each-side", type=int,
+                       help="tick bitmap words read either side of the price (on chain; default 8)")
     pools.add_argument("--block", type=int, help="the block to read at (on chain; default: the latest)")
     pools.set_defaults(run=_guarded)
