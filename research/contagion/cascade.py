@@ -1,12 +1,13 @@
 """Liquidation cascades to a fixed point: shock, liquidate, sell, move prices, liquidate again.
 
-Each asset's depth curve is the market's liquidity as it stood before the shock; the shock moves the price
-along it (as arbitrage would), and the liquidations' sales move it further along the same curve.
+Each asset's market (its Uniswap v3 pools read, else its depth curve: research.contagion.depth) is the liquidity
+as it stood before the shock; the shock moves the price along it (as arbitrage would), and the liquidations' sales
+move it further along the same market.
 
 The loop runs on the client; the partitions live wherever the runner keeps them (in this process, or on Dask
 workers). Each round the client prices what every partition needs once (RoundInputs), the runner applies one
 round of the venues' rules to every partition, and the client adds the partitions' totals in partition order (the
-same sum whatever runs them) and moves each asset along its depth curve by the cumulative net flow.
+same sum whatever runs them) and moves each asset along its market by the cumulative net flow.
 """
 
 from __future__ import annotations
