@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
 from datetime import date
 from functools import cached_property
 from typing import Annotated, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import AwareDatetime, Field, Strict, StrictBool, model_validator
+from pydantic import (
+    AwareDatetime,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    Strict,
+    StrictBool,
+    WithJsonSchema,
+    model_validator,
+)
 
 from risk_core.schema.positions import Asset, FiniteFloat, PositiveFloat, StrictModel
 
@@ -155,9 +166,42 @@ class MarketHistory(StrictModel):
         }
 
 
+def _bounded(low: int, high: int) -> Callable[[object], int]:
+    """An integer beyond JSON numbers' exact range (uint160, uint128, int128): a decimal string in JSON, as the
+    subgraphs write BigInt, or an int in Python; bounds checked here, not as JSON Schema numbers (no 64-bit encoder
+    could write them)."""
+
+    def parse(value: object) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,60}", value):
+            number = int(value)
+        else:
+            raise ValueError("an integer, as a decimal string")
+        if not low <= number < high:
+            raise ValueError(f"outside [{low}, {high})")
+        return number
+
+    return parse
+
+
+def _string_schema(low: int, high: int) -> WithJsonSchema:
+    return WithJsonSchema({"type": "string", "pattern": "^-?[0-9]{1,60}$",
+                           "description": f"a decimal integer from {low} up to {high} (excluded)"})
+
+
+_MIN_SQRT, _MAX_SQRT = 4295128739, 1461446703485210103287273052203988822378723970342
+SqrtPriceX96 = Annotated[int, BeforeValidator(_bounded(_MIN_SQRT, _MAX_SQRT)), PlainSerializer(str, return_type=str),
+                         _string_schema(_MIN_SQRT, _MAX_SQRT)]
+Liquidity = Annotated[int, BeforeValidator(_bounded(0, 2**128)), PlainSerializer(str, return_type=str),
+                      _string_schema(0, 2**128)]
+LiquidityNet = Annotated[int, BeforeValidator(_bounded(-(2**127), 2**127)), PlainSerializer(str, return_type=str),
+                         _string_schema(-(2**127), 2**127)]
+
+
 class PoolTick(StrictModel):
     tick: Annotated[int, Strict(), Field(ge=-887272, le=887272)]
-    liquidity_net: Annotated[int, Strict(), Field(ge=-(2**127), lt=2**127)]
+    liquidity_net: LiquidityNet
 
 
 class UniswapV3Pool(StrictModel):
@@ -171,9 +215,9 @@ class UniswapV3Pool(StrictModel):
     decimals1: Annotated[int, Strict(), Field(ge=0, le=36)]
     fee: Annotated[int, Strict(), Field(ge=0, lt=1_000_000, description="fee tier in pips (3000 = 0.3%)")]
     tick_spacing: Annotated[int, Strict(), Field(ge=1, le=16384)]
-    sqrt_price_x96: Annotated[int, Strict(), Field(ge=4295128739, lt=1461446703485210103287273052203988822378723970342)]
+    sqrt_price_x96: SqrtPriceX96
     tick: Annotated[int, Strict(), Field(ge=-887272, le=887272)]
-    liquidity: Annotated[int, Strict(), Field(ge=0, lt=2**128, description="active liquidity (raw)")]
+    liquidity: Liquidity = Field(description="active liquidity (raw)")
     ticks: list[PoolTick] = Field(description="the initialised ticks read, ascending (those around the price)")
     tick_range: tuple[int, int] | None = Field(
         default=None, description="the ticks [lower, upper] whose bitmap words were read: beyond them the depth is "
