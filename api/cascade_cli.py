@@ -19,6 +19,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -38,6 +39,9 @@ from research.contagion.population import (
 from research.contagion.sweep import grid_shocks, summarise, write_sweep
 from risk_core.schema.market import MarketSnapshot, UniswapV3Pool
 from risk_core.schema.positions import Position
+
+if TYPE_CHECKING:
+    from chains.config import ChainConfig
 
 EXIT_BAD_INPUT = 2
 
@@ -59,18 +63,35 @@ def market_prices(path: str | None) -> dict[str, float]:
     return _market(path)[0]
 
 
-def _market(path: str | None) -> tuple[dict[str, float], list[UniswapV3Pool]]:
-    """The market's prices and the Uniswap v3 pools it carries (none for the recorded default market)."""
-    if path is None:
-        return default_prices(), []
+def read_market(path: str) -> MarketSnapshot:
+    """A market snapshot file; an unreadable or invalid one is a CascadeInputError naming `--market` and the field."""
     try:
-        market = MarketSnapshot.model_validate_json(Path(path).read_bytes())
+        return MarketSnapshot.model_validate_json(Path(path).read_bytes())
     except OSError as e:
         raise CascadeInputError(f"--market {path}: cannot read: {e.strerror}") from e
     except ValidationError as e:
         first = e.errors()[0]
         raise CascadeInputError(f"--market {path}: {field_path(first['loc']) or '(market)'}: {first['msg']}") from e
+
+
+def _market(path: str | None) -> tuple[dict[str, float], list[UniswapV3Pool]]:
+    """The market's prices and the Uniswap v3 pools it carries (none for the recorded default market)."""
+    if path is None:
+        return default_prices(), []
+    market = read_market(path)
     return {**dict(market.spot), "USDC": market.spot.get("USDC", 1.0)}, list(market.pools)
+
+
+def load_chain(chains: str, name: str) -> ChainConfig:
+    """`--chain` of the `--chains` file, errors naming the argument."""
+    from chains.config import ChainConfigError, load_chains_file
+
+    try:
+        return load_chains_file(Path(chains)).chain(name)
+    except ChainConfigError as e:
+        raise CascadeInputError(f"--chains: {e}") from e
+    except KeyError:
+        raise CascadeInputError(f"--chain: {name!r} is not in {chains}") from None
 
 
 def parse_shock(text: str) -> dict[str, float]:
@@ -152,15 +173,9 @@ def _parse_urls(values: list[str]) -> dict[str, str]:
 
 
 def _subgraph_population(args: argparse.Namespace) -> str:
-    from chains.config import ChainConfigError, load_chains_file
     from indexers.subgraphs import SubgraphError, discover_chain
 
-    try:
-        chain = load_chains_file(Path(args.chains)).chain(args.chain)
-    except ChainConfigError as e:
-        raise CascadeInputError(f"--chains: {e}") from e
-    except KeyError:
-        raise CascadeInputError(f"--chain: {args.chain!r} is not in {args.chains}") from None
+    chain = load_chain(args.chains, args.chain)
     try:
         found = asyncio.run(discover_chain(chain, _parse_urls(args.url), page_size=args.page_size))
     except SubgraphError as e:

@@ -17,20 +17,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
-from api.errors import field_path
+from api.cascade_cli import EXIT_BAD_INPUT, CascadeInputError, load_chain, read_market
 from risk_core.pricing.pool_impact import pool_label
-from risk_core.schema.market import MarketSnapshot, UniswapV3Pool
+from risk_core.schema.market import UniswapV3Pool
 
 if TYPE_CHECKING:
     from chains.config import ChainConfig
 
-EXIT_BAD_INPUT = 2
-
-
-class PoolsInputError(ValueError):
-    """A bad argument or an unreadable source, named."""
 
 
 async def _read(chain: ChainConfig, args: argparse.Namespace) -> list[UniswapV3Pool]:
@@ -56,28 +49,15 @@ async def _read(chain: ChainConfig, args: argparse.Namespace) -> list[UniswapV3P
 def _pools(args: argparse.Namespace) -> str:
     # chain, subgraph and oracle code only when the command runs: web3 raises the interpreter's recursion limit at
     # import, and the other commands' refusal of deeply nested JSON relies on the default one
-    from chains.config import ChainConfigError, load_chains_file
     from chains.errors import RpcError
     from indexers.subgraphs import SubgraphError
 
-    try:
-        chain = load_chains_file(Path(args.chains)).chain(args.chain)
-    except ChainConfigError as e:
-        raise PoolsInputError(f"--chains: {e}") from e
-    except KeyError:
-        raise PoolsInputError(f"--chain: {args.chain!r} is not in {args.chains}") from None
-    try:
-        market = MarketSnapshot.model_validate_json(Path(args.market).read_bytes())
-    except OSError as e:
-        raise PoolsInputError(f"--market {args.market}: cannot read: {e.strerror}") from e
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = field_path(first["loc"]) or "(market)"
-        raise PoolsInputError(f"--market {args.market}: {where}: {first['msg']}") from e
+    chain = load_chain(args.chains, args.chain)
+    market = read_market(args.market)
     try:
         read = asyncio.run(_read(chain, args))
     except (RpcError, SubgraphError) as e:
-        raise PoolsInputError(f"{'--subgraph' if args.subgraph else '--pool'}: {e}") from e
+        raise CascadeInputError(f"{'--subgraph' if args.subgraph else '--pool'}: {e}") from e
     again = {pool.address for pool in read}
     kept = [pool for pool in market.pools if pool.address not in again]
     Path(args.out).write_text(market.model_copy(update={"pools": [*kept, *read]}).model_dump_json(indent=2))
@@ -89,7 +69,7 @@ def _pools(args: argparse.Namespace) -> str:
 def _guarded(args: argparse.Namespace) -> str:
     try:
         return _pools(args)
-    except PoolsInputError as e:
+    except CascadeInputError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT) from e
 
