@@ -19,6 +19,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -26,6 +27,7 @@ from api.errors import field_path
 from research.contagion import simulate
 from research.contagion.accounts import AssetIndex
 from research.contagion.cascade import InProcessRunner, RoundResult, ShockError, sweep
+from research.contagion.depth import ImpactOutOfRange
 from research.contagion.outputs import summary, write_outputs
 from research.contagion.params import load_cascade_params
 from research.contagion.population import (
@@ -35,8 +37,11 @@ from research.contagion.population import (
     write_synthetic_population,
 )
 from research.contagion.sweep import grid_shocks, summarise, write_sweep
-from risk_core.schema.market import MarketSnapshot
+from risk_core.schema.market import MarketSnapshot, UniswapV3Pool
 from risk_core.schema.positions import Position
+
+if TYPE_CHECKING:
+    from chains.config import ChainConfig
 
 EXIT_BAD_INPUT = 2
 
@@ -55,16 +60,38 @@ def default_prices() -> dict[str, float]:
 
 
 def market_prices(path: str | None) -> dict[str, float]:
-    if path is None:
-        return default_prices()
+    return _market(path)[0]
+
+
+def read_market(path: str) -> MarketSnapshot:
+    """A market snapshot file; an unreadable or invalid one is a CascadeInputError naming `--market` and the field."""
     try:
-        market = MarketSnapshot.model_validate_json(Path(path).read_bytes())
+        return MarketSnapshot.model_validate_json(Path(path).read_bytes())
     except OSError as e:
         raise CascadeInputError(f"--market {path}: cannot read: {e.strerror}") from e
     except ValidationError as e:
         first = e.errors()[0]
         raise CascadeInputError(f"--market {path}: {field_path(first['loc']) or '(market)'}: {first['msg']}") from e
-    return {**dict(market.spot), "USDC": market.spot.get("USDC", 1.0)}
+
+
+def _market(path: str | None) -> tuple[dict[str, float], list[UniswapV3Pool]]:
+    """The market's prices and the Uniswap v3 pools it carries (none for the recorded default market)."""
+    if path is None:
+        return default_prices(), []
+    market = read_market(path)
+    return {**dict(market.spot), "USDC": market.spot.get("USDC", 1.0)}, list(market.pools)
+
+
+def load_chain(chains: str, name: str) -> ChainConfig:
+    """`--chain` of the `--chains` file, errors naming the argument."""
+    from chains.config import ChainConfigError, load_chains_file
+
+    try:
+        return load_chains_file(Path(chains)).chain(name)
+    except ChainConfigError as e:
+        raise CascadeInputError(f"--chains: {e}") from e
+    except KeyError:
+        raise CascadeInputError(f"--chain: {name!r} is not in {chains}") from None
 
 
 def parse_shock(text: str) -> dict[str, float]:
@@ -146,15 +173,9 @@ def _parse_urls(values: list[str]) -> dict[str, str]:
 
 
 def _subgraph_population(args: argparse.Namespace) -> str:
-    from chains.config import ChainConfigError, load_chains_file
     from indexers.subgraphs import SubgraphError, discover_chain
 
-    try:
-        chain = load_chains_file(Path(args.chains)).chain(args.chain)
-    except ChainConfigError as e:
-        raise CascadeInputError(f"--chains: {e}") from e
-    except KeyError:
-        raise CascadeInputError(f"--chain: {args.chain!r} is not in {args.chains}") from None
+    chain = load_chain(args.chains, args.chain)
     try:
         found = asyncio.run(discover_chain(chain, _parse_urls(args.url), page_size=args.page_size))
     except SubgraphError as e:
@@ -180,32 +201,33 @@ def _cascade(args: argparse.Namespace) -> str:
     population = Path(args.population)
     if not population.is_file():
         raise CascadeInputError(f"{args.population}: no such file")
-    prices = market_prices(args.market)
+    prices, pools = _market(args.market)
     params = load_cascade_params()
     workers = os.cpu_count() or 1 if args.workers is None else args.workers
     if args.sweep:
         shocks = parse_sweep(args.sweep)
         assets = AssetIndex(tuple(sorted(prices)))
         results = sweep(lambda: InProcessRunner.from_file(population, assets), assets, prices, shocks, params,
-                        max_rounds=args.max_rounds, price_impact=not args.no_impact)
+                        max_rounds=args.max_rounds, price_impact=not args.no_impact, pools=pools)
         files = write_sweep(summarise(results), Path(args.out))
         return json.dumps({name: str(path) for name, path in files.items()}, indent=2) + "\n"
     result = simulate(population, prices, parse_shock(args.shock or ""), workers=workers, scheduler=args.scheduler,
                       params=params, max_rounds=args.max_rounds, price_impact=not args.no_impact,
-                      on_round=_progress)
+                      on_round=_progress, pools=pools)
     files = write_outputs(result, Path(args.out))
     document = summary(result)
     print(f"{result.rounds} rounds, {result.liquidated_usd:,.0f} USD liquidated; files: "
           + ", ".join(str(p) for p in files.values()), file=sys.stderr)
-    return json.dumps({k: document[k] for k in ("rounds", "liquidated_usd", "liquidated_usd_by_venue",
-                                                "bad_debt_usd_by_venue", "final_prices")}, indent=2) + "\n"
+    keys = ("rounds", "liquidated_usd", "liquidated_usd_by_venue", "bad_debt_usd_by_venue", "final_prices",
+            "depth_source")
+    return json.dumps({k: document[k] for k in keys}, indent=2) + "\n"
 
 
 def _guarded(handler):  # type: ignore[no-untyped-def]
     def run(args: argparse.Namespace) -> str:
         try:
             return str(handler(args))
-        except (CascadeInputError, PopulationError, ShockError) as e:
+        except (CascadeInputError, PopulationError, ShockError, ImpactOutOfRange) as e:
             print(f"error: {e}", file=sys.stderr)
             raise SystemExit(EXIT_BAD_INPUT) from e
 

@@ -18,6 +18,7 @@ from api.batch_cli import add_parser as add_batch_parser
 from api.cascade_cli import add_parsers as add_cascade_parsers
 from api.errors import InvalidRequest, compute_request_report, describe_validation_error, problem_lines
 from api.fhs_history import with_recorded_history
+from api.pools_cli import add_parsers as add_pools_parsers
 from api.report_text import render_report
 from api.surface_cli import add_parser as add_surface_parser
 from api.venue_margin_cli import add_parser as add_venue_margin_parser
@@ -166,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_batch_parser(commands)
     add_backtest_parser(commands, BadInput)
     add_cascade_parsers(commands)
+    add_pools_parsers(commands)
     return parser
 
 

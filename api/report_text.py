@@ -35,6 +35,8 @@ def render_report(report: MarginReport) -> str:
         f"   (risk {_money(report.risk_usd)} + contingencies {_money(report.contingency_usd)}"
         f" + liquidity {_money(report.liquidity_addon_usd)})",
         f"  liquidity add-on      {_money(report.liquidity_addon_usd):>18} USD",
+        *(f"    {asset} depth: {source}" for asset, source in report.liquidity_depth_source.items()
+          if source != "depth curve"),
         f"  initial margin        {_money(report.initial_margin_usd):>18} USD",
         f"  free collateral       {_money(report.free_collateral_usd):>18} USD",
         "  margin ratio          "

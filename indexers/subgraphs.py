@@ -27,6 +27,8 @@ from graphql import GraphQLError
 import reference_data
 from chains.config import ChainConfig
 from risk_core.pricing.lp import human_liquidity, tick_price
+from risk_core.pricing.uniswap_v3 import TICK_SPACING
+from risk_core.schema.market import PoolTick, UniswapV3Pool
 from risk_core.schema.positions import BorrowPosition, LendPosition, LPPosition, Position, Provenance
 
 MAX_PAGE = 1000  # graph-node's limit on `first`
@@ -77,6 +79,31 @@ query UniswapOwnerPositions($first: Int!, $after: ID!, $owner: Bytes!) {
 """)
 
 
+UNISWAP_POOL = GraphQLRequest("""
+query UniswapPool($id: ID!) {
+  pool(id: $id) {
+    id
+    feeTier
+    liquidity
+    sqrtPrice
+    tick
+    token0 { id symbol decimals }
+    token1 { id symbol decimals }
+  }
+}
+""")
+
+UNISWAP_TICKS = GraphQLRequest("""
+query UniswapTicks($first: Int!, $after: ID!, $pool: String!) {
+  ticks(first: $first, orderBy: id, orderDirection: asc, where: {pool: $pool, id_gt: $after, liquidityGross_gt: 0}) {
+    id
+    tickIdx
+    liquidityNet
+  }
+}
+""")
+
+
 class SubgraphError(Exception):
     """The subgraph could not be read: unreachable, an error answer, or a query the schema refuses."""
 
@@ -115,6 +142,47 @@ async def _pages(url: str, schema: str, request: GraphQLRequest, field: str, *, 
                 after = page[-1]["id"]
     except (TransportError, GraphQLError, OSError, TimeoutError) as error:
         raise SubgraphError(f"{url}: {type(error).__name__}: {error}") from error
+
+
+async def _one(url: str, schema: str, request: GraphQLRequest, variables: Mapping[str, Any],
+               timeout_seconds: float = 30.0) -> dict[str, Any]:
+    transport = AIOHTTPTransport(url=url, timeout=int(timeout_seconds))
+    try:
+        async with Client(transport=transport, schema=schema, execute_timeout=timeout_seconds) as session:
+            return await session.execute(GraphQLRequest(request.document, variable_values=dict(variables)))
+    except (TransportError, GraphQLError, OSError, TimeoutError) as error:
+        raise SubgraphError(f"{url}: {type(error).__name__}: {error}") from error
+
+
+async def read_pool_depth(url: str, chain: ChainConfig, pool: str, *, quote: str = "USDC",
+                          page_size: int = MAX_PAGE) -> UniswapV3Pool:
+    """A Uniswap v3 pool's depth as its subgraph indexes it: `sqrtPrice`, `tick`, `liquidity` and `feeTier` of the
+    Pool, and every Tick with liquidity (`liquidityGross` > 0: initialised in the pool) by `tickIdx` and
+    `liquidityNet`. The asset is the token that is not `quote`; tokens are named by the chains file. The tick
+    spacing is the factory's for the fee tier. Not block-pinned: each page is the subgraph's state when it answers.
+
+    Raises:
+        SubgraphError: unreachable, an error answer, no such pool, or a token the chains file does not list."""
+    schema = load_schema("uniswap-v3")
+    found = (await _one(url, schema, UNISWAP_POOL, {"id": pool.lower()}))["pool"]
+    if found is None:
+        raise SubgraphError(f"{url}: no pool {pool}")
+    token0, token1 = (chain.token_by_address(found[side]["id"]) for side in ("token0", "token1"))
+    if token0 is None or token1 is None:
+        raise SubgraphError(f"{url}: pool {pool} has a token the chains file does not list")
+    ticks = await _pages(url, schema, UNISWAP_TICKS, "ticks", page_size=page_size, variables={"pool": pool.lower()})
+    fee = int(found["feeTier"])
+    asset_is_token0 = token0.asset != quote
+    asset, other = (token0, token1) if asset_is_token0 else (token1, token0)
+    return UniswapV3Pool(
+        asset=asset.asset, quote=other.asset,
+        asset_is_token0=asset_is_token0, decimals0=token0.decimals, decimals1=token1.decimals, fee=fee,
+        tick_spacing=TICK_SPACING[fee], sqrt_price_x96=int(found["sqrtPrice"]), tick=int(found["tick"]),
+        liquidity=int(found["liquidity"]),
+        ticks=sorted((PoolTick(tick=int(t["tickIdx"]), liquidity_net=int(t["liquidityNet"])) for t in ticks),
+                     key=lambda t: t.tick),
+        source="subgraph", address=pool.lower(), chain=chain.name,
+    )
 
 
 async def discover_aave(url: str, chain: ChainConfig, *, page_size: int = MAX_PAGE) -> Discovery:

@@ -192,7 +192,7 @@ def margin_and_value(
 ) -> tuple[float, float, float]:
     """(maintenance margin, value, liquidity add-on) of a book: the margin report's maintenance_margin_usd,
     equity_usd and liquidity_addon_usd without the rest of the report (greeks, liquidation, breakdowns)."""
-    arrays = RiskArrays(resolve_book(positions, market, params), params)
+    arrays = RiskArrays(resolve_book(positions, market, params), params, market.pools)
     value = float(arrays.position_values()[0].sum())
     if not margined:
         return 0.0, value, 0.0

@@ -12,7 +12,11 @@ What it indexes, read through the chain client from the last indexed block up to
   Reserve symbol and decimals are read from the token, as the published subgraph does at ReserveInitialized.
 - Uniswap v3 NonfungiblePositionManager: IncreaseLiquidity / DecreaseLiquidity move a position's liquidity,
   Transfer its owner; a new token id's pool and ticks are read from `positions(tokenId)` and the factory's
-  `getPool`, as the published subgraph's mapping does. A pool's sqrtPrice and tick are its `slot0` when indexed.
+  `getPool`, as the published subgraph's mapping does. A pool's sqrtPrice and tick are its `slot0`, its liquidity
+  its `liquidity()`, when indexed.
+- Uniswap v3 pools (each from the block 0 once a position names it): Mint and Burn move the Tick entities'
+  liquidityGross and liquidityNet as the published mapping's handlers do (lower tick +amount, upper tick -amount
+  on a mint; the opposite on a burn), served as `Pool.ticks` and the top-level `ticks`.
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "": operator.eq, "not": operator.ne, "gt": operator.gt, "lt": operator.lt, "gte": operator.ge, "lte": operator.le,
     "in": lambda value, wanted: value in wanted, "not_in": lambda value, wanted: value not in wanted,
 }
-BIG_INT_FIELDS = frozenset({"liquidity", "currentATokenBalance", "currentTotalDebt", "borrowedReservesCount"})
+BIG_INT_FIELDS = frozenset({"liquidity", "currentATokenBalance", "currentTotalDebt", "borrowedReservesCount",
+                            "tickIdx", "liquidityGross", "liquidityNet"})
 
 
 def _abi(relative: str) -> list[dict[str, Any]]:
@@ -63,6 +68,8 @@ def _matches(entity: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
     for name, wanted in where.items():
         field_name, _, comparison = name.partition("_")
         value = entity[field_name]
+        if isinstance(value, Mapping):  # a reference to another entity compares by its id
+            value = value["id"]
         if field_name in BIG_INT_FIELDS:
             value = int(value)
             wanted = [int(w) for w in wanted] if isinstance(wanted, list) else int(wanted)
@@ -119,6 +126,7 @@ class ChainSubgraphs:
     positions: dict[str, dict[str, Any]] = field(default_factory=dict)  # token id -> Position entity
     tokens: dict[str, dict[str, Any]] = field(default_factory=dict)  # address -> Token entity
     pools: dict[str, dict[str, Any]] = field(default_factory=dict)  # address -> Pool entity
+    ticks: dict[str, dict[str, Any]] = field(default_factory=dict)  # "<pool>#<tick>" -> Tick entity
     _logs: list[tuple[_EventLog, Callable[[str, Mapping[str, Any]], Any]]] = field(default_factory=list)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -144,10 +152,11 @@ class ChainSubgraphs:
                 for name, args in await log.new_events(self.client, latest):
                     await handle(name, args)
             for pool in self.pools.values():
-                sqrt_price, tick, *_ = await self.client.w3.eth.contract(
-                    address=to_checksum_address(pool["id"]), abi=_abi("uniswap-v3/UniswapV3Pool.abi.json")
-                ).functions.slot0().call()
-                pool.update(sqrtPrice=str(sqrt_price), tick=str(tick))
+                contract = self.client.w3.eth.contract(address=to_checksum_address(pool["id"]),
+                                                       abi=_abi("uniswap-v3/UniswapV3Pool.abi.json"))
+                sqrt_price, tick, *_ = await contract.functions.slot0().call(block_identifier=latest)
+                liquidity = await contract.functions.liquidity().call(block_identifier=latest)
+                pool.update(sqrtPrice=str(sqrt_price), tick=str(tick), liquidity=str(liquidity))
 
     async def _token(self, address: str) -> dict[str, Any]:
         address = address.lower()
@@ -213,6 +222,18 @@ class ChainSubgraphs:
         change = args["liquidity"] if name == "IncreaseLiquidity" else -args["liquidity"]
         position["liquidity"] = str(int(position["liquidity"]) + change)
 
+    def _on_pool(self, address: str) -> Callable[[str, Mapping[str, Any]], Any]:
+        async def handle(name: str, args: Mapping[str, Any]) -> None:
+            amount = args["amount"] if name == "Mint" else -args["amount"]
+            for tick, sign in ((args["tickLower"], 1), (args["tickUpper"], -1)):
+                entity = self.ticks.setdefault(f"{address}#{tick}", {
+                    "id": f"{address}#{tick}", "poolAddress": address, "tickIdx": str(tick),
+                    "pool": self.pools[address], "liquidityGross": "0", "liquidityNet": "0"})
+                entity["liquidityGross"] = str(int(entity["liquidityGross"]) + amount)
+                entity["liquidityNet"] = str(int(entity["liquidityNet"]) + sign * amount)
+
+        return handle
+
     async def _describe(self, position: dict[str, Any]) -> None:
         """A new token id's pool and range, from the position manager and the factory."""
         values = await self._manager.functions.positions(int(position["id"])).call()
@@ -221,7 +242,12 @@ class ChainSubgraphs:
         if address not in self.pools:
             self.pools[address] = {"id": address, "token0": await self._token(token0),
                                    "token1": await self._token(token1), "feeTier": str(fee), "liquidity": "0",
-                                   "sqrtPrice": "0", "tick": None}
+                                   "sqrtPrice": "0", "tick": None,
+                                   "ticks": lambda _info, **args: _page(
+                                       [t for t in self.ticks.values() if t["poolAddress"] == address], args)}
+            contract = self.client.w3.eth.contract(address=to_checksum_address(address),
+                                                   abi=_abi("uniswap-v3/UniswapV3Pool.abi.json"))
+            self._logs.append((_EventLog(contract, ("Mint", "Burn")), self._on_pool(address)))
         pool = self.pools[address]
         position.update(
             pool=pool, token0=pool["token0"], token1=pool["token1"],
@@ -253,6 +279,8 @@ def make_app(subgraphs: Mapping[str, ChainSubgraphs]) -> web.Application:
                 "positions": lambda _root, _info, **args: _page(
                     [p for p in chain.positions.values() if "pool" in p], args),
                 "position": lambda _root, _info, id: chain.positions.get(id),
+                "pool": lambda _root, _info, id: chain.pools.get(id.lower()),
+                "ticks": lambda _root, _info, **args: _page(list(chain.ticks.values()), args),
             }),
         }
 

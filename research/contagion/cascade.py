@@ -1,12 +1,13 @@
 """Liquidation cascades to a fixed point: shock, liquidate, sell, move prices, liquidate again.
 
-Each asset's depth curve is the market's liquidity as it stood before the shock; the shock moves the price
-along it (as arbitrage would), and the liquidations' sales move it further along the same curve.
+Each asset's market (its Uniswap v3 pools read, else its depth curve: research.contagion.depth) is the liquidity
+as it stood before the shock; the shock moves the price along it (as arbitrage would), and the liquidations' sales
+move it further along the same market.
 
 The loop runs on the client; the partitions live wherever the runner keeps them (in this process, or on Dask
 workers). Each round the client prices what every partition needs once (RoundInputs), the runner applies one
 round of the venues' rules to every partition, and the client adds the partitions' totals in partition order (the
-same sum whatever runs them) and moves each asset along its depth curve by the cumulative net flow.
+same sum whatever runs them) and moves each asset along its market by the cumulative net flow.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from research.contagion.accounts import (
     derive_requirements,
     liquidate_round,
 )
-from research.contagion.depth import LiquidityCurve, depth_curve
+from research.contagion.depth import MarketDepth, market_depth
 from research.contagion.params import CascadeParams
 from research.contagion.population import VENUES, partition_count, read_partition, validate_population
+from risk_core.schema.market import UniswapV3Pool
 
 
 class PartitionRunner(Protocol):
@@ -72,6 +74,7 @@ class CascadeResult:
     contagion: list[ContagionEdge] = field(default_factory=list)
     params_version: str = ""
     params_sha256: str = ""
+    depth_source: dict[str, str] = field(default_factory=dict)  # per asset: "depth curve" or the pools read
 
     @property
     def liquidated_usd(self) -> float:
@@ -115,14 +118,20 @@ def run_cascade(
     max_rounds: int = 20,
     price_impact: bool = True,
     on_round: Callable[[RoundResult], None] | None = None,
+    pools: Sequence[UniswapV3Pool] = (),
 ) -> CascadeResult:
+    """`pools`: Uniswap v3 pools read (the market snapshot's); an asset with any is priced through them, the
+    others through the parameter file's depth curves."""
     start = shocked_prices(prices, shock)
-    curves: dict[int, LiquidityCurve] = {}
+    curves: dict[int, MarketDepth] = {}
+    sources: dict[str, str] = {}
     if price_impact:
         for code, name in enumerate(assets.names):
-            curve = depth_curve(params, name, prices[name])
-            if curve is not None:
-                curves[code] = curve
+            depth = market_depth(params, name, prices[name], pools)
+            if depth is not None:
+                # the shock moves the market along its own depth, as arbitrage would
+                curves[code] = depth.shocked(start[name] / prices[name])
+                sources[name] = depth.source
     aave_threshold, aave_bonus, max_leverage = _venue_tables(assets, params)
     perp_codes = np.array([assets.names.index(a) for a in ("BTC", "ETH", "SOL") if a in assets.names], np.intp)
     pm2 = params.pm2_parameters()
@@ -173,6 +182,7 @@ def run_cascade(
         contagion=edges,
         params_version=params.version,
         params_sha256=params.digest(),
+        depth_source=sources,
     )
 
 
@@ -248,9 +258,11 @@ def sweep(
     *,
     max_rounds: int = 20,
     price_impact: bool = True,
+    pools: Sequence[UniswapV3Pool] = (),
 ) -> list[CascadeResult]:
     """One cascade per shock, each on a fresh copy of the population."""
     return [
-        run_cascade(make_runner(), assets, prices, shock, params, max_rounds=max_rounds, price_impact=price_impact)
+        run_cascade(make_runner(), assets, prices, shock, params, max_rounds=max_rounds, price_impact=price_impact,
+                    pools=pools)
         for shock in shocks
     ]

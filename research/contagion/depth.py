@@ -1,81 +1,84 @@
-"""Price impact of a net flow of an asset, on concentrated-liquidity curves (Uniswap v3's swap maths, without fees).
+"""Price impact of a net flow of an asset: through the Uniswap v3 pools read where the market carries them,
+otherwise through the parameter file's depth curve.
 
-A curve is a stack of bands, each with constant liquidity L between two prices, as a Uniswap v3 pool's active
-liquidity is between initialised ticks. Inside a band, selling dx of the asset (token0 against USD) moves
-1/sqrt(P) up by dx / L, and buying moves it down by as much (whitepaper eq. 6.15-6.16). A flow larger than the
-band's capacity crosses into the next band, exactly as a swap crosses a tick. The end price depends only on the
-net flow, so a cascade applies each round's cumulative net flow to the curve anchored where the round started.
+Both are priced by one routine, Uniswap v3's own swap (risk_core.pricing.pool_impact over
+risk_core.pricing.uniswap_v3): a read pool exactly as the pool would swap (within a tick range at constant
+liquidity, crossing initialised ticks, its fee tier), a depth curve as a virtual pool of bands of constant liquidity
+between ticks, without fee. Inside a band, selling dx of the asset moves 1/sqrt(P) up by dx / L (whitepaper eq.
+6.15-6.16); a flow larger than the band crosses into the next, as a swap crosses a tick.
+
+The market is the liquidity as it stood before the shock. The shock moves each pool to the shocked price by the
+swap an arbitrageur would make; the liquidations' net flow is then swapped from there. The end price depends only
+on the net flow (sales less buys), so a cascade applies each round's cumulative net flow to the market as the shock
+left it. A read pool's price is in its quote token: the asset's USD price moves by the pool's relative move.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from research.contagion.params import CascadeParams
+from risk_core.pricing.pool_impact import (
+    AssetPool,
+    ImpactOutOfRange,
+    asset_pool,
+    pool_label,
+    reference_price,
+    route,
+    virtual_pool,
+)
+from risk_core.schema.market import UniswapV3Pool
+
+__all__ = ["ImpactOutOfRange", "MarketDepth", "depth_curve", "market_depth"]
 
 TWO_PCT_SQRT_FACTOR = 1.0 / math.sqrt(0.98) - 1.0  # sqrt(P) x (1/sqrt(0.98 P) - 1/sqrt(P)) per unit of L
 
 
-class ImpactOutOfRange(ValueError):
-    """A buy larger than all the liquidity above the price: the price would be unbounded."""
-
-
 @dataclass(frozen=True)
-class Band:
-    lower_price: float  # 0 for the last band
-    upper_price: float  # inf for the first band
-    liquidity: float  # L, in sqrt(asset x USD) units
+class MarketDepth:
+    """An asset's market: its pools (one virtual pool for a depth curve) and where their price stands."""
+
+    source: str  # "depth curve", or the pools read ("uniswap-v3 onchain 0x... fee 500 @ block N, ...")
+    pools: tuple[AssetPool, ...]
+
+    def price(self) -> float:
+        """The deepest pool's price (the one `route` reports)."""
+        return reference_price(self.pools)
+
+    def shocked(self, ratio: float) -> MarketDepth:
+        """Every pool moved by the arbitrage swap to its price x ratio."""
+        return MarketDepth(self.source, tuple(pool.moved_to(pool.price() * ratio)[1] for pool in self.pools))
+
+    def price_after(self, start: float, net_sold: float) -> float:
+        """The asset's USD price after `net_sold` units are sold into the market (negative: bought), `start`
+        being its USD price where the market now stands."""
+        if net_sold == 0:
+            return start
+        _, end, _ = route(self.pools, net_sold)
+        return start * end / self.price()
 
 
-@dataclass(frozen=True)
-class LiquidityCurve:
-    """Bands from the highest price down, contiguous."""
-
-    bands: tuple[Band, ...]
-
-    def price_after(self, price: float, net_sold: float) -> float:
-        """The price after `net_sold` units of the asset are sold into the curve (negative: bought)."""
-        index = next(i for i, band in enumerate(self.bands) if band.lower_price <= price)
-        inverse_sqrt = 1.0 / math.sqrt(price)
-        remaining = net_sold
-        while remaining > 0:  # selling walks down through the bands
-            band = self.bands[index]
-            floor = math.inf if band.lower_price == 0 else 1.0 / math.sqrt(band.lower_price)
-            capacity = band.liquidity * (floor - inverse_sqrt)
-            if remaining <= capacity:
-                return 1.0 / (inverse_sqrt + remaining / band.liquidity) ** 2
-            remaining -= capacity
-            inverse_sqrt = floor
-            index += 1
-        while remaining < 0:  # buying walks up
-            band = self.bands[index]
-            ceiling = 0.0 if math.isinf(band.upper_price) else 1.0 / math.sqrt(band.upper_price)
-            capacity = band.liquidity * (inverse_sqrt - ceiling)
-            if -remaining < capacity:
-                return 1.0 / (inverse_sqrt + remaining / band.liquidity) ** 2
-            if index == 0:
-                raise ImpactOutOfRange(f"buying {-net_sold:g} units exceeds the liquidity above {price:g}")
-            remaining += capacity
-            inverse_sqrt = ceiling
-            index -= 1
-        return 1.0 / inverse_sqrt**2
-
-
-def depth_curve(params: CascadeParams, asset: str, reference_price: float) -> LiquidityCurve | None:
-    """The parameter file's curve of `asset` centred on `reference_price`; None for an asset without one (a
-    stablecoin: its price does not move)."""
+def depth_curve(params: CascadeParams, asset: str, reference_price: float) -> MarketDepth | None:
+    """The parameter file's curve of `asset` centred on `reference_price` as a virtual pool; None for an asset
+    without one (a stablecoin: its price does not move)."""
     depth = params.depth.get(asset)
     if depth is None:
         return None
     # L of the first band: selling depth_usd_2pct of USD value moves P to 0.98 P.
     base_liquidity = depth.depth_usd_2pct / (math.sqrt(reference_price) * TWO_PCT_SQRT_FACTOR)
-    bands = []
-    upper = math.inf
-    for lower_ratio, multiplier in params.depth_profile.bands:
-        lower = lower_ratio * reference_price
-        bands.append(Band(lower_price=lower, upper_price=upper, liquidity=base_liquidity * multiplier))
-        upper = lower
-    if bands[-1].lower_price != 0.0:
-        bands.append(Band(lower_price=0.0, upper_price=upper, liquidity=bands[-1].liquidity))
-    return LiquidityCurve(bands=tuple(bands))
+    bands = [(ratio * reference_price, base_liquidity * multiplier)
+             for ratio, multiplier in params.depth_profile.bands]
+    if bands[-1][0] != 0.0:
+        bands.append((0.0, bands[-1][1]))
+    return MarketDepth("depth curve", (virtual_pool(bands, reference_price, name=f"{asset} depth curve"),))
+
+
+def market_depth(params: CascadeParams, asset: str, reference_price: float,
+                 pools: Sequence[UniswapV3Pool] = ()) -> MarketDepth | None:
+    """The asset's read pools where there are any, else its depth curve (None: its price does not move)."""
+    own = [pool for pool in pools if pool.asset == asset]
+    if own:
+        return MarketDepth("; ".join(pool_label(p) for p in own), tuple(asset_pool(p) for p in own))
+    return depth_curve(params, asset, reference_price)

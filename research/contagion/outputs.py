@@ -32,6 +32,7 @@ def summary(result: CascadeResult) -> dict[str, Any]:
         "liquidated_usd_by_venue": result.liquidated_usd_by_venue,
         "bad_debt_usd_by_venue": result.bad_debt_usd_by_venue,
         "final_prices": result.final_prices,
+        "depth_source": result.depth_source,
         "per_round": [asdict(r) for r in result.per_round],
         "contagion": [asdict(edge) for edge in result.contagion],
     }

@@ -16,6 +16,7 @@ from risk_core.margin.context import MAX_RISE_SEARCHED, PricingContext, effectiv
 from risk_core.margin.fhs import historical_loss, worst_scenarios
 from risk_core.margin.finite import require_finite
 from risk_core.margin.liquidation import liquidation_moves, liquidation_plan
+from risk_core.margin.liquidity import depth_source
 from risk_core.margin.risk_arrays import RiskArrays
 from risk_core.margin.scenarios import SKEW_NAMES
 from risk_core.margin.venue_parity import compute_venue_margins
@@ -86,7 +87,7 @@ def compute_margin(
     elif context.market is not market or context.params is not params:
         raise ValueError("the pricing context was built on another market snapshot or parameters")
     book = context.instruments.book(positions)
-    arrays = RiskArrays(book, params)
+    arrays = RiskArrays(book, params, market.pools)
     n = len(positions)
     value, haircut = arrays.position_values()
     equity = float(value.sum())
@@ -159,6 +160,7 @@ def compute_margin(
         risk_usd=float(figures.risk[0]),
         contingency_usd=float(figures.contingency[0]),
         liquidity_addon_usd=float(figures.liquidity[0]),
+        liquidity_depth_source={asset: depth_source(d) for asset, d in arrays.depth.items()},
         model=params.model,
         worst_scenarios=_worst_scenarios(arrays),
         complete=complete,

@@ -7,6 +7,7 @@ plan. P&L is linear in position size, so one matrix product per underlying serve
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,9 @@ from scipy import sparse
 
 from risk_core.margin.book import ResolvedBook
 from risk_core.margin.fhs import HistoricalLayout, historical_loss
-from risk_core.margin.liquidity import liquidity_addon
+from risk_core.margin.liquidity import Depth, asset_depth
+from risk_core.margin.liquidity import addon as addon_of
+from risk_core.schema.market import UniswapV3Pool
 from risk_core.schema.params import OffsetCredit, RiskParams
 
 Array = NDArray[np.float64]
@@ -39,7 +42,7 @@ class MarginFigures:
 
 
 class RiskArrays:
-    def __init__(self, book: ResolvedBook, params: RiskParams) -> None:
+    def __init__(self, book: ResolvedBook, params: RiskParams, pools: Sequence[UniswapV3Pool] = ()) -> None:
         self.book = book
         self.params = params
         n = len(book.positions)
@@ -101,12 +104,15 @@ class RiskArrays:
             (rows.scenarios.history for rows in book.underlyings.values() if rows.scenarios.history is not None), None
         )
         # underlyings with a depth curve: (stacked rows, USD per unit of the underlying's delta, curve)
+        # (the market's read pools of the asset where it has any: risk_core.margin.liquidity)
         liquidity = params.liquidity
-        self._liquid = [
-            (span, rows.spot, liquidity.depth[asset])
-            for (asset, rows), span in zip(book.underlyings.items(), self._spans, strict=True)
-            if liquidity.enabled and asset in liquidity.depth
-        ]
+        self.depth: dict[str, Depth] = {}
+        self._liquid: list[tuple[slice, float, Depth]] = []
+        for (asset, rows), span in zip(book.underlyings.items(), self._spans, strict=True):
+            depth = asset_depth(asset, rows.spot, liquidity, pools) if liquidity.enabled else None
+            if depth is not None:
+                self.depth[asset] = depth
+                self._liquid.append((span, rows.spot, depth))
         self._row_delta_all = (
             np.concatenate([rows.deltas() for rows in book.underlyings.values()]) if self._liquid else np.zeros(0)
         )
@@ -225,7 +231,7 @@ class RiskArrays:
             members = self._members[span]
             own_delta = np.bincount(members, self._row_delta_all[span], minlength=n)
             net = (float(weights[members] @ self._row_delta_all[span]) + change * own_delta[position]) * spot
-            addon += liquidity_addon(net, curve)
+            addon += addon_of(net, curve)
         return addon
 
     def liquidity(self, weights: Array) -> Array:
@@ -233,7 +239,7 @@ class RiskArrays:
         addon = np.zeros(weights.shape[0])
         for span, spot, curve in self._liquid:
             net = weights[:, self._members[span]] @ self._row_delta_all[span] * spot
-            addon += liquidity_addon(net, curve)
+            addon += addon_of(net, curve)
         return addon
 
     def standalone_margins(self) -> Array:
@@ -264,7 +270,7 @@ class RiskArrays:
         for span, spot, curve in self._liquid:
             net = np.zeros(n)
             np.add.at(net, self._members[span], self._row_delta_all[span] * spot)
-            addon += liquidity_addon(net, curve)
+            addon += addon_of(net, curve)
         return addon
 
     def _standalone_contingency(self, n: int) -> Array:

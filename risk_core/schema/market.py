@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
 from datetime import date
 from functools import cached_property
 from typing import Annotated, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import AwareDatetime, Field, Strict, model_validator
+from pydantic import (
+    AwareDatetime,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    Strict,
+    StrictBool,
+    WithJsonSchema,
+    model_validator,
+)
 
 from risk_core.errors import InputError
 from risk_core.pricing.smile import butterfly_g, corrected_essvi, correction_check_grid
@@ -202,6 +213,68 @@ class MarketHistory(StrictModel):
         }
 
 
+def _bounded(low: int, high: int) -> Callable[[object], int]:
+    """An integer beyond JSON numbers' exact range (uint160, uint128, int128): a decimal string in JSON, as the
+    subgraphs write BigInt, or an int in Python; bounds checked here, not as JSON Schema numbers (no 64-bit encoder
+    could write them)."""
+
+    def parse(value: object) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,60}", value):
+            number = int(value)
+        else:
+            raise ValueError("an integer, as a decimal string")
+        if not low <= number < high:
+            raise ValueError(f"outside [{low}, {high})")
+        return number
+
+    return parse
+
+
+def _string_schema(low: int, high: int) -> WithJsonSchema:
+    return WithJsonSchema({"type": "string", "pattern": "^-?[0-9]{1,60}$",
+                           "description": f"a decimal integer from {low} up to {high} (excluded)"})
+
+
+_MIN_SQRT, _MAX_SQRT = 4295128739, 1461446703485210103287273052203988822378723970342
+SqrtPriceX96 = Annotated[int, BeforeValidator(_bounded(_MIN_SQRT, _MAX_SQRT)), PlainSerializer(str, return_type=str),
+                         _string_schema(_MIN_SQRT, _MAX_SQRT)]
+Liquidity = Annotated[int, BeforeValidator(_bounded(0, 2**128)), PlainSerializer(str, return_type=str),
+                      _string_schema(0, 2**128)]
+LiquidityNet = Annotated[int, BeforeValidator(_bounded(-(2**127), 2**127)), PlainSerializer(str, return_type=str),
+                         _string_schema(-(2**127), 2**127)]
+
+
+class PoolTick(StrictModel):
+    tick: Annotated[int, Strict(), Field(ge=-887272, le=887272)]
+    liquidity_net: LiquidityNet
+
+
+class UniswapV3Pool(StrictModel):
+    """A Uniswap v3 pool's depth as read at one block (slot0, liquidity, the initialised ticks' liquidityNet):
+    the price impact of selling the asset into it is the pool's own swap (risk_core.pricing.uniswap_v3)."""
+
+    asset: Asset = Field(description="the asset this pool trades (token0 or token1)")
+    quote: Asset = Field(description="the other token, valued at its spot price")
+    asset_is_token0: StrictBool
+    decimals0: Annotated[int, Strict(), Field(ge=0, le=36)]
+    decimals1: Annotated[int, Strict(), Field(ge=0, le=36)]
+    fee: Annotated[int, Strict(), Field(ge=0, lt=1_000_000, description="fee tier in pips (3000 = 0.3%)")]
+    tick_spacing: Annotated[int, Strict(), Field(ge=1, le=16384)]
+    sqrt_price_x96: SqrtPriceX96
+    tick: Annotated[int, Strict(), Field(ge=-887272, le=887272)]
+    liquidity: Liquidity = Field(description="active liquidity (raw)")
+    ticks: list[PoolTick] = Field(description="the initialised ticks read, ascending (those around the price)")
+    tick_range: tuple[int, int] | None = Field(
+        default=None, description="the ticks [lower, upper] whose bitmap words were read: beyond them the depth is "
+        "unknown and a swap stops at their edge; null: every initialised tick is listed")
+    source: Literal["onchain", "subgraph"]
+    address: str | None = None
+    chain: str | None = None
+    block: Annotated[int, Strict(), Field(ge=0)] | None = None
+
+
 class MarketSnapshot(StrictModel):
     as_of: AwareDatetime
     spot: dict[Asset, PositiveFloat] = Field(description="index price in USD per asset")
@@ -217,3 +290,6 @@ class MarketSnapshot(StrictModel):
     history: MarketHistory | None = Field(
         default=None, description="daily history for the fhs model (params.model); unused by the grid"
     )
+    pools: list[UniswapV3Pool] = Field(
+        default_factory=list, description="Uniswap v3 pools read: the liquidity add-on and the cascade take an "
+        "asset's price impact from its pools where any is given, else from the parameter file's depth curve")

@@ -98,6 +98,9 @@ class DepthCurve(StrictModel):
 class LiquidityParams(StrictModel):
     enabled: bool
     depth: dict[str, DepthCurve] = Field(default_factory=dict)
+    pool_impact_allowance: Fraction = Field(
+        description="the impact the close-out already assumes when a read Uniswap v3 pool prices an asset without "
+        "a depth curve (with one, the curve's impact_at_depth)")
 
 
 class TrackedAsset(StrictModel):

@@ -236,6 +236,10 @@ class MarginReport(ReportModel):
     liquidity_addon_usd: float = Field(
         default=0.0, description="price impact of closing net exposures beyond the market's depth; part of MM"
     )
+    liquidity_depth_source: dict[str, str] = Field(
+        default_factory=dict, description="per asset with a liquidity add-on: the depth it was priced on, "
+        "'depth curve' (the parameter file's) or the Uniswap v3 pools read (market.pools)"
+    )
     model: Literal["grid", "fhs"] = Field(default="grid", description="the margin model that produced the report")
     worst_scenarios: list[HistoricalScenario] = Field(
         default_factory=list, description="fhs: the book's worst historical scenarios, worst first; empty for grid"

@@ -11,8 +11,10 @@ import pytest
 
 from research.contagion.accounts import AssetIndex
 from research.contagion.cascade import InProcessRunner, run_cascade
+from research.contagion.outputs import summary
 from research.contagion.params import load_cascade_params
 from research.contagion.population import POPULATION_SCHEMA
+from risk_core.schema.market import PoolTick, UniswapV3Pool
 
 PRICES = {"ETH": 3_000.0, "USDC": 1.0}
 ASSETS = AssetIndex(("ETH", "USDC"))
@@ -123,3 +125,83 @@ def test_a_shock_on_an_unpriced_asset_names_it() -> None:
     with pytest.raises(ValueError, match=r"shock\.BTC"):
         run_cascade(InProcessRunner.from_table(TWO_VENUES, ASSETS), ASSETS, PRICES, {"BTC": -0.1},
                     single_range_params())
+
+
+# A cascade priced through a read Uniswap v3 pool (market.pools) instead of the depth curve: the round-0 sale crosses
+# a tick; every figure restated from the whitepaper's range maths (eq. 6.15: selling dx, after the pool's fee, moves
+# 1/sqrt(P) by dx (1 - fee) / L inside a range; at a range's edge L changes by the tick's liquidityNet and the rest
+# moves inside the next range) and Aave v3's liquidation rule.
+
+DECIMALS0, DECIMALS1 = 18, 6  # WETH / USDC: human price = raw price x 1e12, human L = raw L / 1e12
+FEE = 500
+L_WIDE, L_NARROW = 20_000.0, 15_000.0  # human units, sqrt(ETH x USDC)
+
+
+def tick_of(price: float) -> int:
+    """The tick at or below a human price, on the pool's spacing of 10."""
+    return math.floor(math.log(price / 1e12) / math.log(1.0001) / 10) * 10
+
+
+def human(tick: int) -> float:
+    return 1.0001**tick * 1e12
+
+
+WIDE = (tick_of(2_000.0), tick_of(4_000.0))
+NARROW = (tick_of(2_350.0), tick_of(3_500.0))
+
+
+def pool() -> UniswapV3Pool:
+    raw = 3_000.0 / 1e12
+    net = {WIDE[0]: L_WIDE, WIDE[1]: -L_WIDE, NARROW[0]: L_NARROW, NARROW[1]: -L_NARROW}
+    return UniswapV3Pool(
+        asset="ETH", quote="USDC", asset_is_token0=True, decimals0=DECIMALS0, decimals1=DECIMALS1, fee=FEE,
+        tick_spacing=10, sqrt_price_x96=int(math.sqrt(raw) * 2**96),
+        tick=math.floor(math.log(raw) / math.log(1.0001)), liquidity=int((L_WIDE + L_NARROW) * 1e12),
+        ticks=[PoolTick(tick=t, liquidity_net=int(n * 1e12)) for t, n in sorted(net.items())],
+        source="onchain", address="0x" + "ab" * 20, chain="ethereum", block=123,
+    )
+
+
+def test_the_sale_crosses_the_narrow_ranges_lower_tick() -> None:
+    result = run_cascade(InProcessRunner.from_table(TWO_VENUES, ASSETS), ASSETS, PRICES, {"ETH": -0.2},
+                         load_cascade_params(), pools=[pool()])
+    assert result.depth_source["ETH"].startswith("uniswap-v3 onchain ethereum 0xabab")
+    assert "@ block 123" in summary(result)["depth_source"]["ETH"]
+    assert "USDC" not in result.depth_source  # no pool, no curve: its price does not move
+
+    p0, lt, bonus, fee = 2_400.0, 0.83, 0.05, FEE / 1e6
+    round0 = result.per_round[0]
+    assert round0.prices["ETH"] == pytest.approx(p0)
+    # round 0 as in test_cascade_golden: wallet 0 half closed, wallet 1 and wallet 2 closed
+    w0_seized = 10_000 * (1 + bonus) / p0
+    sold_0 = w0_seized + 5 + 20
+    assert round0.sold_by_asset["ETH"] == pytest.approx(sold_0)
+
+    # the shock moved the pool to 2,400 (inside both ranges, by arbitrage); the sale spends both ranges down to the
+    # narrow range's lower tick, then moves inside the wide range alone
+    edge = human(NARROW[0])
+    capacity = (L_WIDE + L_NARROW) * (1 / math.sqrt(edge) - 1 / math.sqrt(p0))
+    effective = sold_0 * (1 - fee)
+    assert effective > capacity
+    p1 = 1 / (1 / math.sqrt(edge) + (effective - capacity) / L_WIDE) ** 2
+    round1 = result.per_round[1]
+    assert round1.prices["ETH"] == pytest.approx(p1, rel=1e-9)
+    # wallet 0 (5.625 ETH against 10,000 USDC) is under again, above 0.95: half its debt repaid
+    w0_eth = 10 - w0_seized
+    health = w0_eth * p1 * lt / 10_000
+    assert 0.95 <= health < 1
+    seized = 5_000 * (1 + bonus) / p1
+    assert round1.accounts_liquidated["aave-v3"] == 1
+    assert round1.sold_by_asset["ETH"] == pytest.approx(seized)
+    # round 2 would be at the price after both sales, where wallet 0 is healthy again: the fixed point
+    p2 = 1 / (1 / math.sqrt(edge) + (effective + seized * (1 - fee) - capacity) / L_WIDE) ** 2
+    assert (w0_eth - seized) * p2 * lt / 5_000 >= 1
+    assert result.rounds == 2 and result.reached_fixed_point
+    assert result.final_prices["ETH"] == pytest.approx(p2, rel=1e-9)
+    assert p2 > human(WIDE[0])  # still inside the wide range
+
+
+def test_without_pools_the_same_market_uses_the_depth_curve() -> None:
+    result = run_cascade(InProcessRunner.from_table(TWO_VENUES, ASSETS), ASSETS, PRICES, {"ETH": -0.2},
+                         load_cascade_params())
+    assert result.depth_source == {"ETH": "depth curve"}

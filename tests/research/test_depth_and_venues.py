@@ -10,15 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from research.contagion.accounts import AssetIndex, derive_requirements
-from research.contagion.depth import Band, ImpactOutOfRange, LiquidityCurve, depth_curve
+from research.contagion.depth import depth_curve
 from research.contagion.params import load_cascade_params
 from risk_core.venues.derive_pm2 import Pm2Case, evaluate_pm2
-
-CURVE = LiquidityCurve((
-    Band(lower_price=90.0, upper_price=math.inf, liquidity=1_000.0),
-    Band(lower_price=50.0, upper_price=90.0, liquidity=400.0),
-    Band(lower_price=0.0, upper_price=50.0, liquidity=100.0),
-))
 
 
 def amount0_between(lower: float, upper: float, liquidity: float) -> float:
@@ -26,26 +20,29 @@ def amount0_between(lower: float, upper: float, liquidity: float) -> float:
     return liquidity * (1 / math.sqrt(lower) - 1 / math.sqrt(upper))
 
 
-def test_selling_across_two_ticks_spends_each_range_then_moves_inside_the_last() -> None:
-    to_90 = amount0_between(90.0, 100.0, 1_000.0)
-    to_50 = amount0_between(50.0, 90.0, 400.0)
-    extra = 3.0
-    expected = 1 / (1 / math.sqrt(50.0) + extra / 100.0) ** 2
-    assert CURVE.price_after(100.0, to_90 + to_50 + extra) == pytest.approx(expected, rel=1e-12)
-    assert CURVE.price_after(100.0, to_90) == pytest.approx(90.0, rel=1e-12)
+def test_the_default_curve_crosses_its_first_band_edge_like_a_tick() -> None:
+    """The default profile's first band (L0 down to 0.9 x reference, on the nearest tick) then 0.6 L0 below."""
+    params = load_cascade_params()
+    depth = depth_curve(params, "ETH", 2_500.0)
+    assert depth is not None
+    l0 = params.depth["ETH"].depth_usd_2pct / (math.sqrt(2_500.0) * (1 / math.sqrt(0.98) - 1))
+    edge = 1.0001 ** round(math.log(0.9 * 2_500.0) / math.log(1.0001))
+    to_edge = amount0_between(edge, 2_500.0, l0)
+    extra = 100.0
+    expected = 1 / (1 / math.sqrt(edge) + extra / (0.6 * l0)) ** 2
+    assert depth.price_after(2_500.0, to_edge + extra) == pytest.approx(expected, rel=1e-9)
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.floats(min_value=1e-6, max_value=500.0))
+@settings(max_examples=100, deadline=None)
+@given(st.floats(min_value=1e-3, max_value=5_000.0))
 def test_selling_then_buying_back_returns_to_the_start(units: float) -> None:
-    after = CURVE.price_after(100.0, units)
-    assert after < 100.0
-    assert CURVE.price_after(after, -units) == pytest.approx(100.0, rel=1e-9)
-
-
-def test_a_buy_beyond_all_liquidity_is_refused() -> None:
-    with pytest.raises(ImpactOutOfRange):
-        CURVE.price_after(100.0, -1_000.0 / math.sqrt(100.0) * 1.01)
+    depth = depth_curve(load_cascade_params(), "ETH", 2_500.0)
+    assert depth is not None
+    [pool] = depth.pools
+    _, sold = pool.trade(units)
+    assert sold.price() < 2_500.0
+    _, back = sold.trade(-units)
+    assert back.price() == pytest.approx(2_500.0, rel=1e-9)
 
 
 def test_the_parameter_files_depth_is_what_moves_the_price_two_percent() -> None:
@@ -54,6 +51,7 @@ def test_the_parameter_files_depth_is_what_moves_the_price_two_percent() -> None
     assert curve is not None
     units = params.depth["ETH"].depth_usd_2pct / 2_500.0
     assert curve.price_after(2_500.0, units) == pytest.approx(0.98 * 2_500.0, rel=1e-12)
+    assert curve.source == "depth curve"
     assert depth_curve(params, "USDC", 1.0) is None
 
 
