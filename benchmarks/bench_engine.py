@@ -121,12 +121,13 @@ def _numpy_floor(wallets: Sequence[Sequence[Any]], table: Any) -> float:
 
     from risk_core.margin.instruments import instrument_key
 
-    assets = sorted(table._tables)  # noqa: SLF001
-    widths = [table._tables[a].pnl.shape[1] for a in assets]  # noqa: SLF001
-    n_inst = table._tables[assets[0]].row_of.size  # noqa: SLF001
+    tables = getattr(table, "tables", None) or table._tables  # noqa: SLF001 - before: private
+    assets = sorted(tables)
+    widths = [tables[a].pnl.shape[1] for a in assets]
+    n_inst = tables[assets[0]].row_of.size
     pnl = np.zeros((n_inst, sum(widths)))
     for a, start in zip(assets, np.cumsum([0, *widths[:-1]]).tolist(), strict=True):
-        t = table._tables[a]  # noqa: SLF001
+        t = tables[a]
         own = np.flatnonzero(t.row_of >= 0)
         pnl[own, start : start + t.pnl.shape[1]] = t.pnl[t.row_of[own]]
     index = {key: int(i) for key, i in table._index.items() if i >= 0}  # noqa: SLF001
@@ -192,8 +193,9 @@ def million(n_wallets: int, block_wallets: int) -> dict[str, float]:
     columns block by block (never as Position objects) and margined block by block on one instrument table."""
     import numpy as np
 
-    from risk_core.margin.batch import group_holdings, margin_holdings
+    from risk_core.margin.batch import margin_wallets
     from risk_core.margin.context import pricing_context
+    from risk_core.margin.risk_arrays import group_holdings
 
     market, params, _, options, expiries = _books(1)
     instruments, venue_of, chain_of, popularity = _universe(market, options, expiries)
@@ -220,7 +222,7 @@ def million(n_wallets: int, block_wallets: int) -> dict[str, float]:
         t_group = time.perf_counter()
         holdings = group_holdings(ids[inst], size, entry, wallet, chain_of[inst], venue_of[inst], n)
         t_margin = time.perf_counter()
-        result = margin_holdings(context.instruments, holdings)
+        result = margin_wallets(context.instruments, holdings)
         generating += t_group - t_block
         grouping += t_margin - t_group
         margining += time.perf_counter() - t_margin

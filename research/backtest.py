@@ -22,7 +22,7 @@ from research.errors import BacktestInputError
 from research.series import DAY, SeriesTable, daily_history
 from research.stats import CoverageTests, coverage_tests
 from risk_core.errors import InputError
-from risk_core.margin.book import resolve_book
+from risk_core.margin.instruments import resolve_book
 from risk_core.margin.risk_arrays import RiskArrays
 from risk_core.schema.market import MarketHistory, MarketSnapshot
 from risk_core.schema.params import RiskParams
