@@ -37,8 +37,6 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from risk_core.margin.instruments import block_bounds, resolve_book  # noqa: E402
-from risk_core.margin.scenarios import shocked_vols  # noqa: E402
 from risk_core.pricing.black76 import black76_price  # noqa: E402
 from risk_core.pricing.vol_surface import year_fraction  # noqa: E402
 from risk_core.schema.market import MarketSnapshot, SVISlice, SVISurface  # noqa: E402
@@ -289,6 +287,9 @@ class Row:
 def bench_quantlib(wallets: Sequence[Sequence[Position]], market: MarketSnapshot, params: RiskParams) -> list[Row]:
     """QuantLib one option at a time vs numpy Black-76 vectorized, on the wallets' distinct options."""
     import QuantLib as ql  # noqa: N813
+
+    from risk_core.margin.instruments import block_bounds, resolve_book
+    from risk_core.margin.scenarios import shocked_vols
 
     distinct = {(p.underlying, p.option_type, p.strike, p.expiry, p.settlement): p
                 for w in wallets for p in w if isinstance(p, OptionPosition)}

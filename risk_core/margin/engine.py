@@ -67,7 +67,8 @@ def _source_sentence(kind: str, source: SourceStatus) -> str:
 def _assets_held(positions: Sequence[Position]) -> set[str]:
     """Every asset a position names: held, owed, underlying, or either token of a range."""
     fields = ("asset", "underlying", "token0", "token1")
-    return {a for p in positions for f in fields if isinstance(a := getattr(p, f, None), str)}
+    # from each model's __dict__: getattr of a field the model lacks costs a pydantic __getattr__ and an exception
+    return {a for p in positions for f in fields if isinstance(a := p.__dict__.get(f), str)}
 
 
 def compute_margin(
