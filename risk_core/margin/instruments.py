@@ -714,33 +714,28 @@ class InstrumentTable:
     def book(self, positions: Sequence[Position]) -> Book:
         """The book of `positions` on its instruments, resolving and valuing new ones."""
         index_of = self._index.get
-        ids: list[int] = []
-        sizes: list[float] = []
-        entry = np.full(len(positions), np.nan)
+        readers = [INSTRUMENT_READERS[p.__class__] for p in positions]
+        keys = [key_of(p) for (key_of, _, _), p in zip(readers, positions, strict=True)]
+        ids = [index_of(key, -1) for key in keys]
+        sizes = [size_of(p) for (_, size_of, _), p in zip(readers, positions, strict=True)]
         places: dict[tuple[str, str, str], int] = {}
-        place_of: list[int] = []
-        missing: dict[tuple[Any, ...], list[int]] = {}  # new instruments: the positions holding them
-        readers = INSTRUMENT_READERS
-        for i, p in enumerate(positions):
-            key_of, size_of, has_entry = readers[p.__class__]
-            key = key_of(p)
-            k = index_of(key)
-            if k is None:
-                missing.setdefault(key, []).append(i)
-                k = -1
-            ids.append(k)
-            sizes.append(size_of(p))
-            if has_entry and (price := _ENTRY(p)) is not None:
-                entry[i] = price
-            place_of.append(places.setdefault(_PLACE(p), len(places)))
-        if missing:
+        place_of = [places.setdefault(place, len(places)) for place in map(_PLACE, positions)]
+        entry = np.full(len(positions), np.nan)
+        entered = [(i, price) for i, ((_, _, has_entry), p) in enumerate(zip(readers, positions, strict=True))
+                   if has_entry and (price := _ENTRY(p)) is not None]
+        if entered:
+            at, price = zip(*entered, strict=True)
+            entry[list(at)] = price
+        if -1 in ids:
+            missing: dict[tuple[Any, ...], list[int]] = {}  # new instruments: the positions holding them
+            for i, (key, k) in enumerate(zip(keys, ids, strict=True)):
+                if k < 0:
+                    missing.setdefault(key, []).append(i)
             if self._bounded and self.size + len(missing) > _MAX_INSTRUMENTS:
                 unkept = InstrumentTable(self.market, self.params, self.grid, self._sets, bounded=False)
                 return unkept.book(positions)
             self._add({key: positions[at[0]] for key, at in missing.items()})
-            for key, at in missing.items():
-                for i in at:
-                    ids[i] = self._index[key]
+            ids = [self._index[key] for key in keys]
         n = len(positions)
         return Book(self, positions, np.array(ids, dtype=np.intp).reshape(n),
                     np.array(sizes, dtype=np.float64).reshape(n), entry,

@@ -156,13 +156,10 @@ def margin_holdings(table: InstrumentTable, h: Holdings) -> GroupFigures:
         by_wallet[wallet_held] = np.add.reduceat(by_chain, wallet_first, axis=0)
         return by_account, by_chain, by_wallet
 
-    liquid = params.liquidity.depth if params.liquidity.enabled else {}
-    paired = {asset for a, b, _ in credited_pairs(table.assets, params) for asset in (a, b)}
+    # each underlying's P&L (tail cover applied) and delta per venue-account, side by side
     held: list[str] = []
-    losses: list[dict[str, Array]] = [{} for _ in range(_LEVELS)]
-    deltas: list[dict[str, Array]] = [{} for _ in range(_LEVELS)]
-    layout: HistoricalLayout | None = None
-    joint: list[Array] = []  # the fhs model's P&L per level, summed over underlyings
+    pnl_parts: list[Array] = []
+    delta_parts: list[Array] = []
     for asset in sorted(table.tables):
         t = table.tables[asset]
         row = t.row_of[inst_o]
@@ -175,24 +172,24 @@ def margin_holdings(table: InstrumentTable, h: Holdings) -> GroupFigures:
         groups = acc[starts]
         by_account = np.zeros((n_acc, t.pnl.shape[1]))
         by_account[groups] = np.add.reduceat(s[:, None] * t.pnl[r], starts, axis=0)
-        pnl = up(by_account)
-        layout = t.scenarios.history
-        if layout is not None:
-            joint = [j + p for j, p in zip(joint, pnl, strict=True)] if joint else list(pnl)
-        else:
-            for level, p in enumerate(pnl):
-                losses[level][asset] = scenario_loss(p)
-        if asset in paired or asset in liquid:
-            delta = np.zeros(n_acc)
-            delta[groups] = np.add.reduceat(s * t.greeks[r, 0], starts)
-            for level, d in enumerate(up(delta)):
-                deltas[level][asset] = d
-    if layout is not None:
-        risk = [historical_loss(j, layout) for j in joint]
+        delta = np.zeros(n_acc)
+        delta[groups] = np.add.reduceat(s * t.greeks[r, 0], starts)
+        pnl_parts.append(by_account)
+        delta_parts.append(delta)
+    widths = [p.shape[1] for p in pnl_parts]
+    pnl = up(np.concatenate([np.zeros((n_acc, 0)), *pnl_parts], axis=1))
+    delta = up(np.column_stack([np.zeros(n_acc), *delta_parts])[:, 1:])
+    layout = table.tables[held[0]].scenarios.history if held else None
+    if layout is not None:  # the fhs model's scenarios are joint: losses are taken on the underlyings' sum
+        risk = [historical_loss(p.reshape(p.shape[0], len(held), -1).sum(axis=1), layout) for p in pnl]
     else:
         pairs = credited_pairs(held, params)
-        risk = [combine_underlyings(losses[level], deltas[level], pairs, shape=(count,))
-                for level, count in enumerate(counts)]
+        starts = np.cumsum([0, *widths[:-1]], dtype=np.intp)
+        risk = []
+        for p, d, count in zip(pnl, delta, counts, strict=True):
+            loss = scenario_loss(p, starts) if held else p
+            risk.append(combine_underlyings({a: loss[:, u] for u, a in enumerate(held)},
+                                            {a: d[:, u] for u, a in enumerate(held)}, pairs, shape=(count,)))
     by_account, by_chain, everything = risk
     combined = combine_levels(
         everything=everything,
@@ -209,9 +206,10 @@ def margin_holdings(table: InstrumentTable, h: Holdings) -> GroupFigures:
         charge = contingency_charge(_sum_by(key, size[charged], first.size), table.side[key_inst])
         contingency = _sum_by(wallet[charged[first]], charge * table.rate[key_inst], n_w)
     liquidity = np.zeros(n_w)
-    for asset in held:
+    liquid = params.liquidity.depth if params.liquidity.enabled else {}
+    for u, asset in enumerate(held):
         if asset in liquid:
-            liquidity += liquidity_addon(deltas[_LEVELS - 1][asset] * table.tables[asset].spot, liquid[asset])
+            liquidity += liquidity_addon(delta[_LEVELS - 1][:, u] * table.tables[asset].spot, liquid[asset])
     return GroupFigures(
         equity=equity,
         haircut=haircut,
@@ -495,9 +493,11 @@ def credited_pairs(assets: list[str], params: RiskParams) -> list[tuple[str, str
     ]
 
 
-def scenario_loss(pnl: Array) -> Array:
-    """Loss of each row of a P&L array (scenario axis last): its worst scenario, a gain counting as zero."""
-    return np.maximum(-pnl.min(axis=-1), 0.0)
+def scenario_loss(pnl: Array, starts: IntArray | None = None) -> Array:
+    """Loss of each row of a P&L array (scenario axis last): its worst scenario, a gain counting as zero; with
+    `starts`, of each span of columns starting there (underlyings side by side), rows x spans."""
+    worst = pnl.min(axis=-1) if starts is None else np.minimum.reduceat(pnl, starts, axis=-1)
+    return np.maximum(-worst, 0.0)
 
 
 def combine_underlyings(
