@@ -127,9 +127,6 @@ class GroupFigures:
         return self.risk + self.contingency + self.liquidity
 
 
-_LEVELS = 3  # venue-account, chain, wallet
-
-
 def margin_holdings(table: InstrumentTable, h: Holdings) -> GroupFigures:
     """The figures of each wallet of `h`, on `table` (which holds every instrument of `h`)."""
     params = table.params
@@ -140,7 +137,6 @@ def margin_holdings(table: InstrumentTable, h: Holdings) -> GroupFigures:
     value = size * table.unit_value[inst] + entry_shift(table, inst, size, h.entry_price)
     equity = _sum_by(wallet, value, n_w)
     haircut = _sum_by(wallet, np.maximum(size, 0.0) * table.unit_haircut[inst], n_w)
-    counts = (n_acc, n_chain, n_w)
 
     # positions by venue-account; a chain's P&L is the sum of its accounts', a wallet's of its chains'
     order = np.argsort(h.account, kind="stable")
@@ -148,13 +144,14 @@ def margin_holdings(table: InstrumentTable, h: Holdings) -> GroupFigures:
     chain_first, wallet_first = _firsts(h.account_chain), _firsts(h.chain_wallet)
     wallet_held = h.chain_wallet[wallet_first]
 
-    def up(by_account: Array) -> tuple[Array, Array, Array]:
-        by_wallet = np.zeros((n_w, *by_account.shape[1:]))
-        if not n_acc:
-            return by_account, by_account, by_wallet
-        by_chain = np.add.reduceat(by_account, chain_first, axis=0)
-        by_wallet[wallet_held] = np.add.reduceat(by_chain, wallet_first, axis=0)
-        return by_account, by_chain, by_wallet
+    def up(by_account: Array) -> Array:
+        """Every level's groups: venue-accounts, then chains, then wallets (rows)."""
+        out = np.zeros((n_acc + n_chain + n_w, *by_account.shape[1:]))
+        out[:n_acc] = by_account
+        if n_acc:
+            out[n_acc : n_acc + n_chain] = np.add.reduceat(by_account, chain_first, axis=0)
+            out[n_acc + n_chain :][wallet_held] = np.add.reduceat(out[n_acc : n_acc + n_chain], wallet_first, axis=0)
+        return out
 
     # each underlying's P&L (tail cover applied) and delta per venue-account, side by side
     held: list[str] = []
@@ -181,16 +178,13 @@ def margin_holdings(table: InstrumentTable, h: Holdings) -> GroupFigures:
     delta = up(np.column_stack([np.zeros(n_acc), *delta_parts])[:, 1:])
     layout = table.tables[held[0]].scenarios.history if held else None
     if layout is not None:  # the fhs model's scenarios are joint: losses are taken on the underlyings' sum
-        risk = [historical_loss(p.reshape(p.shape[0], len(held), -1).sum(axis=1), layout) for p in pnl]
+        risk = historical_loss(pnl.reshape(pnl.shape[0], len(held), -1).sum(axis=1), layout)
     else:
-        pairs = credited_pairs(held, params)
-        starts = np.cumsum([0, *widths[:-1]], dtype=np.intp)
-        risk = []
-        for p, d, count in zip(pnl, delta, counts, strict=True):
-            loss = scenario_loss(p, starts) if held else p
-            risk.append(combine_underlyings({a: loss[:, u] for u, a in enumerate(held)},
-                                            {a: d[:, u] for u, a in enumerate(held)}, pairs, shape=(count,)))
-    by_account, by_chain, everything = risk
+        loss = scenario_loss(pnl, np.cumsum([0, *widths[:-1]], dtype=np.intp)) if held else pnl
+        risk = combine_underlyings({a: loss[:, u] for u, a in enumerate(held)},
+                                   {a: delta[:, u] for u, a in enumerate(held)}, credited_pairs(held, params),
+                                   shape=(pnl.shape[0],))
+    by_account, by_chain, everything = risk[:n_acc], risk[n_acc : n_acc + n_chain], risk[n_acc + n_chain :]
     combined = combine_levels(
         everything=everything,
         siloed_by_chain=_sum_by(h.chain_wallet, by_chain, n_w),
@@ -209,7 +203,7 @@ def margin_holdings(table: InstrumentTable, h: Holdings) -> GroupFigures:
     liquid = params.liquidity.depth if params.liquidity.enabled else {}
     for u, asset in enumerate(held):
         if asset in liquid:
-            liquidity += liquidity_addon(delta[_LEVELS - 1][:, u] * table.tables[asset].spot, liquid[asset])
+            liquidity += liquidity_addon(delta[n_acc + n_chain :, u] * table.tables[asset].spot, liquid[asset])
     return GroupFigures(
         equity=equity,
         haircut=haircut,
