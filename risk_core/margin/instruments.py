@@ -915,15 +915,9 @@ class Book:
         """USD traded to close each position (liquidation cost base)."""
         return np.abs(self.size) * self.table.notional[self.ids]
 
-    @cached_property
-    def shift(self) -> Array:
-        """What a perp's or future's entry price adds to its value: size x (mark - entry); 0 for the others."""
-        return entry_shift(self.table, self.ids, self.size, self.entry)
-
     def values(self) -> tuple[Array, Array]:
         """Mark value and collateral haircut per position."""
-        return (self.size * self.table.unit_value[self.ids] + self.shift,
-                self.long * self.table.unit_haircut[self.ids])
+        return holding_values(self.table, self.ids, self.size, self.entry)
 
     @cached_property
     def held(self) -> dict[str, Held]:
@@ -975,7 +969,7 @@ class Book:
     def stacked(self) -> RowParams:
         """Unit rows scaled by size: quantity, liquidity and the linear rows' value, slope and haircut (with the
         entry price's shift of a perp's or future's value, and haircuts on long holdings only)."""
-        shift = self.shift
+        shift = entry_shift(self.table, self.ids, self.size, self.entry)
         columns: dict[str, Any] = {}
         for block, (fields, table) in enumerate(zip(ROW_FIELDS, self.table.block_tables, strict=True)):
             pieces, positions = [], []
@@ -1009,6 +1003,13 @@ class Book:
     def revalue(self, moves: Array, vols: Array) -> list[tuple[Array, Array]]:
         """Per underlying held: (values, haircuts) of its rows at `moves` (see `revalue`)."""
         return revalue(self.stacked, [h.blocks for h in self.held.values()], moves, vols)
+
+
+def holding_values(table: InstrumentTable, ids: IntArray, size: Array, entry: Array) -> tuple[Array, Array]:
+    """Mark value and collateral haircut of holdings of instruments `ids` in `size` at `entry` prices (NaN for
+    none): the unit's value scaled, a perp's or future's shifted by its entry price; a haircut on long holdings."""
+    return (size * table.unit_value[ids] + entry_shift(table, ids, size, entry),
+            np.maximum(size, 0.0) * table.unit_haircut[ids])
 
 
 def entry_shift(table: InstrumentTable, ids: IntArray, size: Array, entry: Array) -> Array:

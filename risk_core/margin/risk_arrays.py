@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from risk_core.margin.fhs import HistoricalLayout, historical_loss
-from risk_core.margin.instruments import Book, InstrumentTable, entry_shift
+from risk_core.margin.instruments import Book, InstrumentTable, holding_values
 from risk_core.margin.liquidity import liquidity_addon
 from risk_core.schema.params import OffsetCredit, RiskParams
 
@@ -134,9 +134,8 @@ def margin_holdings(table: InstrumentTable, h: Holdings) -> GroupFigures:
     inst, size = h.instrument, h.size
     account_wallet = h.chain_wallet[h.account_chain]
     wallet = account_wallet[h.account]
-    value = size * table.unit_value[inst] + entry_shift(table, inst, size, h.entry_price)
-    equity = _sum_by(wallet, value, n_w)
-    haircut = _sum_by(wallet, np.maximum(size, 0.0) * table.unit_haircut[inst], n_w)
+    value, haircut = holding_values(table, inst, size, h.entry_price)
+    equity, haircut = _sum_by(wallet, value, n_w), _sum_by(wallet, haircut, n_w)
 
     # positions by venue-account; a chain's P&L is the sum of its accounts', a wallet's of its chains'
     order = np.argsort(h.account, kind="stable")
