@@ -18,6 +18,7 @@ from functools import cached_property
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy import sparse
 
 from risk_core.margin.fhs import HistoricalLayout, historical_loss
 from risk_core.margin.instruments import Book, InstrumentTable, holding_values
@@ -148,8 +149,8 @@ def margin_holdings(table: InstrumentTable, h: Holdings) -> GroupFigures:
         out = np.zeros((n_acc + n_chain + n_w, *by_account.shape[1:]))
         out[:n_acc] = by_account
         if n_acc:
-            out[n_acc : n_acc + n_chain] = np.add.reduceat(by_account, chain_first, axis=0)
-            out[n_acc + n_chain :][wallet_held] = np.add.reduceat(out[n_acc : n_acc + n_chain], wallet_first, axis=0)
+            out[n_acc : n_acc + n_chain] = _sum_runs(by_account, chain_first)
+            out[n_acc + n_chain :][wallet_held] = _sum_runs(out[n_acc : n_acc + n_chain], wallet_first)
         return out
 
     # each underlying's P&L (tail cover applied) and delta per venue-account, side by side
@@ -164,14 +165,8 @@ def margin_holdings(table: InstrumentTable, h: Holdings) -> GroupFigures:
             continue
         held.append(asset)
         r, acc, s = row[mine], account[mine], size_o[mine]
-        starts = np.flatnonzero(np.concatenate(([True], acc[1:] != acc[:-1])))
-        groups = acc[starts]
-        by_account = np.zeros((n_acc, t.pnl.shape[1]))
-        by_account[groups] = np.add.reduceat(s[:, None] * t.pnl[r], starts, axis=0)
-        delta = np.zeros(n_acc)
-        delta[groups] = np.add.reduceat(s * t.greeks[r, 0], starts)
-        pnl_parts.append(by_account)
-        delta_parts.append(delta)
+        pnl_parts.append(_by_account(acc, r, s, t.pnl, n_acc))
+        delta_parts.append(_by_account(acc, r, s, t.greeks[:, 0], n_acc))
     widths = [p.shape[1] for p in pnl_parts]
     pnl = up(np.concatenate([np.zeros((n_acc, 0)), *pnl_parts], axis=1))
     delta = up(np.column_stack([np.zeros(n_acc), *delta_parts])[:, 1:])
@@ -214,6 +209,30 @@ def margin_holdings(table: InstrumentTable, h: Holdings) -> GroupFigures:
         chain_risk=by_chain,
         account_risk=by_account,
     )
+
+
+_SPARSE_FROM = 4_096  # positions: from here a block's sums per venue-account are one sparse product
+
+
+def _by_account(account: IntArray, row: IntArray, size: Array, table: Array, n_acc: int) -> Array:
+    """Sum of size x the table's row, per venue-account (`account` non-decreasing): for a few positions a gather
+    and a sum per run of accounts, for many one sparse product (no positions x scenarios temporary)."""
+    if row.size >= _SPARSE_FROM:
+        return np.asarray(sparse.csr_array((size, (account, row)), shape=(n_acc, table.shape[0])) @ table)
+    starts = np.flatnonzero(np.concatenate(([True], account[1:] != account[:-1])))
+    out = np.zeros((n_acc, *table.shape[1:]))
+    out[account[starts]] = np.add.reduceat(size.reshape(-1, *[1] * (table.ndim - 1)) * table[row], starts, axis=0)
+    return out
+
+
+def _sum_runs(rows: Array, starts: IntArray) -> Array:
+    """The sum of each run of rows from each start to the next: np.add.reduceat for a few runs, a sparse product
+    for many (reduceat along the first axis of a wide array is slow per run)."""
+    if starts.size < _SPARSE_FROM:
+        return np.asarray(np.add.reduceat(rows, starts, axis=0))
+    n = rows.shape[0]
+    adder = sparse.csr_array((np.ones(n), np.arange(n), np.append(starts, n)), shape=(starts.size, n))
+    return np.asarray(adder @ rows)
 
 
 def _firsts(owner: IntArray) -> IntArray:
