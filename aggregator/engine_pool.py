@@ -190,27 +190,34 @@ class EnginePool:
     @staticmethod
     async def _exchange(worker: _Worker, message: object) -> tuple[str, Any]:
         """Send a call and await its answer on the event loop itself (no thread hop each way): the answer is read
-        once the pipe turns readable, and a worker writes its whole answer at once, so the read never waits on it.
-        (A multi-MB body or report still takes the loop a few ms to copy.)"""
+        once the pipe turns readable, and a worker writes its whole answer at once, so the read never waits long on
+        it. (A multi-MB body or report still takes the loop a few ms to copy.) uvloop makes a watched descriptor
+        non-blocking, so the pipe is put back to blocking before each send and read: a message larger than the
+        socket's buffer is then read whole instead of failing with EAGAIN."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[tuple[str, Any]] = loop.create_future()
         fd = worker.conn.fileno()
 
         def readable() -> None:
             loop.remove_reader(fd)
+            os.set_blocking(fd, True)
             if answer.done():
                 return
             try:
                 answer.set_result(worker.conn.recv())
             except (EOFError, OSError) as e:
                 answer.set_exception(e)
+            except Exception as e:  # noqa: BLE001 - an answer that cannot be unpickled must not leave the call waiting
+                answer.set_exception(WorkerFailed(f"the engine's answer could not be read: {e!r}"))
 
+        os.set_blocking(fd, True)
         worker.conn.send(message)
         loop.add_reader(fd, readable)
         try:
             return await answer
         finally:
             loop.remove_reader(fd)
+            os.set_blocking(fd, True)
 
     def busy_workers(self) -> int:
         return 0 if self._idle is None else len(self._workers) - self._idle.qsize()

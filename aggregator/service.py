@@ -41,6 +41,7 @@ from oracles.aggregation import AggregationPolicy
 from oracles.chainlink import fetch_chainlink_observations
 from oracles.observations import PriceObservation
 from oracles.snapshot import ExtraSource, SnapshotBuild, SnapshotSources, fetch_market_snapshot
+from oracles.surface import SurfaceFit
 from risk_core.errors import InputError
 from risk_core.margin.context import PricingContext, content_hash, pricing_context
 from risk_core.margin.engine import compute_margin
@@ -130,6 +131,7 @@ class AggregatorService:
         self._refreshed: OrderedDict[str, Refreshed] = OrderedDict()  # least recently refreshed first
         self._locks: dict[str, asyncio.Lock] = {}
         self._accounts: dict[str, WatchedAccount] = {}
+        self._account_read_at: dict[str, float] = {}  # account id -> when its definition was read from the store
         self._market: SnapshotBuild | None = None
         self._market_monotonic = 0.0
         self._market_task: asyncio.Task[SnapshotBuild] | None = None
@@ -159,6 +161,7 @@ class AggregatorService:
             self.session, sources, assets=self.settings.assets, now=now, previous=self._market,
             policies=self.aggregation_policies(), extra=self.chainlink_sources(now),
             spot_only=self.settings.spot_only_assets, notes=self.settings.price_notes,
+            offload=self._fit_off_loop,
         )
         self._market, self._market_monotonic = build, time.monotonic()
         if self.store is not None:
@@ -259,8 +262,13 @@ class AggregatorService:
     # --- accounts -------------------------------------------------------------------------------------------
 
     async def watched_account(self, account_id: str) -> WatchedAccount:
-        """Raises LookupError for an account the service does not watch."""
+        """Raises LookupError for an account the service does not watch. A definition read from the store is reused
+        for `account_reread_s`: every account request read it again, a database round trip in a thread beside the
+        event loop."""
         if self.store is not None:
+            read_at = self._account_read_at.get(account_id)
+            if read_at is not None and time.monotonic() - read_at < self.settings.account_reread_s:
+                return self._accounts[account_id]
             try:
                 found = await self.store.get_account(account_id)
             except StoreUnavailable as e:
@@ -271,7 +279,9 @@ class AggregatorService:
                 raise InputError("account_id", str(e)) from e
             if found is not None:
                 self._accounts[account_id] = found
+                self._account_read_at[account_id] = time.monotonic()
                 return found
+            self._account_read_at.pop(account_id, None)
         elif account_id in self._accounts:
             return self._accounts[account_id]
         raise LookupError(f"no watched account {account_id!r}")
@@ -453,6 +463,14 @@ class AggregatorService:
             if lock is not None and not lock.locked():
                 del self._locks[evicted]
 
+    async def _fit_off_loop(self, fit: Callable[[], SurfaceFit]) -> SurfaceFit:
+        """A surface fit in the engine pool, or in a thread when the pool cannot take it (saturated by what-ifs, or a
+        worker lost): the market refresh neither waits on nor fails for the what-ifs' load."""
+        if self.engine is not None:
+            with contextlib.suppress(BudgetExceeded, WorkerFailed):
+                return await self.engine.run(fit)
+        return await asyncio.to_thread(fit)
+
     async def _compute_off_loop(self, snapshot: PositionSnapshot, market: MarketSnapshot) -> MarginReport:
         """The report, computed in the engine pool (or a thread without one): never on the event loop.
 
@@ -480,6 +498,7 @@ class AggregatorService:
             return self._unstored(refreshed, f"history not stored: {e}", complete=False)
         except AccountNotFound:
             self._accounts.pop(account.id, None)
+            self._account_read_at.pop(account.id, None)
             return self._unstored(refreshed, "history not stored: the account was removed during the refresh",
                                   complete=refreshed.report.complete)
 

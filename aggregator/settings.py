@@ -98,6 +98,9 @@ class ServiceSettings(BaseModel):
         default=180.0, gt=0, description="/health is degraded when a watched account's report is older"
     )
     account_refresh_s: float = Field(default=60.0, gt=0)
+    account_reread_s: float = Field(
+        default=2.0, ge=0, description="a watched account's definition read from the store is reused this long"
+    )
     history_retention_days: float = Field(default=30.0, gt=0)
     signer_key: str | None = Field(default=None, description="hex private key signing credit views (EIP-712)")
     attestation: AttestationSettings = AttestationSettings()

@@ -16,13 +16,15 @@ import os
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import aiohttp
 from aiohttp import web
+from eth_abi import encode
 from web3 import Web3
 
 from aggregator.attestations import AttestationService
@@ -38,7 +40,8 @@ from api.demo_credit_line import CreditLineDemo, show_on_dashboard
 from api.http.app import SERVICE_ENGINE_PRELOAD, SHUTDOWN_TIMEOUT_S, create_app
 from api.http.settings import DEMO_API_KEY, ApiSettings
 from chains.client import make_chain_clients
-from devnet.deploy import TOKENS, ChainDeployer, compile_abi
+from devnet.deploy import DEPLOYER, TOKENS, compile_abi
+from devnet.errors import DevnetError
 from devnet.run import RunningDevnet, start_devnet
 from venue_servers import derive as derive_venue
 from venue_servers import hyperliquid as hyperliquid_venue
@@ -54,6 +57,11 @@ _DEPLOYED_USD = {spec.asset: spec.usd_price for spec in TOKENS}
 WSTETH_PER_ETH = _DEPLOYED_USD["WSTETH"] / _DEPLOYED_USD["ETH"]
 # seconds between the keeper's rounds: 5 recorded minutes of the price path, so the feeds stay within its moves
 KEEPER_INTERVAL_S = 5.0
+KEEPER_RPC_TIMEOUT_S = 4.0
+KEEPER_RECEIPT_POLL_S = 0.01
+# a round costs ~103k gas; anvil's own estimate for the first round after a state load falls short (out of gas)
+KEEPER_GAS = 200_000
+UPDATE_ANSWER_SELECTOR = "0x" + Web3.keccak(text="updateAnswer(int256)")[:4].hex().removeprefix("0x")
 CHAINLINK_CHAIN = "ethereum"  # the demo's Chainlink source: the L1 feeds (one chain, one vote in the median)
 PRICE_NOTES = {
     "WSTETH": f"approximated: the devnet's wstETH/USD feed carries the recorded ETH price x {WSTETH_PER_ETH:.6g}, "
@@ -71,24 +79,75 @@ def compute_feed_prices(scenario: MarketScenario) -> dict[str, float]:
     return {"ETH": eth, "BTC": scenario.price("chainlink", "BTC"), "WSTETH": eth * WSTETH_PER_ETH}
 
 
-def publish_feed_prices(devnet: RunningDevnet, prices: dict[str, float]) -> dict[str, dict[str, int]]:
-    """Publish `prices` on every chain's feeds of those assets, as Chainlink's keepers would (a new round stamped
-    with the chain's time), so the feeds, and Aave's oracle reading them, stand at the market the venues replay.
-    Returns chain -> asset -> the raw answer published."""
+@dataclass(frozen=True)
+class DevnetFeed:
+    """One Chainlink feed the keeper publishes on: where it is and how its answers are scaled."""
+
+    chain: str
+    rpc_url: str
+    asset: str
+    address: str
+    decimals: int
+
+
+def resolve_feeds(devnet: RunningDevnet) -> list[DevnetFeed]:
+    """Every chain's feeds, with their decimals read once (they never change)."""
     abi = compile_abi("MockV3Aggregator")
-    published: dict[str, dict[str, int]] = {}
+    feeds = []
     for chain in devnet.manifest.chains:
-        w3 = Web3(Web3.HTTPProvider(devnet.nodes[chain.config.name].url))
-        deployer = ChainDeployer(w3)
-        answers = published.setdefault(chain.config.name, {})
+        url = devnet.nodes[chain.config.name].url
+        w3 = Web3(Web3.HTTPProvider(url))
         for feed in chain.config.price_feeds:
-            if feed.asset not in prices:
-                continue
             contract = w3.eth.contract(address=Web3.to_checksum_address(feed.address), abi=abi)
-            answer = round(prices[feed.asset] * 10 ** contract.functions.decimals().call())
-            deployer.send(contract.functions.updateAnswer(answer), what=f"publish {feed.asset} on {chain.config.name}")
-            answers[feed.asset] = answer
+            feeds.append(DevnetFeed(chain=chain.config.name, rpc_url=url, asset=feed.asset, address=feed.address,
+                                    decimals=int(contract.functions.decimals().call())))
+    return feeds
+
+
+async def publish_feed_prices(
+    session: aiohttp.ClientSession, feeds: Sequence[DevnetFeed], prices: Mapping[str, float]
+) -> dict[str, dict[str, int]]:
+    """Publish `prices` on the feeds of those assets, as Chainlink's keepers would (a new round stamped with the
+    chain's time), so the feeds, and Aave's oracle reading them, stand at the market the venues replay.
+
+    Raw JSON-RPC on the event loop: web3's synchronous stack in a thread held the interpreter for tens of ms every
+    round, stalling the service beside it.
+    Returns chain -> asset -> the raw answer published. Raises DevnetError when a round is not mined or reverts."""
+    published: dict[str, dict[str, int]] = {}
+    for feed in feeds:  # one transaction at a time: anvil gives a batch's transactions one nonce
+        if feed.asset not in prices:
+            continue
+        answer = round(prices[feed.asset] * 10**feed.decimals)
+        call = {"from": DEPLOYER, "to": feed.address, "gas": hex(KEEPER_GAS),
+                "data": UPDATE_ANSWER_SELECTOR + encode(["int256"], [answer]).hex()}
+        (tx,) = await _rpc_batch(session, feed.rpc_url, [("eth_sendTransaction", [call])])
+        if (await _receipt(session, feed.rpc_url, tx)).get("status") != "0x1":
+            raise DevnetError(f"publish {feed.asset} on {feed.chain}: the round reverted")
+        published.setdefault(feed.chain, {})[feed.asset] = answer
     return published
+
+
+async def _receipt(session: aiohttp.ClientSession, url: str, tx: str) -> dict[str, Any]:
+    """The transaction's receipt, polled until anvil has mined it (a few ms), within the keeper's RPC timeout."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + KEEPER_RPC_TIMEOUT_S
+    while True:
+        (receipt,) = await _rpc_batch(session, url, [("eth_getTransactionReceipt", [tx])])
+        if receipt is not None:
+            return cast(dict[str, Any], receipt)
+        if loop.time() > deadline:
+            raise DevnetError(f"transaction {tx} not mined within {KEEPER_RPC_TIMEOUT_S:g} s")
+        await asyncio.sleep(KEEPER_RECEIPT_POLL_S)
+
+
+async def _rpc_batch(session: aiohttp.ClientSession, url: str, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+    body = [{"jsonrpc": "2.0", "id": i, "method": method, "params": params} for i, (method, params) in enumerate(calls)]
+    async with session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=KEEPER_RPC_TIMEOUT_S)) as response:
+        answers = sorted(await response.json(), key=lambda answer: answer["id"])
+    errors = [answer["error"] for answer in answers if "error" in answer]
+    if errors:
+        raise DevnetError(f"{calls[0][0]}: {errors[0]}")
+    return [answer["result"] for answer in answers]
 
 
 @dataclass
@@ -98,11 +157,15 @@ class FeedKeeper:
 
     devnet: RunningDevnet
     scenario: MarketScenario
+    session: aiohttp.ClientSession
     interval_s: float = KEEPER_INTERVAL_S
     published: dict[str, dict[str, int]] = field(default_factory=dict)  # chain -> asset -> the last raw answer
+    feeds: list[DevnetFeed] = field(default_factory=list)
 
     async def publish(self) -> None:
-        self.published = await asyncio.to_thread(publish_feed_prices, self.devnet, compute_feed_prices(self.scenario))
+        if not self.feeds:
+            self.feeds = await asyncio.to_thread(resolve_feeds, self.devnet)
+        self.published = await publish_feed_prices(self.session, self.feeds, compute_feed_prices(self.scenario))
 
     @contextlib.asynccontextmanager
     async def run(self) -> AsyncIterator[FeedKeeper]:
@@ -219,10 +282,12 @@ async def run_demo_service(
         clock = replay_clock(recorded.as_of)
         replayed = replace(recorded, clock=clock, path=recorded_price_path())
         async with (
-            run_venue_servers(replayed) as venues,
+            # the tests check every shape of these answers against the venues' specifications; checking them again
+            # here would spend the service's own event loop (the venues share it) on every answer
+            run_venue_servers(replayed, validate=False) as venues,
             aiohttp.ClientSession() as session,
             webhook_session() as hooks,
-            FeedKeeper(devnet, venues.scenario, keeper_interval_s).run() as keeper,
+            FeedKeeper(devnet, venues.scenario, session, keeper_interval_s).run() as keeper,
         ):
             clients = await make_chain_clients(devnet.chains)
             store = Store.from_url(database_url)
@@ -241,8 +306,8 @@ async def run_demo_service(
                 )
                 attestations = AttestationService(risk=service, signer=signer, settings=attestation_settings)
                 # the first market snapshot before any request: the local venues share this event loop, and their
-                # cold start (the Deribit spec is parsed once, every answer validated) would hold the loop for
-                # seconds while the first account refresh's chain reads ran out their timeout (complete: false)
+                # cold start (the first chains built and served, the first fits) would hold the loop for seconds
+                # while the first account refresh's chain reads ran out their timeout (complete: false)
                 await service.refresh_market()
                 watcher = AlertWatcher(WebhookSender(hooks))
                 service.on_report.append(watcher.observe)

@@ -3,8 +3,6 @@ and the CLI (one line per problem)."""
 
 from __future__ import annotations
 
-import re
-
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from risk_core.errors import InputError
@@ -51,8 +49,10 @@ def field_errors(error: ValidationError, *, prefix: str = "") -> list[FieldError
         raw = e["loc"]
         loc = tuple(part for j, part in enumerate(raw) if not _is_branch_name(part, raw[j - 1] if j else None))
         path, reason = field_path(loc), e["msg"]
-        if not path and (named := _MODEL_CHECK_NAMING_A_FIELD.match(reason)):
-            path, reason = named["field"], named["reason"]
+        raised = e.get("ctx", {}).get("error")
+        if isinstance(raised, InputError):  # a check on a whole model names the field it is about
+            path = ".".join(filter(None, (path, raised.field)))
+            reason = raised.reason
         if prefix:
             path = f"{prefix}.{path}" if path else prefix
         out.append(FieldError(field=path or "(request)", reason=reason))
@@ -105,5 +105,3 @@ def _is_branch_name(part: int | str, previous: int | str | None) -> bool:
 
 _POSITION_KINDS = {"spot", "lend", "borrow", "perp", "future", "option", "lp"}
 _MODEL_NAMES = {"SVISurface", "ESSVISurface", "PointsSurface"}
-# a check on a whole model reports at the model's location; by convention it starts with the field it is about
-_MODEL_CHECK_NAMING_A_FIELD = re.compile(r"^Value error, (?P<field>[A-Za-z_][A-Za-z0-9_.\[\]]*): (?P<reason>.+)$", re.S)

@@ -29,7 +29,7 @@ from pathlib import Path
 import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO_KEY = "demo-key"
+DEMO_KEY = "metarisk-demo-key"
 DEMO_REQUEST = json.loads((ROOT / "examples" / "demo_request.json").read_text())
 MIX = (  # route name, method, path, body, weight
     ("health", "GET", "/health", None, 3),

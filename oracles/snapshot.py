@@ -108,6 +108,7 @@ class SnapshotSources:
 
 
 ExtraSource = Callable[[], Awaitable[list[PriceObservation]]]
+Offload = Callable[[Callable[[], SurfaceFit]], Awaitable[SurfaceFit]]  # runs a CPU-bound call off the event loop
 
 
 @dataclass
@@ -130,6 +131,7 @@ async def fetch_market_snapshot(
     extra: Mapping[str, ExtraSource] | None = None,
     spot_only: Collection[str] = (),
     notes: Mapping[str, str] | None = None,
+    offload: Offload = asyncio.to_thread,
 ) -> SnapshotBuild:
     """Fetch every source concurrently, aggregate each asset's price, fit each asset's surface, and assemble.
 
@@ -138,6 +140,8 @@ async def fetch_market_snapshot(
     a `fetch:NAME` status `failed` with the reason; nothing here raises for a venue's fault. `spot_only` assets
     are priced but have no options anywhere (tokens such as USDC or wstETH): no `vol:ASSET` failure for them.
     `notes` adds a flag to an asset's price (what its reason must say, e.g. that a source only approximates it).
+    `offload(fn, *args)` runs the surface fits off the event loop: a thread by default, the caller's process pool
+    in a service (a fit is a tenth of a second of CPU that, in a thread, would hold the interpreter the loop needs).
     """
     wanted = set(assets)
     jobs: dict[str, Callable[[], Awaitable[tuple[list[PriceObservation], list[VenueChain]]]]] = {}
@@ -220,7 +224,7 @@ async def fetch_market_snapshot(
     for chain in gathered.chains:
         by_asset.setdefault(chain.asset, []).append(chain)
     fits = await asyncio.gather(*(
-        asyncio.to_thread(compute_surface, chains, asset=asset, as_of=now, policy=surface_policy)
+        offload(functools.partial(compute_surface, chains, asset=asset, as_of=now, policy=surface_policy))
         for asset, chains in sorted(by_asset.items())
     ))
     surfaces = {fit.asset: fit for fit in fits}

@@ -19,7 +19,6 @@ from api.http.metrics import ApiMetrics, metrics_middleware
 from api.http.openapi import build_openapi
 from api.http.problems import problem_middleware
 from api.http.routes import (
-    ENGINE,
     HEALTH_BODY,
     METRICS,
     OPENAPI_BODY,
@@ -29,7 +28,7 @@ from api.http.routes import (
 )
 from api.http.service import RiskService
 from api.http.settings import ApiSettings
-from api.http.what_if import ENGINE_PRELOAD
+from api.http.what_if import ENGINE, ENGINE_PRELOAD
 from risk_core.schema.params import default_params
 from risk_core.schema.positions import SCHEMA_VERSION
 

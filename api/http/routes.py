@@ -9,7 +9,6 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, Field
 
-from aggregator.engine_pool import EnginePool
 from api.dashboard import CREDIT_LINE_PATH, DASHBOARD_PATHS
 from api.http.access import KEYED, OPEN, RouteTable
 from api.http.history import HISTORY_PATH, STORED_REPORT_PATH, parse_history_query, parse_report_id
@@ -19,14 +18,13 @@ from api.http.path_parameters import check_path_parameter
 from api.http.problems import FieldError, Problem, invalid_request
 from api.http.service import SERVICE_ROUTES, RiskService, ServiceRoute
 from api.http.surface import SURFACE_PATH, surface
-from api.http.what_if import compute_what_if_in_pool
+from api.http.what_if import ENGINE, compute_what_if_in_pool
 from risk_core.errors import InputError
 
 JSON_CONTENT_TYPE = "application/json"
 METRICS = web.AppKey("metrics", ApiMetrics)
 HEALTH_BODY = web.AppKey("health_body", bytes)
 OPENAPI_BODY = web.AppKey("openapi_body", bytes)
-ENGINE = web.AppKey("engine", EnginePool)
 Answer = TypeVar("Answer")
 
 

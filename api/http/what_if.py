@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from threading import Lock
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+from aiohttp import web
 from pydantic import ValidationError
 from pydantic_core import from_json
 
@@ -24,6 +26,9 @@ from risk_core.schema.market import MarketSnapshot
 from risk_core.schema.params import RiskParams
 from risk_core.schema.report import MarginReport
 from risk_core.schema.request import MarginRequest
+
+Result = TypeVar("Result")
+ENGINE = web.AppKey("engine", EnginePool)  # the app's engine pool: what-ifs and surface fits
 
 
 class MarketCache:
@@ -198,9 +203,9 @@ async def compute_what_if_in_pool(
         isinstance(request, dict) and request.get("market") is not None)
     if service is not None and not names_market:
         snapshot = await _service_snapshot(service)
-    outcome = await _run(pool, request, snapshot)
+    outcome = await run_in_engine(pool, what_if_in_worker, request, snapshot)
     if outcome.needs_market and service is not None and snapshot is None:
-        outcome = await _run(pool, request, await _service_snapshot(service))
+        outcome = await run_in_engine(pool, what_if_in_worker, request, await _service_snapshot(service))
     if outcome.needs_market:
         outcome = WhatIfOutcome(problem=invalid_request(
             [FieldError(field="market", reason="required: the market snapshot to price against")]))
@@ -220,9 +225,11 @@ async def _service_snapshot(service: RiskService) -> MarketSnapshot:
         raise Problem(503, "service-unavailable", "Service unavailable", f"no market snapshot: {e}") from e
 
 
-async def _run(pool: EnginePool, request: bytes | object, snapshot: MarketSnapshot | None) -> WhatIfOutcome:
+async def run_in_engine(pool: EnginePool, call: Callable[..., Result], *args: Any) -> Result:
+    """`call(*args)` in the engine pool, its budget's refusals as problems: a memory overrun is the request's
+    (422), a time overrun or a saturated pool the service's (503, retry)."""
     try:
-        return await pool.run(what_if_in_worker, request, snapshot)
+        return await pool.run(call, *args)
     except BudgetExceeded as e:
         if e.limit == "memory":
             raise Problem(422, "over-budget", "Request over the engine's budget", f"{e.detail}: the request is "

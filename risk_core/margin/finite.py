@@ -29,6 +29,8 @@ _INFINITE_BY_DEFINITION = ".health_factor"
 def non_finite_figures(report: MarginReport) -> list[str]:
     """The paths of every figure of the report that is NaN or infinite (empty when all are finite), except
     a health factor of +inf (no debt)."""
+    if all_finite(report.model_dump(mode="json")):  # the common case, in a fraction of the walk's time
+        return []
     return [
         path
         for path, value in _numbers(report.__dict__, "")
@@ -59,6 +61,28 @@ def require_finite(report: MarginReport, positions: Sequence[Position], market: 
         raise InputError("(request)", f"the report's figures overflow: {figures} would not be finite")
     path, value = blamed
     raise InputError(path, f"{value:g} is out of range: the report's {figures} would not be finite")
+
+
+def all_finite(dumped: Any) -> bool:
+    """Whether every float in a model's plain dump (dicts, lists) is finite. A list of numbers (the scenario grids,
+    most of a report's floats) is checked by one exact sum in C: finite values sum to a finite total unless the
+    sum overflows, and then, or for a list of anything else, its items are looked at one by one."""
+    pending = [dumped]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, float):  # numpy's float64 included
+            if not math.isfinite(node):
+                return False
+        elif type(node) is dict:
+            pending.extend(node.values())
+        elif type(node) is list:
+            try:
+                if math.isfinite(math.fsum(node)):
+                    continue
+            except (TypeError, ValueError, OverflowError):
+                pass
+            pending.extend(node)
+    return True
 
 
 def _orders_of_magnitude(value: float) -> float:

@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import AwareDatetime, Field, Strict, model_validator
 
+from risk_core.errors import InputError
 from risk_core.schema.positions import Asset, FiniteFloat, PositiveFloat, StrictModel
 
 
@@ -82,7 +83,7 @@ class ESSVISurface(StrictModel):
         tol = 1 + ESSVI_TOLERANCE
         for i, (before, after) in enumerate(zip(self.essvi, self.essvi[1:], strict=False), start=1):
             if after.expiry <= before.expiry:
-                raise ValueError(f"essvi[{i}]: expiries must be strictly increasing")
+                raise InputError(f"essvi[{i}]", "expiries must be strictly increasing")
             for name, low, high in (
                 ("theta", before.theta, after.theta),
                 ("psi (1 + rho)", before.psi * (1 + before.rho), after.psi * (1 + after.rho)),
@@ -90,7 +91,7 @@ class ESSVISurface(StrictModel):
                 ("theta / psi", before.theta / before.psi, after.theta / after.psi),
             ):
                 if high * tol < low:
-                    raise ValueError(f"essvi[{i}]: {name} must not decrease with expiry (calendar arbitrage)")
+                    raise InputError(f"essvi[{i}]", f"{name} must not decrease with expiry (calendar arbitrage)")
         return self
 
 
@@ -134,7 +135,7 @@ class MarketHistory(StrictModel):
         for name, series in (("close", self.close), ("atm_iv", self.atm_iv)):
             for asset, values in series.items():
                 if len(values) != len(self.dates):
-                    raise ValueError(f"{name}.{asset}: {len(values)} values for {len(self.dates)} dates")
+                    raise InputError(f"{name}.{asset}", f"{len(values)} values for {len(self.dates)} dates")
         return self
 
     @cached_property

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field, Strict, StrictBool, model_validator
 
+from risk_core.errors import InputError
 from risk_core.schema.positions import StrictModel
 
 Fraction = Annotated[float, Strict(), Field(ge=0, le=1, allow_inf_nan=False)]
@@ -145,7 +146,7 @@ class RiskParams(StrictModel):
     def _tracking_is_one_level(self) -> RiskParams:
         for asset, tracked in self.tracking.items():
             if tracked.underlying == asset or tracked.underlying in self.tracking:
-                raise ValueError(f"tracking.{asset}: tracks {tracked.underlying}, which is itself tracked")
+                raise InputError(f"tracking.{asset}", f"tracks {tracked.underlying}, which is itself tracked")
         return self
 
     def asset_class(self, asset: str) -> str:

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from risk_core.errors import InputError
 from risk_core.schema.market import MarketSnapshot, SourceStatus
 from risk_core.schema.params import default_params
 from risk_core.schema.positions import Position, StrictModel
@@ -33,7 +34,7 @@ class MarginRequest(StrictModel):
     @model_validator(mode="after")
     def _asks_something(self) -> MarginRequest:
         if not self.positions and not self.venue_states:
-            raise ValueError("positions: at least one position is needed (nothing to margin in an empty book)")
+            raise InputError("positions", "at least one position is needed (nothing to margin in an empty book)")
         return self
 
     @model_validator(mode="before")
@@ -46,7 +47,7 @@ class MarginRequest(StrictModel):
             if isinstance(overrides, dict) and isinstance(overrides.get("max_positions"), int):
                 limit = min(limit, overrides["max_positions"])
             if len(data["positions"]) > limit:
-                raise ValueError(
-                    f"positions: {len(data['positions'])} positions exceed the limit of {limit} per request"
+                raise InputError(
+                    "positions", f"{len(data['positions'])} positions exceed the limit of {limit} per request"
                 )
         return data

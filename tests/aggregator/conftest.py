@@ -47,14 +47,17 @@ class ManualClock:
 
 
 class RecordingStore(AsyncStore):
-    """The real store (SQLite), counting refreshes saved; `down` makes save_refresh fail as a lost database."""
+    """The real store (SQLite), counting accounts read and refreshes saved; `down` makes both fail as a lost
+    database."""
 
     def __init__(self, store: Store) -> None:
         super().__init__(store)
         self.saves = 0
+        self.account_reads = 0
         self.down = False
 
     async def get_account(self, account_id: str) -> Any:
+        self.account_reads += 1
         if self.down:
             raise StoreUnavailable("database unavailable: connection refused (test)")
         return await super().get_account(account_id)

@@ -15,7 +15,7 @@ from web3 import Web3
 
 from aggregator.service import AggregatorService
 from aggregator.settings import ServiceSettings, VenueEndpoints
-from api.demo import PRICE_NOTES, compute_feed_prices, demo_settings, publish_feed_prices
+from api.demo import PRICE_NOTES, compute_feed_prices, demo_settings, publish_feed_prices, resolve_feeds
 from chains.client import ChainClient, make_chain_client
 from devnet.deploy import compile_abi
 from devnet.run import RunningDevnet
@@ -62,7 +62,7 @@ async def test_feeds_at_the_market_join_each_assets_median(
     devnet: RunningDevnet, venues: VenueServers, session: aiohttp.ClientSession,
     chain_clients: dict[str, ChainClient], clock: Any, restore_chains: None,
 ) -> None:
-    published = publish_feed_prices(devnet, compute_feed_prices(venues.scenario))
+    published = await publish_feed_prices(session, resolve_feeds(devnet), compute_feed_prices(venues.scenario))
     assert set(published) == {"ethereum", "arbitrum", "base"}
     answers = published["ethereum"]
     build = await refresh(venues, session, list(chain_clients.values()), clock)
@@ -102,7 +102,7 @@ async def test_a_feed_off_the_market_is_an_outlier_under_the_same_policy(
     chain_clients: dict[str, ChainClient], clock: Any, restore_chains: None,
 ) -> None:
     off = venues.scenario.spot["ETH"] * 1.05
-    published = publish_feed_prices(devnet, {"ETH": off})["ethereum"]["ETH"]
+    published = (await publish_feed_prices(session, resolve_feeds(devnet), {"ETH": off}))["ethereum"]["ETH"]
     build = await refresh(venues, session, list(chain_clients.values()), clock)
     eth = build.prices["ETH"]
     (chainlink,) = [v for v in eth.sources if v.source == "chainlink@ethereum"]

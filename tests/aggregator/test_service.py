@@ -476,6 +476,20 @@ async def test_an_account_never_read_while_the_database_is_down_is_unavailable_n
         assert (await response.json())["title"] == "Service unavailable"
 
 
+async def test_an_account_definition_is_read_from_the_store_once_per_reread_interval(
+    make_service: Any, recording_store: Any, sqlite_store: Store, account: WatchedAccount
+) -> None:
+    kept: AggregatorService = make_service(store=recording_store, account_reread_s=3600.0)
+    assert [await kept.watched_account(account.id) for _ in range(3)] == [account] * 3
+    assert recording_store.account_reads == 1
+    every_time: AggregatorService = make_service(store=recording_store, account_reread_s=0.0)
+    assert await every_time.watched_account(account.id) == account
+    sqlite_store.delete_account(account.id)
+    with pytest.raises(LookupError):
+        await every_time.watched_account(account.id)
+    assert recording_store.account_reads == 3
+
+
 async def test_an_account_removed_during_its_refresh_is_answered_unstored(
     make_service: Any, recording_store: Any, sqlite_store: Store, account: WatchedAccount
 ) -> None:

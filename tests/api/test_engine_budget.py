@@ -16,8 +16,8 @@ from support.golden import BTC, market, option, position
 from aggregator.engine_pool import EngineBudget, EnginePool
 from api.http import ApiSettings, RateLimit
 from api.http.loop_lag import TICK_S
-from api.http.routes import ENGINE
 from api.http.settings import DEMO_API_KEY
+from api.http.what_if import ENGINE
 from risk_core.schema.params import default_params
 
 KEY = {"X-API-Key": DEMO_API_KEY}

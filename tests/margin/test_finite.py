@@ -13,7 +13,7 @@ from support.golden import BTC, EXPIRY_30D, market, option, position
 
 from risk_core.errors import InputError
 from risk_core.margin.engine import compute_margin_request
-from risk_core.margin.finite import non_finite_figures
+from risk_core.margin.finite import all_finite, non_finite_figures
 from risk_core.schema.request import MarginRequest
 
 BOOK = [
@@ -126,3 +126,22 @@ def test_a_small_book_gets_the_full_plan_without_a_warning() -> None:
     report = margin_of(short_options(40))
     assert report.liquidation_plan is not None
     assert not any(w.startswith("liquidation plan: ") for w in report.warnings)
+
+
+_LEAVES = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(min_value=-1e308, max_value=1e308),
+                    st.integers(), st.booleans(), st.none(), st.text(max_size=3))
+_DUMPS = st.recursive(_LEAVES, lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=3), inner,
+                                                                                            max_size=4), max_leaves=40)
+
+
+def _floats_in(node: Any) -> list[float]:
+    if isinstance(node, float):
+        return [node]
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else []
+    return [value for child in children for value in _floats_in(child)]
+
+
+@given(_DUMPS)
+def test_the_quick_finiteness_check_agrees_with_looking_at_every_float(dumped: Any) -> None:
+    # lists of huge finite floats whose sum overflows, infinities that cancel, NaN beside None: all drawn here
+    assert all_finite(dumped) == all(math.isfinite(value) for value in _floats_in(dumped))
