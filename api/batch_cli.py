@@ -26,7 +26,7 @@ from api.errors import describe_validation_error
 from risk_core.errors import InputError
 from risk_core.margin.batch import BLOCK_POSITIONS, margin_rows
 from risk_core.margin.context import pricing_context
-from risk_core.margin.instruments import PricedInstruments
+from risk_core.margin.instruments import InstrumentTable
 from risk_core.schema.holdings import as_holdings_table, wallet_runs
 from risk_core.schema.market import MarketSnapshot
 from risk_core.schema.params import RiskParams, default_params
@@ -125,7 +125,7 @@ def run_batch(holdings: str, market_path: str, params_path: str | None, out: str
 
 
 def _margin_block(
-    table: PricedInstruments, rows: pa.Table, first_row: int, writer: pq.ParquetWriter | None, out: str
+    table: InstrumentTable, rows: pa.Table, first_row: int, writer: pq.ParquetWriter | None, out: str
 ) -> tuple[pq.ParquetWriter | None, int]:
     if not rows.num_rows and writer is not None:
         return writer, 0

@@ -37,7 +37,6 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from risk_core.margin.book import RevaluedBook, resolve_book  # noqa: E402
 from risk_core.pricing.black76 import black76_price  # noqa: E402
 from risk_core.pricing.vol_surface import year_fraction  # noqa: E402
 from risk_core.schema.market import MarketSnapshot, SVISlice, SVISurface  # noqa: E402
@@ -289,12 +288,14 @@ def bench_quantlib(wallets: Sequence[Sequence[Position]], market: MarketSnapshot
     """QuantLib one option at a time vs numpy Black-76 vectorized, on the wallets' distinct options."""
     import QuantLib as ql  # noqa: N813
 
+    from risk_core.margin.instruments import block_bounds, resolve_book
+    from risk_core.margin.scenarios import shocked_vols
+
     distinct = {(p.underlying, p.option_type, p.strike, p.expiry, p.settlement): p
                 for w in wallets for p in w if isinstance(p, OptionPosition)}
     options: list[Position] = list(distinct.values())
     book = resolve_book(options, market, params)
-    stacked, valuation = book.valuation.stacked, book.valuation
-    assert isinstance(valuation, RevaluedBook)
+    stacked, held = book.stacked, list(book.held.values())
     fwd, strike, years, sigma, call, disc = (
         stacked.opt_forward, stacked.opt_strike, stacked.opt_years, stacked.opt_sigma, stacked.opt_call,
         stacked.opt_discount,
@@ -302,9 +303,13 @@ def bench_quantlib(wallets: Sequence[Sequence[Position]], market: MarketSnapshot
     n = fwd.size
 
     # numpy: every option under every scenario of its underlying, as the margin step does
-    spans = [(r, opt) for r, (_, opt, _) in zip(book.underlyings.values(), valuation.block_bounds(), strict=True)]
+    spans = [(h.table, opt) for h, (_, opt, _) in zip(held, block_bounds([h.blocks for h in held]), strict=True)]
     scen_f = np.concatenate([(fwd[o, None] * (1.0 + r.scenarios.spot_shock[None, :])).ravel() for r, o in spans])
-    scen_v = np.concatenate([valuation.scenario_vols(r.asset).ravel() for r, _ in spans])
+    scen_v = np.concatenate([
+        shocked_vols(sigma[o], stacked.opt_tenor_scale[o], stacked.opt_log_moneyness[o], r.scenarios,
+                     min_vol_up=params.scenarios_for(h.asset).min_vol_up, skew=params.skew).ravel()
+        for h, (r, o) in zip(held, spans, strict=True)
+    ])
     scen_k, scen_t, scen_c, scen_d = (
         np.concatenate([np.repeat(x[o], r.scenarios.size) for r, o in spans]) for x in (strike, years, call, disc)
     )

@@ -22,7 +22,7 @@ from research.errors import BacktestInputError
 from research.series import DAY, SeriesTable, daily_history
 from research.stats import CoverageTests, coverage_tests
 from risk_core.errors import InputError
-from risk_core.margin.book import resolve_book
+from risk_core.margin.instruments import resolve_book
 from risk_core.margin.risk_arrays import RiskArrays
 from risk_core.schema.market import MarketHistory, MarketSnapshot
 from risk_core.schema.params import RiskParams
@@ -192,7 +192,7 @@ def margin_and_value(
 ) -> tuple[float, float, float]:
     """(maintenance margin, value, liquidity add-on) of a book: the margin report's maintenance_margin_usd,
     equity_usd and liquidity_addon_usd without the rest of the report (greeks, liquidation, breakdowns)."""
-    arrays = RiskArrays(resolve_book(positions, market, params), params, market.pools)
+    arrays = RiskArrays(resolve_book(positions, market, params), params)
     value = float(arrays.position_values()[0].sum())
     if not margined:
         return 0.0, value, 0.0

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from risk_core.margin.book import ScenarioSets
-from risk_core.margin.instruments import PricedInstruments
+from risk_core.margin.instruments import InstrumentTable, ScenarioSets
+from risk_core.margin.liquidation import coarse_grid
 from risk_core.schema.market import MarketSnapshot
 from risk_core.schema.params import RiskParams, default_params
 
@@ -26,7 +26,7 @@ MAX_RISE_SEARCHED = 10.0  # liquidation distance upward is searched to +1000%
 class PricingContext:
     market: MarketSnapshot
     params: RiskParams
-    instruments: PricedInstruments = field(repr=False)
+    instruments: InstrumentTable = field(repr=False)
 
     @cached_property
     def params_hash(self) -> str:
@@ -40,7 +40,7 @@ class PricingContext:
 
 def pricing_context(market: MarketSnapshot, params: RiskParams) -> PricingContext:
     """A new context on (market, params): nothing valued yet."""
-    instruments = PricedInstruments(market, params, MAX_RISE_SEARCHED, ScenarioSets(params))
+    instruments = InstrumentTable(market, params, coarse_grid(MAX_RISE_SEARCHED).reshape(-1), ScenarioSets(params))
     return PricingContext(market, params, instruments)
 
 

@@ -11,10 +11,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from risk_core.errors import InputError
-from risk_core.margin.book import ResolvedBook, UnderlyingRows
 from risk_core.margin.context import MAX_RISE_SEARCHED, PricingContext, effective_params, pricing_context
 from risk_core.margin.fhs import historical_loss, worst_scenarios
 from risk_core.margin.finite import require_finite
+from risk_core.margin.instruments import Book
 from risk_core.margin.liquidation import liquidation_moves, liquidation_plan
 from risk_core.margin.liquidity import depth_source
 from risk_core.margin.risk_arrays import RiskArrays
@@ -68,7 +68,8 @@ def _source_sentence(kind: str, source: SourceStatus) -> str:
 def _assets_held(positions: Sequence[Position]) -> set[str]:
     """Every asset a position names: held, owed, underlying, or either token of a range."""
     fields = ("asset", "underlying", "token0", "token1")
-    return {a for p in positions for f in fields if isinstance(a := getattr(p, f, None), str)}
+    # from each model's __dict__: getattr of a field the model lacks costs a pydantic __getattr__ and an exception
+    return {a for p in positions for f in fields if isinstance(a := p.__dict__.get(f), str)}
 
 
 def compute_margin(
@@ -87,28 +88,28 @@ def compute_margin(
     elif context.market is not market or context.params is not params:
         raise ValueError("the pricing context was built on another market snapshot or parameters")
     book = context.instruments.book(positions)
-    arrays = RiskArrays(book, params, market.pools)
+    arrays = RiskArrays(book, params)
     n = len(positions)
-    value, haircut = arrays.position_values()
+    value, haircut = book.values()
     equity = float(value.sum())
     collateral = equity - float(haircut.sum())
 
-    # the book (W = 1) and its venue and chain breakdowns, margined in one call
+    # one call of the margin function: the book, its venue and chain breakdowns, each venue state's
+    # venue-account (for the universal figure beside the venue's own) and each position alone
     venue_of, chain_of = list(map(_VENUE, positions)), list(map(_CHAIN, positions))
     venues, venue_member = _membership(venue_of)
     chains, chain_member = _membership(chain_of)
-    # ... and each venue state's venue-account, for the universal figure beside the venue's own
     state_member = np.array(
         [[p.venue_account == (s.venue, s.chain, s.account) for p in positions] for s in venue_states], dtype=float
     ).reshape(len(venue_states), n)
-    figures = arrays.margin(np.concatenate([np.ones((1, n)), venue_member, chain_member, state_member]))
+    figures = arrays.margin(np.concatenate([np.ones((1, n)), venue_member, chain_member, state_member]), alone=True)
     n_venues, n_chains = len(venues), len(chains)
     venue_mm = figures.maintenance[1 : 1 + n_venues]
     chain_mm = figures.maintenance[1 + n_venues : 1 + n_venues + n_chains]
-    states = slice(1 + n_venues + n_chains, None)
+    states = slice(1 + n_venues + n_chains, 1 + n_venues + n_chains + len(venue_states))
+    standalone = figures.maintenance[1 + n_venues + n_chains + len(venue_states) :]
     mm = float(figures.maintenance[0])
     im = mm * params.im_factor
-    standalone = arrays.standalone_margins()
     isolated = float(standalone.sum())
     status: Literal["healthy", "margin_call", "liquidatable"] = (
         "liquidatable" if collateral < mm else "margin_call" if collateral < im else "healthy"
@@ -117,7 +118,7 @@ def compute_margin(
     issues = [Issue.trusted(index=i.index, field=i.path, code=i.code, severity=i.severity, message=i.message)
               for i in book.issues]
     warnings = [f"{i.field}: {i.message}" for i in issues]
-    held = _assets_held(positions) | set(book.underlyings)  # with the assets tracked tokens are revalued under
+    held = _assets_held(positions) | set(book.assets)  # with the assets tracked tokens are revalued under
     for s in market.sources:
         if s.status != "ok" and (s.asset is None or s.asset in held):
             warnings.append(_source_sentence("market", s))
@@ -130,7 +131,7 @@ def compute_margin(
         if s.status != "ok":
             warnings.append(_source_sentence("position", s))
 
-    greeks = _position_greeks(book)
+    greeks = book.greeks()
     liquidation = liquidation_moves(book, collateral, mm, max_rise=MAX_RISE_SEARCHED)
     plan = None
     if status == "liquidatable":
@@ -162,7 +163,7 @@ def compute_margin(
         liquidity_addon_usd=float(figures.liquidity[0]),
         liquidity_depth_source={asset: depth_source(d) for asset, d in arrays.depth.items()},
         model=params.model,
-        worst_scenarios=_worst_scenarios(arrays),
+        worst_scenarios=_worst_scenarios(book, arrays),
         complete=complete,
         warnings=warnings,
         sources=[*market.sources, *sources],
@@ -183,9 +184,7 @@ def compute_margin(
             standalone_margin_usd=standalone.tolist(),
             priced=book.priced.tolist(),
         ),
-        underlyings={
-            asset: _underlying_report(rows, arrays, liquidation[asset]) for asset, rows in book.underlyings.items()
-        },
+        underlyings={asset: _underlying_report(book, asset, liquidation[asset]) for asset in book.assets},
         by_venue=_breakdown(venues, venue_member, venue_mm, value, haircut),
         by_chain=_breakdown(chains, chain_member, chain_mm, value, haircut),
         liquidation_plan=plan,
@@ -228,43 +227,32 @@ def _offsets(arrays: RiskArrays, levels: Array, params: RiskParams) -> OffsetDec
     )
 
 
-def _worst_scenarios(arrays: RiskArrays) -> list[HistoricalScenario]:
+def _worst_scenarios(book: Book, arrays: RiskArrays) -> list[HistoricalScenario]:
     """The book's worst historical scenarios (fhs); none under the grid."""
     if arrays.layout is None:
         return []
-    book_pnl = sum(pnl.sum(axis=0) for pnl in arrays.pnl.values())
+    book_pnl = sum(book.scaled(asset, "pnl").sum(axis=0) for asset in book.assets)
     return [
         HistoricalScenario(date=day, pnl_usd=pnl, stressed=stressed)
         for day, pnl, stressed in worst_scenarios(np.asarray(book_pnl), arrays.layout, _WORST_SCENARIOS_SHOWN)
     ]
 
 
-def _position_greeks(book: ResolvedBook) -> tuple[Array, Array, Array, Array]:
-    n = len(book.positions)
-    out = tuple(np.zeros(n) for _ in range(4))
-    for asset, rows in book.underlyings.items():
-        own = book.primary_rows[asset]
-        for target, source in zip(out, rows.greeks(), strict=True):
-            target[rows.members[own]] = source[own]
-    return out  # type: ignore[return-value]
-
-
-def _underlying_report(
-    rows: UnderlyingRows, arrays: RiskArrays, liquidation: tuple[float | None, float | None]
-) -> UnderlyingRisk:
-    sc = rows.scenarios
-    counted = arrays.pnl[rows.asset].sum(axis=0)
-    raw = arrays.raw_pnl[rows.asset].sum(axis=0)
+def _underlying_report(book: Book, asset: str, liquidation: tuple[float | None, float | None]) -> UnderlyingRisk:
+    table = book.held[asset].table
+    sc, spot = table.scenarios, table.spot
+    counted = book.scaled(asset, "pnl").sum(axis=0)
+    raw = book.scaled(asset, "raw").sum(axis=0)
     worst = int(np.argmin(counted))
     layout = sc.history
     risk = max(0.0, -float(counted[worst])) if layout is None else float(historical_loss(counted, layout))
-    delta, gamma, vega, theta = (float(g.sum()) + 0.0 for g in rows.greeks())  # no negative zeros
+    delta, gamma, vega, theta = (float(g) + 0.0 for g in book.scaled(asset, "greeks").sum(axis=0))  # no -0
     down, up = liquidation
     n_spot, n_vol = len(sc.grid_spots), len(sc.grid_vols)
     raw_of, counted_of = raw.tolist(), counted.tolist()
     # built from the engine's own floats, lists and strings: not validated again (see ReportModel.trusted)
     return UnderlyingRisk.trusted(
-        spot=float(rows.spot),
+        spot=float(spot),
         risk_usd=risk,
         worst_scenario=ScenarioPoint.trusted(
             spot_shock=float(sc.spot_shock[worst]),
@@ -274,9 +262,9 @@ def _underlying_report(
             date=None if layout is None else layout.date_of(worst),
         ),
         delta=delta,
-        delta_usd=delta * rows.spot,
+        delta_usd=delta * spot,
         gamma=gamma,
-        gamma_usd=gamma * rows.spot * rows.spot * 0.01,  # a product overflows to inf (checked), ** raises
+        gamma_usd=gamma * spot * spot * 0.01,  # a product overflows to inf (checked), ** raises
         vega=vega,
         theta=theta,
         liquidation_move=LiquidationMove.trusted(down=down, up=up),
@@ -317,7 +305,7 @@ def _breakdown(names: list[str], member: Array, mm: Array, value: Array, haircut
 
 
 def _plan(
-    book: ResolvedBook, arrays: RiskArrays, collateral: float, params: RiskParams, value: Array, haircut: Array
+    book: Book, arrays: RiskArrays, collateral: float, params: RiskParams, value: Array, haircut: Array
 ) -> tuple[LiquidationPlan, bool]:
     """The plan, and whether its search was cut short by its budget."""
     positions = book.positions

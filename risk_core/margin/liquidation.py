@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from risk_core.margin.book import ResolvedBook
+from risk_core.margin.instruments import Book
 from risk_core.margin.risk_arrays import RiskArrays
 
 Array = NDArray[np.float64]
@@ -74,21 +74,21 @@ def _first_crossings(
 
 
 def liquidation_moves(
-    book: ResolvedBook, collateral: float, maintenance: float, *, max_rise: float
+    book: Book, collateral: float, maintenance: float, *, max_rise: float
 ) -> dict[str, tuple[float | None, float | None]]:
     """Per underlying: relative spot moves (down, up), other underlyings held, at which the haircut collateral
     meets MM. MM is held at its current value; vols are held at the snapshot's. Both directions of every
     underlying are searched together, one revaluation of the book per stage."""
-    underlyings = list(book.underlyings.values())
+    underlyings = book.assets
     if not underlyings:
         return {}
-    change = book.valuation.coarse_change(max_rise)  # underlyings x (falls, rises), when known
+    change = book.coarse_change(max_rise)  # underlyings x (falls, rises), when known
     known = None if change is None else change.reshape(2 * len(underlyings), -1) + (collateral - maintenance)
-    valuation = book.valuation
+    valuation = book
 
     def net(moves: Array) -> Array:
         """Value less haircut per underlying (rows) at each column of `moves`, vols held: the pricers of the
-        scenario revaluation (risk_core.margin.book.RowParams.revalue_blocks)."""
+        scenario revaluation (risk_core.margin.instruments.RowParams.revalue_blocks)."""
         sigma = valuation.option_sigma[:, None]
         revalued = valuation.revalue(moves, np.broadcast_to(sigma, (sigma.size, moves.shape[1])))
         return np.array([(values - haircuts).sum(axis=0) for values, haircuts in revalued])
@@ -103,7 +103,7 @@ def liquidation_moves(
         return (net(per_underlying) - base_net + (collateral - maintenance)).reshape(moves.shape)
 
     found = _first_crossings(surplus, np.tile([_DEEPEST_FALL, max_rise], len(underlyings)), known)
-    return {rows.asset: (found[2 * u], found[2 * u + 1]) for u, rows in enumerate(underlyings)}
+    return {asset: (found[2 * u], found[2 * u + 1]) for u, asset in enumerate(underlyings)}
 
 
 class PlanSearch(NamedTuple):

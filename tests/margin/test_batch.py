@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from support.batch_books import batch_market, random_wallet
 
 from risk_core.margin import batch as batch_module
+from risk_core.margin import risk_arrays
 from risk_core.margin.batch import BatchMarginResult, compute_batch_margin
 from risk_core.margin.context import pricing_context
 from risk_core.margin.engine import compute_margin
@@ -146,3 +147,14 @@ def test_ten_thousand_wallets_run() -> None:
     assert context.instruments.size <= len(pool)
     for w in (0, 4_321, 9_999):
         _assert_matches(batch, w, wallets[w], params)
+
+
+def test_large_blocks_sum_by_sparse_products_to_the_same_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A block of many positions sums venue-accounts, chains and wallets by sparse products, a few positions by
+    gathers and runs (risk_core.margin.risk_arrays._SPARSE_FROM): the figures agree."""
+    params = default_params()
+    dense = compute_batch_margin(WALLETS, MARKET, params)
+    monkeypatch.setattr(risk_arrays, "_SPARSE_FROM", 1)
+    in_sparse = compute_batch_margin(WALLETS, MARKET, params)
+    for name in FIGURES:
+        assert np.allclose(getattr(in_sparse, name), getattr(dense, name), rtol=REL, atol=ABS), name

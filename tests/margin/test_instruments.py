@@ -7,18 +7,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from typing import Any
-from unittest import mock
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.golden import EXPIRY_30D, market, option, position
 
 from risk_core.margin import instruments
-from risk_core.margin.book import resolve_book
 from risk_core.margin.context import PricingContext, effective_params, pricing_context
 from risk_core.margin.engine import compute_margin
-from risk_core.margin.instruments import PricedInstruments
 from risk_core.schema.market import MarketSnapshot
 from risk_core.schema.params import RiskParams, default_params
 from risk_core.schema.positions import Position
@@ -47,11 +45,8 @@ def books(*docs: Sequence[dict[str, Any]]) -> list[list[Position]]:
 
 
 def direct_margin(positions: Sequence[Position], m: MarketSnapshot, params: RiskParams) -> MarginReport:
-    """The report with the book resolved directly, positions with their sizes and places (no instrument table)."""
-    with mock.patch.object(
-        PricedInstruments, "book", lambda table, positions: resolve_book(positions, table.market, table.params)
-    ):
-        return compute_margin(positions, m, params)
+    """The report on a table of the book's own instruments only, valued for it (the single path)."""
+    return compute_margin(positions, m, params)
 
 
 def kept(m: MarketSnapshot, params: RiskParams) -> tuple[PricingContext, Any]:
@@ -204,6 +199,41 @@ def test_cached_reports_equal_the_direct_path(
         direct = direct_margin(b, m, params)
         assert_same_report(first, direct, b)
         assert_same_report(again, direct, b)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(a_position(), min_size=1, max_size=12), a_market())
+def test_a_books_rows_gathered_from_unit_instruments_equal_its_positions_revalued_at_their_sizes(
+    book_doc: list[dict[str, Any]], market_doc: dict[str, Any]
+) -> None:
+    """Linearity, the table's premise: resolving and revaluing the positions themselves (sizes and entry prices
+    folded into the rows, as a table does for units) gives each position's value and haircut, and each
+    underlying's scenario P&L and greeks summed over the book, as the table's unit rows scaled by size."""
+    m, params = MarketSnapshot.model_validate(market_doc), default_params()
+    (positions,) = books_on(market_doc, book_doc)
+    book = pricing_context(m, params).instruments.book(positions)
+    direct = instruments._resolve_units(positions, m, params, instruments.ScenarioSets(params))
+    stacked = instruments.RowParams.stack([f.params for f in direct.frozen])
+    value, haircut = direct.fixed_value.copy(), direct.fixed_haircut.copy()
+    valued = instruments._valued(direct.frozen, stacked) if direct.frozen else []
+    greeks = instruments._greeks(direct.frozen, stacked) if direct.frozen else []
+    assert [f.asset for f in direct.frozen] == book.assets
+    for f, (base_value, base_cut, values), g in zip(direct.frozen, valued, greeks, strict=True):
+        own = np.array([direct.primary[i] == f.asset for i in f.members.tolist()], dtype=bool).reshape(-1)
+        value[f.members[own]], haircut[f.members[own]] = base_value[own], base_cut[own]
+        raw = (values - base_value[:, None]).sum(axis=0)
+        np.testing.assert_allclose(book.scaled(f.asset, "raw").sum(axis=0), raw, rtol=1e-9, atol=1e-7)
+        np.testing.assert_allclose(book.scaled(f.asset, "greeks").sum(axis=0), g.sum(axis=0), rtol=1e-9,
+                                   atol=1e-9)
+    got_value, got_haircut = book.values()
+    np.testing.assert_allclose(got_value, value, rtol=1e-9, atol=1e-7)
+    np.testing.assert_allclose(got_haircut, haircut, rtol=1e-9, atol=1e-7)
+    assert book.priced.tolist() == direct.priced.tolist()
+    np.testing.assert_allclose(book.notional, direct.notional, rtol=1e-9, atol=1e-7)
+
+
+def books_on(market_doc: dict[str, Any], *docs: Sequence[dict[str, Any]]) -> list[list[Position]]:
+    return [MarginRequest.model_validate({"positions": list(d), "market": market_doc}).positions for d in docs]
 
 
 # ---------------------------------------------------------------------------------- books with messages

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.batch_books import batch_market, random_wallet
 
-from risk_core.margin.book import resolve_book
+from risk_core.margin.instruments import resolve_book
 from risk_core.margin.liquidation import liquidation_plan
 from risk_core.margin.risk_arrays import RiskArrays
 from risk_core.schema.params import default_params
