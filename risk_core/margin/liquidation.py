@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from risk_core.margin.instruments import Book
-from risk_core.margin.risk_arrays import RiskArrays
+from risk_core.margin.risk_arrays import ClosingTrials, RiskArrays
 
 Array = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -21,10 +21,10 @@ _REFINEMENTS = 2
 _COARSE_AT = np.linspace(0.0, 1.0, _COARSE_STEPS + 1)  # fractions of the range
 _FINE_AT = np.linspace(0.0, 1.0, _FINE_STEPS + 1)[1:-1]  # fractions of the bracket, interior points
 _DEEPEST_FALL = -0.999  # a fall is searched to -99.9%
-# The liquidation plan's work, in weights x margin groups revalued (one trial of n positions over G groups
-# costs n x G): 25-40 ns each on a loaded 2-vCPU Xeon, so a plan stops within ~2 s whatever the book.
-# The plan's budget in trials (one position's weight changed, its groups re-margined): a 40-option book's whole
-# greedy search is about 1,600 trials; a 2,000-option book's would be millions.
+# The plan's budget in trials (one position closed, its groups re-margined): a 40-option book's whole greedy search
+# is about 1,600 trials; a 2,000-option book's would be millions. Kept trials (ClosingTrials) make a step cost a few
+# operations over the positions plus the closed position's slots; the budget is unchanged, so the plans are those
+# it gave before.
 _PLAN_TRIALS = 200_000
 _STEP_TRIALS = 2_000
 _TIE = 1e-9  # relative: liquidation candidates this close in surplus per dollar are equally good
@@ -126,7 +126,9 @@ def liquidation_plan(
 
     Closing a fraction f of position i changes collateral by f x (release_i - cost_i) (haircut released when
     a holding is sold into stablecoin, less the close-out cost) and the margin by full revaluation. Each step
-    tries every open position, updating only the tried position's groups (RiskArrays.margin_changes).
+    tries every open position; under the grid model the trials are kept up to date as positions close
+    (RiskArrays' ClosingTrials: a step recomputes only the closed position's groups), under fhs each trial updates
+    only the tried position's groups (RiskArrays.margin_changes).
 
     The search's work is bounded: a step tries at most _STEP_TRIALS candidates (above that, those with the most
     standalone margin per dollar of cost) and the whole search at most _PLAN_TRIALS; past it the plan stops where
@@ -137,14 +139,22 @@ def liquidation_plan(
     proceeds = release - cost
     spent = 0
     priority: Array | None = None  # standalone margin per dollar of cost, when candidates must be capped
+    kept = ClosingTrials(arrays, weights) if arrays.layout is None else None
 
     def surplus(position: IntArray, new_weight: Array) -> Array:
         """Surplus with position[c] at new_weight[c], every other position as it stands."""
-        nonlocal spent
-        spent += position.size
         mm = arrays.margin_changes(weights, position, new_weight).maintenance
         closed = float((1.0 - weights) @ proceeds) + (weights[position] - new_weight) * proceeds[position]
         return collateral + closed - im_factor * mm
+
+    def closing_surplus(position: IntArray) -> Array:
+        """Surplus with position[c] closed, every other position as it stands."""
+        nonlocal spent
+        spent += position.size
+        if kept is None:
+            return surplus(position, np.zeros(position.size))
+        closed = float((1.0 - weights) @ proceeds) + weights[position] * proceeds[position]
+        return collateral + closed - im_factor * kept.maintenance(position)
 
     current = float(collateral - im_factor * arrays.margin(weights[None, :]).maintenance[0])
     while current < 0:
@@ -158,7 +168,7 @@ def liquidation_plan(
             if priority is None:
                 priority = arrays.standalone_margins() / np.maximum(cost, 1e-12)
             open_positions = np.sort(open_positions[np.argsort(-priority[open_positions], kind="stable")[:capped]])
-        gains = surplus(open_positions, np.zeros(open_positions.size)) - current
+        gains = closing_surplus(open_positions) - current
         spend = np.maximum(cost[open_positions] * weights[open_positions], 1e-12)
         ratio = np.where(gains > 0, gains / spend, -np.inf)
         # ties (alike positions, or a perp and a future with the same delta per dollar of cost) go to the first
@@ -172,6 +182,8 @@ def liquidation_plan(
             weights[i] = _smallest_weight_cut(surplus, weights, i)
             return PlanSearch(1.0 - weights, True, priority is not None)
         weights[i] = 0.0
+        if kept is not None:
+            kept.close(i)
         current += float(gains[best])
     return PlanSearch(1.0 - weights, True, priority is not None)
 

@@ -408,6 +408,10 @@ class RiskArrays:
         for u, span in enumerate(self._spans):
             row_groups[u, :, span] = groups[:, self._members[span]]
         self._row_groups = row_groups.reshape(len(self._spans) * n_groups, self._members.size)
+        self._row_underlying = np.repeat(np.arange(len(self._spans)), [span.stop - span.start for span in self._spans])
+        # per position: its three groups (the book, its chain, its venue-account), as rows of `groups`
+        self._position_groups = np.column_stack([np.zeros(n, dtype=np.intp), 1 + self._chain,
+                                                 1 + self.n_chains + self._place]).astype(np.intp)
         order = np.argsort(self._members, kind="stable")
         self._rows_by_position = (order, self._members[order])  # rows sorted by position, and their positions
         # per row: its (underlying, group) slots, the book, its chain and its venue-account
@@ -423,19 +427,16 @@ class RiskArrays:
 
     def margin_changes(self, weights: Array, position: IntArray, new_weight: Array) -> MarginFigures:
         """What `margin` gives for the rows of `weights` with one position changed per row: position[c] at
-        new_weight[c]. Only the changed position's groups and contingency key are recomputed (the liquidation
-        plan's trials: a step costs trials x scenarios, not trials x positions x scenarios)."""
+        new_weight[c]. Only the changed position's groups and contingency key are recomputed (a trial costs its
+        rows x scenarios, not positions x scenarios); `levels` are those of every group, as `margin` gives them."""
         self._prepare()
-        k, n_groups, n_under = position.size, self.groups.shape[0], len(self.assets)
+        k = position.size
         if self.layout is not None:
             # the fhs model's joint losses depend on every underlying at once: the trials are margined in full
             trials = np.repeat(weights[None, :], k, axis=0)
             trials[np.arange(k), position] = new_weight
             return self.margin(trials)
-        mix = weights[self._members] * self._row_groups  # (underlying, group) x rows
-        pnl_now, delta_now = mix @ self._pnl, mix @ self._delta
-        loss = np.repeat(scenario_loss(pnl_now)[None, :], k, axis=0)  # trials x (underlying, group)
-        delta = np.repeat(delta_now[None, :], k, axis=0)
+        state = SlotState(self, weights)
         change = new_weight - weights[position]
         # every (trial, row) pair whose row is the trial's position, and the row's three (underlying, group) slots
         order, members = self._rows_by_position
@@ -444,54 +445,276 @@ class RiskArrays:
         trial = np.repeat(np.arange(k), count)
         row = order[np.repeat(first - np.cumsum(count) + count, count) + np.arange(int(count.sum()))]
         slots = self._row_slots[row]  # pairs x 3
-        moved = pnl_now[slots] + (change[trial][:, None, None] * self._pnl[row][:, None, :])
-        loss[trial[:, None], slots] = scenario_loss(moved)
-        delta[trial[:, None], slots] = delta_now[slots] + change[trial][:, None] * self._delta[row][:, None]
-        loss_, delta_ = loss.reshape(k, n_under, n_groups), delta.reshape(k, n_under, n_groups)
-        losses = {asset: loss_[:, u, :] for u, asset in enumerate(self.assets)}
-        deltas = {asset: delta_[:, u, :] for u, asset in enumerate(self.assets) if asset in self.row_delta}
-        risk = combine_underlyings(losses, deltas, self.pairs, shape=(k, n_groups))
-        combined = combine_levels(
-            everything=risk[:, 0],
-            siloed_by_chain=risk[:, 1 : 1 + self.n_chains].sum(axis=1),
-            siloed_by_account=risk[:, 1 + self.n_chains :].sum(axis=1),
-            offsets=self.params.offset_credit,
+        moved = state.pnl[slots] + (change[trial][:, None, None] * self._pnl[row][:, None, :])
+        risk, groups = self.trial_risk(
+            state, position, trial, row, scenario_loss(moved),
+            state.delta[slots] + change[trial][:, None] * self._delta[row][:, None],
         )
-        contingency = self._contingency_changes(weights, position, change)
-        liquidity = self._liquidity_changes(weights, position, change)
-        return MarginFigures(risk=combined, contingency=contingency, liquidity=liquidity, levels=risk)
+        levels = np.repeat(state.group_risk[None, :], k, axis=0)
+        levels[np.arange(k)[:, None], groups] = risk
+        return MarginFigures(
+            risk=state.combined(risk, groups, self.params.offset_credit),
+            contingency=self._contingency_changes(weights, position, change),
+            liquidity=self._liquidity_changes(weights, position, change),
+            levels=levels,
+        )
+
+    def trial_risk(
+        self, state: SlotState, position: IntArray, trial: IntArray, row: IntArray, loss: Array, delta: Array
+    ) -> tuple[Array, IntArray]:
+        """The risk of the three groups of each trial's changed position (the book, its chain, its venue-account;
+        trials x 3), and those groups: every underlying's loss of the group as `state` has it, but the changed
+        position's rows', given per (trial, row) pair as the loss and delta of each of the row's three slots
+        (pairs x 3)."""
+        n_under, n_groups = len(self.assets), self.groups.shape[0]
+        groups = self._position_groups[position]  # trials x 3
+        under = self._row_underlying[row]
+        trial_loss = state.loss.reshape(n_under, n_groups)[:, groups]  # underlyings x trials x 3
+        trial_loss[under, trial] = loss
+        losses = {asset: trial_loss[u] for u, asset in enumerate(self.assets)}
+        deltas: dict[str, Array] = {}
+        if self.pairs:
+            trial_delta = state.delta.reshape(n_under, n_groups)[:, groups]
+            trial_delta[under, trial] = delta
+            deltas = {asset: trial_delta[u] for u, asset in enumerate(self.assets) if asset in self.row_delta}
+        return combine_underlyings(losses, deltas, self.pairs, shape=(position.size, 3)), groups
+
+    @cached_property
+    def _contingency_of_position(self) -> tuple[IntArray, Array]:
+        """Per position: its contingency key (-1 for none; a position has one entry at most) and entry quantity."""
+        keys = self.keys
+        key_of = np.full(keys.n_positions, -1, dtype=np.intp)
+        key_of[keys.position] = keys.key
+        quantity_of = np.zeros(keys.n_positions)
+        quantity_of[keys.position] = keys.entry_quantity
+        return key_of, quantity_of
 
     def _contingency_changes(self, weights: Array, position: IntArray, change: Array) -> Array:
+        total, extra = self.contingency_parts(weights, position, change)
+        return total + extra
+
+    def contingency_parts(self, weights: Array, position: IntArray, change: Array) -> tuple[float, Array]:
+        """The contingency of `weights`, and what moving position[c]'s weight by change[c] adds to it: only the
+        position's own key's charge changes."""
         keys = self.keys
         if not self.params.contingencies_enabled or keys.rate.size == 0:
-            return np.zeros(position.size)
+            return 0.0, np.zeros(position.size)
         net = np.asarray(
             np.bincount(keys.key, weights[keys.position] * keys.entry_quantity, minlength=keys.rate.size), np.float64
         )
         charge = contingency_charge(net, keys.side) * keys.rate
-        key_of = np.full(keys.n_positions, -1, dtype=np.intp)
-        key_of[keys.position] = keys.key  # a position has one entry at most
-        quantity_of = np.zeros(keys.n_positions)
-        quantity_of[keys.position] = keys.entry_quantity
+        return float(charge.sum()), self.contingency_extra(net, charge, position, change)
+
+    def contingency_extra(self, net: Array, charge: Array, position: IntArray, change: Array) -> Array:
+        """What moving position[c]'s weight by change[c] adds to the contingency, at keys' `net` and `charge`."""
+        keys = self.keys
+        key_of, quantity_of = self._contingency_of_position
         key = key_of[position]
         held = key >= 0
         k = key[held]
-        out = np.full(position.size, float(charge.sum()))
+        extra = np.zeros(position.size)
         moved_net = net[k] + change[held] * quantity_of[position[held]]
-        out[held] += contingency_charge(moved_net, keys.side[k]) * keys.rate[k] - charge[k]
-        return out
+        extra[held] = contingency_charge(moved_net, keys.side[k]) * keys.rate[k] - charge[k]
+        return extra
+
+    @cached_property
+    def _own_delta(self) -> list[Array]:
+        """Per underlying with a depth: each position's own delta in it."""
+        self._prepare()
+        n = self.book.ids.size
+        return [np.asarray(np.bincount(self._members[span], self._row_delta_all[span], minlength=n), np.float64)
+                for span, _, _ in self._liquid]
 
     def _liquidity_changes(self, weights: Array, position: IntArray, change: Array) -> Array:
-        """`liquidity` of `weights` with position[c]'s weight moved by change[c]: each underlying's net delta moves
-        by the change times that position's own delta in it."""
+        """The liquidity add-on of `weights` with position[c]'s weight moved by change[c]: each underlying's net
+        delta moves by the change times that position's own delta in it."""
         addon = np.zeros(position.size)
-        n = len(self.book.positions)
-        for span, spot, curve in self._liquid:
-            members = self._members[span]
-            own_delta = np.bincount(members, self._row_delta_all[span], minlength=n)
-            net = (float(weights[members] @ self._row_delta_all[span]) + change * own_delta[position]) * spot
-            addon += addon_of(net, curve)
+        for j in range(len(self._liquid)):
+            addon += self.liquidity_term(j, weights, position, change)
         return addon
+
+    def liquidity_term(self, j: int, weights: Array, position: IntArray, change: Array) -> Array:
+        """The add-on of the j-th underlying with a depth, as `_liquidity_changes` adds them up."""
+        span, spot, depth = self._liquid[j]
+        net = float(weights[self._members[span]] @ self._row_delta_all[span]) + change * self._own_delta[j][position]
+        return addon_of(net * spot, depth)
+
+    @property
+    def liquid_underlyings(self) -> list[int]:
+        """The underlyings (indexes into `assets`) with a depth, in the order of the liquidity terms."""
+        self._prepare()
+        return [self._spans.index(span) for span, _, _ in self._liquid]
+
+
+class SlotState:
+    """The scenario risk of one weight vector, kept by (underlying, group) slot: each slot's P&L, delta and loss,
+    and each group's risk (the book, chains, venue-accounts: `RiskArrays.groups`). Grid model only."""
+
+    def __init__(self, arrays: RiskArrays, weights: Array) -> None:
+        arrays._prepare()
+        self._arrays = a = arrays
+        n_under, n_groups = len(a.assets), a.groups.shape[0]
+        mix = weights[a._members] * a._row_groups  # (underlying, group) x rows
+        self.pnl: Array = mix @ a._pnl
+        self.delta: Array = mix @ a._delta
+        self.loss: Array = scenario_loss(self.pnl)
+        # each underlying's groups, as views of loss and delta (updated in place)
+        loss, delta = self.loss.reshape(n_under, n_groups), self.delta.reshape(n_under, n_groups)
+        self._losses = {asset: loss[u] for u, asset in enumerate(a.assets)}
+        self._deltas = {asset: delta[u] for u, asset in enumerate(a.assets) if asset in a.row_delta}
+        self.group_risk, self.chain_total, self.account_total = self._groups()
+
+    def _groups(self) -> tuple[Array, float, float]:
+        a = self._arrays
+        risk = combine_underlyings(self._losses, self._deltas, a.pairs, shape=(a.groups.shape[0],))
+        return risk, float(risk[1 : 1 + a.n_chains].sum()), float(risk[1 + a.n_chains :].sum())
+
+    def move(self, rows: IntArray, change: float) -> IntArray:
+        """Rows' weight moved by `change` (one position's rows): their slots' P&L, delta and loss, and the groups'
+        risk, updated. Returns the slots changed."""
+        a = self._arrays
+        slots = a._row_slots[rows]  # rows x 3, distinct within a row
+        for r, own in zip(rows.tolist(), slots, strict=True):
+            self.pnl[own] += change * a._pnl[r]
+            self.delta[own] += change * a._delta[r]
+        changed = slots.reshape(-1) if rows.size == 1 else np.unique(slots)
+        self.loss[changed] = scenario_loss(self.pnl[changed])
+        self.group_risk, self.chain_total, self.account_total = self._groups()
+        return changed
+
+    def combined(self, risk: Array, groups: IntArray, offsets: OffsetCredit) -> Array:
+        """The combined scenario risk of trials that change only their three groups (`RiskArrays.trial_risk`)."""
+        return combine_levels(
+            everything=risk[:, 0],
+            siloed_by_chain=self.chain_total + (risk[:, 1] - self.group_risk[groups[:, 1]]),
+            siloed_by_account=self.account_total + (risk[:, 2] - self.group_risk[groups[:, 2]]),
+            offsets=offsets,
+        )
+
+
+class ClosingTrials:
+    """The liquidation plan's trials, kept up to date as its greedy search closes positions (grid model only):
+    `maintenance(candidates)` is the maintenance margin with each candidate closed in turn, what
+    `RiskArrays.margin_changes(weights, candidates, 0)` gives, and `close(i)` closes position i for good.
+
+    Kept besides the slots' state (SlotState): per row, the loss of each of its three slots with its position
+    closed; per position, what closing it adds to the contingency, and to each underlying's liquidity add-on.
+    Closing a position changes its rows' slots, its contingency key and its underlyings' net deltas only, so a step
+    recomputes those slots' rows' trial losses (rows x scenarios of three slots per row closed), not every
+    position's; what is left is a few operations over positions x 3 x underlyings."""
+
+    def __init__(self, arrays: RiskArrays, weights: Array) -> None:
+        if arrays.layout is not None:
+            raise ValueError("closing trials are kept for the grid model only")
+        arrays._prepare()
+        self._arrays = a = arrays
+        n, n_under, n_groups = a.book.ids.size, len(a.assets), a.groups.shape[0]
+        self.weights = np.array(weights, dtype=np.float64)
+        self._state = state = SlotState(a, self.weights)
+        slots = a._row_slots
+        closing = -self.weights[a._members]  # each row's weight change when its position closes
+        self._trial = scenario_loss(state.pnl[slots] + closing[:, None, None] * a._pnl[:, None, :])  # rows x 3
+        self._closed_delta = (closing * a._delta)[:, None]
+        # per slot: its (row, level) entries as flat indexes of _trial, and those rows' P&L when closed (scenarios
+        # x rows: a worst scenario is then a minimum across rows, not a reduction along each row)
+        flat = slots.reshape(-1)
+        order = np.argsort(flat, kind="stable")
+        cuts = np.searchsorted(flat[order], np.arange(state.pnl.shape[0] + 1)).tolist()
+        self._entries = [order[start:end] for start, end in zip(cuts[:-1], cuts[1:], strict=True)]
+        self._closed_pnl = [np.ascontiguousarray((closing[e // 3, None] * a._pnl[e // 3]).T) for e in self._entries]
+        # a venue-account slot holding the same rows as its chain's slot (a chain of one venue-account) has the
+        # same trial losses: copied, not recomputed
+        self._same_as: dict[int, int] = {}
+        for k, entries in enumerate(self._entries):
+            if entries.size and entries[0] % 3 == 2:
+                chain = int(slots[entries[0] // 3, 1])
+                if np.array_equal(self._entries[chain] // 3, entries // 3):
+                    self._same_as[k] = chain
+        # every position's trial: the slots of its three groups in every underlying (underlyings x positions x 3),
+        # its own rows' from _trial (each row's place in that array)
+        self._groups = a._position_groups
+        self._slot_of = (np.arange(n_under)[:, None, None] * n_groups + self._groups[None, :, :]).reshape(-1)
+        self._row_at = ((a._row_underlying * n + a._members)[:, None] * 3 + np.arange(3)[None, :]).reshape(-1)
+        self._trial_loss = np.empty(self._slot_of.size)
+        self._trial_delta = np.empty(self._slot_of.size)
+        loss, delta = self._trial_loss.reshape(n_under, n, 3), self._trial_delta.reshape(n_under, n, 3)
+        self._losses = {asset: loss[u] for u, asset in enumerate(a.assets)}
+        self._deltas = {asset: delta[u] for u, asset in enumerate(a.assets) if asset in a.row_delta}
+        everyone, self._change = np.arange(n), -self.weights
+        self._everyone = everyone
+        # the contingency: each key's net and charge, their total, and what closing each position adds to it
+        keys = a.keys
+        self._net = np.bincount(keys.key, self.weights[keys.position] * keys.entry_quantity,
+                                minlength=keys.rate.size).astype(np.float64)
+        self._charge = contingency_charge(self._net, keys.side) * keys.rate
+        self._charged = a.params.contingencies_enabled and keys.rate.size > 0
+        self._contingency = float(self._charge.sum()) if self._charged else 0.0
+        self._contingency_extra = (a.contingency_extra(self._net, self._charge, everyone, self._change)
+                                   if self._charged else np.zeros(n))
+        self._key_of, self._quantity_of = a._contingency_of_position
+        by_key = np.argsort(self._key_of, kind="stable")
+        key_cuts = np.searchsorted(self._key_of[by_key], np.arange(keys.rate.size + 1)).tolist()
+        self._key_positions = [by_key[start:end] for start, end in zip(key_cuts[:-1], key_cuts[1:], strict=True)]
+        self._liquid = a.liquid_underlyings
+        self._liquidity = [a.liquidity_term(j, self.weights, everyone, self._change) for j in range(len(self._liquid))]
+        self._mm: Array | None = None
+
+    def maintenance(self, candidates: IntArray) -> Array:
+        """Maintenance margin with each of `candidates` (open positions) closed, every other position as it is."""
+        if self._mm is None:
+            self._mm = self._every_maintenance()
+        return self._mm[candidates]
+
+    def _every_maintenance(self) -> Array:
+        a, state = self._arrays, self._state
+        np.take(state.loss, self._slot_of, out=self._trial_loss, mode="clip")
+        self._trial_loss[self._row_at] = self._trial.reshape(-1)
+        if a.pairs:
+            np.take(state.delta, self._slot_of, out=self._trial_delta, mode="clip")
+            self._trial_delta[self._row_at] = (state.delta[a._row_slots] + self._closed_delta).reshape(-1)
+        risk = combine_underlyings(self._losses, self._deltas, a.pairs, shape=self._groups.shape)
+        liquidity = np.zeros(self._groups.shape[0])
+        for term in self._liquidity:
+            liquidity += term
+        return (
+            state.combined(risk, self._groups, a.params.offset_credit)
+            + (self._contingency + self._contingency_extra)
+            + liquidity
+        )
+
+    def close(self, position: int) -> None:
+        """Position `position` closed for good: its slots' trial losses, its key's charges and its underlyings'
+        add-ons brought up to date."""
+        a = self._arrays
+        order, members = a._rows_by_position
+        rows = order[np.searchsorted(members, position) : np.searchsorted(members, position, side="right")]
+        change = -float(self.weights[position])
+        self.weights[position] = 0.0
+        self._change[position] = 0.0
+        changed = self._state.move(rows, change)
+        trial = self._trial.reshape(-1)
+        pnl = self._state.pnl
+        for k in changed.tolist():  # ascending: a chain's slot before its venue-accounts'
+            chain = self._same_as.get(k)
+            if chain is None:
+                trial[self._entries[k]] = scenario_loss((pnl[k][:, None] + self._closed_pnl[k]).T)
+            else:
+                trial[self._entries[k]] = trial[self._entries[chain]]
+        key = int(self._key_of[position])
+        if self._charged and key >= 0:  # its key's net moved: its charge, and what closing each of its positions adds
+            keys = a.keys
+            self._net[key] += change * self._quantity_of[position]
+            at = slice(key, key + 1)
+            self._charge[at] = contingency_charge(self._net[at], keys.side[at]) * keys.rate[at]
+            self._contingency = float(self._charge.sum())
+            same = self._key_positions[key]
+            if same.size > 1:  # what closing the key's other positions adds (the closed one's no longer counts)
+                self._contingency_extra[same] = a.contingency_extra(self._net, self._charge, same, self._change[same])
+        moved = a._row_underlying[rows].tolist()
+        for j, u in enumerate(self._liquid):
+            if u in moved:
+                self._liquidity[j] = a.liquidity_term(j, self.weights, self._everyone, self._change)
+        self._mm = None
 
 
 # The formulas of the margin model, each written once.

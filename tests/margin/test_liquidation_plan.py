@@ -12,7 +12,7 @@ from support.batch_books import batch_market, random_wallet
 
 from risk_core.margin.instruments import resolve_book
 from risk_core.margin.liquidation import liquidation_plan
-from risk_core.margin.risk_arrays import RiskArrays
+from risk_core.margin.risk_arrays import ClosingTrials, RiskArrays
 from risk_core.schema.params import default_params
 
 MARKET = batch_market()
@@ -38,6 +38,24 @@ def test_changing_one_position_gives_the_margin_of_the_changed_weights(seed: int
     full, changed = arrays.margin(trials), arrays.margin_changes(weights, position, new_weight)
     assert changed.risk == pytest.approx(full.risk, rel=1e-9, abs=1e-7)
     assert changed.contingency == pytest.approx(full.contingency, rel=1e-9, abs=1e-7)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1))
+def test_kept_trials_give_the_margin_of_closing_each_position_as_positions_close(seed: int) -> None:
+    arrays = arrays_of(seed)
+    n = len(arrays.book.positions)
+    rng = np.random.default_rng(seed)
+    weights = np.ones(n)
+    kept = ClosingTrials(arrays, weights)
+    for closed in rng.permutation(n)[: min(n - 1, 8)].tolist():
+        open_positions = np.flatnonzero(weights > 0)
+        trials = np.repeat(weights[None, :], open_positions.size, axis=0)
+        trials[np.arange(open_positions.size), open_positions] = 0.0
+        full = arrays.margin(trials).maintenance  # every trial re-margined in full
+        assert kept.maintenance(open_positions) == pytest.approx(full, rel=1e-9, abs=1e-7)
+        weights[closed] = 0.0
+        kept.close(closed)
 
 
 def reference_plan(arrays: RiskArrays, collateral: float, closable: np.ndarray, proceeds: np.ndarray,
