@@ -118,10 +118,10 @@ def compute_margin(
     issues = [Issue.trusted(index=i.index, field=i.path, code=i.code, severity=i.severity, message=i.message)
               for i in book.issues]
     warnings = [f"{i.field}: {i.message}" for i in issues]
-    held = _assets_held(positions) | set(book.assets)  # with the assets tracked tokens are revalued under
-    for s in market.sources:
-        if s.status != "ok" and (s.asset is None or s.asset in held):
-            warnings.append(_source_sentence("market", s))
+    failing = [s for s in market.sources if s.status != "ok"]
+    if failing:  # the assets held are read only when a market source failed
+        held = _assets_held(positions) | set(book.assets)  # with the assets tracked tokens are revalued under
+        warnings.extend(_source_sentence("market", s) for s in failing if s.asset is None or s.asset in held)
     complete = (
         bool(book.priced.all())
         and all(p.provenance is None or p.provenance.complete for p in positions)
@@ -197,7 +197,9 @@ def compute_margin(
         params_hash=context.params_hash,
         market_hash=context.market_hash,
     )
-    return require_finite(report, positions, market)
+    rows_finite = bool(np.isfinite(value).all() and np.isfinite(standalone).all()
+                       and all(np.isfinite(g).all() for g in greeks))
+    return require_finite(report, positions, market, rows_finite=rows_finite)
 
 
 def _offsets(arrays: RiskArrays, levels: Array, params: RiskParams) -> OffsetDecomposition:
