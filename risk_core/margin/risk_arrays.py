@@ -65,14 +65,14 @@ def group_holdings(
     wallet_ = np.asarray(wallet, dtype=np.intp)
     chain_, n_chains = _dense(np.asarray(chain, dtype=np.intp))
     account_, n_accounts = _dense(np.asarray(venue_account, dtype=np.intp))
-    chain_key = wallet_ * n_chains + chain_
-    account_key = chain_key * n_accounts + account_
-    account_group, n_account_groups = _rank(account_key, n_wallets * n_chains * n_accounts)
-    chain_group, n_chain_groups = _rank(chain_key, n_wallets * n_chains)
-    account_chain = np.zeros(n_account_groups, dtype=np.intp)
-    account_chain[account_group] = chain_group
-    chain_wallet = np.zeros(n_chain_groups, dtype=np.intp)
-    chain_wallet[chain_group] = wallet_
+    account_key = (wallet_ * n_chains + chain_) * n_accounts + account_
+    account_group, keys = _rank(account_key, n_wallets * n_chains * n_accounts)
+    # the account groups' (wallet, chain) keys, ascending with the groups: a chain group is a run of them
+    chain_key = keys // n_accounts
+    new_chain = np.ones(chain_key.size, dtype=bool)
+    new_chain[1:] = chain_key[1:] != chain_key[:-1]
+    account_chain = (np.cumsum(new_chain) - 1).astype(np.intp)
+    chain_wallet = (chain_key[new_chain] // n_chains).astype(np.intp)
     starts = np.searchsorted(wallet_, np.arange(n_wallets))  # each wallet's first row
     return Holdings(
         instrument=np.asarray(instrument, dtype=np.intp),
@@ -98,15 +98,15 @@ def _dense(codes: IntArray) -> tuple[IntArray, int]:
     return dense.reshape(codes.size).astype(np.intp), max(int(distinct.size), 1)
 
 
-def _rank(key: IntArray, n_keys: int) -> tuple[IntArray, int]:
-    """Each key's rank among the keys present (0..n-1, in key order), and n: counted over the key space when it
-    is small beside the keys (no sort), else by sorting."""
+def _rank(key: IntArray, n_keys: int) -> tuple[IntArray, IntArray]:
+    """Each key's rank among the keys present (0..n-1, in key order), and the keys present, ascending: counted
+    over the key space when it is small beside the keys (no sort), else by sorting."""
     if n_keys > 8 * key.size + 1024:
         distinct, rank_of = np.unique(key, return_inverse=True)
-        return rank_of.reshape(key.size).astype(np.intp), int(distinct.size)
+        return rank_of.reshape(key.size).astype(np.intp), distinct.astype(np.intp)
     present = np.bincount(key, minlength=n_keys) > 0
     rank = np.cumsum(present) - 1
-    return rank[key].astype(np.intp), int(present.sum())
+    return rank[key].astype(np.intp, copy=False), np.flatnonzero(present)
 
 
 @dataclass(frozen=True)
@@ -139,8 +139,11 @@ def margin_holdings(table: InstrumentTable, h: Holdings) -> GroupFigures:
     value, haircut = holding_values(table, inst, size, h.entry_price)
     equity, haircut = _sum_by(wallet, value, n_w), _sum_by(wallet, haircut, n_w)
 
-    # positions by venue-account; a chain's P&L is the sum of its accounts', a wallet's of its chains'
-    order = np.argsort(h.account, kind="stable")
+    # positions by (venue-account, instrument), one sort: a venue-account is a run, and so is a contingency key
+    # (an instrument netted within a venue-account); a chain's P&L is the sum of its accounts', a wallet's of its
+    # chains'
+    code = h.account * (int(inst.max(initial=0)) + 1) + inst
+    order = np.argsort(code, kind="stable")
     account, inst_o, size_o = h.account[order], inst[order], size[order]
     chain_first, wallet_first = _firsts(h.account_chain), _firsts(h.chain_wallet)
     wallet_held = h.chain_wallet[wallet_first]
@@ -187,13 +190,17 @@ def margin_holdings(table: InstrumentTable, h: Holdings) -> GroupFigures:
         offsets=params.offset_credit,
     )
     contingency = np.zeros(n_w)
-    charged = np.flatnonzero(~np.isnan(table.rate[inst]))
+    charged = np.flatnonzero(~np.isnan(table.rate[inst_o]))
     if params.contingencies_enabled and charged.size:
-        # a contingency nets within a venue-account and instrument
-        key, first = net_keys(h.account[charged], inst[charged])
-        key_inst = inst[charged[first]]
-        charge = contingency_charge(_sum_by(key, size[charged], first.size), table.side[key_inst])
-        contingency = _sum_by(wallet[charged[first]], charge * table.rate[key_inst], n_w)
+        # a contingency nets within a venue-account and instrument: a run of equal codes
+        charged_code = code[order[charged]]
+        new_key = np.ones(charged.size, dtype=bool)
+        new_key[1:] = charged_code[1:] != charged_code[:-1]
+        first = charged[new_key]
+        key_inst = inst_o[first]
+        net = _sum_by(np.cumsum(new_key) - 1, size_o[charged], first.size)
+        contingency = _sum_by(account_wallet[account[first]], contingency_charge(net, table.side[key_inst])
+                              * table.rate[key_inst], n_w)
     liquidity = np.zeros(n_w)
     for u, asset in enumerate(held):
         depth = table.depth(asset)
