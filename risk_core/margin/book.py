@@ -26,7 +26,7 @@ from risk_core.pricing.black76 import black76_greeks, black76_price
 from risk_core.pricing.lp import lp_amounts
 from risk_core.pricing.vol_surface import ResolvedSurface, year_fraction
 from risk_core.schema.market import MarketSnapshot
-from risk_core.schema.params import AssetScenarios, RiskParams
+from risk_core.schema.params import AssetScenarios, RiskParams, VolShockParams
 from risk_core.schema.positions import (
     BorrowPosition,
     FuturePosition,
@@ -469,6 +469,12 @@ class _Resolver:
 
 
 
+def tenor_scale(years: Any, vs: VolShockParams) -> Any:
+    """How an option's vol shock scales with its tenor (years, a float or an array): (reference / DTE)^power,
+    the DTE floored (Deribit's form, docs/margin-model.md)."""
+    return (vs.reference_days / np.maximum(years * 365.0, vs.dte_floor_days)) ** vs.power
+
+
 def resolve_book(
     positions: Sequence[Position], market: MarketSnapshot, params: RiskParams, sets: ScenarioSets | None = None
 ) -> ResolvedBook:
@@ -520,7 +526,7 @@ def resolve_book(
                 return None
             fwd = r.forward(underlying, expiry, spot)
             discount = math.exp(-market.rates.get(underlying, 0.0) * years)
-            tenor = (vs.reference_days / max(years * 365.0, vs.dte_floor_days)) ** vs.power
+            tenor = tenor_scale(years, vs)
             terms = dated[(underlying, expiry)] = (years, fwd, discount, tenor)
         return terms
 

@@ -125,29 +125,56 @@ class RiskArrays:
     def margin(self, weights: Array) -> MarginFigures:
         """Margin figures for each row of `weights` (rows x positions)."""
         w = np.atleast_2d(weights)
-        k, g, n_under = w.shape[0], self.groups.shape[0], len(self.assets)
         mix = w[:, None, self._members] * self._row_groups[None, :, :]  # k x (underlying, group) x rows
-        if self.layout is not None:
-            joint = (mix @ self._pnl).reshape(k, n_under, g, -1).sum(axis=1)
-            return self._figures(historical_loss(joint, self.layout), w)
-        loss = scenario_loss(mix @ self._pnl).reshape(k, n_under, g)
-        losses = {asset: loss[:, u, :] for u, asset in enumerate(self.assets)}
-        deltas: dict[str, Array] = {}
-        if self.row_delta:
-            delta = (mix @ self._delta).reshape(k, n_under, g)
-            deltas = {asset: delta[:, u, :] for u, asset in enumerate(self.assets) if asset in self.row_delta}
-        return self._figures(combine_underlyings(losses, deltas, self.pairs, shape=(k, g)), w)
+        delta = mix @ self._delta if self.row_delta and self.layout is None else None
+        risk = self.group_risk(mix @ self._pnl, delta, self.layout)
+        return self._figures(risk, self.contingency(w), self.liquidity(w))
 
-    def _figures(self, risk: Array, weights: Array) -> MarginFigures:
-        """The figures of weight rows from their risk per group (weight rows x groups: book, chains, accounts)."""
-        combined = combine_levels(
-            everything=risk[:, 0],
-            siloed_by_chain=risk[:, 1 : 1 + self.n_chains].sum(axis=1),
-            siloed_by_account=risk[:, 1 + self.n_chains :].sum(axis=1),
+    def group_risk(self, pnl: Array, delta: Array | None, layout: HistoricalLayout | None) -> Array:
+        """Scenario risk of each group (... x groups: the book, its chains, its venue-accounts) from the P&L of
+        each (underlying, group), ... x (underlying, group) x scenarios, and its delta (needed for credited pairs
+        under the grid): per underlying the worst scenario, less cross-underlying credits; under the fhs model
+        the expected shortfall of the underlyings' joint P&L."""
+        n_under, g = len(self.assets), self.groups.shape[0]
+        lead = pnl.shape[:-2]
+        if layout is not None:
+            return historical_loss(pnl.reshape(*lead, n_under, g, -1).sum(axis=-3), layout)
+        loss = scenario_loss(pnl).reshape(*lead, n_under, g)
+        losses = {asset: loss[..., u, :] for u, asset in enumerate(self.assets)}
+        deltas: dict[str, Array] = {}
+        if delta is not None:
+            by_asset = delta.reshape(*lead, n_under, g)
+            deltas = {asset: by_asset[..., u, :] for u, asset in enumerate(self.assets) if asset in self.row_delta}
+        return combine_underlyings(losses, deltas, self.pairs, shape=(*lead, g))
+
+    def on_dates(
+        self, pnl: Array, delta: Array, spot: Array, layout: HistoricalLayout | None
+    ) -> tuple[Array, Array]:
+        """(combined scenario risk, liquidity add-on) of the whole book (W = 1) on many dates, its rows revalued
+        on each: `pnl` dates x stacked rows x scenarios (tail cover applied), `delta` dates x stacked rows,
+        `spot` dates x underlyings. The combination of `margin`; contingencies, whose keys are priced per date,
+        are the caller's (research.dated)."""
+        risk = self.group_risk(self._row_groups @ pnl, delta @ self._row_groups.T, layout)
+        combined = self.combine_levels(risk)
+        addon = np.zeros(pnl.shape[0])
+        for u, (span, asset) in enumerate(zip(self._spans, self.assets, strict=True)):
+            curve = self.params.liquidity.depth.get(asset)
+            if self.params.liquidity.enabled and curve is not None:
+                addon += liquidity_addon(delta[:, span].sum(axis=1) * spot[:, u], curve)
+        return combined, addon
+
+    def combine_levels(self, risk: Array) -> Array:
+        """The book's risk from its groups' (... x groups): partial credit across chains and venue-accounts."""
+        return combine_levels(
+            everything=risk[..., 0],
+            siloed_by_chain=risk[..., 1 : 1 + self.n_chains].sum(axis=-1),
+            siloed_by_account=risk[..., 1 + self.n_chains :].sum(axis=-1),
             offsets=self.params.offset_credit,
         )
-        return MarginFigures(risk=combined, contingency=self.contingency(weights),
-                             liquidity=self.liquidity(weights), levels=risk)
+
+    def _figures(self, risk: Array, contingency: Array, liquidity: Array) -> MarginFigures:
+        """The figures of weight rows from their risk per group (weight rows x groups: book, chains, accounts)."""
+        return MarginFigures(risk=self.combine_levels(risk), contingency=contingency, liquidity=liquidity, levels=risk)
 
     def split_levels(self, levels: Array) -> tuple[float, dict[str, float], list[tuple[tuple[str, str, str], float]]]:
         """One row of `MarginFigures.levels` by name: the risk of everything netted together, of each chain's
@@ -186,12 +213,7 @@ class RiskArrays:
         losses = {asset: loss_[:, u, :] for u, asset in enumerate(self.assets)}
         deltas = {asset: delta_[:, u, :] for u, asset in enumerate(self.assets) if asset in self.row_delta}
         risk = combine_underlyings(losses, deltas, self.pairs, shape=(k, n_groups))
-        combined = combine_levels(
-            everything=risk[:, 0],
-            siloed_by_chain=risk[:, 1 : 1 + self.n_chains].sum(axis=1),
-            siloed_by_account=risk[:, 1 + self.n_chains :].sum(axis=1),
-            offsets=self.params.offset_credit,
-        )
+        combined = self.combine_levels(risk)
         contingency = self._contingency_changes(weights, position, change)
         liquidity = self._liquidity_changes(weights, position, change)
         return MarginFigures(risk=combined, contingency=contingency, liquidity=liquidity, levels=risk)
