@@ -30,7 +30,9 @@ from research.reference import shipped_prices, shipped_vols  # noqa: E402
 from risk_core.schema.params import default_params  # noqa: E402
 
 
-def timed(run: object, books: object, tape: MarketTape, model: str, first: date, last: date) -> tuple[float, float, int]:
+def timed(
+    run: object, books: object, tape: MarketTape, model: str, first: date, last: date
+) -> tuple[float, float, int]:
     """(wall s, CPU s, book-dates) of the ten books with `run` (run_book or run_book_by_date)."""
     params = default_params().model_copy(update={"model": model})
     wall, cpu = time.perf_counter(), time.process_time()

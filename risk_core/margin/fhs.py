@@ -65,11 +65,21 @@ def historical_loss(pnl: Array, layout: HistoricalLayout) -> Array:
     """Margin of each row of P&L (historical scenario columns last), >= 0: the expected shortfall of the filtered
     scenarios' losses, or (1 - w) x that + w x the stressed window's when larger. A scenario's P&L is its worst
     over the vol columns."""
-    per_scenario = pnl.reshape(*pnl.shape[:-1], -1, layout.n_vol).min(axis=-1)
+    per_scenario = worst_over_vols(pnl, layout.n_vol)
     filtered = expected_shortfall(-per_scenario[..., : layout.n_filtered], layout.confidence)
     stressed = expected_shortfall(-per_scenario[..., layout.n_filtered :], layout.confidence)
     floor = (1.0 - layout.stress_weight) * filtered + layout.stress_weight * stressed
     return np.maximum(np.maximum(filtered, floor), 0.0)
+
+
+def worst_over_vols(pnl: Array, n_vol: int) -> Array:
+    """Each scenario's P&L at its worst vol column (scenario-major columns, last axis). Elementwise minima of the
+    vol columns: a reduction along an axis of 3 costs several times more."""
+    by_vol = pnl.reshape(*pnl.shape[:-1], -1, n_vol)
+    worst = by_vol[..., 0].copy()
+    for v in range(1, n_vol):
+        np.minimum(worst, by_vol[..., v], out=worst)
+    return worst
 
 
 def worst_scenarios(pnl: Array, layout: HistoricalLayout, count: int) -> list[tuple[date, float, bool]]:

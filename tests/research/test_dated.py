@@ -93,7 +93,8 @@ def test_the_grid_on_the_date_axis_is_the_engine_date_by_date(market_tape: Marke
 @pytest.mark.parametrize("index", [0, 2, 3, 4])
 def test_fhs_on_the_date_axis_is_the_engine_date_by_date(market_tape: MarketTape, index: int) -> None:
     # from before its history is long enough (the rows start when it is) to the end
-    dated, by_date = both("fhs", market_tape, index, first=START + timedelta(days=270), last=START + timedelta(days=330))
+    first, last = START + timedelta(days=270), START + timedelta(days=330)
+    dated, by_date = both("fhs", market_tape, index, first=first, last=last)
     assert_same(dated, by_date)
 
 
