@@ -292,7 +292,7 @@ def _dated_book(book: Book, market: DatedMarket, where: str) -> _DatedLegs:
     except ValueError as e:
         raise BacktestInputError(f"{where} on {as_of.date()}", str(e)) from e
     positions: list[Position] = [*book.positions, *built]
-    columns = [_held(p, n) for p in positions]
+    columns: list[tuple[Array, Array, Array, Array]] = [_held(p, n) for p in positions]
     if book.rebalance == "daily":
         for j, leg in enumerate(book.legs, start=len(book.positions)):
             spot = market.spot[leg.asset]
@@ -307,8 +307,7 @@ def _dated_book(book: Book, market: DatedMarket, where: str) -> _DatedLegs:
                 strike = np.array([leg.strike(s, None if np.isnan(v) else v) for s, v in
                                    zip(spot.tolist(), iv.tolist(), strict=True)])
             columns[j] = (quantity, strike, expiry, entry)
-    quantity, strike, expiry, entry = (np.stack([c[k] for c in columns], axis=1).reshape(n, len(positions))
-                                       for k in range(4))
+    quantity, strike, expiry, entry = (np.stack([np.asarray(c[k]) for c in columns], axis=1) for k in range(4))
     is_option = np.array([isinstance(p, OptionPosition) for p in positions], dtype=bool)
     return _DatedLegs(DatedBook(positions, quantity, strike, expiry, entry), is_option)
 

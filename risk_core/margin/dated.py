@@ -124,8 +124,9 @@ class DatedRisk:
             0.0 if isinstance(positions[i], BorrowPosition | PerpPosition | FuturePosition)
             else params.class_params(_priced_in(positions[i])).haircut for i in lin
         ])
-        self.opt_call = np.array([positions[i].option_type == "call" for i in opt], dtype=bool)  # type: ignore[union-attr]
-        self.opt_inverse = np.array([positions[i].settlement == "inverse" for i in opt], dtype=bool)  # type: ignore[union-attr]
+        options = [p for i in opt if isinstance(p := positions[i], OptionPosition)]
+        self.opt_call = np.array([p.option_type == "call" for p in options], dtype=np.bool_)
+        self.opt_inverse = np.array([p.settlement == "inverse" for p in options], dtype=np.bool_)
         in_rows = set(lin) | set(opt)
         self.fixed = np.array([i for i in range(len(positions)) if i not in in_rows], dtype=np.intp)
         self.fixed_sign = np.array([-1.0 if isinstance(positions[i], BorrowPosition) else 1.0 for i in self.fixed])
