@@ -245,6 +245,12 @@ class DatedRisk:
             **{name: np.zeros(0, dtype=bool if name == "lp_on_token0" else np.float64) for name in _LP_FIELDS},
         )
         moves, vols = self._scenarios(sets, chunk, rows, spot.shape, base_only)
+        # a historical scenario whose vol move is recorded has the same vol in every vol column: when every
+        # scenario of the chunk's dates does, each is revalued once (the same inputs, the same values)
+        step = repeated_vol_columns(sets) if sets is not None and i.size else 1
+        if step > 1:
+            compact = np.concatenate([[0], 1 + np.arange(0, moves.shape[2] - 1, step)])
+            moves, vols = moves[:, :, compact], vols[:, compact]
         width = moves.shape[2]
         lin_moves = moves[:, self.lin_under, :].reshape(n_d * self.lin.size, width)
         opt_moves = moves[:, self.opt_under, :].reshape(n_d * i.size, width)
@@ -252,6 +258,8 @@ class DatedRisk:
         values = np.concatenate(
             [lin_value.reshape(n_d, self.lin.size, width), opt_value.reshape(n_d, i.size, width)], axis=1
         )[:, self.perm, :]
+        if step > 1:
+            values = np.concatenate([values[:, :, :1], np.repeat(values[:, :, 1:], step, axis=2)], axis=2)
         if base_only:
             return values, np.zeros((n_d, 0)), spot
         greeks = black76_greeks(rows.opt_forward, rows.opt_strike, rows.opt_years, rows.opt_sigma, rows.opt_call,
@@ -338,6 +346,20 @@ class DatedRisk:
 _KINDS = (SpotPosition, LendPosition, BorrowPosition, PerpPosition, FuturePosition, OptionPosition)
 _LP_FIELDS = ("lp_liquidity", "lp_lower", "lp_upper", "lp_price", "lp_on_token0", "lp_price0", "lp_price1",
               "lp_haircut0", "lp_haircut1")
+
+
+def repeated_vol_columns(sets: list[dict[str, ScenarioSet]]) -> int:
+    """n_vol when every scenario of every date has one vol move for all its vol columns, else 1."""
+    n_vol = 1
+    for date_sets in sets:
+        for s in date_sets.values():
+            if s.history is None:
+                return 1
+            n_vol = s.history.n_vol
+            by_vol = s.vol_shock.reshape(-1, n_vol)
+            if not np.array_equal(by_vol, np.broadcast_to(by_vol[:, :1], by_vol.shape)):
+                return 1
+    return n_vol
 
 
 def _columns(columns: list[Array], n_dates: int) -> Array:

@@ -3,7 +3,7 @@ the axis takes, both models, the same rows to 1e-9."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
@@ -12,10 +12,13 @@ from support.history import START, tape
 
 from research.backtest import MarketTape, _run_dated, run_book, run_book_by_date
 from research.books import BooksFile
-from research.series import SeriesTable
+from research.series import SeriesTable, daily_history
+from risk_core.margin.dated import repeated_vol_columns
+from risk_core.margin.fhs import FilteredHistory
 from risk_core.schema.params import default_params
 
 DAYS = 400
+EPOCH = date(1970, 1, 1)
 PLACE = {"venue": "deribit", "chain": "offchain", "account": "main"}
 
 BOOKS = BooksFile.model_validate({"books": [
@@ -51,13 +54,13 @@ BOOKS = BooksFile.model_validate({"books": [
 ]})
 
 
-def vols(prices: SeriesTable) -> SeriesTable:
-    """ATM vols that move day by day, recorded from day 5 (options books start there)."""
+def vols(prices: SeriesTable, first: int = 5) -> SeriesTable:
+    """ATM vols that move day by day, recorded from day `first` (options books start there)."""
     rng = np.random.default_rng(11)
     rows = []
     for asset, s in prices.series.items():
         level = 0.6 * np.exp(np.cumsum(rng.normal(0.0, 0.05, s.times.size)))
-        rows += [(int(t), asset, float(v)) for t, v in zip(s.times[5:], level[5:], strict=True)]
+        rows += [(int(t), asset, float(v)) for t, v in zip(s.times[first:], level[first:], strict=True)]
     return SeriesTable.from_rows(rows, "atm_iv")
 
 
@@ -115,3 +118,16 @@ def test_an_lp_book_is_margined_date_by_date(market_tape: MarketTape) -> None:
     reference = run_book_by_date(book, market_tape, params, horizon_days=1, first=first, last=last)
     assert result.mm_usd.tolist() == reference.mm_usd.tolist()
     assert result.days == (last - first).days + 1
+
+
+def test_fhs_revalues_a_scenario_once_when_its_vol_move_is_recorded(market_tape: MarketTape) -> None:
+    """Vols recorded from the first day: every scenario has one vol move for all its vol columns, and the date axis
+    revalues it once; the rows are still the engine's."""
+    recorded = MarketTape(market_tape.prices, vols(market_tape.prices, first=0))
+    history = daily_history(recorded.prices, recorded.vols, ["BTC", "ETH"], (START - EPOCH).days + 330)
+    sets = FilteredHistory(history, ["BTC", "ETH"], default_params(), last_day=(START - EPOCH).days + 330)
+    assert repeated_vol_columns([sets.scenario_sets((START - EPOCH).days + 300)]) == 3
+    first, last = START + timedelta(days=290), START + timedelta(days=330)
+    dated, by_date = both("fhs", recorded, 3, first=first, last=last)
+    assert_same(dated, by_date)
+
