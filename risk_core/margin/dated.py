@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from risk_core.margin.book import RowParams, resolve_book, tenor_scale
+from risk_core.margin.book import ROW_FIELDS, RowParams, resolve_book, tenor_scale
 from risk_core.margin.fhs import FilteredHistory
 from risk_core.margin.risk_arrays import RiskArrays, contingency_charge
 from risk_core.margin.scenarios import ScenarioSet, shocked_vols
@@ -344,8 +344,7 @@ class DatedRisk:
 
 
 _KINDS = (SpotPosition, LendPosition, BorrowPosition, PerpPosition, FuturePosition, OptionPosition)
-_LP_FIELDS = ("lp_liquidity", "lp_lower", "lp_upper", "lp_price", "lp_on_token0", "lp_price0", "lp_price1",
-              "lp_haircut0", "lp_haircut1")
+_LP_FIELDS = ROW_FIELDS[2]  # an LP range's: none on the date axis
 
 
 def repeated_vol_columns(sets: list[dict[str, ScenarioSet]]) -> int:
