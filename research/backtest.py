@@ -57,9 +57,13 @@ class BookBacktest:
 
     def since(self, first: date) -> BookBacktest:
         """The rows from `first` on."""
-        keep = np.array([d >= first for d in self.dates], dtype=bool)
+        return self.between(first, date.max)
+
+    def between(self, first: date, last: date) -> BookBacktest:
+        """The rows from `first` to `last`, both included."""
+        keep = np.array([first <= d <= last for d in self.dates], dtype=bool).reshape(len(self.dates))
         return BookBacktest(
-            name=self.name, rebalance=self.rebalance, dates=[d for d in self.dates if d >= first],
+            name=self.name, rebalance=self.rebalance, dates=[d for d in self.dates if first <= d <= last],
             mm_usd=self.mm_usd[keep], pnl_usd=self.pnl_usd[keep], liquidity_addon_usd=self.liquidity_addon_usd[keep],
         )
 
