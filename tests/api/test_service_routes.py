@@ -66,8 +66,10 @@ async def test_a_bad_model_is_a_problem_naming_its_field(
     assert reason in errors[0]["reason"]
 
 
-async def test_a_model_the_service_cannot_apply_is_a_problem_naming_model(make_client: Any, fake_service: Any) -> None:
-    fake_service.fhs_history = False
+async def test_a_model_the_service_cannot_apply_is_a_problem_naming_model(
+    make_client: Any, fake_service: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fake_service, "fhs_history", False)
     client = await make_client(service=fake_service)
     response = await client.get(f"/v1/wallets/{fake_service.wallet}/credit?model=fhs", headers=KEY)
     assert response.status == 422
