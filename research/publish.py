@@ -238,7 +238,7 @@ def _by_year(recent: dict[str, list[BookBacktest]]) -> list[str]:
         "to 2016 or before: BTC's early swings and ETH's first, thin year, with large moves of one asset alone "
         "that a spread or a hedge does not offset, so the fhs model asks more than the grid of every book but the "
         "calendar (and SOL, whose own record starts in 2020), the spread included. With those years out of the "
-        "lookback it asks less of the hedged books (the spread, the calendar), about the grid's of the rest. The "
+        "lookback it asks less of the hedged books (the spread, the calendar) and 0.8-1.3x the grid's of the rest. The "
         "stressed floor adds to every year.",
         "",
         "| book | " + " | ".join(str(y) for y in years) + " |",
