@@ -38,7 +38,7 @@ from risk_core.pricing.black76 import black76_greeks, black76_price
 from risk_core.pricing.lp import lp_amounts
 from risk_core.pricing.vol_surface import ResolvedSurface, year_fraction
 from risk_core.schema.market import MarketSnapshot
-from risk_core.schema.params import AssetScenarios, RiskParams
+from risk_core.schema.params import AssetScenarios, RiskParams, VolShockParams
 from risk_core.schema.positions import (
     BorrowPosition,
     FuturePosition,
@@ -201,6 +201,12 @@ class RowParams:
         else:
             lp_value = lp_cut = np.zeros((0, moves))
         return lin_value, lin_cut, opt_value, lp_value, lp_cut
+
+
+def tenor_scale(years: Any, vs: VolShockParams) -> Any:
+    """How an option's vol shock scales with its tenor (years, a float or an array): (reference / DTE)^power,
+    the DTE floored (Deribit's form, docs/margin-model.md)."""
+    return (vs.reference_days / np.maximum(years * 365.0, vs.dte_floor_days)) ** vs.power
 
 
 def block_bounds(blocks: Sequence[tuple[int, int, int]]) -> list[tuple[slice, slice, slice]]:
@@ -419,7 +425,7 @@ def _resolve_units(
                 return None
             fwd = r.forward(underlying, expiry, spot)
             discount = math.exp(-market.rates.get(underlying, 0.0) * years)
-            tenor = (vs.reference_days / max(years * 365.0, vs.dte_floor_days)) ** vs.power
+            tenor = float(tenor_scale(years, vs))
             terms = dated[(underlying, expiry)] = (years, fwd, discount, tenor)
         return terms
 
