@@ -29,7 +29,6 @@ from risk_core.margin.fhs import FilteredHistory
 from risk_core.margin.instruments import ROW_FIELDS, RowParams, resolve_book, tenor_scale
 from risk_core.margin.risk_arrays import RiskArrays, contingency_charge
 from risk_core.margin.scenarios import ScenarioSet, shocked_vols
-from risk_core.pricing.black76 import black76_greeks
 from risk_core.pricing.vol_surface import SECONDS_PER_YEAR
 from risk_core.schema.market import MarketSnapshot
 from risk_core.schema.params import RiskParams
@@ -263,10 +262,7 @@ class DatedRisk:
             values = np.concatenate([values[:, :, :1], np.repeat(values[:, :, 1:], step, axis=2)], axis=2)
         if base_only:
             return values, np.zeros((n_d, 0)), spot
-        greeks = black76_greeks(rows.opt_forward, rows.opt_strike, rows.opt_years, rows.opt_sigma, rows.opt_call,
-                                rows.opt_discount)
-        carry = forward.ravel() / spot[:, self.opt_under].ravel()  # dF/dS with the basis held
-        opt_delta = (rows.opt_quantity * greeks.delta * carry).reshape(n_d, i.size)
+        opt_delta = rows.option_greeks(spot[:, self.opt_under].ravel())[0].reshape(n_d, i.size)
         lin_delta = lin_slope / spot[:, self.lin_under]
         delta = np.concatenate([lin_delta, opt_delta], axis=1)[:, self.perm]
         return values, delta, spot
