@@ -7,7 +7,7 @@ Chainlink and Aave use, so a Solidity verifier reads them without floats.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
@@ -32,8 +32,10 @@ TYPES = {
         {"name": "asOf", "type": "uint64"},
         {"name": "computedAt", "type": "uint64"},
         {"name": "paramsVersion", "type": "string"},
+        {"name": "marginModel", "type": "string"},
     ],
 }
+MARGIN_MODELS = ("grid", "fhs")  # params.model: the scenario grid, filtered historical simulation
 NO_RATIO = 2**256 - 1  # collateral <= 0: the ratio is unbounded
 
 
@@ -62,6 +64,7 @@ class CreditView(BaseModel):
     computed_at: datetime
     age_seconds: float
     params_version: str
+    model: Literal["grid", "fhs"] = Field(description="the margin model the figures are computed under (signed)")
     typed_data: dict[str, Any] = Field(description="the EIP-712 message that was signed")
     signer: str | None = Field(description="the service's address; null when the service has no signing key")
     signature: str | None
@@ -91,6 +94,7 @@ def compute_typed_data(wallet: str, report: MarginReport, *, computed_at: dateti
             "asOf": int(report.as_of.timestamp()),
             "computedAt": int(computed_at.timestamp()),
             "paramsVersion": report.params_version,
+            "marginModel": report.model,
         },
     }
 
@@ -121,6 +125,7 @@ def compute_credit_view(
         computed_at=computed_at,
         age_seconds=age_seconds,
         params_version=report.params_version,
+        model=report.model,
         typed_data=typed,
         signer=signer,
         signature=signature,

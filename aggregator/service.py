@@ -22,7 +22,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.onchain import DiscoveryCache
-from aggregator.credit import CreditView, compute_credit_view
+from aggregator.credit import MARGIN_MODELS, CreditView, compute_credit_view
 from aggregator.engine_pool import BudgetExceeded, EnginePool, WorkerFailed
 from aggregator.history import AccountHistory, page_of_history
 from aggregator.refresh import fetch_account_positions
@@ -49,6 +49,7 @@ from risk_core.schema.market import MarketSnapshot, SourceStatus, VolSurface
 from risk_core.schema.params import RiskParams, default_params
 from risk_core.schema.positions import Position
 from risk_core.schema.report import MarginReport
+from risk_core.schema.request import MarginRequest
 from venue_http import SourceError
 
 Clock = Callable[[], datetime]
@@ -116,9 +117,12 @@ class AggregatorService:
         clock: Clock = utc_now,
         params: RiskParams | None = None,
         engine: EnginePool | None = None,
+        with_history: Callable[[MarginRequest], MarginRequest] | None = None,
     ) -> None:
         """`engine` computes the reports off the event loop (else a thread does, as the engine releases no lock
-        the loop needs but would hold it for the whole computation)."""
+        the loop needs but would hold it for the whole computation). `with_history` gives a request asking for the
+        fhs model the daily history its market lacks (the API passes api.fhs_history's recorded one)."""
+        self.with_history = with_history
         self.settings = settings
         self.engine = engine
         self.session = session
@@ -367,12 +371,38 @@ class AggregatorService:
         """chain name -> chain id of every chain the service reads."""
         return {client.config.name: client.config.chain_id for client in self.clients}
 
-    async def wallet_credit(self, address: str) -> CreditView:
+    async def wallet_credit(self, address: str, model: str | None = None) -> CreditView:
+        """The wallet's signed credit view under `model` (params.model: "grid" or "fhs"; None: the service's own).
+        Raises InputError naming `model` for another, or when the fhs model has no history for the wallet's
+        underlyings."""
+        if model is not None and model not in MARGIN_MODELS:
+            raise InputError("model", f"{model!r} is not a margin model: one of {', '.join(MARGIN_MODELS)}")
         refreshed = await self._wallet(address)
+        report = refreshed.report
+        if model is not None and model != report.model:
+            report = await self._report_under(refreshed, model)
         return compute_credit_view(
-            address, refreshed.report, computed_at=refreshed.computed_at, age_seconds=self._age(refreshed),
+            address, report, computed_at=refreshed.computed_at, age_seconds=self._age(refreshed),
             signer_key=self.settings.signer_key,
         )
+
+    async def _report_under(self, refreshed: Refreshed, model: str) -> MarginReport:
+        """The refresh's positions margined under another model, on its market (with the fhs model's history from
+        `with_history` when the market has none)."""
+        params = self.params.with_overrides({"model": model})
+        market = refreshed.market
+        if model == "fhs" and market.history is None and self.with_history is not None:
+            request = MarginRequest(positions=list(refreshed.positions.positions), market=market,
+                                    params={"model": model})
+            market = self.with_history(request).market or market
+        if model == "fhs" and market.history is None:
+            raise InputError("model", "fhs: this service has no price history to draw the model's scenarios from")
+        try:
+            return await self._compute_off_loop(refreshed.positions, market, params)
+        except InputError as e:
+            if e.field.startswith("market.history"):
+                raise InputError("model", f"fhs: {e.reason}") from e
+            raise
 
     async def market(self, asset: str) -> MarketView:
         if asset not in self.settings.assets:
@@ -471,16 +501,19 @@ class AggregatorService:
                 return await self.engine.run(fit)
         return await asyncio.to_thread(fit)
 
-    async def _compute_off_loop(self, snapshot: PositionSnapshot, market: MarketSnapshot) -> MarginReport:
+    async def _compute_off_loop(
+        self, snapshot: PositionSnapshot, market: MarketSnapshot, params: RiskParams | None = None
+    ) -> MarginReport:
         """The report, computed in the engine pool (or a thread without one): never on the event loop.
 
         Raises:
             ConnectionError: the engine could not compute it within its budget (the route answers 503).
         """
+        params = params or self.params
         if self.engine is None:
-            return await asyncio.to_thread(compute_refresh_report, snapshot, market, self.params)
+            return await asyncio.to_thread(compute_refresh_report, snapshot, market, params)
         try:
-            return await self.engine.run(compute_refresh_report, snapshot, market, self.params)
+            return await self.engine.run(compute_refresh_report, snapshot, market, params)
         except (BudgetExceeded, WorkerFailed) as e:
             raise ConnectionError(f"the margin engine could not compute the report: {e}") from e
 

@@ -37,6 +37,7 @@ from aggregator.store.engine import data_dir
 from aggregator.webhook_target import webhook_session
 from api.demo_attestation import demo_signer, trust_signer_on_devnet
 from api.demo_credit_line import CreditLineDemo, show_on_dashboard
+from api.fhs_history import with_recorded_history
 from api.http.app import SERVICE_ENGINE_PRELOAD, SHUTDOWN_TIMEOUT_S, create_app
 from api.http.settings import DEMO_API_KEY, ApiSettings
 from chains.client import make_chain_clients
@@ -302,7 +303,7 @@ async def run_demo_service(
                 )
                 service = AggregatorService(
                     settings=settings, session=session, clients=list(clients.values()), store=AsyncStore(store),
-                    clock=clock, engine=engine,
+                    clock=clock, engine=engine, with_history=with_recorded_history,
                 )
                 attestations = AttestationService(risk=service, signer=signer, settings=attestation_settings)
                 # the first market snapshot before any request: the local venues share this event loop, and their

@@ -27,6 +27,7 @@ from aggregator.service import AggregatorService
 from aggregator.settings import ServiceSettings, VenueCredentials
 from aggregator.store import AsyncStore, Store
 from aggregator.webhook_target import webhook_session
+from api.fhs_history import with_recorded_history
 from api.http.app import SERVICE_ENGINE_PRELOAD, SHUTDOWN_TIMEOUT_S, create_app
 from api.http.settings import ApiSettings
 from chains.client import make_chain_clients
@@ -96,7 +97,7 @@ async def serve_service(
         api_settings = production_api_settings(os.environ)
         engine = EnginePool(api_settings.engine, preload=SERVICE_ENGINE_PRELOAD)
         service = AggregatorService(settings=settings, session=session, clients=list(clients.values()),
-                                    store=AsyncStore(store), engine=engine)
+                                    store=AsyncStore(store), engine=engine, with_history=with_recorded_history)
         service.on_report.append(AlertWatcher(WebhookSender(hooks)).observe)
         attestations = (
             AttestationService(risk=service, signer=attestation_signer, settings=settings.attestation)

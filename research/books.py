@@ -76,10 +76,11 @@ class Leg(StrictModel):
         return PositionAdapter.validate_python({
             **base, "underlying": self.asset, "quantity": quantity, "expiry": expiry,
             "option_type": self.option_type, "settlement": self.settlement,
-            "strike": self._strike(spot, atm_iv),
+            "strike": self.strike(spot, atm_iv),
         })
 
-    def _strike(self, spot: float, atm_iv: float | None) -> float:
+    def strike(self, spot: float, atm_iv: float | None) -> float:
+        """An option leg's strike at a date's spot (and ATM vol, for a leg struck by delta)."""
         if self.moneyness is not None:
             return self.moneyness * spot
         assert self.delta is not None and self.tenor_days is not None

@@ -34,7 +34,7 @@ from api.http.attestation import AttestationProvider
 from api.http.history import DEFAULT_LIMIT, HistoryQuery
 from api.http.metrics import ApiMetrics
 from api.http.problems import Problem, field_errors, invalid_request
-from api.http.service import RiskService
+from api.http.service import CreditQuery, RiskService
 from api.http.settings import ApiSettings
 from api.http.what_if import compute_what_if_in_pool
 from risk_core.errors import InputError
@@ -206,6 +206,18 @@ class Wallet:
         with _live_read(info):
             return _as_json(await _lookup(_service(info).wallet_positions, self.address, "address"))
 
+    @strawberry.field(description="the wallet's signed credit view under margin model `model` (grid or fhs; "
+                      "omitted, the service's own), as GET /v1/wallets/{address}/credit?model= answers it; null "
+                      "when the aggregator does not know the wallet")
+    async def credit(self, info: Info[GraphQLContext, None], model: str | None = None) -> JSON | None:
+        try:
+            query = CreditQuery(model=model)  # type: ignore[arg-type]  # validated here: 422 naming `model`
+        except ValidationError as e:
+            raise _graphql_error(invalid_request(field_errors(e))) from e
+        with _live_read(info):
+            asked = _service(info).wallet_credit(self.address, model=query.model)
+            return _as_json(await _answer(asked, "address", queried=frozenset({"model"})))
+
 
 @contextmanager
 def _live_read(info: Info[GraphQLContext, None]) -> Iterator[None]:
@@ -325,16 +337,20 @@ async def _lookup(method: Callable[[str], Awaitable[Answer]], identifier: str, a
     return await _answer(method(identifier), argument)
 
 
-async def _answer(asked: Awaitable[Answer | None], argument: str) -> Answer | None:
-    """The service's answer; None (GraphQL's null, the idiom for a missing object) when it knows no such thing."""
+async def _answer(
+    asked: Awaitable[Answer | None], argument: str, *, queried: frozenset[str] = frozenset()
+) -> Answer | None:
+    """The service's answer; None (GraphQL's null, the idiom for a missing object) when it knows no such thing. An
+    InputError names `argument`, or the argument of `queried` it names."""
     try:
         return await asked
     except LookupError:
         return None
     except InputError as e:
+        field = e.field if e.field in queried else argument
         raise GraphQLError(
             str(e),
-            extensions={"code": BAD_USER_INPUT, "status": 422, "errors": [{"field": argument, "reason": e.reason}]},
+            extensions={"code": BAD_USER_INPUT, "status": 422, "errors": [{"field": field, "reason": e.reason}]},
         ) from e
     except ConnectionError as e:  # a dependency is down (the database): the client may retry, nothing is wrong
         raise GraphQLError(str(e), extensions={"code": "SERVICE_UNAVAILABLE", "status": 503}) from e

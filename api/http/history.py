@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from multidict import MultiMapping
 from pydantic import (
@@ -22,6 +22,7 @@ from pydantic_core import PydanticCustomError
 from api.http.problems import FieldError, field_errors, invalid_request
 from risk_core.errors import InputError
 
+Query = TypeVar("Query", bound=BaseModel)
 HISTORY_PATH = "/v1/accounts/{account_id}/history"
 STORED_REPORT_PATH = "/v1/accounts/{account_id}/reports/{report_id}"
 DEFAULT_LIMIT = 100
@@ -78,11 +79,17 @@ class HistoryQuery(BaseModel):
 
 def parse_history_query(query: MultiMapping[str]) -> HistoryQuery:
     """Raises Problem 422 naming each query parameter at fault."""
+    return parse_query(HistoryQuery, query)
+
+
+def parse_query(model: type[Query], query: MultiMapping[str]) -> Query:
+    """A route's query as `model` (which forbids unknown parameters). Raises Problem 422 naming each query
+    parameter at fault."""
     repeated = sorted({name for name in query if len(query.getall(name)) > 1})
     if repeated:
         raise invalid_request([FieldError(field=name, reason="given more than once") for name in repeated])
     try:
-        return HistoryQuery.model_validate(dict(query))
+        return model.model_validate(dict(query))
     except ValidationError as e:
         raise invalid_request(field_errors(e)) from e
 
@@ -98,9 +105,10 @@ def parse_report_id(text: str) -> int:
         raise invalid_request(field_errors(e, prefix="report_id")) from e
 
 
-def query_parameters() -> list[dict[str, Any]]:
-    """The history query as OpenAPI parameters, from HistoryQuery's own schema (a query string has no null)."""
-    properties = HistoryQuery.model_json_schema()["properties"]
+def query_parameters(model: type[BaseModel] | None = None) -> list[dict[str, Any]]:
+    """A route's query (the history's by default) as OpenAPI parameters, from its model's own schema (a query
+    string has no null)."""
+    properties = (model or HistoryQuery).model_json_schema()["properties"]
     parameters = []
     for name, schema in properties.items():
         description = schema.pop("description")

@@ -131,7 +131,8 @@ def build_openapi(
             "summary": route.summary,
             "parameters": [
                 {"name": route.parameter, "in": "path", "required": True,
-                 "schema": path_parameter_schema(route.parameter)}
+                 "schema": path_parameter_schema(route.parameter)},
+                *(query_parameters(route.query) if route.query is not None else ()),
             ],
             "responses": {
                 "200": _json(route.summary, ref(model) if model is not None else {"type": "object"}),

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from api.dashboard import CREDIT_LINE_PATH, DASHBOARD_PATHS
 from api.http.access import KEYED, OPEN, RouteTable
-from api.http.history import HISTORY_PATH, STORED_REPORT_PATH, parse_history_query, parse_report_id
+from api.http.history import HISTORY_PATH, STORED_REPORT_PATH, parse_history_query, parse_query, parse_report_id
 from api.http.json_body import require_json_media_type
 from api.http.metrics import METRICS_CONTENT_TYPE, ApiMetrics
 from api.http.path_parameters import check_path_parameter
@@ -90,9 +90,12 @@ def service_handler(service: RiskService | None, route: ServiceRoute) -> Handler
     """The handler of one aggregator route: 503 while no service is configured."""
 
     async def answer(request: web.Request) -> web.Response:
+        query = parse_query(route.query, request.query) if route.query is not None else None
         ask = getattr(_require(service), route.method_name)
         identifier = check_path_parameter(route.parameter, request.match_info[route.parameter])
-        model = await _answer_of(ask(identifier), route.parameter, identifier)
+        asked = ask(identifier) if query is None else ask(identifier, **query.model_dump())
+        queried = set(type(query).model_fields) if query is not None else set()
+        model = await _answer_of(asked, route.parameter, identifier, queried)
         return web.Response(body=model.model_dump_json(), content_type=JSON_CONTENT_TYPE)
 
     return answer
@@ -144,8 +147,11 @@ def _require(service: RiskService | None) -> RiskService:
     return service
 
 
-async def _answer_of(asked: Awaitable[Answer], parameter: str, identifier: str) -> Answer:
-    """The service's answer, its failures as problems: LookupError 404 and InputError 422 naming `parameter`."""
+async def _answer_of(
+    asked: Awaitable[Answer], parameter: str, identifier: str, queried: set[str] | frozenset[str] = frozenset()
+) -> Answer:
+    """The service's answer, its failures as problems: LookupError 404 and InputError 422 naming `parameter`, or
+    the query parameter it names (one of `queried`)."""
     try:
         return await asked
     except LookupError as e:
@@ -157,7 +163,7 @@ async def _answer_of(asked: Awaitable[Answer], parameter: str, identifier: str) 
             [FieldError(field=parameter, reason="not found")],
         ) from e
     except InputError as e:
-        raise invalid_request([FieldError(field=parameter, reason=e.reason)]) from e
+        raise invalid_request([FieldError(field=e.field if e.field in queried else parameter, reason=e.reason)]) from e
     except ConnectionError as e:
         # a dependency the service cannot answer without (the database, for an account it has never read)
         raise Problem(503, "service-unavailable", "Service unavailable", str(e)) from e
@@ -180,6 +186,8 @@ ROUTE_ACCESS: RouteTable = {
     ("GET", "/health"): OPEN,
     ("GET", "/metrics"): OPEN,
     ("GET", "/openapi.json"): OPEN,
+    # the service routes (api.http.service): the credit view keyed and a live read whatever its `?model=` (an fhs
+    # view is computed inside the same live-read slot)
     **{("GET", route.path): route.access for route in SERVICE_ROUTES},
     ("GET", HISTORY_PATH): OPEN,
     ("GET", STORED_REPORT_PATH): OPEN,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.http.access import OPEN, Access, KeyRule
 from risk_core.schema.market import MarketSnapshot
@@ -31,7 +31,10 @@ class RiskService(Protocol):
 
     async def wallet_positions(self, address: str) -> BaseModel: ...
 
-    async def wallet_credit(self, address: str) -> BaseModel: ...
+    async def wallet_credit(self, address: str, model: str | None = None) -> BaseModel:
+        """The signed credit view under margin model `model` (None: the service's own); InputError naming `model`
+        when the service cannot margin the wallet under it."""
+        ...
 
     async def market(self, asset: str) -> BaseModel: ...
 
@@ -50,15 +53,29 @@ class RiskService(Protocol):
         ...
 
 
+class CreditQuery(BaseModel):
+    """The query of GET /v1/wallets/{address}/credit. An unknown parameter is an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: Literal["grid", "fhs"] | None = Field(
+        default=None,
+        description="the margin model: grid (the scenario grid) or fhs (filtered historical simulation); omitted, "
+        "the service's own (the parameter file's, grid). The signed view names it (marginModel)",
+    )
+
+
 @dataclass(frozen=True)
 class ServiceRoute:
-    """A GET route answered by one RiskService method called with the route's one path parameter."""
+    """A GET route answered by one RiskService method called with the route's one path parameter, and the
+    fields of its query when it takes one (`query`: a model forbidding unknown parameters)."""
 
     path: str
     method_name: str
     operation_id: str
     summary: str
     access: Access = OPEN
+    query: type[BaseModel] | None = None
 
     @property
     def parameter(self) -> str:
@@ -75,6 +92,6 @@ SERVICE_ROUTES = (
                  WALLET_READ),
     # signed by the service's key
     ServiceRoute("/v1/wallets/{address}/credit", "wallet_credit", "walletCredit", "Signed credit view",
-                 Access(KeyRule.REQUIRED, live_read=True)),
+                 Access(KeyRule.REQUIRED, live_read=True), query=CreditQuery),
     ServiceRoute("/v1/markets/{asset}", "market", "market", "Spot, sources and vol surface of an asset"),
 )

@@ -38,7 +38,7 @@ from risk_core.pricing.black76 import black76_greeks, black76_price
 from risk_core.pricing.lp import lp_amounts
 from risk_core.pricing.vol_surface import ResolvedSurface, year_fraction
 from risk_core.schema.market import MarketSnapshot
-from risk_core.schema.params import AssetScenarios, RiskParams
+from risk_core.schema.params import AssetScenarios, RiskParams, VolShockParams
 from risk_core.schema.positions import (
     BorrowPosition,
     FuturePosition,
@@ -160,6 +160,15 @@ class RowParams:
                           for name in cls.__dataclass_fields__})
         return cls(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in cls.__dataclass_fields__})
 
+    def option_greeks(self, spot: Array) -> tuple[Array, Array, Array, Array]:
+        """Per option row, `spot` its underlying's price: (delta in units of the asset, gamma per unit of spot,
+        vega in USD per vol point, theta in USD per day), the basis to the forward held (dF/dS = F / S)."""
+        g = black76_greeks(self.opt_forward, self.opt_strike, self.opt_years, self.opt_sigma, self.opt_call,
+                           self.opt_discount)
+        carry = self.opt_forward / spot
+        q = self.opt_quantity
+        return q * g.delta * carry, q * g.gamma * carry**2, q * g.vega / 100.0, q * g.theta / 365.0
+
     def revalue_blocks(self, spot_shock: Array, vols: Array) -> tuple[Array, Array, Array, Array, Array]:
         """(linear values, linear haircuts, option values, LP values, LP haircuts) in USD, each block's rows x
         moves, at relative spot moves `spot_shock` (1 x moves, or rows x moves: each row its own moves) and
@@ -201,6 +210,12 @@ class RowParams:
         else:
             lp_value = lp_cut = np.zeros((0, moves))
         return lin_value, lin_cut, opt_value, lp_value, lp_cut
+
+
+def tenor_scale(years: Any, vs: VolShockParams) -> Any:
+    """How an option's vol shock scales with its tenor (years, a float or an array): (reference / DTE)^power,
+    the DTE floored (Deribit's form, docs/margin-model.md)."""
+    return (vs.reference_days / np.maximum(years * 365.0, vs.dte_floor_days)) ** vs.power
 
 
 def block_bounds(blocks: Sequence[tuple[int, int, int]]) -> list[tuple[slice, slice, slice]]:
@@ -419,7 +434,7 @@ def _resolve_units(
                 return None
             fwd = r.forward(underlying, expiry, spot)
             discount = math.exp(-market.rates.get(underlying, 0.0) * years)
-            tenor = (vs.reference_days / max(years * 365.0, vs.dte_floor_days)) ** vs.power
+            tenor = float(tenor_scale(years, vs))
             terms = dated[(underlying, expiry)] = (years, fwd, discount, tenor)
         return terms
 
@@ -622,12 +637,8 @@ def _greeks(frozen: Sequence[_Frozen], stacked: RowParams) -> list[Array]:
     """Per underlying: its rows x (delta in units of the asset, gamma per unit of spot, vega in USD per vol
     point, theta in USD per day)."""
     s, blocks = stacked, [f.blocks for f in frozen]
-    g = black76_greeks(s.opt_forward, s.opt_strike, s.opt_years, s.opt_sigma, s.opt_call, s.opt_discount)
     spot_per_option = np.repeat([f.spot for f in frozen], [n_opt for _, n_opt, _ in blocks])
-    carry = s.opt_forward / spot_per_option  # dF/dS with the basis held
-    q = s.opt_quantity
-    opt_delta, opt_gamma = q * g.delta * carry, q * g.gamma * carry**2
-    opt_vega, opt_theta = q * g.vega / 100.0, q * g.theta / 365.0
+    opt_delta, opt_gamma, opt_vega, opt_theta = s.option_greeks(spot_per_option)
     amount0, _amount1 = lp_amounts(s.lp_liquidity, s.lp_price, s.lp_lower, s.lp_upper)
     inside = (s.lp_price > s.lp_lower) & (s.lp_price < s.lp_upper)
     lp_gamma = np.where(

@@ -432,6 +432,49 @@ class RiskArrays:
             else np.zeros(0)
         )
 
+    def group_risk(self, pnl: Array, delta: Array | None, layout: HistoricalLayout | None) -> Array:
+        """Scenario risk of each group (... x groups: the book, its chains, its venue-accounts) from the P&L of
+        each (underlying, group), ... x (underlying, group) x scenarios, and its delta (needed for credited pairs
+        under the grid): per underlying the worst scenario, less cross-underlying credits; under the fhs model
+        the expected shortfall of the underlyings' joint P&L."""
+        self._prepare()
+        n_under, g = len(self.assets), self.groups.shape[0]
+        lead = pnl.shape[:-2]
+        if layout is not None:
+            return historical_loss(pnl.reshape(*lead, n_under, g, -1).sum(axis=-3), layout)
+        loss = scenario_loss(pnl).reshape(*lead, n_under, g)
+        losses = {asset: loss[..., u, :] for u, asset in enumerate(self.assets)}
+        deltas: dict[str, Array] = {}
+        if delta is not None:
+            by_asset = delta.reshape(*lead, n_under, g)
+            deltas = {asset: by_asset[..., u, :] for u, asset in enumerate(self.assets) if asset in self.row_delta}
+        return combine_underlyings(losses, deltas, self.pairs, shape=(*lead, g))
+
+    def combine_levels(self, risk: Array) -> Array:
+        """The book's risk from its groups' (... x groups): partial credit across chains and venue-accounts."""
+        return combine_levels(
+            everything=risk[..., 0],
+            siloed_by_chain=risk[..., 1 : 1 + self.n_chains].sum(axis=-1),
+            siloed_by_account=risk[..., 1 + self.n_chains :].sum(axis=-1),
+            offsets=self.params.offset_credit,
+        )
+
+    def on_dates(
+        self, pnl: Array, delta: Array, spot: Array, layout: HistoricalLayout | None
+    ) -> tuple[Array, Array]:
+        """(combined scenario risk, liquidity add-on) of the whole book (W = 1) on many dates, its rows revalued
+        on each: `pnl` dates x stacked rows x scenarios (tail cover applied), `delta` dates x stacked rows,
+        `spot` dates x underlyings (the rows and underlyings of `_prepare`). The combination of `margin`;
+        contingencies, whose keys are priced per date, are the caller's (risk_core.margin.dated)."""
+        self._prepare()
+        risk = self.group_risk(self._row_groups @ pnl, delta @ self._row_groups.T, layout)
+        addon = np.zeros(pnl.shape[0])
+        for u, (span, asset) in enumerate(zip(self._spans, self.assets, strict=True)):
+            depth = self.depth.get(asset)
+            if depth is not None:
+                addon += addon_of(delta[:, span].sum(axis=1) * spot[:, u], depth)
+        return self.combine_levels(risk), addon
+
     def margin_changes(self, weights: Array, position: IntArray, new_weight: Array) -> MarginFigures:
         """What `margin` gives for the rows of `weights` with one position changed per row: position[c] at
         new_weight[c]. Only the changed position's groups and contingency key are recomputed (a trial costs its

@@ -50,7 +50,7 @@ EXPOSURE_TYPE = "Exposure(string asset,int256 deltaUsd)"
 CREDIT_VIEW_TYPE = (
     "CreditView(address wallet,Exposure[] exposures,int256 equityUsd,int256 collateralUsd,"
     "uint256 maintenanceMarginUsd,uint256 initialMarginUsd,int256 freeCollateralUsd,uint256 marginRatioBps,"
-    "bool complete,uint64 asOf,uint64 computedAt,string paramsVersion)"
+    "bool complete,uint64 asOf,uint64 computedAt,string paramsVersion,string marginModel)"
 )
 
 
@@ -66,10 +66,10 @@ def struct_hash(m: dict[str, Any]) -> bytes:
     )
     fields = encode(
         ["address", "bytes32", "int256", "int256", "uint256", "uint256", "int256", "uint256", "bool", "uint64",
-         "uint64", "bytes32"],
+         "uint64", "bytes32", "bytes32"],
         [m["wallet"], keccak(exposures), m["equityUsd"], m["collateralUsd"], m["maintenanceMarginUsd"],
          m["initialMarginUsd"], m["freeCollateralUsd"], m["marginRatioBps"], m["complete"], m["asOf"],
-         m["computedAt"], keccak(text=m["paramsVersion"])],
+         m["computedAt"], keccak(text=m["paramsVersion"]), keccak(text=m["marginModel"])],
     )
     return keccak(keccak(text=CREDIT_VIEW_TYPE + EXPOSURE_TYPE) + fields)
 
@@ -159,3 +159,17 @@ def test_no_key_no_signature() -> None:
     assert unsigned.signer is None and unsigned.signature is None
     assert unsigned.typed_data == view_of(report).typed_data  # the same message, ready for a signer elsewhere
     assert view_of(report, key="").signature is None
+
+
+def test_the_signed_view_names_its_margin_model() -> None:
+    request = MarginRequest.model_validate_json(DEMO_REQUEST.read_bytes())
+    assert view_of(demo_report()).typed_data["message"]["marginModel"] == "grid"
+    fhs = demo_report().model_copy(update={"model": "fhs"})
+    view = view_of(fhs)
+    assert (view.model, view.typed_data["message"]["marginModel"]) == ("fhs", "fhs")
+    assert recover(view.typed_data, view.signature) == SIGNER
+    # the model is signed: a view re-labelled after signing does not verify
+    relabelled = json.loads(json.dumps(view.typed_data))
+    relabelled["message"]["marginModel"] = "grid"
+    assert recover(relabelled, view.signature) != SIGNER
+    assert request.positions  # the demo book the figures come from

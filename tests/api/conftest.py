@@ -79,6 +79,7 @@ class CreditView(BaseModel):
     address: str
     free_collateral_usd: float
     signature: str
+    model: str
 
 
 @cache
@@ -147,9 +148,14 @@ class FakeService:
         _known_wallet(address)
         return WalletPositions(address=address, positions=len(demo_report().positions))
 
-    async def wallet_credit(self, address: str) -> CreditView:
+    fhs_history = True  # False: the fhs model has no history for the wallet, as the aggregator then says
+
+    async def wallet_credit(self, address: str, model: str | None = None) -> CreditView:
         _known_wallet(address)
-        return CreditView(address=address, free_collateral_usd=demo_report().free_collateral_usd, signature="0x01")
+        if model == "fhs" and not self.fhs_history:
+            raise InputError("model", "fhs: no history for BTC")
+        return CreditView(address=address, free_collateral_usd=demo_report().free_collateral_usd, signature="0x01",
+                          model=model or "grid")
 
     async def market(self, asset: str) -> MarketView:
         if asset not in demo_report().underlyings:

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from api.graphql.schema import build_schema
 from api.http import ApiSettings
 from api.http.settings import DEMO_API_KEY
@@ -93,6 +95,24 @@ async def test_service_fields(make_client: Any, fake_service: Any) -> None:
     assert missing == {"data": {"account": None, "market": None}}
     malformed = await graphql(client, '{ wallet(address: "not-hex") { positions } }')
     assert malformed["errors"][0]["extensions"]["errors"] == [{"field": "address", "reason": "not a hex address"}]
+
+
+async def test_the_wallet_credit_takes_a_margin_model(
+    make_client: Any, fake_service: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await make_client(service=fake_service)
+    query = "query($wallet: String!, $model: String) { wallet(address: $wallet) { credit(model: $model) } }"
+    for model, named in ((None, "grid"), ("grid", "grid"), ("fhs", "fhs")):
+        result = await graphql(client, query, {"wallet": fake_service.wallet, "model": model})
+        assert "errors" not in result, result
+        assert result["data"]["wallet"]["credit"]["model"] == named
+    bad = await graphql(client, query, {"wallet": fake_service.wallet, "model": "span"})
+    (error,) = bad["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT" and error["extensions"]["status"] == 422
+    assert [e["field"] for e in error["extensions"]["errors"]] == ["model"]
+    monkeypatch.setattr(fake_service, "fhs_history", False)
+    refused = await graphql(client, query, {"wallet": fake_service.wallet, "model": "fhs"})
+    assert refused["errors"][0]["extensions"]["errors"] == [{"field": "model", "reason": "fhs: no history for BTC"}]
 
 
 async def test_unexpected_failures_are_masked(make_client: Any, broken_service: Any) -> None:

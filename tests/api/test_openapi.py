@@ -82,6 +82,8 @@ def test_service_routes_are_documented_from_the_service_annotations(base_url: st
         assert credit["security"] == [{"apiKey": []}]
         ok = credit["responses"]["200"]["content"]["application/json"]["schema"]
         assert ok == {"$ref": "#/components/schemas/CreditView"}
+        (model,) = [p for p in credit["parameters"] if p["in"] == "query"]
+        assert (model["name"], model["required"], model["schema"]["enum"]) == ("model", False, ["grid", "fhs"])
         stated = {
             parameter["name"]: parameter["schema"].get("pattern")
             for operations in document["paths"].values()

@@ -37,6 +37,45 @@ async def test_credit_needs_a_key(make_client: Any, fake_service: Any) -> None:
     assert (await client.get(f"/v1/wallets/{fake_service.wallet}/credit")).status == 401
 
 
+async def test_credit_takes_a_margin_model(make_client: Any, fake_service: Any) -> None:
+    client = await make_client(service=fake_service)
+    path = f"/v1/wallets/{fake_service.wallet}/credit"
+    for query, model in (("", "grid"), ("?model=grid", "grid"), ("?model=fhs", "fhs")):
+        response = await client.get(path + query, headers=KEY)
+        assert response.status == 200
+        assert (await response.json())["model"] == model
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("?model=span", "Input should be 'grid' or 'fhs'"),
+        ("?model=fhs&model=grid", "given more than once"),
+        ("?modle=fhs", "Extra inputs are not permitted"),
+    ],
+)
+async def test_a_bad_model_is_a_problem_naming_its_field(
+    make_client: Any, fake_service: Any, query: str, reason: str
+) -> None:
+    client = await make_client(service=fake_service)
+    response = await client.get(f"/v1/wallets/{fake_service.wallet}/credit{query}", headers=KEY)
+    assert response.status == 422
+    assert response.content_type == "application/problem+json"
+    errors = (await response.json())["errors"]
+    assert [e["field"] for e in errors] == [query[1:].split("=")[0]]
+    assert reason in errors[0]["reason"]
+
+
+async def test_a_model_the_service_cannot_apply_is_a_problem_naming_model(
+    make_client: Any, fake_service: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fake_service, "fhs_history", False)
+    client = await make_client(service=fake_service)
+    response = await client.get(f"/v1/wallets/{fake_service.wallet}/credit?model=fhs", headers=KEY)
+    assert response.status == 422
+    assert (await response.json())["errors"] == [{"field": "model", "reason": "fhs: no history for BTC"}]
+
+
 @pytest.mark.parametrize(
     ("path", "status", "field"),
     [
