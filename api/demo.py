@@ -38,7 +38,7 @@ from aggregator.webhook_target import webhook_session
 from api.demo_attestation import demo_signer, trust_signer_on_devnet
 from api.demo_credit_line import CreditLineDemo, show_on_dashboard
 from api.fhs_history import with_recorded_history
-from api.http.app import SERVICE_ENGINE_PRELOAD, SHUTDOWN_TIMEOUT_S, create_app
+from api.http.app import SERVICE_ENGINE_PRELOAD, SHUTDOWN_TIMEOUT_S, create_app, refresh_engine
 from api.http.settings import DEMO_API_KEY, ApiSettings
 from chains.client import make_chain_clients
 from devnet.deploy import DEPLOYER, TOKENS, compile_abi
@@ -296,14 +296,15 @@ async def run_demo_service(
                 await asyncio.to_thread(store.migrate)
                 await asyncio.to_thread(seed_demo_account, store, demo_account(devnet))
                 api_settings = demo_api_settings(os.environ)
-                engine = EnginePool(api_settings.engine, preload=SERVICE_ENGINE_PRELOAD)
+                engine = EnginePool(api_settings.engine, preload=SERVICE_ENGINE_PRELOAD)  # what-ifs
+                refreshes = refresh_engine(api_settings)
                 # the credit view and the attestations are signed by the service's own key, never a wallet's
                 settings = demo_settings(venues).model_copy(
                     update={"signer_key": "0x" + bytes(signer.key).hex(), "attestation": attestation_settings}
                 )
                 service = AggregatorService(
                     settings=settings, session=session, clients=list(clients.values()), store=AsyncStore(store),
-                    clock=clock, engine=engine, with_history=with_recorded_history,
+                    clock=clock, engine=refreshes, with_history=with_recorded_history,
                 )
                 attestations = AttestationService(risk=service, signer=signer, settings=attestation_settings)
                 # the first market snapshot before any request: the local venues share this event loop, and their
@@ -314,6 +315,7 @@ async def run_demo_service(
                 service.on_report.append(watcher.observe)
                 app = create_app(service=service, settings=api_settings, attestations=attestations, engine=engine)
                 app.on_cleanup.append(lambda _: engine.close())
+                app.on_cleanup.append(lambda _: refreshes.close())
                 credit_line = CreditLineDemo(devnet=devnet, attestations=attestations)
                 show_on_dashboard(app, credit_line)
                 yield Demo(devnet=devnet, venues=venues, service=service, keeper=keeper, app=app,

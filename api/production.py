@@ -28,7 +28,7 @@ from aggregator.settings import ServiceSettings, VenueCredentials
 from aggregator.store import AsyncStore, Store
 from aggregator.webhook_target import webhook_session
 from api.fhs_history import with_recorded_history
-from api.http.app import SERVICE_ENGINE_PRELOAD, SHUTDOWN_TIMEOUT_S, create_app
+from api.http.app import SERVICE_ENGINE_PRELOAD, SHUTDOWN_TIMEOUT_S, create_app, refresh_engine
 from api.http.settings import ApiSettings
 from chains.client import make_chain_clients
 from chains.config import ChainsFile, load_chains_file
@@ -95,9 +95,10 @@ async def serve_service(
     clients = await make_chain_clients(chains) if chains else {}
     async with aiohttp.ClientSession() as session, webhook_session() as hooks:
         api_settings = production_api_settings(os.environ)
-        engine = EnginePool(api_settings.engine, preload=SERVICE_ENGINE_PRELOAD)
+        engine = EnginePool(api_settings.engine, preload=SERVICE_ENGINE_PRELOAD)  # what-ifs
+        refreshes = refresh_engine(api_settings)
         service = AggregatorService(settings=settings, session=session, clients=list(clients.values()),
-                                    store=AsyncStore(store), engine=engine, with_history=with_recorded_history)
+                                    store=AsyncStore(store), engine=refreshes, with_history=with_recorded_history)
         service.on_report.append(AlertWatcher(WebhookSender(hooks)).observe)
         attestations = (
             AttestationService(risk=service, signer=attestation_signer, settings=settings.attestation)
@@ -120,6 +121,7 @@ async def serve_service(
             scheduler.shutdown(wait=False)
             await runner.cleanup()
             await engine.close()
+            await refreshes.close()
             for client in clients.values():
                 await client.close()
             store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from importlib.metadata import version
 
@@ -33,6 +34,12 @@ from risk_core.schema.params import default_params
 from risk_core.schema.positions import SCHEMA_VERSION
 
 SERVICE_ENGINE_PRELOAD = (*ENGINE_PRELOAD, "aggregator.service")  # what-ifs and the aggregator's refreshes
+
+
+def refresh_engine(settings: ApiSettings) -> EnginePool:
+    """The aggregator's own pool, one worker with the what-ifs' budget, for refresh margining and surface fits: a
+    what-if never queues behind a market refresh's fits (a tenth of a second each) in the requests' pool."""
+    return EnginePool(dataclasses.replace(settings.engine, workers=1), preload=SERVICE_ENGINE_PRELOAD)
 SHUTDOWN_TIMEOUT_S = 3.0  # on SIGTERM, requests in flight get this long: the process stops within seconds
 
 
