@@ -42,21 +42,45 @@ class MarketDepth:
 
     source: str  # "depth curve", or the pools read ("uniswap-v3 onchain 0x... fee 500 @ block N, ...")
     pools: tuple[AssetPool, ...]
+    beyond: MarketDepth | None = None  # read pools only: the asset's depth curve, for what lies past the ticks read
 
     def price(self) -> float:
         """The deepest pool's price (the one `route` reports)."""
         return reference_price(self.pools)
 
     def shocked(self, ratio: float) -> MarketDepth:
-        """Every pool moved by the arbitrage swap to its price x ratio."""
-        return MarketDepth(self.source, tuple(pool.moved_to(pool.price() * ratio)[1] for pool in self.pools))
+        """Every pool moved by the arbitrage swap to its price x ratio; the depth curve from then on when the shock
+        itself leaves the ticks read (the read depth says nothing past them).
+
+        Raises ImpactOutOfRange when it does and the asset has no curve."""
+        beyond = None if self.beyond is None else self.beyond.shocked(ratio)
+        try:
+            moved = tuple(pool.moved_to(pool.price() * ratio)[1] for pool in self.pools)
+        except ImpactOutOfRange:
+            if beyond is None:
+                raise
+            return beyond
+        return MarketDepth(self.source, moved, beyond)
 
     def price_after(self, start: float, net_sold: float) -> float:
         """The asset's USD price after `net_sold` units are sold into the market (negative: bought), `start`
-        being its USD price where the market now stands."""
+        being its USD price where the market now stands. A flow past the ticks read moves the pools to their edge
+        and the rest of it moves the price along the asset's depth curve.
+
+        Raises ImpactOutOfRange when it cannot be priced and the asset has no curve."""
         if net_sold == 0:
             return start
-        _, end, _ = route(self.pools, net_sold)
+        try:
+            _, end, _ = route(self.pools, net_sold)
+        except ImpactOutOfRange:
+            if self.beyond is None:
+                raise
+            # the pools to the first edge of their ticks read, the rest of the flow on the curve from there: the
+            # price stays continuous and monotone in the flow
+            selling = net_sold > 0
+            edge = (max if selling else min)(pool.edge_price(selling) for pool in self.pools)
+            absorbed = math.fsum(pool.moved_to(edge, clamp=True)[0] for pool in self.pools)
+            return self.beyond.price_after(start * edge / self.price(), net_sold - absorbed)
         return start * end / self.price()
 
 
@@ -77,8 +101,10 @@ def depth_curve(params: CascadeParams, asset: str, reference_price: float) -> Ma
 
 def market_depth(params: CascadeParams, asset: str, reference_price: float,
                  pools: Sequence[UniswapV3Pool] = ()) -> MarketDepth | None:
-    """The asset's read pools where there are any, else its depth curve (None: its price does not move)."""
+    """The asset's read pools where there are any (its depth curve behind them, for flows past the ticks read),
+    else its depth curve (None: its price does not move)."""
     own = [pool for pool in pools if pool.asset == asset]
+    curve = depth_curve(params, asset, reference_price)
     if own:
-        return MarketDepth("; ".join(pool_label(p) for p in own), tuple(asset_pool(p) for p in own))
-    return depth_curve(params, asset, reference_price)
+        return MarketDepth("; ".join(pool_label(p) for p in own), tuple(asset_pool(p) for p in own), curve)
+    return curve
