@@ -48,10 +48,8 @@ query AaveUsers($first: Int!, $after: ID!) {
 }
 """)
 
-UNISWAP_POSITIONS = GraphQLRequest("""
-query UniswapPositions($first: Int!, $after: ID!) {
-  positions(first: $first, orderBy: id, orderDirection: asc, where: {id_gt: $after, liquidity_gt: 0}) {
-    id
+# what a Uniswap v3 position is read as, in both the population's pages and one owner's
+_UNISWAP_POSITION_FIELDS = """    id
     owner
     liquidity
     tickLower { tickIdx }
@@ -59,24 +57,19 @@ query UniswapPositions($first: Int!, $after: ID!) {
     token0 { id symbol decimals }
     token1 { id symbol decimals }
     pool { id feeTier sqrtPrice tick }
-  }
-}
-""")
+"""
+
+UNISWAP_POSITIONS = GraphQLRequest("""
+query UniswapPositions($first: Int!, $after: ID!) {
+  positions(first: $first, orderBy: id, orderDirection: asc, where: {id_gt: $after, liquidity_gt: 0}) {
+"""
+                                   + _UNISWAP_POSITION_FIELDS + "  }\n}\n")
 
 UNISWAP_OWNER_POSITIONS = GraphQLRequest("""
 query UniswapOwnerPositions($first: Int!, $after: ID!, $owner: Bytes!) {
   positions(first: $first, orderBy: id, orderDirection: asc, where: {owner: $owner, id_gt: $after, liquidity_gt: 0}) {
-    id
-    owner
-    liquidity
-    tickLower { tickIdx }
-    tickUpper { tickIdx }
-    token0 { id symbol decimals }
-    token1 { id symbol decimals }
-    pool { id feeTier sqrtPrice tick }
-  }
-}
-""")
+"""
+                                         + _UNISWAP_POSITION_FIELDS + "  }\n}\n")
 
 
 UNISWAP_POOL = GraphQLRequest("""
